@@ -1,0 +1,65 @@
+# nginx-gdrive-worker
+#
+#   make            build build/ngx_http_gdrive_worker_module.so against
+#                   Debian's nginx source tree (nginx-dev)
+#   make run        build, start the local stack, run nginx in the foreground
+#   make test       install what is missing, build, start the stack, prove
+#   make stack / stack-down     the local services alone
+#   make asan       the module with AddressSanitizer and UBSan
+#   make fuzz / bench / soak
+
+SHELL       := /bin/bash
+NGX_SRC     ?= /usr/share/nginx/src
+NGINX       ?= /usr/sbin/nginx
+BUILD       := $(CURDIR)/build
+MODULE      := ngx_http_gdrive_worker_module
+SOURCES     := config $(wildcard src/*.c src/*.h)
+PROVE_ARGS  ?= -r t/
+
+.PHONY: all deps stack stack-down run test test-only asan fuzz bench soak clean
+
+all: $(BUILD)/$(MODULE).so
+
+# Debian's tree has no top-level Makefile: configure a private copy with the
+# flags Debian's nginx was built with, so that the module is binary
+# compatible with /usr/sbin/nginx.
+$(BUILD)/nginx/objs/Makefile: config
+	@test -f $(NGX_SRC)/configure || { echo "$(NGX_SRC) missing:" \
+	    "apt-get install nginx-dev (or make deps)"; exit 1; }
+	rm -rf $(BUILD)/nginx && mkdir -p $(BUILD) && cp -r $(NGX_SRC) $(BUILD)/nginx
+	cd $(BUILD)/nginx && . ./conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" $(NGX_EXTRA_FLAGS) \
+	        --add-dynamic-module=$(CURDIR) > $(BUILD)/configure.log 2>&1 \
+	    || { tail -20 $(BUILD)/configure.log; exit 1; }
+
+$(BUILD)/$(MODULE).so: $(BUILD)/nginx/objs/Makefile $(SOURCES)
+	$(MAKE) -s -C $(BUILD)/nginx -f objs/Makefile modules
+	cp $(BUILD)/nginx/objs/$(MODULE).so $@
+
+deps:
+	bash t/stack/install-deps.sh
+
+stack: all
+	bash t/stack/stack.sh up
+
+stack-down:
+	bash t/stack/stack.sh down
+
+run: all
+	bash t/run.sh
+
+# the README's test command: everything from a fresh Debian machine
+test: deps
+	$(MAKE) all
+	bash t/stack/stack.sh up
+	rc=0; $(MAKE) test-only || rc=$$?; bash t/stack/stack.sh down; exit $$rc
+
+test-only:
+	set -a && . $(BUILD)/stack.env && set +a && prove $(PROVE_ARGS)
+
+asan:
+	$(MAKE) BUILD=$(CURDIR)/build/asan \
+	    NGX_EXTRA_FLAGS="--with-cc-opt='-fsanitize=address,undefined -fno-omit-frame-pointer' --with-ld-opt='-fsanitize=address,undefined'"
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,202 @@
+
+/*
+ * nginx-gdrive-worker: shared types.
+ *
+ * The configuration of the module, the shared zone and the prototypes
+ * that cross file boundaries.  Files include only this header and the
+ * nginx headers; see the file map in the README.
+ */
+
+
+#ifndef _NGX_GDRIVE_H_INCLUDED_
+#define _NGX_GDRIVE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+#define NGX_GDRIVE_VERSION            "0.1.0"
+
+
+/* what a location serves */
+#define NGX_HTTP_GDRIVE_LOC_NONE      0
+#define NGX_HTTP_GDRIVE_LOC_TRIGGER   1
+#define NGX_HTTP_GDRIVE_LOC_HEALTH    2
+#define NGX_HTTP_GDRIVE_LOC_METRICS   3
+#define NGX_HTTP_GDRIVE_LOC_STATUS    4
+#define NGX_HTTP_GDRIVE_LOC_DLQ       5
+
+
+/*
+ * Settings that take a value from a directive, else from an environment
+ * variable, else from a default.  One index per setting; the table that
+ * describes them lives in ngx_http_gdrive_worker_module.c.
+ */
+typedef enum {
+    NGX_GDRIVE_S_KAFKA_BROKERS = 0,
+    NGX_GDRIVE_S_KAFKA_TOPIC,
+    NGX_GDRIVE_S_KAFKA_DLQ_TOPIC,
+    NGX_GDRIVE_S_KAFKA_RESULT_TOPIC,
+    NGX_GDRIVE_S_KAFKA_GROUP,
+    NGX_GDRIVE_S_KAFKA_MAX_POLL_RECORDS,
+    NGX_GDRIVE_S_KAFKA_MAX_POLL_INTERVAL,
+    NGX_GDRIVE_S_KAFKA_SESSION_TIMEOUT,
+    NGX_GDRIVE_S_KAFKA_FETCH_MIN_BYTES,
+    NGX_GDRIVE_S_KAFKA_FETCH_MAX_WAIT,
+    NGX_GDRIVE_S_KAFKA_COMMIT_INTERVAL,
+    NGX_GDRIVE_S_KAFKA_DELIVERY_TIMEOUT,
+    NGX_GDRIVE_S_CONSUMER,
+    NGX_GDRIVE_S_GOOGLE_TOKEN_URL,
+    NGX_GDRIVE_S_GOOGLE_API_URL,
+    NGX_GDRIVE_S_GOOGLE_CLIENT_ID,
+    NGX_GDRIVE_S_GOOGLE_CLIENT_SECRET,
+    NGX_GDRIVE_S_GOOGLE_REFRESH_TOKEN,
+    NGX_GDRIVE_S_GOOGLE_API_DEBUG,
+    NGX_GDRIVE_S_CONTROL_PLANE_URL,
+    NGX_GDRIVE_S_TOKEN_SKEW,
+    NGX_GDRIVE_S_ACKNOWLEDGE_ABUSE,
+    NGX_GDRIVE_S_S3_ENDPOINT,
+    NGX_GDRIVE_S_S3_REGION,
+    NGX_GDRIVE_S_S3_BUCKET,
+    NGX_GDRIVE_S_S3_ACCESS_KEY,
+    NGX_GDRIVE_S_S3_SECRET_KEY,
+    NGX_GDRIVE_S_S3_PREFIX,
+    NGX_GDRIVE_S_S3_PATH_STYLE,
+    NGX_GDRIVE_S_S3_MULTIPART_THRESHOLD,
+    NGX_GDRIVE_S_RATE_LIMIT,
+    NGX_GDRIVE_S_GLOBAL_RATE_LIMIT,
+    NGX_GDRIVE_S_MAX_CONNECTIONS,
+    NGX_GDRIVE_S_DNS_CACHE_TTL,
+    NGX_GDRIVE_S_CONNECT_TIMEOUT,
+    NGX_GDRIVE_S_READ_TIMEOUT,
+    NGX_GDRIVE_S_SSL_VERIFY,
+    NGX_GDRIVE_S_CA_FILE,
+    NGX_GDRIVE_S_MAX_INFLIGHT,
+    NGX_GDRIVE_S_RETRY,
+    NGX_GDRIVE_S_METADATA_CACHE,
+    NGX_GDRIVE_S_STREAM_BUFFERS,
+    NGX_GDRIVE_S_SHUTDOWN_TIMEOUT,
+    NGX_GDRIVE_S_LAST
+} ngx_gdrive_setting_e;
+
+
+typedef struct {
+    ngx_shm_zone_t      *shm_zone;
+
+    /* which parts of the module the configuration uses */
+    ngx_uint_t           locations;     /* bit per NGX_HTTP_GDRIVE_LOC_* */
+
+    u_char               set[NGX_GDRIVE_S_LAST];   /* where each came from */
+    ngx_str_t            origin[NGX_GDRIVE_S_LAST]; /* text for messages */
+
+    /* Kafka */
+    ngx_str_t            kafka_brokers;
+    ngx_str_t            kafka_topic;
+    ngx_str_t            kafka_dlq_topic;
+    ngx_str_t            kafka_result_topic;
+    ngx_str_t            kafka_group;
+    ngx_array_t         *kafka_options;           /* of ngx_keyval_t */
+    ngx_uint_t           kafka_max_poll_records;
+    ngx_msec_t           kafka_max_poll_interval;
+    ngx_msec_t           kafka_session_timeout;
+    ngx_uint_t           kafka_fetch_min_bytes;
+    ngx_msec_t           kafka_fetch_max_wait;
+    ngx_msec_t           kafka_commit_interval;
+    ngx_msec_t           kafka_delivery_timeout;
+    ngx_flag_t           consumer;
+
+    /* Google and the control plane */
+    ngx_str_t            google_token_url;
+    ngx_str_t            google_api_url;
+    ngx_str_t            google_client_id;
+    ngx_str_t            google_client_secret;
+    ngx_str_t            google_refresh_token;
+    ngx_flag_t           google_api_debug;
+    ngx_str_t            control_plane_url;
+    ngx_msec_t           token_skew;
+    ngx_flag_t           acknowledge_abuse;
+
+    /* S3 */
+    ngx_str_t            s3_endpoint;
+    ngx_str_t            s3_region;
+    ngx_str_t            s3_bucket;
+    ngx_str_t            s3_access_key;
+    ngx_str_t            s3_secret_key;
+    ngx_str_t            s3_prefix;
+    ngx_flag_t           s3_path_style;
+    size_t               s3_multipart_threshold;
+
+    /* rates are in requests per 1000 seconds, as limit_req keeps them */
+    ngx_uint_t           rate;
+    ngx_uint_t           burst;
+    ngx_uint_t           global_rate;
+    ngx_uint_t           global_burst;
+
+    /* outbound HTTP */
+    ngx_uint_t           max_connections;
+    ngx_uint_t           max_connections_per_host;
+    time_t               dns_cache_ttl;
+    ngx_msec_t           connect_timeout;
+    ngx_msec_t           read_timeout;
+    ngx_flag_t           ssl_verify;
+    ngx_str_t            ca_file;
+
+    /* jobs */
+    ngx_uint_t           max_inflight;
+    ngx_uint_t           retry_attempts;
+    ngx_msec_t           retry_base;
+    ngx_msec_t           retry_max;
+    ngx_uint_t           metadata_cache_entries;
+    time_t               metadata_cache_ttl;
+    ngx_bufs_t           stream_buffers;
+    ngx_msec_t           shutdown_timeout;
+} ngx_http_gdrive_main_conf_t;
+
+
+typedef struct {
+    ngx_uint_t           type;          /* NGX_HTTP_GDRIVE_LOC_* */
+    ngx_uint_t           trigger_max_batch;
+    ngx_uint_t           status_recent;
+} ngx_http_gdrive_loc_conf_t;
+
+
+/* where a setting's value came from */
+#define NGX_GDRIVE_FROM_UNSET      0
+#define NGX_GDRIVE_FROM_DIRECTIVE  1
+#define NGX_GDRIVE_FROM_ENV        2
+#define NGX_GDRIVE_FROM_DEFAULT    3
+
+
+/* the shared zone */
+
+typedef struct {
+    ngx_atomic_t         generation;    /* bumped on every (re)start */
+    ngx_msec_t           started;
+} ngx_gdrive_sh_t;
+
+
+typedef struct {
+    ngx_gdrive_sh_t     *sh;
+    ngx_slab_pool_t     *shpool;
+} ngx_gdrive_shm_ctx_t;
+
+
+ngx_int_t ngx_gdrive_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+
+
+/* locations */
+
+ngx_int_t ngx_http_gdrive_health_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_gdrive_unavailable_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_gdrive_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *detail);
+ngx_int_t ngx_http_gdrive_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *json, size_t len);
+
+
+extern ngx_module_t  ngx_http_gdrive_worker_module;
+
+
+#endif /* _NGX_GDRIVE_H_INCLUDED_ */

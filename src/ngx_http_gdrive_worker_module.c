@@ -1,0 +1,1667 @@
+
+/*
+ * nginx-gdrive-worker: directives, configuration and init hooks.
+ *
+ * Every value setting has one description: the directive, the environment
+ * variable it falls back to, the default, and the parser.  A value from
+ * the directive beats the environment, the environment beats the default,
+ * and the same parser checks all three, so "nginx -t" says what is wrong
+ * with a value wherever it came from.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "ngx_gdrive.h"
+
+
+typedef char *(*ngx_gdrive_parse_pt)(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+
+
+typedef struct {
+    ngx_gdrive_setting_e   id;
+    char                  *env;
+    char                  *def;
+    ngx_gdrive_parse_pt    parse;
+    ngx_int_t              min;
+    ngx_int_t              max;
+    ngx_uint_t             flags;
+} ngx_gdrive_setting_t;
+
+
+/* environment value is in milliseconds (the guide's *_MS variables) */
+#define NGX_GDRIVE_ENV_MS   0x01
+/* a credential: never printed */
+#define NGX_GDRIVE_SECRET   0x02
+
+
+static void *ngx_http_gdrive_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_gdrive_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_gdrive_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_gdrive_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+
+static char *ngx_http_gdrive_set_setting(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_gdrive_apply(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_command_t *cmd, ngx_str_t *args,
+    ngx_uint_t n, ngx_uint_t from, char *env);
+static char *ngx_http_gdrive_apply_text(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_command_t *cmd, ngx_str_t *text,
+    ngx_uint_t from, char *env);
+static char *ngx_http_gdrive_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_gdrive_kafka_option(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_gdrive_location(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_gdrive_require(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_gdrive_setting_e id,
+    const char *why);
+static ngx_command_t *ngx_http_gdrive_setting_command(ngx_gdrive_setting_e id);
+
+static char *ngx_gdrive_parse_str(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_url(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_brokers(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_topic(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_flag(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_num(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_msec(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_sec(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_size(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_path(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_region(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_bucket(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_prefix(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_rate(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_connections(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_retry(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_metadata_cache(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_stream_buffers(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+
+static char *ngx_gdrive_range_error(ngx_conf_t *cf, ngx_gdrive_setting_t *s,
+    const char *unit);
+static ngx_int_t ngx_gdrive_param(ngx_str_t *arg, char *name, ngx_str_t *v);
+
+
+#define ngx_gdrive_setting(id, env, def, parse, min, max, flags)             \
+    static ngx_gdrive_setting_t  ngx_gdrive_s_##id =                          \
+        { NGX_GDRIVE_S_##id, env, def, parse, min, max, flags }
+
+ngx_gdrive_setting(KAFKA_BROKERS, "KAFKA_BOOTSTRAP_SERVERS", NULL,
+    ngx_gdrive_parse_brokers, 0, 0, 0);
+ngx_gdrive_setting(KAFKA_TOPIC, NULL, "integration.trigger",
+    ngx_gdrive_parse_topic, 0, 0, 0);
+ngx_gdrive_setting(KAFKA_DLQ_TOPIC, NULL, "integration.trigger.dlq",
+    ngx_gdrive_parse_topic, 0, 0, 0);
+ngx_gdrive_setting(KAFKA_RESULT_TOPIC, NULL, "integration.result",
+    ngx_gdrive_parse_topic, 0, 0, 0);
+ngx_gdrive_setting(KAFKA_GROUP, NULL, "google-drive-worker",
+    ngx_gdrive_parse_topic, 0, 0, 0);
+ngx_gdrive_setting(KAFKA_MAX_POLL_RECORDS, "KAFKA_MAX_POLL_RECORDS", "500",
+    ngx_gdrive_parse_num, 1, 100000, 0);
+ngx_gdrive_setting(KAFKA_MAX_POLL_INTERVAL, "KAFKA_MAX_POLL_INTERVAL_MS",
+    "600s", ngx_gdrive_parse_msec, 1, 86400000, NGX_GDRIVE_ENV_MS);
+ngx_gdrive_setting(KAFKA_SESSION_TIMEOUT, "KAFKA_SESSION_TIMEOUT_MS",
+    "30s", ngx_gdrive_parse_msec, 1, 3600000, NGX_GDRIVE_ENV_MS);
+ngx_gdrive_setting(KAFKA_FETCH_MIN_BYTES, "KAFKA_FETCH_MIN_BYTES", "1",
+    ngx_gdrive_parse_num, 1, 100000000, 0);
+ngx_gdrive_setting(KAFKA_FETCH_MAX_WAIT, "KAFKA_FETCH_MAX_WAIT_MS", "500ms",
+    ngx_gdrive_parse_msec, 0, 300000, NGX_GDRIVE_ENV_MS);
+ngx_gdrive_setting(KAFKA_COMMIT_INTERVAL, NULL, "5s",
+    ngx_gdrive_parse_msec, 100, 3600000, 0);
+ngx_gdrive_setting(KAFKA_DELIVERY_TIMEOUT, NULL, "30s",
+    ngx_gdrive_parse_msec, 1000, 3600000, 0);
+ngx_gdrive_setting(CONSUMER, NULL, "off",
+    ngx_gdrive_parse_flag, 0, 0, 0);
+ngx_gdrive_setting(GOOGLE_TOKEN_URL, "GOOGLE_TOKEN_URL",
+    "https://oauth2.googleapis.com/token", ngx_gdrive_parse_url, 0, 0, 0);
+ngx_gdrive_setting(GOOGLE_API_URL, "GOOGLE_API_URL",
+    "https://www.googleapis.com", ngx_gdrive_parse_url, 0, 0, 0);
+ngx_gdrive_setting(GOOGLE_CLIENT_ID, "GOOGLE_CLIENT_ID", NULL,
+    ngx_gdrive_parse_str, 0, 0, 0);
+ngx_gdrive_setting(GOOGLE_CLIENT_SECRET, "GOOGLE_CLIENT_SECRET", NULL,
+    ngx_gdrive_parse_str, 0, 0, NGX_GDRIVE_SECRET);
+ngx_gdrive_setting(GOOGLE_REFRESH_TOKEN, "GOOGLE_REFRESH_TOKEN", NULL,
+    ngx_gdrive_parse_str, 0, 0, NGX_GDRIVE_SECRET);
+ngx_gdrive_setting(GOOGLE_API_DEBUG, "GOOGLE_API_DEBUG", "off",
+    ngx_gdrive_parse_flag, 0, 0, 0);
+ngx_gdrive_setting(CONTROL_PLANE_URL, "CONTROL_PLANE_URL", NULL,
+    ngx_gdrive_parse_url, 0, 0, 0);
+ngx_gdrive_setting(TOKEN_SKEW, NULL, "60s",
+    ngx_gdrive_parse_msec, 0, 1800000, 0);
+ngx_gdrive_setting(ACKNOWLEDGE_ABUSE, NULL, "off",
+    ngx_gdrive_parse_flag, 0, 0, 0);
+ngx_gdrive_setting(S3_ENDPOINT, "S3_ENDPOINT", NULL,
+    ngx_gdrive_parse_url, 0, 0, 0);
+ngx_gdrive_setting(S3_REGION, "AWS_REGION", "us-east-1",
+    ngx_gdrive_parse_region, 0, 0, 0);
+ngx_gdrive_setting(S3_BUCKET, "S3_BUCKET_NAME", NULL,
+    ngx_gdrive_parse_bucket, 0, 0, 0);
+ngx_gdrive_setting(S3_ACCESS_KEY, "AWS_ACCESS_KEY_ID", NULL,
+    ngx_gdrive_parse_str, 0, 0, 0);
+ngx_gdrive_setting(S3_SECRET_KEY, "AWS_SECRET_ACCESS_KEY", NULL,
+    ngx_gdrive_parse_str, 0, 0, NGX_GDRIVE_SECRET);
+ngx_gdrive_setting(S3_PREFIX, "S3_PREFIX", "",
+    ngx_gdrive_parse_prefix, 0, 0, 0);
+ngx_gdrive_setting(S3_PATH_STYLE, "S3_PATH_STYLE", NULL,
+    ngx_gdrive_parse_flag, 0, 0, 0);
+ngx_gdrive_setting(S3_MULTIPART_THRESHOLD, NULL, NULL,
+    ngx_gdrive_parse_size, 0, 0, 0);
+ngx_gdrive_setting(RATE_LIMIT, "GDRIVE_API_RATE_LIMIT", "10r/s",
+    ngx_gdrive_parse_rate, 0, 0, 0);
+ngx_gdrive_setting(GLOBAL_RATE_LIMIT, "GDRIVE_API_GLOBAL_RATE_LIMIT",
+    "200r/s", ngx_gdrive_parse_rate, 0, 0, 0);
+ngx_gdrive_setting(MAX_CONNECTIONS, "WORKER_MAX_CONCURRENT_CONNECTIONS",
+    "100", ngx_gdrive_parse_connections, 1, 65535, 0);
+ngx_gdrive_setting(DNS_CACHE_TTL, NULL, "300s",
+    ngx_gdrive_parse_sec, 0, 86400, 0);
+ngx_gdrive_setting(CONNECT_TIMEOUT, NULL, "10s",
+    ngx_gdrive_parse_msec, 1, 600000, 0);
+ngx_gdrive_setting(READ_TIMEOUT, NULL, "60s",
+    ngx_gdrive_parse_msec, 1000, 3600000, 0);
+ngx_gdrive_setting(SSL_VERIFY, NULL, "on",
+    ngx_gdrive_parse_flag, 0, 0, 0);
+ngx_gdrive_setting(CA_FILE, NULL, NULL,
+    ngx_gdrive_parse_path, 0, 0, 0);
+ngx_gdrive_setting(MAX_INFLIGHT, "GDRIVE_MAX_INFLIGHT", "16",
+    ngx_gdrive_parse_num, 1, 10000, 0);
+ngx_gdrive_setting(RETRY, NULL, "attempts=5 base=1s max=32s",
+    ngx_gdrive_parse_retry, 0, 0, 0);
+ngx_gdrive_setting(METADATA_CACHE, NULL, "10000 ttl=1h",
+    ngx_gdrive_parse_metadata_cache, 0, 0, 0);
+ngx_gdrive_setting(STREAM_BUFFERS, NULL, "4 8m",
+    ngx_gdrive_parse_stream_buffers, 0, 0, 0);
+ngx_gdrive_setting(SHUTDOWN_TIMEOUT, NULL, "30s",
+    ngx_gdrive_parse_msec, 0, 3600000, 0);
+
+
+#define ngx_gdrive_value(name, args, field, id)                               \
+    { ngx_string(name),                                                       \
+      NGX_HTTP_MAIN_CONF|args,                                                \
+      ngx_http_gdrive_set_setting,                                            \
+      NGX_HTTP_MAIN_CONF_OFFSET,                                              \
+      offsetof(ngx_http_gdrive_main_conf_t, field),                           \
+      &ngx_gdrive_s_##id }
+
+
+static ngx_command_t  ngx_http_gdrive_commands[] = {
+
+    { ngx_string("gdrive_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_gdrive_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("gdrive_kafka_option"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_gdrive_kafka_option,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    ngx_gdrive_value("gdrive_kafka_brokers", NGX_CONF_TAKE1,
+                     kafka_brokers, KAFKA_BROKERS),
+    ngx_gdrive_value("gdrive_kafka_topic", NGX_CONF_TAKE1,
+                     kafka_topic, KAFKA_TOPIC),
+    ngx_gdrive_value("gdrive_kafka_dlq_topic", NGX_CONF_TAKE1,
+                     kafka_dlq_topic, KAFKA_DLQ_TOPIC),
+    ngx_gdrive_value("gdrive_kafka_result_topic", NGX_CONF_TAKE1,
+                     kafka_result_topic, KAFKA_RESULT_TOPIC),
+    ngx_gdrive_value("gdrive_kafka_group", NGX_CONF_TAKE1,
+                     kafka_group, KAFKA_GROUP),
+    ngx_gdrive_value("gdrive_kafka_max_poll_records", NGX_CONF_TAKE1,
+                     kafka_max_poll_records, KAFKA_MAX_POLL_RECORDS),
+    ngx_gdrive_value("gdrive_kafka_max_poll_interval", NGX_CONF_TAKE1,
+                     kafka_max_poll_interval, KAFKA_MAX_POLL_INTERVAL),
+    ngx_gdrive_value("gdrive_kafka_session_timeout", NGX_CONF_TAKE1,
+                     kafka_session_timeout, KAFKA_SESSION_TIMEOUT),
+    ngx_gdrive_value("gdrive_kafka_fetch_min_bytes", NGX_CONF_TAKE1,
+                     kafka_fetch_min_bytes, KAFKA_FETCH_MIN_BYTES),
+    ngx_gdrive_value("gdrive_kafka_fetch_max_wait", NGX_CONF_TAKE1,
+                     kafka_fetch_max_wait, KAFKA_FETCH_MAX_WAIT),
+    ngx_gdrive_value("gdrive_kafka_commit_interval", NGX_CONF_TAKE1,
+                     kafka_commit_interval, KAFKA_COMMIT_INTERVAL),
+    ngx_gdrive_value("gdrive_kafka_delivery_timeout", NGX_CONF_TAKE1,
+                     kafka_delivery_timeout, KAFKA_DELIVERY_TIMEOUT),
+    ngx_gdrive_value("gdrive_consumer", NGX_CONF_FLAG,
+                     consumer, CONSUMER),
+    ngx_gdrive_value("gdrive_google_token_url", NGX_CONF_TAKE1,
+                     google_token_url, GOOGLE_TOKEN_URL),
+    ngx_gdrive_value("gdrive_google_api_url", NGX_CONF_TAKE1,
+                     google_api_url, GOOGLE_API_URL),
+    ngx_gdrive_value("gdrive_google_client_id", NGX_CONF_TAKE1,
+                     google_client_id, GOOGLE_CLIENT_ID),
+    ngx_gdrive_value("gdrive_google_client_secret", NGX_CONF_TAKE1,
+                     google_client_secret, GOOGLE_CLIENT_SECRET),
+    ngx_gdrive_value("gdrive_google_refresh_token", NGX_CONF_TAKE1,
+                     google_refresh_token, GOOGLE_REFRESH_TOKEN),
+    ngx_gdrive_value("gdrive_google_api_debug", NGX_CONF_FLAG,
+                     google_api_debug, GOOGLE_API_DEBUG),
+    ngx_gdrive_value("gdrive_control_plane_url", NGX_CONF_TAKE1,
+                     control_plane_url, CONTROL_PLANE_URL),
+    ngx_gdrive_value("gdrive_token_skew", NGX_CONF_TAKE1,
+                     token_skew, TOKEN_SKEW),
+    ngx_gdrive_value("gdrive_acknowledge_abuse", NGX_CONF_FLAG,
+                     acknowledge_abuse, ACKNOWLEDGE_ABUSE),
+    ngx_gdrive_value("gdrive_s3_endpoint", NGX_CONF_TAKE1,
+                     s3_endpoint, S3_ENDPOINT),
+    ngx_gdrive_value("gdrive_s3_region", NGX_CONF_TAKE1,
+                     s3_region, S3_REGION),
+    ngx_gdrive_value("gdrive_s3_bucket", NGX_CONF_TAKE1,
+                     s3_bucket, S3_BUCKET),
+    ngx_gdrive_value("gdrive_s3_access_key", NGX_CONF_TAKE1,
+                     s3_access_key, S3_ACCESS_KEY),
+    ngx_gdrive_value("gdrive_s3_secret_key", NGX_CONF_TAKE1,
+                     s3_secret_key, S3_SECRET_KEY),
+    ngx_gdrive_value("gdrive_s3_prefix", NGX_CONF_TAKE1,
+                     s3_prefix, S3_PREFIX),
+    ngx_gdrive_value("gdrive_s3_path_style", NGX_CONF_FLAG,
+                     s3_path_style, S3_PATH_STYLE),
+    ngx_gdrive_value("gdrive_s3_multipart_threshold", NGX_CONF_TAKE1,
+                     s3_multipart_threshold, S3_MULTIPART_THRESHOLD),
+    ngx_gdrive_value("gdrive_rate_limit", NGX_CONF_TAKE12,
+                     rate, RATE_LIMIT),
+    ngx_gdrive_value("gdrive_global_rate_limit", NGX_CONF_TAKE12,
+                     global_rate, GLOBAL_RATE_LIMIT),
+    ngx_gdrive_value("gdrive_max_connections", NGX_CONF_TAKE12,
+                     max_connections, MAX_CONNECTIONS),
+    ngx_gdrive_value("gdrive_dns_cache_ttl", NGX_CONF_TAKE1,
+                     dns_cache_ttl, DNS_CACHE_TTL),
+    ngx_gdrive_value("gdrive_connect_timeout", NGX_CONF_TAKE1,
+                     connect_timeout, CONNECT_TIMEOUT),
+    ngx_gdrive_value("gdrive_read_timeout", NGX_CONF_TAKE1,
+                     read_timeout, READ_TIMEOUT),
+    ngx_gdrive_value("gdrive_ssl_verify", NGX_CONF_FLAG,
+                     ssl_verify, SSL_VERIFY),
+    ngx_gdrive_value("gdrive_ca_file", NGX_CONF_TAKE1,
+                     ca_file, CA_FILE),
+    ngx_gdrive_value("gdrive_max_inflight", NGX_CONF_TAKE1,
+                     max_inflight, MAX_INFLIGHT),
+    ngx_gdrive_value("gdrive_retry", NGX_CONF_TAKE123,
+                     retry_attempts, RETRY),
+    ngx_gdrive_value("gdrive_metadata_cache", NGX_CONF_TAKE12,
+                     metadata_cache_entries, METADATA_CACHE),
+    ngx_gdrive_value("gdrive_stream_buffers", NGX_CONF_TAKE2,
+                     stream_buffers, STREAM_BUFFERS),
+    ngx_gdrive_value("gdrive_shutdown_timeout", NGX_CONF_TAKE1,
+                     shutdown_timeout, SHUTDOWN_TIMEOUT),
+
+    { ngx_string("gdrive_trigger"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_gdrive_location,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) NGX_HTTP_GDRIVE_LOC_TRIGGER },
+
+    { ngx_string("gdrive_trigger_max_batch"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_gdrive_loc_conf_t, trigger_max_batch),
+      NULL },
+
+    { ngx_string("gdrive_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_gdrive_location,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) NGX_HTTP_GDRIVE_LOC_HEALTH },
+
+    { ngx_string("gdrive_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_gdrive_location,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) NGX_HTTP_GDRIVE_LOC_METRICS },
+
+    { ngx_string("gdrive_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_gdrive_location,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) NGX_HTTP_GDRIVE_LOC_STATUS },
+
+    { ngx_string("gdrive_dlq"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_gdrive_location,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) NGX_HTTP_GDRIVE_LOC_DLQ },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_gdrive_worker_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_gdrive_create_main_conf,      /* create main configuration */
+    ngx_http_gdrive_init_main_conf,        /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_gdrive_create_loc_conf,       /* create location configuration */
+    ngx_http_gdrive_merge_loc_conf         /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_gdrive_worker_module = {
+    NGX_MODULE_V1,
+    &ngx_http_gdrive_worker_module_ctx,    /* module context */
+    ngx_http_gdrive_commands,              /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_http_gdrive_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_gdrive_main_conf_t));
+    if (gmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     gmcf->shm_zone = NULL;
+     *     gmcf->locations = 0;
+     *     gmcf->set[] = NGX_GDRIVE_FROM_UNSET;
+     *     all values = 0 / empty, filled in by init_main_conf
+     */
+
+    return gmcf;
+}
+
+
+static char *
+ngx_http_gdrive_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_gdrive_main_conf_t *gmcf = conf;
+
+    char                  *rv, *env, *why;
+    u_char                *p;
+    ngx_str_t              value;
+    ngx_uint_t             i;
+    ngx_command_t         *cmd;
+    ngx_gdrive_setting_t  *s;
+
+    if (gmcf->locations == 0 && !gmcf->consumer) {
+        /* the module is not used: nginx behaves as without it */
+        return NGX_CONF_OK;
+    }
+
+    for (cmd = ngx_http_gdrive_commands; cmd->name.len; cmd++) {
+
+        if (cmd->set != ngx_http_gdrive_set_setting) {
+            continue;
+        }
+
+        s = cmd->post;
+
+        if (gmcf->set[s->id] != NGX_GDRIVE_FROM_UNSET) {
+            continue;
+        }
+
+        env = s->env ? getenv(s->env) : NULL;
+
+        if (env != NULL && env[0] != '\0') {
+            value.len = ngx_strlen(env);
+
+            if (s->flags & NGX_GDRIVE_ENV_MS) {
+                /* "600000" means milliseconds here, not seconds */
+                value.data = ngx_pnalloc(cf->pool, value.len + 2);
+                if (value.data == NULL) {
+                    return NGX_CONF_ERROR;
+                }
+
+                p = ngx_cpymem(value.data, env, value.len);
+                *p++ = 'm'; *p = 's';
+                value.len += 2;
+
+            } else {
+                value.data = (u_char *) env;
+            }
+
+            rv = ngx_http_gdrive_apply_text(cf, gmcf, cmd, &value,
+                                            NGX_GDRIVE_FROM_ENV, s->env);
+            if (rv != NGX_CONF_OK) {
+                return rv;
+            }
+
+            continue;
+        }
+
+        if (s->def == NULL) {
+            continue;
+        }
+
+        value.data = (u_char *) s->def;
+        value.len = ngx_strlen(s->def);
+
+        rv = ngx_http_gdrive_apply_text(cf, gmcf, cmd, &value,
+                                        NGX_GDRIVE_FROM_DEFAULT, NULL);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+    }
+
+    /* defaults that depend on other values */
+
+    if (gmcf->set[NGX_GDRIVE_S_S3_ENDPOINT] == NGX_GDRIVE_FROM_UNSET) {
+        value.len = sizeof("https://s3..amazonaws.com") - 1
+                    + gmcf->s3_region.len;
+        value.data = ngx_pnalloc(cf->pool, value.len);
+        if (value.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_sprintf(value.data, "https://s3.%V.amazonaws.com",
+                    &gmcf->s3_region);
+        gmcf->s3_endpoint = value;
+        gmcf->set[NGX_GDRIVE_S_S3_ENDPOINT] = NGX_GDRIVE_FROM_DEFAULT;
+
+        if (gmcf->set[NGX_GDRIVE_S_S3_PATH_STYLE] == NGX_GDRIVE_FROM_UNSET) {
+            gmcf->s3_path_style = 0;
+        }
+
+    } else if (gmcf->set[NGX_GDRIVE_S_S3_PATH_STYLE] == NGX_GDRIVE_FROM_UNSET)
+    {
+        /* S3-compatible stores rarely have wildcard DNS for buckets */
+        gmcf->s3_path_style = 1;
+    }
+
+    gmcf->set[NGX_GDRIVE_S_S3_PATH_STYLE] = NGX_GDRIVE_FROM_DEFAULT;
+
+    if (gmcf->set[NGX_GDRIVE_S_S3_MULTIPART_THRESHOLD]
+        == NGX_GDRIVE_FROM_UNSET)
+    {
+        gmcf->s3_multipart_threshold = gmcf->stream_buffers.size;
+        gmcf->set[NGX_GDRIVE_S_S3_MULTIPART_THRESHOLD] =
+                                                     NGX_GDRIVE_FROM_DEFAULT;
+
+    } else if (gmcf->s3_multipart_threshold > gmcf->stream_buffers.size) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"gdrive_s3_multipart_threshold\" %uz must not exceed "
+                      "the size of one \"gdrive_stream_buffers\" buffer (%uz)",
+                      gmcf->s3_multipart_threshold,
+                      gmcf->stream_buffers.size);
+        return NGX_CONF_ERROR;
+    }
+
+    if (gmcf->retry_base > gmcf->retry_max) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"gdrive_retry\": base=%Mms is greater than max=%Mms",
+                      gmcf->retry_base, gmcf->retry_max);
+        return NGX_CONF_ERROR;
+    }
+
+    /* what the configured parts need */
+
+    if (gmcf->shm_zone == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"gdrive_zone\" is required when a gdrive location "
+                      "or \"gdrive_consumer on\" is configured");
+        return NGX_CONF_ERROR;
+    }
+
+    if (gmcf->consumer) {
+        why = "gdrive_consumer is on";
+
+    } else if (gmcf->locations & ((1 << NGX_HTTP_GDRIVE_LOC_TRIGGER)
+                                  | (1 << NGX_HTTP_GDRIVE_LOC_DLQ)))
+    {
+        why = (gmcf->locations & (1 << NGX_HTTP_GDRIVE_LOC_TRIGGER))
+              ? "gdrive_trigger is used" : "gdrive_dlq is used";
+
+    } else {
+        why = NULL;
+    }
+
+    if (why && ngx_http_gdrive_require(cf, gmcf, NGX_GDRIVE_S_KAFKA_BROKERS,
+                                       why)
+               != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (!gmcf->consumer) {
+        return NGX_CONF_OK;
+    }
+
+    why = "gdrive_consumer is on";
+
+    if (gmcf->set[NGX_GDRIVE_S_CONTROL_PLANE_URL] == NGX_GDRIVE_FROM_UNSET) {
+
+        for (i = NGX_GDRIVE_S_GOOGLE_CLIENT_ID;
+             i <= NGX_GDRIVE_S_GOOGLE_REFRESH_TOKEN;
+             i++)
+        {
+            if (ngx_http_gdrive_require(cf, gmcf, i,
+                        "gdrive_consumer is on and no control plane is set")
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+        }
+    }
+
+    for (i = NGX_GDRIVE_S_S3_BUCKET; i <= NGX_GDRIVE_S_S3_SECRET_KEY; i++) {
+        if (ngx_http_gdrive_require(cf, gmcf, i, why) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gdrive_require(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_gdrive_setting_e id, const char *why)
+{
+    ngx_command_t         *cmd;
+    ngx_gdrive_setting_t  *s;
+
+    if (gmcf->set[id] != NGX_GDRIVE_FROM_UNSET) {
+        return NGX_CONF_OK;
+    }
+
+    cmd = ngx_http_gdrive_setting_command(id);
+    s = cmd->post;
+
+    if (s->env) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"%V\" is not set and the environment variable "
+                      "\"%s\" is empty, but %s",
+                      &cmd->name, s->env, why);
+
+    } else {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"%V\" is not set, but %s", &cmd->name, why);
+    }
+
+    return NGX_CONF_ERROR;
+}
+
+
+static ngx_command_t *
+ngx_http_gdrive_setting_command(ngx_gdrive_setting_e id)
+{
+    ngx_command_t         *cmd;
+    ngx_gdrive_setting_t  *s;
+
+    for (cmd = ngx_http_gdrive_commands; cmd->name.len; cmd++) {
+        if (cmd->set == ngx_http_gdrive_set_setting) {
+            s = cmd->post;
+            if (s->id == id) {
+                return cmd;
+            }
+        }
+    }
+
+    /* unreachable: every setting has a directive */
+    return NULL;
+}
+
+
+static void *
+ngx_http_gdrive_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_gdrive_loc_conf_t  *glcf;
+
+    glcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_gdrive_loc_conf_t));
+    if (glcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     glcf->type = NGX_HTTP_GDRIVE_LOC_NONE;
+     */
+
+    glcf->trigger_max_batch = NGX_CONF_UNSET_UINT;
+
+    return glcf;
+}
+
+
+static char *
+ngx_http_gdrive_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_gdrive_loc_conf_t *prev = parent;
+    ngx_http_gdrive_loc_conf_t *conf = child;
+
+    ngx_conf_merge_uint_value(conf->trigger_max_batch,
+                              prev->trigger_max_batch, 1000);
+
+    if (conf->trigger_max_batch == 0 || conf->trigger_max_batch > 100000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"gdrive_trigger_max_batch\" must be between "
+                           "1 and 100000, not %ui", conf->trigger_max_batch);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gdrive_set_setting(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gdrive_main_conf_t *gmcf = conf;
+
+    ngx_str_t             *value;
+    ngx_gdrive_setting_t  *s;
+
+    s = cmd->post;
+
+    if (gmcf->set[s->id] != NGX_GDRIVE_FROM_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    return ngx_http_gdrive_apply(cf, gmcf, cmd, &value[1],
+                                 cf->args->nelts - 1,
+                                 NGX_GDRIVE_FROM_DIRECTIVE, NULL);
+}
+
+
+/*
+ * Runs a setting's parser on a value from the directive, the environment
+ * or the default, and reports a bad value with the directive's name (and
+ * the variable's, when it came from there).
+ */
+
+static char *
+ngx_http_gdrive_apply(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_command_t *cmd, ngx_str_t *args, ngx_uint_t n, ngx_uint_t from,
+    char *env)
+{
+    char                  *err;
+    ngx_str_t              shown;
+    ngx_gdrive_setting_t  *s;
+
+    s = cmd->post;
+
+    err = s->parse(cf, gmcf, args, n, (char *) gmcf + cmd->offset, s);
+
+    if (err == NULL) {
+        gmcf->set[s->id] = (u_char) from;
+        return NGX_CONF_OK;
+    }
+
+    if (err == NGX_CONF_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    shown = args[0];
+
+    if (s->flags & NGX_GDRIVE_SECRET) {
+        ngx_str_set(&shown, "(secret)");
+    }
+
+    switch (from) {
+
+    case NGX_GDRIVE_FROM_DIRECTIVE:
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" directive: %s",
+                           &shown, &cmd->name, err);
+        break;
+
+    case NGX_GDRIVE_FROM_ENV:
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "invalid value \"%V\" in environment variable \"%s\" "
+                      "(used for \"%V\"): %s", &shown, env, &cmd->name, err);
+        break;
+
+    default:
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "default \"%V\" of \"%V\" rejected: %s",
+                      &shown, &cmd->name, err);
+    }
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* a value from the environment or a default, split at spaces like a directive */
+
+static char *
+ngx_http_gdrive_apply_text(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_command_t *cmd, ngx_str_t *text, ngx_uint_t from, char *env)
+{
+    u_char      *p, *last;
+    ngx_str_t    args[4];
+    ngx_uint_t   n;
+
+    n = 0;
+    p = text->data;
+    last = p + text->len;
+
+    while (p < last) {
+
+        while (p < last && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+
+        if (p == last) {
+            break;
+        }
+
+        if (n == sizeof(args) / sizeof(ngx_str_t)) {
+            n = 0;
+            break;
+        }
+
+        args[n].data = p;
+
+        while (p < last && *p != ' ' && *p != '\t') {
+            p++;
+        }
+
+        args[n].len = p - args[n].data;
+        n++;
+    }
+
+    if (n == 0) {
+        args[0] = *text;
+        n = 1;
+    }
+
+    return ngx_http_gdrive_apply(cf, gmcf, cmd, args, n, from, env);
+}
+
+
+static char *
+ngx_http_gdrive_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gdrive_main_conf_t *gmcf = conf;
+
+    ssize_t                size;
+    ngx_str_t             *value;
+    ngx_gdrive_shm_ctx_t  *ctx;
+
+    if (gmcf->shm_zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"gdrive_zone\": empty zone name");
+        return NGX_CONF_ERROR;
+    }
+
+    size = ngx_parse_size(&value[2]);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\" in \"gdrive_zone\" "
+                           "directive", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (64 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small in \"gdrive_zone\" "
+                           "directive: %V, at least %uzk needed",
+                           &value[1], &value[2], 64 * ngx_pagesize / 1024);
+        return NGX_CONF_ERROR;
+    }
+
+    ctx = ngx_pcalloc(cf->pool, sizeof(ngx_gdrive_shm_ctx_t));
+    if (ctx == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    gmcf->shm_zone = ngx_shared_memory_add(cf, &value[1], size,
+                                           &ngx_http_gdrive_worker_module);
+    if (gmcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (gmcf->shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is already used", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    gmcf->shm_zone->init = ngx_gdrive_shm_init_zone;
+    gmcf->shm_zone->data = ctx;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gdrive_kafka_option(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gdrive_main_conf_t *gmcf = conf;
+
+    char                 errstr[512];
+    ngx_str_t           *value;
+    ngx_keyval_t        *kv;
+    rd_kafka_conf_t     *kconf;
+    rd_kafka_conf_res_t  res;
+
+    value = cf->args->elts;
+
+    /* librdkafka knows its properties and their ranges: let it judge */
+
+    kconf = rd_kafka_conf_new();
+    if (kconf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    res = rd_kafka_conf_set(kconf, (char *) value[1].data,
+                            (char *) value[2].data, errstr, sizeof(errstr));
+
+    rd_kafka_conf_destroy(kconf);
+
+    if (res != RD_KAFKA_CONF_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"gdrive_kafka_option\" \"%V\": %s",
+                           &value[1], errstr);
+        return NGX_CONF_ERROR;
+    }
+
+    if (gmcf->kafka_options == NULL) {
+        gmcf->kafka_options = ngx_array_create(cf->pool, 4,
+                                               sizeof(ngx_keyval_t));
+        if (gmcf->kafka_options == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    kv = ngx_array_push(gmcf->kafka_options);
+    if (kv == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    kv->key = value[1];
+    kv->value = value[2];
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gdrive_location(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gdrive_loc_conf_t *glcf = conf;
+
+    ngx_uint_t                    type;
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    type = (ngx_uint_t) cmd->post;
+
+    if (glcf->type != NGX_HTTP_GDRIVE_LOC_NONE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": this location already has a gdrive "
+                           "handler", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    glcf->type = type;
+
+    gmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_gdrive_worker_module);
+    gmcf->locations |= 1 << type;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    switch (type) {
+
+    case NGX_HTTP_GDRIVE_LOC_HEALTH:
+        clcf->handler = ngx_http_gdrive_health_handler;
+        break;
+
+    default:
+        clcf->handler = ngx_http_gdrive_unavailable_handler;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* parsers: return NULL when the value is good, else what is wrong */
+
+
+static char *
+ngx_gdrive_parse_str(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    ngx_str_t  *str = field;
+
+    if (args[0].len == 0) {
+        return "must not be empty";
+    }
+
+    *str = args[0];
+
+    return NULL;
+}
+
+
+static char *
+ngx_gdrive_parse_url(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    ngx_str_t  *str = field;
+
+    u_char     *p, *host;
+    ngx_str_t   v;
+
+    v = args[0];
+
+    if (v.len > 7 && ngx_strncasecmp(v.data, (u_char *) "http://", 7) == 0) {
+        host = v.data + 7;
+
+    } else if (v.len > 8
+               && ngx_strncasecmp(v.data, (u_char *) "https://", 8) == 0)
+    {
+        host = v.data + 8;
+
+    } else {
+        return "must be an http:// or https:// URL";
+    }
+
+    if (*host == '/' || *host == ':' || *host == '?') {
+        return "URL has no host";
+    }
+
+    for (p = v.data; p < v.data + v.len; p++) {
+        if (*p <= ' ' || *p == 0x7f || *p == '#') {
+            return "URL contains a space, a control character or '#'";
+        }
+    }
+
+    /* paths are appended to the base: keep it without a trailing slash */
+    while (v.len && v.data[v.len - 1] == '/') {
+        v.len--;
+    }
+
+    *str = v;
+
+    return NULL;
+}
+
+
+static char *
+ngx_gdrive_parse_brokers(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    ngx_str_t  *str = field;
+
+    u_char     *p, *last, *start, *colon;
+    ngx_int_t   port;
+
+    p = args[0].data;
+    last = p + args[0].len;
+
+    if (p == last) {
+        return "must not be empty";
+    }
+
+    while (p < last) {
+        start = p;
+        colon = NULL;
+
+        while (p < last && *p != ',') {
+            if (*p == ':') {
+                colon = p;
+            }
+
+            if (*p <= ' ') {
+                return "expected host:port[,host:port...] without spaces";
+            }
+
+            p++;
+        }
+
+        if (colon == NULL || colon == start) {
+            return "expected host:port[,host:port...]";
+        }
+
+        port = ngx_atoi(colon + 1, p - colon - 1);
+
+        if (port < 1 || port > 65535) {
+            return "a broker port must be a number from 1 to 65535";
+        }
+
+        if (p < last) {
+            p++;
+        }
+    }
+
+    *str = args[0];
+
+    return NULL;
+}
+
+
+static char *
+ngx_gdrive_parse_topic(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    ngx_str_t  *str = field;
+
+    u_char      c;
+    ngx_uint_t  i;
+
+    /* Kafka's rule for topic names; group ids are held to it too */
+
+    if (args[0].len == 0 || args[0].len > 249) {
+        return "must be 1 to 249 characters long";
+    }
+
+    for (i = 0; i < args[0].len; i++) {
+        c = args[0].data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+        {
+            return "only letters, digits, '.', '_' and '-' are allowed";
+        }
+    }
+
+    if ((args[0].len == 1 && args[0].data[0] == '.')
+        || (args[0].len == 2 && ngx_strncmp(args[0].data, "..", 2) == 0))
+    {
+        return "\".\" and \"..\" are not allowed";
+    }
+
+    *str = args[0];
+
+    return NULL;
+}
+
+
+static char *
+ngx_gdrive_parse_flag(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    ngx_flag_t  *fp = field;
+
+    static ngx_str_t  on[] = { ngx_string("on"), ngx_string("true"),
+                               ngx_string("yes"), ngx_string("1") };
+    static ngx_str_t  off[] = { ngx_string("off"), ngx_string("false"),
+                                ngx_string("no"), ngx_string("0") };
+    ngx_uint_t  i;
+
+    for (i = 0; i < sizeof(on) / sizeof(ngx_str_t); i++) {
+        if (args[0].len == on[i].len
+            && ngx_strncasecmp(args[0].data, on[i].data, on[i].len) == 0)
+        {
+            *fp = 1;
+            return NULL;
+        }
+
+        if (args[0].len == off[i].len
+            && ngx_strncasecmp(args[0].data, off[i].data, off[i].len) == 0)
+        {
+            *fp = 0;
+            return NULL;
+        }
+    }
+
+    return "must be \"on\" or \"off\"";
+}
+
+
+static char *
+ngx_gdrive_parse_num(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    ngx_uint_t  *np = field;
+
+    ngx_int_t              v;
+    ngx_gdrive_setting_t  *s = post;
+
+    v = ngx_atoi(args[0].data, args[0].len);
+
+    if (v == NGX_ERROR) {
+        return "must be a number";
+    }
+
+    if (v < s->min || v > s->max) {
+        return ngx_gdrive_range_error(cf, s, "");
+    }
+
+    *np = v;
+
+    return NULL;
+}
+
+
+static char *
+ngx_gdrive_range_error(ngx_conf_t *cf, ngx_gdrive_setting_t *s,
+    const char *unit)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(cf->pool, 96);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(p, "must be from %i%s to %i%s%Z", s->min, unit, s->max, unit);
+
+    return (char *) p;
+}
+
+
+static char *
+ngx_gdrive_parse_msec(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    ngx_msec_t  *mp = field;
+
+    ngx_int_t              v;
+    ngx_gdrive_setting_t  *s = post;
+
+    v = ngx_parse_time(&args[0], 0);
+
+    if (v == NGX_ERROR) {
+        return "must be a time such as 500ms, 30s or 10m";
+    }
+
+    if (v < s->min || v > s->max) {
+        return ngx_gdrive_range_error(cf, s, "ms");
+    }
+
+    *mp = (ngx_msec_t) v;
+
+    return NULL;
+}
+
+
+static char *
+ngx_gdrive_parse_sec(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    time_t  *tp = field;
+
+    ngx_int_t              v;
+    ngx_gdrive_setting_t  *s = post;
+
+    v = ngx_parse_time(&args[0], 1);
+
+    if (v == NGX_ERROR) {
+        return "must be a time such as 30s, 5m or 1h";
+    }
+
+    if (v < s->min || v > s->max) {
+        return ngx_gdrive_range_error(cf, s, "s");
+    }
+
+    *tp = (time_t) v;
+
+    return NULL;
+}
+
+
+static char *
+ngx_gdrive_parse_size(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    size_t  *sp = field;
+
+    ssize_t  v;
+
+    v = ngx_parse_size(&args[0]);
+
+    if (v == NGX_ERROR) {
+        return "must be a size such as 512k or 8m";
+    }
+
+    *sp = (size_t) v;
+
+    return NULL;
+}
+
+
+static char *
+ngx_gdrive_parse_path(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    ngx_str_t  *str = field;
+
+    ngx_str_t        path;
+    ngx_file_info_t  fi;
+
+    if (args[0].len == 0) {
+        return "must not be empty";
+    }
+
+    path = args[0];
+
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_file_info(path.data, &fi) == NGX_FILE_ERROR
+        || !ngx_is_file(&fi))
+    {
+        return "no such file";
+    }
+
+    *str = path;
+
+    return NULL;
+}
+
+
+static char *
+ngx_gdrive_parse_region(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    ngx_str_t  *str = field;
+
+    u_char      c;
+    ngx_uint_t  i;
+
+    if (args[0].len == 0 || args[0].len > 64) {
+        return "must be 1 to 64 characters long";
+    }
+
+    for (i = 0; i < args[0].len; i++) {
+        c = args[0].data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) {
+            return "a region has only lowercase letters, digits and '-'";
+        }
+    }
+
+    *str = args[0];
+
+    return NULL;
+}
+
+
+static char *
+ngx_gdrive_parse_bucket(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    ngx_str_t  *str = field;
+
+    u_char      c;
+    ngx_uint_t  i;
+
+    /* S3's bucket naming rules (the ones that matter for URLs) */
+
+    if (args[0].len < 3 || args[0].len > 63) {
+        return "a bucket name is 3 to 63 characters long";
+    }
+
+    for (i = 0; i < args[0].len; i++) {
+        c = args[0].data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+              || c == '-' || c == '.'))
+        {
+            return "a bucket name has only lowercase letters, digits, "
+                   "'.' and '-'";
+        }
+    }
+
+    c = args[0].data[0];
+
+    if (c == '-' || c == '.') {
+        return "a bucket name starts with a letter or digit";
+    }
+
+    c = args[0].data[args[0].len - 1];
+
+    if (c == '-' || c == '.') {
+        return "a bucket name ends with a letter or digit";
+    }
+
+    *str = args[0];
+
+    return NULL;
+}
+
+
+static char *
+ngx_gdrive_parse_prefix(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    ngx_str_t  *str = field;
+
+    u_char      c;
+    ngx_uint_t  i;
+
+    if (args[0].len > 512) {
+        return "a key prefix is at most 512 characters long";
+    }
+
+    if (args[0].len && args[0].data[0] == '/') {
+        return "a key prefix must not start with '/'";
+    }
+
+    /* characters that need no escaping in an S3 key */
+
+    for (i = 0; i < args[0].len; i++) {
+        c = args[0].data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '/' || c == '-' || c == '_'
+              || c == '.' || c == '=' || c == '!'))
+        {
+            return "only letters, digits and \"/-_.=!\" are allowed";
+        }
+    }
+
+    *str = args[0];
+
+    return NULL;
+}
+
+
+/* "10r/s", "600r/m" or a plain number of requests per second */
+
+static char *
+ngx_gdrive_parse_rate(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    ngx_uint_t  *rate = field;     /* followed by the burst */
+
+    size_t      len;
+    ngx_int_t   r, scale, burst;
+    ngx_str_t   v;
+
+    len = args[0].len;
+    scale = 1;
+
+    if (len > 3 && ngx_strncmp(args[0].data + len - 3, "r/s", 3) == 0) {
+        len -= 3;
+
+    } else if (len > 3 && ngx_strncmp(args[0].data + len - 3, "r/m", 3) == 0)
+    {
+        len -= 3;
+        scale = 60;
+    }
+
+    r = ngx_atoi(args[0].data, len);
+
+    if (r <= 0) {
+        return "must be a rate such as 10r/s or 600r/m";
+    }
+
+    rate[0] = r * 1000 / scale;
+
+    if (rate[0] == 0) {
+        return "rate is below 1 request per 1000 seconds";
+    }
+
+    /* by default a burst of one second's worth, at least one request */
+    burst = (r + scale - 1) / scale;
+
+    if (n == 2) {
+        if (ngx_gdrive_param(&args[1], "burst=", &v) != NGX_OK) {
+            return "expected burst=N after the rate";
+        }
+
+        burst = ngx_atoi(v.data, v.len);
+
+        if (burst == NGX_ERROR) {
+            return "burst= must be a number";
+        }
+    }
+
+    rate[1] = burst;
+
+    return NULL;
+}
+
+
+static char *
+ngx_gdrive_parse_connections(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post)
+{
+    ngx_uint_t  *conns = field;    /* followed by the per host limit */
+
+    ngx_int_t              total, per_host;
+    ngx_str_t              v;
+    ngx_gdrive_setting_t  *s = post;
+
+    total = ngx_atoi(args[0].data, args[0].len);
+
+    if (total == NGX_ERROR) {
+        return "must be a number of connections";
+    }
+
+    if (total < s->min || total > s->max) {
+        return ngx_gdrive_range_error(cf, s, "");
+    }
+
+    /* the guide's pool: 100 in all, 30 per host */
+    per_host = ngx_min(total, 30);
+
+    if (n == 2) {
+        if (ngx_gdrive_param(&args[1], "per_host=", &v) != NGX_OK) {
+            return "expected per_host=N after the number";
+        }
+
+        per_host = ngx_atoi(v.data, v.len);
+
+        if (per_host < 1 || per_host > total) {
+            return "per_host= must be from 1 to the total";
+        }
+    }
+
+    conns[0] = total;
+    conns[1] = per_host;
+
+    return NULL;
+}
+
+
+static char *
+ngx_gdrive_parse_retry(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    ngx_int_t   v;
+    ngx_str_t   value;
+    ngx_uint_t  i;
+
+    /* defaults first so that any parameter may be left out */
+    gmcf->retry_attempts = 5;
+    gmcf->retry_base = 1000;
+    gmcf->retry_max = 32000;
+
+    for (i = 0; i < n; i++) {
+
+        if (ngx_gdrive_param(&args[i], "attempts=", &value) == NGX_OK) {
+            v = ngx_atoi(value.data, value.len);
+
+            if (v < 1 || v > 100) {
+                return "attempts= must be from 1 to 100";
+            }
+
+            gmcf->retry_attempts = v;
+            continue;
+        }
+
+        if (ngx_gdrive_param(&args[i], "base=", &value) == NGX_OK) {
+            v = ngx_parse_time(&value, 0);
+
+            if (v == NGX_ERROR || v < 1 || v > 3600000) {
+                return "base= must be a time from 1ms to 1h";
+            }
+
+            gmcf->retry_base = v;
+            continue;
+        }
+
+        if (ngx_gdrive_param(&args[i], "max=", &value) == NGX_OK) {
+            v = ngx_parse_time(&value, 0);
+
+            if (v == NGX_ERROR || v < 1 || v > 3600000) {
+                return "max= must be a time from 1ms to 1h";
+            }
+
+            gmcf->retry_max = v;
+            continue;
+        }
+
+        return "expected attempts=N, base=time or max=time";
+    }
+
+    return NULL;
+}
+
+
+static char *
+ngx_gdrive_parse_metadata_cache(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post)
+{
+    ngx_int_t  v;
+    ngx_str_t  value;
+
+    v = ngx_atoi(args[0].data, args[0].len);
+
+    if (v == NGX_ERROR || v > 10000000) {
+        return "must be a number of entries from 0 (off) to 10000000";
+    }
+
+    gmcf->metadata_cache_entries = v;
+    gmcf->metadata_cache_ttl = 3600;
+
+    if (n == 2) {
+        if (ngx_gdrive_param(&args[1], "ttl=", &value) != NGX_OK) {
+            return "expected ttl=time after the number of entries";
+        }
+
+        v = ngx_parse_time(&value, 1);
+
+        if (v == NGX_ERROR || v < 1) {
+            return "ttl= must be a time such as 10m or 1h";
+        }
+
+        gmcf->metadata_cache_ttl = v;
+    }
+
+    return NULL;
+}
+
+
+static char *
+ngx_gdrive_parse_stream_buffers(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post)
+{
+    ngx_bufs_t  *bufs = field;
+
+    ssize_t    size;
+    ngx_int_t  num;
+
+    if (n != 2) {
+        return "expected a number and a size, such as \"4 8m\"";
+    }
+
+    num = ngx_atoi(args[0].data, args[0].len);
+
+    if (num < 2 || num > 64) {
+        return "the number of buffers must be from 2 to 64 "
+               "(one fills while another uploads)";
+    }
+
+    size = ngx_parse_size(&args[1]);
+
+    if (size == NGX_ERROR) {
+        return "the buffer size must be a size such as 8m";
+    }
+
+    /* a buffer is one multipart part: S3 wants 5 MiB..5 GiB per part */
+    if (size < 5 * 1024 * 1024 || size > 1024 * 1024 * 1024) {
+        return "the buffer size (one S3 part) must be from 5m to 1g";
+    }
+
+    bufs->num = num;
+    bufs->size = size;
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_gdrive_param(ngx_str_t *arg, char *name, ngx_str_t *v)
+{
+    size_t  len;
+
+    len = ngx_strlen(name);
+
+    if (arg->len < len || ngx_strncmp(arg->data, name, len) != 0) {
+        return NGX_DECLINED;
+    }
+
+    v->data = arg->data + len;
+    v->len = arg->len - len;
+
+    return NGX_OK;
+}
