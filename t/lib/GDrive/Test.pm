@@ -1,0 +1,378 @@
+package GDrive::Test;
+
+# The test harness of nginx-gdrive-worker: starts Debian's nginx with the
+# built module and a configuration written by the test, in a directory of
+# its own; speaks HTTP to it; reads its error log; and reaches the local
+# stack (Kafka through kcat, S3 through signed curl requests, the Google
+# emulator through its admin API).
+
+use strict;
+use warnings;
+
+use Carp qw(croak);
+use Cwd qw(abs_path);
+use Exporter qw(import);
+use File::Basename qw(dirname);
+use File::Path qw(make_path remove_tree);
+use File::Temp qw(tempdir);
+use HTTP::Tiny;
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(sleep time);
+
+our @EXPORT_OK = qw(repo_root module_path nginx_bin free_port json
+                    http_raw wait_until stack_env kafka_produce
+                    kafka_consume kafka_offsets unique_name
+                    emulator s3_request);
+
+my $JSON = JSON::PP->new->canonical->allow_nonref;
+
+# every environment variable the module falls back to
+our @MODULE_ENV = qw(KAFKA_BOOTSTRAP_SERVERS KAFKA_MAX_POLL_RECORDS
+    KAFKA_MAX_POLL_INTERVAL_MS KAFKA_SESSION_TIMEOUT_MS KAFKA_FETCH_MIN_BYTES
+    KAFKA_FETCH_MAX_WAIT_MS GOOGLE_TOKEN_URL GOOGLE_API_URL GOOGLE_CLIENT_ID
+    GOOGLE_CLIENT_SECRET GOOGLE_REFRESH_TOKEN GOOGLE_API_DEBUG
+    CONTROL_PLANE_URL S3_ENDPOINT AWS_REGION S3_BUCKET_NAME AWS_ACCESS_KEY_ID
+    AWS_SECRET_ACCESS_KEY S3_PREFIX S3_PATH_STYLE GDRIVE_API_RATE_LIMIT
+    GDRIVE_API_GLOBAL_RATE_LIMIT WORKER_MAX_CONCURRENT_CONNECTIONS
+    GDRIVE_MAX_INFLIGHT);
+
+sub repo_root { abs_path(dirname(__FILE__) . '/../../..') }
+
+sub module_path {
+    $ENV{GDRIVE_MODULE} // repo_root() . '/build/ngx_http_gdrive_worker_module.so';
+}
+
+sub nginx_bin { $ENV{TEST_NGINX_BINARY} // '/usr/sbin/nginx' }
+
+sub json { $JSON }
+
+sub unique_name {
+    my ($prefix) = @_;
+    return sprintf '%s-%d-%d-%04d', $prefix, $$, time, int rand 10000;
+}
+
+sub free_port {
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                  LocalPort => 0, ReuseAddr => 1)
+        or croak "no free port: $!";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+sub wait_until {
+    my ($what, $timeout, $cond) = @_;
+    my $deadline = time + $timeout;
+    while (time < $deadline) {
+        my $v = $cond->();
+        return $v if $v;
+        sleep 0.1;
+    }
+    return;
+}
+
+# --- the local stack -------------------------------------------------------
+
+sub stack_env {
+    my %env;
+    my $file = repo_root() . '/build/stack.env';
+    return \%env unless -f $file;
+    open my $fh, '<', $file or croak "$file: $!";
+    while (<$fh>) {
+        next unless /^([A-Z_0-9]+)=(.*)$/;
+        my ($k, $v) = ($1, $2);
+        $v =~ s/^'(.*)'$/$1/ or $v =~ s/^"(.*)"$/$1/;
+        $env{$k} = $v;
+    }
+    return \%env;
+}
+
+sub _brokers { $ENV{KAFKA_BOOTSTRAP_SERVERS} // stack_env()->{KAFKA_BOOTSTRAP_SERVERS} }
+
+# produce records: [[key, value, {headers}], ...] to topic (kcat, one call)
+sub kafka_produce {
+    my ($topic, @records) = @_;
+    my $dir = tempdir(CLEANUP => 1);
+    for my $i (0 .. $#records) {
+        my ($key, $value) = @{ $records[$i] };
+        open my $fh, '>', "$dir/$i" or croak $!;
+        binmode $fh;
+        print $fh $value;
+        close $fh;
+        my @cmd = ('kcat', '-P', '-b', _brokers(), '-t', $topic,
+                   '-X', 'enable.idempotence=true', '-X', 'acks=all');
+        push @cmd, '-k', $key if defined $key;
+        system(@cmd, "$dir/$i") == 0 or croak "kcat produce failed: $?";
+    }
+    return scalar @records;
+}
+
+# consume from a topic: returns a list of hashes (topic, partition, offset,
+# key, payload, headers => {..}); reads to the end of every partition
+sub kafka_consume {
+    my ($topic, %o) = @_;
+    my @cmd = ('kcat', '-C', '-b', _brokers(), '-t', $topic, '-e', '-q',
+               '-f', '%p %o %K %S %h\n%k%s\n');
+    push @cmd, '-p', $o{partition} if defined $o{partition};
+    push @cmd, '-o', $o{offset} // 'beginning';
+    push @cmd, '-c', $o{count} if defined $o{count};
+    open my $fh, '-|', @cmd or croak "kcat: $!";
+    binmode $fh;
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+
+    my @records;
+    while (length $out) {
+        $out =~ s/^(\d+) (\d+) (-?\d+) (-?\d+) ([^\n]*)\n//
+            or croak "cannot parse kcat output: " . substr($out, 0, 200);
+        my ($p, $off, $klen, $vlen, $h) = ($1, $2, $3, $4, $5);
+        $klen = 0 if $klen < 0;
+        $vlen = 0 if $vlen < 0;
+        my $key = substr($out, 0, $klen, '');
+        my $val = substr($out, 0, $vlen, '');
+        substr($out, 0, 1, '');    # the record's newline
+        my %headers;
+        for my $kv (split /,/, $h) {
+            my ($k, $v) = split /=/, $kv, 2;
+            $headers{$k} = $v if defined $k && length $k;
+        }
+        push @records, { topic => $topic, partition => $p, offset => $off,
+                         key => ($klen ? $key : undef), payload => $val,
+                         headers => \%headers };
+    }
+    return @records;
+}
+
+# --- the Google emulator ----------------------------------------------------
+
+sub emulator {
+    my ($method, $path, $body) = @_;
+    my $base = $ENV{GOOGLE_EMULATOR_ADMIN_URL}
+               // stack_env()->{GOOGLE_EMULATOR_ADMIN_URL}
+               // croak 'no emulator admin URL: is the stack up?';
+    my $res = HTTP::Tiny->new(timeout => 30)->request($method, "$base$path", {
+        headers => { 'content-type' => 'application/json' },
+        (defined $body ? (content => $JSON->encode($body)) : ()),
+    });
+    my $data = eval { $JSON->decode($res->{content}) };
+    return wantarray ? ($res->{status}, $data, $res) : $data;
+}
+
+# --- S3 through curl's SigV4 ------------------------------------------------
+
+sub s3_request {
+    my ($method, $path, %o) = @_;
+    my $env = { %{ stack_env() }, %ENV };
+    my $secret = $o{secret} // $env->{AWS_SECRET_ACCESS_KEY};
+    my @cmd = ('curl', '-s', '-o', $o{output} // '-', '-w', '%{http_code}',
+               '-X', $method,
+               '--aws-sigv4', "aws:amz:$env->{AWS_REGION}:s3",
+               '--user', "$env->{AWS_ACCESS_KEY_ID}:$secret");
+    push @cmd, '--data-binary', '@' . $o{file} if $o{file};
+    push @cmd, "$env->{S3_ENDPOINT}$path";
+    open my $fh, '-|', @cmd or croak "curl: $!";
+    binmode $fh;
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    my $code = substr($out, -3, 3, '');
+    return ($code, $out);
+}
+
+# --- raw HTTP ---------------------------------------------------------------
+
+# sends bytes as they are, returns (status, {headers}, body)
+sub http_raw {
+    my ($port, $request, %o) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Timeout => 5)
+        or croak "connect to $port: $!";
+    binmode $s;
+    print $s $request;
+    my $reply = '';
+    my $deadline = time + ($o{timeout} // 30);
+    $s->blocking(0);
+    while (time < $deadline) {
+        my $n = sysread($s, my $buf, 65536);
+        if (defined $n) {
+            last if $n == 0;
+            $reply .= $buf;
+            next;
+        }
+        sleep 0.01;
+    }
+    close $s;
+    my ($head, $body) = split /\r\n\r\n/, $reply, 2;
+    return (0, {}, '') unless defined $head;
+    my ($status_line, @lines) = split /\r\n/, $head;
+    my ($status) = $status_line =~ m{^HTTP/\d\.\d (\d+)};
+    my %h = map { my ($k, $v) = split /:\s*/, $_, 2; (lc $k => $v) } @lines;
+    return ($status // 0, \%h, $body // '');
+}
+
+# --- nginx ------------------------------------------------------------------
+
+# GDrive::Test->new(http => '...', main => '...', env => {...})
+sub new {
+    my ($class, %o) = @_;
+    my $self = bless {
+        dir  => tempdir('gdrive-test-XXXXXX', TMPDIR => 1,
+                        CLEANUP => !$ENV{TEST_KEEP}),
+        port => $o{port} // free_port(),
+        env  => $o{env} // {},
+        %o,
+    }, $class;
+    chmod 0755, $self->{dir};
+    return $self;
+}
+
+sub port { $_[0]{port} }
+sub dir  { $_[0]{dir} }
+sub url  { "http://127.0.0.1:$_[0]{port}$_[1]" }
+
+sub conf_text {
+    my ($self) = @_;
+    my $dir = $self->{dir};
+    my $module = module_path();
+    my $http = $self->{http} // '';
+    my $main = $self->{main} // '';
+    my $events = $self->{events} // '';
+    $http =~ s/%%PORT%%/$self->{port}/g;
+    my $user = $> == 0 ? "user root root;\n" : '';
+    my $workers = $self->{workers} // 1;
+    return <<"CONF";
+load_module $module;
+${user}worker_processes $workers;
+daemon on;
+master_process on;
+pid $dir/nginx.pid;
+error_log $dir/error.log ${\ ($self->{log_level} // 'info')};
+$main
+events { worker_connections 1024; $events }
+http {
+    access_log off;
+    client_body_temp_path $dir/client_body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+$http
+}
+CONF
+}
+
+sub write_conf {
+    my ($self) = @_;
+    my $file = "$self->{dir}/nginx.conf";
+    open my $fh, '>', $file or croak "$file: $!";
+    print $fh $self->conf_text;
+    close $fh;
+    return $file;
+}
+
+sub _nginx {
+    my ($self, @args) = @_;
+    my $file = $self->write_conf;
+    local %ENV = %ENV;
+    delete @ENV{@MODULE_ENV} if $self->{clean_env};
+    for my $k (keys %{ $self->{env} }) {
+        my $v = $self->{env}{$k};
+        if (defined $v) { $ENV{$k} = $v } else { delete $ENV{$k} }
+    }
+    my $out = `${\ nginx_bin()} -p $self->{dir}/ -c $file @args 2>&1`;
+    return ($? >> 8, $out);
+}
+
+# nginx -t: returns (exit code, output)
+sub test_conf { my ($self) = @_; return $self->_nginx('-t') }
+
+sub run {
+    my ($self) = @_;
+    my ($rc, $out) = $self->_nginx();
+    croak "nginx failed to start ($rc): $out" if $rc;
+    my $port = $self->{port};
+    wait_until('nginx listens', 10, sub {
+        IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port)
+    }) or croak "nginx does not listen on $port";
+    $self->{running} = 1;
+    return $self;
+}
+
+sub master_pid {
+    my ($self) = @_;
+    open my $fh, '<', "$self->{dir}/nginx.pid" or return;
+    my $pid = <$fh>;
+    chomp $pid if defined $pid;
+    return $pid;
+}
+
+sub worker_pids {
+    my ($self) = @_;
+    my $master = $self->master_pid or return;
+    my @pids = split ' ', `pgrep -P $master 2>/dev/null`;
+    return grep {
+        open my $fh, '<', "/proc/$_/cmdline" or next;
+        local $/; my $c = <$fh> // ''; $c =~ /worker process/
+    } @pids;
+}
+
+sub signal {
+    my ($self, $sig) = @_;
+    my $pid = $self->master_pid or return;
+    kill $sig, $pid;
+}
+
+sub reload {
+    my ($self) = @_;
+    my ($rc, $out) = $self->_nginx('-s', 'reload');
+    croak "reload failed: $out" if $rc;
+}
+
+sub stop {
+    my ($self) = @_;
+    return unless $self->{running};
+    my $pid = $self->master_pid;
+    $self->{running} = 0;
+    return unless $pid;
+    kill 'QUIT', $pid;
+    wait_until('nginx exits', 30, sub { !kill 0, $pid })
+        or kill 'KILL', $pid;
+}
+
+sub DESTROY { $_[0]->stop }
+
+sub error_log {
+    my ($self) = @_;
+    open my $fh, '<', "$self->{dir}/error.log" or return '';
+    local $/;
+    return <$fh> // '';
+}
+
+# error log lines at alert level or worse (crashes are logged as alerts)
+sub alerts {
+    my ($self) = @_;
+    return grep { /\[(alert|crit|emerg)\]/ } split /\n/, $self->error_log;
+}
+
+sub http {
+    my ($self, $method, $path, %o) = @_;
+    my $ua = HTTP::Tiny->new(timeout => $o{timeout} // 30,
+                             keep_alive => 0);
+    my $res = $ua->request($method, $self->url($path), {
+        headers => $o{headers} // {},
+        (defined $o{body} ? (content => $o{body}) : ()),
+    });
+    return $res;
+}
+
+sub http_json {
+    my ($self, @args) = @_;
+    my $res = $self->http(@args);
+    $res->{json} = eval { $JSON->decode($res->{content}) };
+    return $res;
+}
+
+1;
