@@ -16,7 +16,13 @@ MODULE      := ngx_http_gdrive_worker_module
 SOURCES     := config $(wildcard src/*.c src/*.h)
 PROVE_ARGS  ?= -r t/
 
-.PHONY: all deps stack stack-down run test test-only asan fuzz bench soak clean
+UNIT_CFLAGS := -Wall -Wextra -Werror -g -O1 -fsanitize=address,undefined \
+               -fno-omit-frame-pointer -Isrc -It/unit
+UNIT_LIBS   := $(shell pkg-config --libs jansson libcrypto 2>/dev/null)
+UNITS       := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps stack stack-down run test test-only unit asan fuzz bench soak clean
 
 all: $(BUILD)/$(MODULE).so
 
@@ -56,6 +62,24 @@ test: deps
 
 test-only:
 	set -a && . $(BUILD)/stack.env && set +a && prove $(PROVE_ARGS)
+
+# pure C parts, linked alone, under ASan and UBSan
+unit: $(UNITS)
+
+$(BUILD)/unit/test_%: t/unit/test_%.c src/ngx_gdrive_%.c src/ngx_gdrive_%.h t/unit/tap.h
+	@mkdir -p $(dir $@)
+	$(CC) $(UNIT_CFLAGS) -o $@ $< src/ngx_gdrive_$*.c $(UNIT_LIBS)
+
+# libFuzzer on the trigger validator for FUZZ_SECONDS
+fuzz: $(BUILD)/fuzz/fuzz_message
+	@mkdir -p $(BUILD)/fuzz/corpus
+	$< -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -timeout=10 \
+	    -print_final_stats=1 $(BUILD)/fuzz/corpus t/fuzz/corpus
+
+$(BUILD)/fuzz/fuzz_message: t/fuzz/fuzz_message.c src/ngx_gdrive_message.c src/ngx_gdrive_message.h
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -o $@ \
+	    t/fuzz/fuzz_message.c src/ngx_gdrive_message.c $(UNIT_LIBS)
 
 asan:
 	$(MAKE) BUILD=$(CURDIR)/build/asan \

@@ -108,7 +108,7 @@ my @bad = (
     ['millisecond variable out of range',
      conf($base), { KAFKA_SESSION_TIMEOUT_MS => '0' },
      qr/environment variable "KAFKA_SESSION_TIMEOUT_MS" \(used for "gdrive_kafka_session_timeout"\): must be from 1ms/],
-    ['secret in a bad environment value is not printed',
+    ['endpoint that is not a URL',
      conf($base), { S3_ENDPOINT => 'not-a-url' },
      qr/invalid value "not-a-url" in environment variable "S3_ENDPOINT"/],
     ['two gdrive handlers in one location',

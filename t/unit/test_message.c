@@ -1,0 +1,172 @@
+/* unit tests of the trigger schema (src/ngx_gdrive_message.c) */
+
+#include <string.h>
+#include <stdlib.h>
+
+#include "ngx_gdrive_message.h"
+#include "tap.h"
+
+
+typedef struct {
+    const char  *body;
+    const char  *code;
+    const char  *field;
+    long         index;
+} bad_t;
+
+
+static int
+parse(const char *s, ngx_gdrive_trigger_t **t, size_t *n, int *batch,
+    ngx_gdrive_msg_error_t *err)
+{
+    return ngx_gdrive_trigger_parse_body((const unsigned char *) s,
+                                         strlen(s), 100, t, n, batch, err);
+}
+
+
+int
+main(void)
+{
+    int                     batch, rc;
+    char                    uuid[NGX_GDRIVE_UUID_LEN + 1], *deep, *big;
+    size_t                  n, i;
+    ngx_gdrive_trigger_t   *t, one;
+    ngx_gdrive_msg_error_t  err;
+
+    static const bad_t  bad[] = {
+        { "", "invalid_message", NULL, -1 },
+        { "not json", "invalid_message", NULL, -1 },
+        { "{\"integration_id\":\"a\",\"action\":\"sync_file\"", "invalid_message", NULL, -1 },
+        { "[]", "invalid_message", NULL, -1 },
+        { "42", "invalid_message", NULL, -1 },
+        { "{}", "missing_field", "integration_id", -1 },
+        { "{\"integration_id\":\"i\"}", "missing_field", "action", -1 },
+        { "{\"integration_id\":\"i\",\"action\":\"sync_file\"}", "missing_field", "file_id", -1 },
+        { "{\"integration_id\":\"i\",\"action\":\"sync_folder\"}", "missing_field", "folder_id", -1 },
+        { "{\"integration_id\":\"i\",\"action\":\"delete_all\"}", "invalid_message", "action", -1 },
+        { "{\"integration_id\":7,\"action\":\"sync_changes\"}", "invalid_message", "integration_id", -1 },
+        { "{\"integration_id\":\"a b\",\"action\":\"sync_changes\"}", "invalid_message", "integration_id", -1 },
+        { "{\"integration_id\":\"i\",\"trigger_id\":\"\",\"action\":\"sync_changes\"}", "invalid_message", "trigger_id", -1 },
+        { "{\"integration_id\":\"i\",\"action\":\"sync_file\",\"file_id\":\"a/b\"}", "invalid_message", "file_id", -1 },
+        { "{\"integration_id\":\"i\",\"action\":\"sync_folder\",\"folder_id\":\"f\",\"recursive\":\"yes\"}", "invalid_message", "recursive", -1 },
+        { "{\"integration_id\":\"i\",\"action\":\"sync_file\",\"file_id\":\"f\",\"export_mime_type\":\"pdf\"}", "invalid_message", "export_mime_type", -1 },
+        { "{\"integration_id\":\"i\",\"action\":\"sync_changes\",\"page_token\":\"a b\"}", "invalid_message", "page_token", -1 },
+        { "{\"integration_id\":\"i\",\"integration_id\":\"j\",\"action\":\"sync_changes\"}", "invalid_message", NULL, -1 },
+        { "{\"integration_id\":\"i\\u0000x\",\"action\":\"sync_changes\"}", "invalid_message", NULL, -1 },
+        { "{\"integration_id\":\"\xff\xfe\",\"action\":\"sync_changes\"}", "invalid_message", NULL, -1 },
+        { "{\"integration_id\":\"i\",\"action\":\"sync_changes\"} x", "invalid_message", NULL, -1 },
+        { "[{\"integration_id\":\"i\",\"action\":\"sync_changes\"},{\"action\":\"sync_changes\"}]", "missing_field", "integration_id", 1 },
+        { "[{\"integration_id\":\"i\",\"action\":\"sync_changes\"},7]", "invalid_message", NULL, 1 },
+        { "[{\"integration_id\":\"i\",\"action\":\"sync_changes\"}", "invalid_message", NULL, -1 },
+        { "[{\"integration_id\":\"i\",\"action\":\"sync_changes\"}] x", "invalid_message", NULL, -1 },
+        { "[{\"integration_id\":\"i\",\"action\":\"sync_changes\"};{}]", "invalid_message", NULL, -1 },
+    };
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&err, 0, sizeof(err));
+        rc = parse(bad[i].body, &t, &n, &batch, &err);
+        ok(rc == -1 && t == NULL, "bad body %zu is rejected", i);
+        ok(err.code && strcmp(err.code, bad[i].code) == 0,
+           "bad body %zu: code %s (got %s: %s)", i, bad[i].code,
+           err.code ? err.code : "none", err.detail);
+        ok((bad[i].field == NULL && err.field == NULL)
+           || (bad[i].field && err.field
+               && strcmp(err.field, bad[i].field) == 0),
+           "bad body %zu: field %s (got %s)", i,
+           bad[i].field ? bad[i].field : "none",
+           err.field ? err.field : "none");
+        ok(err.index == bad[i].index, "bad body %zu: index %ld (got %ld)",
+           i, bad[i].index, err.index);
+    }
+
+    /* one trigger, every field */
+
+    const char *full = "{\"trigger_id\":\"t-1:a.b\",\"integration_id\":\"int-9\","
+                       "\"action\":\"sync_folder\",\"folder_id\":\"F_0-x\","
+                       "\"recursive\":true,\"drive_id\":\"0AbC\","
+                       "\"future_field\":{\"kept\":[1,2]}}";
+    rc = parse(full, &t, &n, &batch, &err);
+    ok(rc == 0 && n == 1 && !batch, "a full trigger is accepted");
+    ok(rc == 0 && strcmp(t[0].trigger_id, "t-1:a.b") == 0, "trigger id");
+    ok(rc == 0 && strcmp(t[0].integration_id, "int-9") == 0, "integration");
+    ok(rc == 0 && t[0].action == NGX_GDRIVE_SYNC_FOLDER, "action");
+    ok(rc == 0 && t[0].recursive == 1, "recursive");
+    ok(rc == 0 && t[0].raw_len == strlen(full)
+       && memcmp(t[0].raw, full, strlen(full)) == 0,
+       "raw bytes are the body");
+    ok(rc == 0 && json_object_get(t[0].root, "future_field") != NULL,
+       "unknown fields are kept");
+    if (rc == 0) {
+        ngx_gdrive_triggers_free(t, n);
+    }
+
+    /* a batch keeps each item's exact bytes */
+
+    const char *b = " [ {\"integration_id\":\"a\",\"action\":\"sync_changes\"} ,\n"
+                    "{\"integration_id\":\"b\", \"action\":\"sync_file\","
+                    "\"file_id\":\"x\"}]\n";
+    rc = parse(b, &t, &n, &batch, &err);
+    ok(rc == 0 && n == 2 && batch, "a batch of two is accepted");
+    const char *first = "{\"integration_id\":\"a\",\"action\":\"sync_changes\"}";
+    ok(rc == 0 && t[0].raw_len == strlen(first)
+       && memcmp(t[0].raw, first, strlen(first)) == 0,
+       "first item's bytes");
+    ok(rc == 0 && t[1].raw[0] == '{' && t[1].raw[t[1].raw_len - 1] == '}'
+       && strcmp(t[1].integration_id, "b") == 0, "second item's bytes");
+    ok(rc == 0 && t[0].trigger_id == NULL, "HTTP triggers may omit the id");
+    if (rc == 0) {
+        ngx_gdrive_triggers_free(t, n);
+    }
+
+    /* limits */
+
+    big = malloc(200000);
+    strcpy(big, "[");
+    for (i = 0; i < 101; i++) {
+        strcat(big, i ? ",{\"integration_id\":\"a\",\"action\":\"sync_changes\"}"
+                      : "{\"integration_id\":\"a\",\"action\":\"sync_changes\"}");
+    }
+    strcat(big, "]");
+    rc = parse(big, &t, &n, &batch, &err);
+    ok(rc == -1 && strstr(err.detail, "at most 100"), "batch over the limit: %s",
+       err.detail);
+
+    deep = malloc(100);
+    memset(deep, '[', 40);
+    deep[40] = '\0';
+    rc = parse(deep, &t, &n, &batch, &err);
+    ok(rc == -1 && strstr(err.detail, "nested"), "deep nesting: %s",
+       err.detail);
+
+    snprintf(big, 200000, "{\"integration_id\":\"a\",\"action\":\"sync_changes\","
+             "\"pad\":\"%070000d\"}", 0);
+    rc = parse(big, &t, &n, &batch, &err);
+    ok(rc == -1 && strstr(err.detail, "at most 65536"), "oversized: %s",
+       err.detail);
+
+    memset(big, 'a', 300);
+    big[300] = '\0';
+    char long_id[400];
+    snprintf(long_id, sizeof(long_id),
+             "{\"integration_id\":\"%.129s\",\"action\":\"sync_changes\"}", big);
+    rc = parse(long_id, &t, &n, &batch, &err);
+    ok(rc == -1 && err.field && strcmp(err.field, "integration_id") == 0,
+       "an id of 129 characters is refused");
+
+    /* Kafka messages need an id */
+
+    rc = ngx_gdrive_trigger_parse((const unsigned char *)
+             "{\"integration_id\":\"a\",\"action\":\"sync_changes\"}", 46, 1,
+             &one, &err);
+    ok(rc == -1 && strcmp(err.code, "missing_field") == 0
+       && strcmp(err.field, "trigger_id") == 0,
+       "a Kafka message without trigger_id is missing_field");
+
+    ok(ngx_gdrive_uuid(uuid) == 0 && strlen(uuid) == 36 && uuid[14] == '4'
+       && uuid[8] == '-', "uuid %s", uuid);
+
+    free(big);
+    free(deep);
+
+    return done_testing();
+}
