@@ -16,6 +16,10 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <librdkafka/rdkafka.h>
+
+#include "ngx_gdrive_message.h"
+
 
 #define NGX_GDRIVE_VERSION            "0.1.0"
 
@@ -158,6 +162,7 @@ typedef struct {
 typedef struct {
     ngx_uint_t           type;          /* NGX_HTTP_GDRIVE_LOC_* */
     ngx_uint_t           trigger_max_batch;
+    size_t               trigger_max_body;
     ngx_uint_t           status_recent;
 } ngx_http_gdrive_loc_conf_t;
 
@@ -186,7 +191,66 @@ typedef struct {
 ngx_int_t ngx_gdrive_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 
 
+/* Kafka on the event loop */
+
+typedef struct ngx_gdrive_kafka_s  ngx_gdrive_kafka_t;
+
+typedef void (*ngx_gdrive_kafka_dr_pt)(void *data, rd_kafka_resp_err_t err,
+    int32_t partition, int64_t offset);
+
+/* a delivery report's receiver: must live until its report arrives */
+typedef struct {
+    ngx_gdrive_kafka_dr_pt   handler;
+    void                    *data;
+} ngx_gdrive_kafka_dr_t;
+
+struct ngx_gdrive_kafka_s {
+    rd_kafka_t              *rk;
+    rd_kafka_queue_t        *queue;
+    ngx_connection_t        *conn;       /* read end of the event pipe */
+    int                      pipe[2];
+    ngx_log_t               *log;
+    void                   (*serve)(ngx_gdrive_kafka_t *k);
+    void                    *data;
+    ngx_msec_t               brokers_down_since;
+    unsigned                 brokers_down:1;
+    unsigned                 fatal:1;
+};
+
+rd_kafka_conf_t *ngx_gdrive_kafka_conf(ngx_log_t *log,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_gdrive_kafka_t *k);
+ngx_gdrive_kafka_t *ngx_gdrive_kafka_producer(ngx_cycle_t *cycle,
+    ngx_http_gdrive_main_conf_t *gmcf);
+ngx_int_t ngx_gdrive_kafka_watch(ngx_gdrive_kafka_t *k,
+    rd_kafka_queue_t *queue);
+ngx_int_t ngx_gdrive_kafka_produce(ngx_gdrive_kafka_t *k,
+    rd_kafka_topic_t *rkt, ngx_str_t *key, u_char *value, size_t len,
+    ngx_uint_t free_value, rd_kafka_headers_t *headers,
+    ngx_gdrive_kafka_dr_t *dr);
+rd_kafka_topic_t *ngx_gdrive_kafka_topic(ngx_gdrive_kafka_t *k,
+    ngx_str_t *name);
+ngx_int_t ngx_gdrive_kafka_brokers_up(ngx_gdrive_kafka_t *k);
+void ngx_gdrive_kafka_destroy(ngx_gdrive_kafka_t *k, ngx_msec_t flush);
+
+
+/* what one worker process runs */
+
+typedef struct {
+    ngx_http_gdrive_main_conf_t  *gmcf;
+    ngx_gdrive_kafka_t           *producer;
+    rd_kafka_topic_t             *trigger_topic;
+    rd_kafka_topic_t             *result_topic;
+    rd_kafka_topic_t             *dlq_topic;
+} ngx_gdrive_worker_t;
+
+extern ngx_gdrive_worker_t  ngx_gdrive_worker;
+
+
 /* locations */
+
+ngx_int_t ngx_http_gdrive_trigger_handler(ngx_http_request_t *r);
+void ngx_http_gdrive_trigger_detach_all(void);
+ngx_int_t ngx_http_gdrive_trigger_init(ngx_conf_t *cf);
 
 ngx_int_t ngx_http_gdrive_health_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gdrive_unavailable_handler(ngx_http_request_t *r);

@@ -43,6 +43,8 @@ typedef struct {
 
 static void *ngx_http_gdrive_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_gdrive_init_main_conf(ngx_conf_t *cf, void *conf);
+static ngx_int_t ngx_http_gdrive_init_process(ngx_cycle_t *cycle);
+static void ngx_http_gdrive_exit_process(ngx_cycle_t *cycle);
 static void *ngx_http_gdrive_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_gdrive_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -398,13 +400,16 @@ ngx_module_t  ngx_http_gdrive_worker_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_gdrive_init_process,          /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_gdrive_exit_process,          /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+ngx_gdrive_worker_t  ngx_gdrive_worker;
 
 
 static void *
@@ -641,6 +646,91 @@ ngx_http_gdrive_require(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
 }
 
 
+static ngx_int_t
+ngx_http_gdrive_init_process(ngx_cycle_t *cycle)
+{
+    ngx_gdrive_worker_t          *w;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_gdrive_worker_module);
+
+    if (gmcf == NULL || (gmcf->locations == 0 && !gmcf->consumer)) {
+        return NGX_OK;
+    }
+
+    w = &ngx_gdrive_worker;
+    w->gmcf = gmcf;
+
+    if (!gmcf->consumer
+        && !(gmcf->locations & ((1 << NGX_HTTP_GDRIVE_LOC_TRIGGER)
+                                | (1 << NGX_HTTP_GDRIVE_LOC_DLQ))))
+    {
+        return NGX_OK;
+    }
+
+    /*
+     * A worker that cannot reach Kafka still starts: the trigger location
+     * answers 503 and health says why, rather than nginx failing as a
+     * whole.
+     */
+
+    w->producer = ngx_gdrive_kafka_producer(cycle, gmcf);
+
+    if (w->producer == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "gdrive: worker runs without a Kafka producer");
+        return NGX_OK;
+    }
+
+    w->trigger_topic = ngx_gdrive_kafka_topic(w->producer, &gmcf->kafka_topic);
+    w->result_topic = ngx_gdrive_kafka_topic(w->producer,
+                                             &gmcf->kafka_result_topic);
+    w->dlq_topic = ngx_gdrive_kafka_topic(w->producer,
+                                          &gmcf->kafka_dlq_topic);
+
+    if (w->trigger_topic == NULL || w->result_topic == NULL
+        || w->dlq_topic == NULL)
+    {
+        ngx_gdrive_kafka_destroy(w->producer, 0);
+        w->producer = NULL;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_gdrive_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_gdrive_worker_t  *w;
+
+    w = &ngx_gdrive_worker;
+
+    if (w->producer == NULL) {
+        return;
+    }
+
+    ngx_http_gdrive_trigger_detach_all();
+
+    if (w->trigger_topic) {
+        rd_kafka_topic_destroy(w->trigger_topic);
+    }
+
+    if (w->result_topic) {
+        rd_kafka_topic_destroy(w->result_topic);
+    }
+
+    if (w->dlq_topic) {
+        rd_kafka_topic_destroy(w->dlq_topic);
+    }
+
+    /* the loop has ended: a bounded wait for what is still in flight */
+    ngx_gdrive_kafka_destroy(w->producer, 5000);
+    w->producer = NULL;
+}
+
+
 static ngx_command_t *
 ngx_http_gdrive_setting_command(ngx_gdrive_setting_e id)
 {
@@ -689,6 +779,8 @@ ngx_http_gdrive_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_gdrive_loc_conf_t *prev = parent;
     ngx_http_gdrive_loc_conf_t *conf = child;
 
+    ngx_http_core_loc_conf_t  *clcf;
+
     ngx_conf_merge_uint_value(conf->trigger_max_batch,
                               prev->trigger_max_batch, 1000);
 
@@ -697,6 +789,30 @@ ngx_http_gdrive_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                            "\"gdrive_trigger_max_batch\" must be between "
                            "1 and 100000, not %ui", conf->trigger_max_batch);
         return NGX_CONF_ERROR;
+    }
+
+    if (conf->type != NGX_HTTP_GDRIVE_LOC_TRIGGER) {
+        return NGX_CONF_OK;
+    }
+
+    /*
+     * The body limit is client_max_body_size; "0" (no limit) still means
+     * at most a full batch of the largest triggers.  The body buffer is
+     * made as large, so that a body is never written to a temporary file
+     * that would have to be read back with a blocking read.
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    conf->trigger_max_body = clcf->client_max_body_size;
+
+    if (conf->trigger_max_body == 0) {
+        conf->trigger_max_body = conf->trigger_max_batch
+                                 * (NGX_GDRIVE_TRIGGER_MAX_SIZE + 1);
+    }
+
+    if (clcf->client_body_buffer_size < conf->trigger_max_body) {
+        clcf->client_body_buffer_size = conf->trigger_max_body;
     }
 
     return NGX_CONF_OK;
@@ -972,6 +1088,10 @@ ngx_http_gdrive_location(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
     switch (type) {
+
+    case NGX_HTTP_GDRIVE_LOC_TRIGGER:
+        clcf->handler = ngx_http_gdrive_trigger_handler;
+        break;
 
     case NGX_HTTP_GDRIVE_LOC_HEALTH:
         clcf->handler = ngx_http_gdrive_health_handler;

@@ -1,0 +1,611 @@
+
+/*
+ * nginx-gdrive-worker: the trigger location (gdrive_trigger).
+ *
+ * Locations layer: reads a POSTed trigger or batch without blocking,
+ * validates it with the schema the consumer uses, produces every trigger
+ * to the trigger topic keyed by integration_id, and answers 202 only from
+ * the delivery reports: 202 means "acknowledged by Kafka".
+ *
+ * The state of one POST outlives the request when the client goes away
+ * first: it is heap-allocated, the request's pool cleanup only detaches
+ * it, and the last delivery report frees it.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_gdrive.h"
+
+
+typedef struct ngx_http_gdrive_post_s  ngx_http_gdrive_post_t;
+
+typedef struct {
+    ngx_gdrive_kafka_dr_t     dr;
+    ngx_http_gdrive_post_t   *post;
+    rd_kafka_resp_err_t       err;
+    int32_t                   partition;
+    int64_t                   offset;
+    u_char                    id[NGX_GDRIVE_ID_MAX_LEN + 1];
+} ngx_http_gdrive_item_t;
+
+
+struct ngx_http_gdrive_post_s {
+    ngx_http_request_t       *request;    /* NULL once detached */
+    ngx_pool_cleanup_t       *cleanup;
+    ngx_event_t               timer;
+    ngx_queue_t               queue;      /* all posts awaiting reports */
+    ngx_uint_t                pending;
+    ngx_uint_t                count;
+    rd_kafka_resp_err_t       err;        /* first failure */
+    unsigned                  batch:1;
+    ngx_http_gdrive_item_t    items[1];
+};
+
+
+static void ngx_http_gdrive_trigger_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_gdrive_trigger_produce(ngx_http_request_t *r,
+    ngx_gdrive_trigger_t *triggers, size_t n, ngx_uint_t batch);
+static void ngx_http_gdrive_trigger_delivered(void *data,
+    rd_kafka_resp_err_t err, int32_t partition, int64_t offset);
+static void ngx_http_gdrive_trigger_done(ngx_http_gdrive_post_t *post);
+static ngx_int_t ngx_http_gdrive_trigger_respond(ngx_http_request_t *r,
+    ngx_http_gdrive_post_t *post);
+static void ngx_http_gdrive_trigger_timeout(ngx_event_t *ev);
+static void ngx_http_gdrive_trigger_cleanup(void *data);
+static void ngx_http_gdrive_post_detach(ngx_http_gdrive_post_t *post);
+static ngx_int_t ngx_http_gdrive_trigger_invalid(ngx_http_request_t *r,
+    ngx_gdrive_msg_error_t *err);
+static ngx_int_t ngx_http_gdrive_unavailable(ngx_http_request_t *r,
+    const char *detail);
+
+
+static ngx_queue_t  ngx_http_gdrive_posts;
+static ngx_uint_t   ngx_http_gdrive_posts_init;
+
+
+ngx_int_t
+ngx_http_gdrive_trigger_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                    rc;
+    ngx_str_t                   *ct;
+    ngx_table_elt_t             *allow;
+    ngx_http_gdrive_loc_conf_t  *glcf;
+
+    if (r->method != NGX_HTTP_POST) {
+        allow = ngx_list_push(&r->headers_out.headers);
+        if (allow == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        allow->hash = 1;
+        ngx_str_set(&allow->key, "Allow");
+        ngx_str_set(&allow->value, "POST");
+
+        return ngx_http_gdrive_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                          "method_not_allowed",
+                                          "triggers are POSTed");
+    }
+
+    if (r->headers_in.content_type == NULL) {
+        return ngx_http_gdrive_send_error(r,
+                                          NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                          "unsupported_media_type",
+                                          "Content-Type must be "
+                                          "application/json");
+    }
+
+    ct = &r->headers_in.content_type->value;
+
+    if (ct->len < sizeof("application/json") - 1
+        || ngx_strncasecmp(ct->data, (u_char *) "application/json",
+                           sizeof("application/json") - 1) != 0
+        || (ct->len > sizeof("application/json") - 1
+            && ct->data[sizeof("application/json") - 1] != ';'
+            && ct->data[sizeof("application/json") - 1] != ' '))
+    {
+        return ngx_http_gdrive_send_error(r,
+                                          NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                          "unsupported_media_type",
+                                          "Content-Type must be "
+                                          "application/json");
+    }
+
+    glcf = ngx_http_get_module_loc_conf(r, ngx_http_gdrive_worker_module);
+
+    if (r->headers_in.content_length_n > (off_t) glcf->trigger_max_body) {
+        r->keepalive = 0;
+        r->lingering_close = 1;
+        return ngx_http_gdrive_send_error(r,
+                                          NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                          "payload_too_large",
+                                          "the body is larger than this "
+                                          "location accepts");
+    }
+
+    if (ngx_gdrive_worker.producer == NULL) {
+        return ngx_http_gdrive_unavailable(r, "the Kafka producer of this "
+                                              "worker is not running");
+    }
+
+    /* the whole body in one memory buffer: merge sized the buffer */
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_gdrive_trigger_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_gdrive_trigger_body(ngx_http_request_t *r)
+{
+    int                          batch;
+    u_char                      *body, *p;
+    size_t                       len, n;
+    ngx_int_t                    rc;
+    ngx_buf_t                   *b;
+    ngx_chain_t                 *cl;
+    ngx_gdrive_trigger_t        *triggers;
+    ngx_gdrive_msg_error_t       err;
+    ngx_http_gdrive_loc_conf_t  *glcf;
+
+    glcf = ngx_http_get_module_loc_conf(r, ngx_http_gdrive_worker_module);
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        err.code = "invalid_message";
+        err.field = NULL;
+        err.index = -1;
+        ngx_cpystrn((u_char *) err.detail, (u_char *) "empty body",
+                    sizeof(err.detail));
+        ngx_http_finalize_request(r, ngx_http_gdrive_trigger_invalid(r, &err));
+        return;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            /* client_body_buffer_size was made to hold the largest body */
+            ngx_http_finalize_request(r,
+                ngx_http_gdrive_send_error(r,
+                                       NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                       "payload_too_large",
+                                       "the body is larger than this "
+                                       "location accepts"));
+            return;
+        }
+
+        len += b->last - b->pos;
+    }
+
+    if (len > glcf->trigger_max_body) {
+        ngx_http_finalize_request(r,
+            ngx_http_gdrive_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                       "payload_too_large",
+                                       "the body is larger than this "
+                                       "location accepts"));
+        return;
+    }
+
+    if (r->request_body->bufs->next == NULL) {
+        body = r->request_body->bufs->buf->pos;
+
+    } else {
+        body = ngx_pnalloc(r->pool, len);
+        if (body == NULL) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        p = body;
+
+        for (cl = r->request_body->bufs; cl; cl = cl->next) {
+            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        }
+    }
+
+    if (ngx_gdrive_trigger_parse_body(body, len, glcf->trigger_max_batch,
+                                      &triggers, &n, &batch, &err)
+        != 0)
+    {
+        ngx_http_finalize_request(r, ngx_http_gdrive_trigger_invalid(r, &err));
+        return;
+    }
+
+    rc = ngx_http_gdrive_trigger_produce(r, triggers, n, batch);
+
+    ngx_gdrive_triggers_free(triggers, n);
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_gdrive_trigger_produce(ngx_http_request_t *r,
+    ngx_gdrive_trigger_t *triggers, size_t n, ngx_uint_t batch)
+{
+    char                    uuid[NGX_GDRIVE_UUID_LEN + 1], *dump;
+    size_t                  i, len;
+    ngx_str_t               key;
+    ngx_uint_t              free_value;
+    ngx_gdrive_kafka_t     *k;
+    rd_kafka_resp_err_t     err;
+    ngx_pool_cleanup_t     *cln;
+    ngx_http_gdrive_item_t  *item;
+    ngx_http_gdrive_post_t  *post;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    k = ngx_gdrive_worker.producer;
+    gmcf = ngx_gdrive_worker.gmcf;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    post = ngx_calloc(sizeof(ngx_http_gdrive_post_t)
+                      + (n - 1) * sizeof(ngx_http_gdrive_item_t),
+                      r->connection->log);
+    if (post == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    post->request = r;
+    post->cleanup = cln;
+    post->count = n;
+    post->batch = batch;
+
+    for (i = 0; i < n; i++) {
+        item = &post->items[i];
+        item->post = post;
+        item->dr.handler = ngx_http_gdrive_trigger_delivered;
+        item->dr.data = item;
+        item->offset = -1;
+        item->partition = -1;
+
+        if (triggers[i].trigger_id == NULL) {
+
+            /* the server names a trigger that came without an id */
+
+            if (ngx_gdrive_uuid(uuid) != 0
+                || json_object_set_new(triggers[i].root, "trigger_id",
+                                       json_string(uuid)) != 0)
+            {
+                post->err = RD_KAFKA_RESP_ERR__FAIL;
+                break;
+            }
+
+            ngx_cpystrn(item->id, (u_char *) uuid, sizeof(item->id));
+
+            dump = json_dumps(triggers[i].root,
+                              JSON_COMPACT|JSON_PRESERVE_ORDER);
+            if (dump == NULL) {
+                post->err = RD_KAFKA_RESP_ERR__FAIL;
+                break;
+            }
+
+            len = ngx_strlen(dump);
+            free_value = 1;
+
+        } else {
+            ngx_cpystrn(item->id, (u_char *) triggers[i].trigger_id,
+                        sizeof(item->id));
+            dump = (char *) triggers[i].raw;
+            len = triggers[i].raw_len;
+            free_value = 0;
+        }
+
+        key.data = (u_char *) triggers[i].integration_id;
+        key.len = ngx_strlen(triggers[i].integration_id);
+
+        err = ngx_gdrive_kafka_produce(k, ngx_gdrive_worker.trigger_topic,
+                                       &key, (u_char *) dump, len,
+                                       free_value, NULL, &item->dr);
+
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if (free_value) {
+                free(dump);
+            }
+
+            /* the rest is not produced: the client retries the batch */
+            post->err = err;
+            break;
+        }
+
+        post->pending++;
+    }
+
+    if (post->pending == 0) {
+        ngx_free(post);
+        return ngx_http_gdrive_unavailable(r, "Kafka does not take "
+                                              "triggers now");
+    }
+
+    cln->handler = ngx_http_gdrive_trigger_cleanup;
+    cln->data = post;
+
+    if (!ngx_http_gdrive_posts_init) {
+        ngx_queue_init(&ngx_http_gdrive_posts);
+        ngx_http_gdrive_posts_init = 1;
+    }
+
+    ngx_queue_insert_tail(&ngx_http_gdrive_posts, &post->queue);
+
+    /*
+     * librdkafka reports every message within message.timeout.ms; the
+     * timer is a guard, and it keeps a gracefully exiting worker alive
+     * until the client has its answer.
+     */
+
+    post->timer.handler = ngx_http_gdrive_trigger_timeout;
+    post->timer.data = post;
+    post->timer.log = r->connection->log;
+    ngx_add_timer(&post->timer, gmcf->kafka_delivery_timeout + 5000);
+
+    /* notice a client that goes away while Kafka acknowledges */
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_gdrive_trigger_delivered(void *data, rd_kafka_resp_err_t err,
+    int32_t partition, int64_t offset)
+{
+    ngx_http_gdrive_item_t  *item = data;
+
+    ngx_http_gdrive_post_t  *post;
+
+    post = item->post;
+
+    item->err = err;
+    item->partition = partition;
+    item->offset = offset;
+
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR && post->err == 0) {
+        post->err = err;
+    }
+
+    if (--post->pending == 0) {
+        ngx_http_gdrive_trigger_done(post);
+    }
+}
+
+
+static void
+ngx_http_gdrive_trigger_done(ngx_http_gdrive_post_t *post)
+{
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = post->request;
+
+    ngx_http_gdrive_post_detach(post);
+
+    if (r != NULL) {
+        c = r->connection;
+        rc = ngx_http_gdrive_trigger_respond(r, post);
+        ngx_http_finalize_request(r, rc);
+        ngx_http_run_posted_requests(c);
+    }
+
+    ngx_free(post);
+}
+
+
+static ngx_int_t
+ngx_http_gdrive_trigger_respond(ngx_http_request_t *r,
+    ngx_http_gdrive_post_t *post)
+{
+    u_char                  *json, *p;
+    size_t                   len;
+    ngx_uint_t               i;
+    ngx_str_t               *topic;
+    ngx_http_gdrive_item_t  *item;
+
+    if (post->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "gdrive: trigger not accepted: %s",
+                      rd_kafka_err2str(post->err));
+
+        return ngx_http_gdrive_unavailable(r,
+                                           rd_kafka_err2str(post->err));
+    }
+
+    topic = &ngx_gdrive_worker.gmcf->kafka_topic;
+
+    len = 2 + post->count
+              * (sizeof("{\"trigger_id\":\"\",\"topic\":\"\",\"partition\":"
+                        ",\"offset\":},") - 1
+                 + NGX_GDRIVE_ID_MAX_LEN + topic->len + NGX_INT32_LEN
+                 + NGX_INT64_LEN);
+
+    json = ngx_pnalloc(r->pool, len);
+    if (json == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = json;
+
+    if (post->batch) {
+        *p++ = '[';
+    }
+
+    for (i = 0; i < post->count; i++) {
+        item = &post->items[i];
+
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_sprintf(p, "{\"trigger_id\":\"%s\",\"topic\":\"%V\","
+                           "\"partition\":%D,\"offset\":%L}",
+                        item->id, topic, item->partition, item->offset);
+    }
+
+    if (post->batch) {
+        *p++ = ']';
+    }
+
+    return ngx_http_gdrive_send_json(r, NGX_HTTP_ACCEPTED, json, p - json);
+}
+
+
+static void
+ngx_http_gdrive_trigger_timeout(ngx_event_t *ev)
+{
+    ngx_http_gdrive_post_t  *post = ev->data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = post->request;
+
+    ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                  "gdrive: no delivery report for a trigger in time");
+
+    /* the reports still come; the last one frees the post */
+    ngx_http_gdrive_post_detach(post);
+
+    if (r != NULL) {
+        c = r->connection;
+        ngx_http_finalize_request(r,
+            ngx_http_gdrive_unavailable(r, "Kafka did not acknowledge "
+                                           "in time"));
+        ngx_http_run_posted_requests(c);
+    }
+}
+
+
+static void
+ngx_http_gdrive_trigger_cleanup(void *data)
+{
+    ngx_http_gdrive_post_t  *post = data;
+
+    /* the request is gone before the reports: they free the post */
+    post->cleanup = NULL;
+    post->request = NULL;
+
+    ngx_http_gdrive_post_detach(post);
+}
+
+
+static void
+ngx_http_gdrive_post_detach(ngx_http_gdrive_post_t *post)
+{
+    if (post->cleanup) {
+        post->cleanup->handler = NULL;
+        post->cleanup = NULL;
+    }
+
+    post->request = NULL;
+
+    if (post->timer.timer_set) {
+        ngx_del_timer(&post->timer);
+    }
+
+    if (post->queue.next) {
+        ngx_queue_remove(&post->queue);
+        post->queue.next = NULL;
+    }
+}
+
+
+/* at exit: reports served by the final flush must not touch requests */
+
+void
+ngx_http_gdrive_trigger_detach_all(void)
+{
+    ngx_queue_t             *q;
+    ngx_http_gdrive_post_t  *post;
+
+    if (!ngx_http_gdrive_posts_init) {
+        return;
+    }
+
+    while (!ngx_queue_empty(&ngx_http_gdrive_posts)) {
+        q = ngx_queue_head(&ngx_http_gdrive_posts);
+        post = ngx_queue_data(q, ngx_http_gdrive_post_t, queue);
+        ngx_http_gdrive_post_detach(post);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_gdrive_trigger_invalid(ngx_http_request_t *r,
+    ngx_gdrive_msg_error_t *err)
+{
+    u_char     *json, *p;
+    size_t      len, dlen;
+    uintptr_t   escape;
+
+    dlen = ngx_strlen(err->detail);
+    escape = ngx_escape_json(NULL, (u_char *) err->detail, dlen);
+
+    len = sizeof("{\"error\":\"\",\"detail\":\"\",\"index\":,\"field\":\"\"}")
+          + ngx_strlen(err->code) + dlen + escape + NGX_INT64_LEN
+          + (err->field ? ngx_strlen(err->field) : 0) + 32;
+
+    json = ngx_pnalloc(r->pool, len);
+    if (json == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(json, "{\"error\":\"%s\",\"detail\":\"", err->code);
+
+    if (err->index >= 0) {
+        p = ngx_sprintf(p, "item %l: ", err->index);
+    }
+
+    p = (u_char *) ngx_escape_json(p, (u_char *) err->detail, dlen);
+    *p++ = '"';
+
+    if (err->index >= 0) {
+        p = ngx_sprintf(p, ",\"index\":%l", err->index);
+    }
+
+    if (err->field) {
+        p = ngx_sprintf(p, ",\"field\":\"%s\"", err->field);
+    }
+
+    *p++ = '}';
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "gdrive: trigger rejected: %s: %s", err->code, err->detail);
+
+    return ngx_http_gdrive_send_json(r, NGX_HTTP_BAD_REQUEST, json,
+                                     p - json);
+}
+
+
+static ngx_int_t
+ngx_http_gdrive_unavailable(ngx_http_request_t *r, const char *detail)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    ngx_str_set(&h->value, "5");
+
+    return ngx_http_gdrive_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "kafka_unavailable", detail);
+}
