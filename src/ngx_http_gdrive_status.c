@@ -12,6 +12,10 @@
 #include "ngx_gdrive.h"
 
 
+/* the ctx of a response the module made itself */
+static u_char  ngx_http_gdrive_own_response;
+
+
 ngx_int_t
 ngx_http_gdrive_health_handler(ngx_http_request_t *r)
 {
@@ -74,6 +78,9 @@ ngx_http_gdrive_send_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_buf_t    *b;
     ngx_chain_t   out;
 
+    ngx_http_set_ctx(r, &ngx_http_gdrive_own_response,
+                     ngx_http_gdrive_worker_module);
+
     rc = ngx_http_discard_request_body(r);
 
     if (rc != NGX_OK) {
@@ -111,4 +118,148 @@ ngx_http_gdrive_send_json(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * Errors that nginx itself answers in a gdrive location (413 from
+ * client_max_body_size, 400 on a bad chunked body, 408...) go out as the
+ * module's JSON error body instead of nginx's HTML page.
+ */
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+typedef struct {
+    ngx_buf_t          *buf;
+    ngx_uint_t          sent;
+} ngx_http_gdrive_error_ctx_t;
+
+
+static ngx_int_t
+ngx_http_gdrive_error_header_filter(ngx_http_request_t *r)
+{
+    u_char                       *p;
+    size_t                        len;
+    const char                   *code, *detail;
+    ngx_http_gdrive_loc_conf_t   *glcf;
+    ngx_http_gdrive_error_ctx_t  *ctx;
+
+    glcf = ngx_http_get_module_loc_conf(r, ngx_http_gdrive_worker_module);
+
+    if (glcf->type == NGX_HTTP_GDRIVE_LOC_NONE
+        || r->headers_out.status < NGX_HTTP_BAD_REQUEST
+        || r != r->main
+        || ngx_http_get_module_ctx(r, ngx_http_gdrive_worker_module))
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    detail = "nginx refused the request";
+
+    switch (r->headers_out.status) {
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        code = "payload_too_large";
+        detail = "the body is larger than client_max_body_size";
+        break;
+    case NGX_HTTP_REQUEST_TIME_OUT:
+        code = "request_timeout";
+        detail = "the body did not arrive in time";
+        break;
+    case NGX_HTTP_BAD_REQUEST:
+        code = "bad_request";
+        detail = "the request is malformed";
+        break;
+    case NGX_HTTP_LENGTH_REQUIRED:
+        code = "length_required";
+        break;
+    case NGX_HTTP_FORBIDDEN:
+        code = "forbidden";
+        break;
+    case NGX_HTTP_NOT_FOUND:
+        code = "not_found";
+        break;
+    default:
+        code = (r->headers_out.status >= NGX_HTTP_INTERNAL_SERVER_ERROR)
+               ? "internal_error" : "http_error";
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_gdrive_error_ctx_t));
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = sizeof("{\"error\":\"\",\"detail\":\"\"}") + 128;
+
+    ctx->buf = ngx_create_temp_buf(r->pool, len);
+    if (ctx->buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(ctx->buf->pos, "{\"error\":\"%s\",\"detail\":\"%s\"}",
+                    code, detail);
+    ctx->buf->last = p;
+    ctx->buf->last_buf = 1;
+    ctx->buf->last_in_chain = 1;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_gdrive_worker_module);
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.charset.len = 0;
+    r->headers_out.content_length_n = p - ctx->buf->pos;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_int_t
+ngx_http_gdrive_error_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_chain_t                   out, *cl;
+    ngx_http_gdrive_error_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_gdrive_worker_module);
+
+    if (ctx == NULL || (u_char *) ctx == &ngx_http_gdrive_own_response) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    /* nginx's page is dropped; the JSON body goes out once */
+
+    for (cl = in; cl; cl = cl->next) {
+        cl->buf->pos = cl->buf->last;
+        cl->buf->file_pos = cl->buf->file_last;
+    }
+
+    if (ctx->sent || r->header_only) {
+        return NGX_OK;
+    }
+
+    ctx->sent = 1;
+
+    out.buf = ctx->buf;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_http_gdrive_error_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_gdrive_error_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_gdrive_error_body_filter;
+
+    return NGX_OK;
 }

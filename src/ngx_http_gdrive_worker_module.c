@@ -41,6 +41,7 @@ typedef struct {
 #define NGX_GDRIVE_SECRET   0x02
 
 
+static ngx_int_t ngx_http_gdrive_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_gdrive_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_gdrive_init_main_conf(ngx_conf_t *cf, void *conf);
 static ngx_int_t ngx_http_gdrive_init_process(ngx_cycle_t *cycle);
@@ -380,7 +381,7 @@ static ngx_command_t  ngx_http_gdrive_commands[] = {
 
 static ngx_http_module_t  ngx_http_gdrive_worker_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_gdrive_postconfiguration,     /* postconfiguration */
 
     ngx_http_gdrive_create_main_conf,      /* create main configuration */
     ngx_http_gdrive_init_main_conf,        /* init main configuration */
@@ -410,6 +411,24 @@ ngx_module_t  ngx_http_gdrive_worker_module = {
 
 
 ngx_gdrive_worker_t  ngx_gdrive_worker;
+
+
+static ngx_int_t
+ngx_http_gdrive_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_gdrive_worker_module);
+
+    /* without gdrive locations nginx's filter chain stays as it was */
+
+    if (gmcf->locations == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_http_gdrive_error_filter_init(cf);
+}
 
 
 static void *
