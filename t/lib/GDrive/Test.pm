@@ -223,6 +223,7 @@ sub new {
                         CLEANUP => !$ENV{TEST_KEEP}),
         port => $o{port} // free_port(),
         env  => $o{env} // {},
+        owner => $$,
         %o,
     }, $class;
     chmod 0755, $self->{dir};
@@ -342,7 +343,8 @@ sub stop {
         or kill 'KILL', $pid;
 }
 
-sub DESTROY { $_[0]->stop }
+# a forked child of the test must not stop the parent's nginx
+sub DESTROY { $_[0]->stop if $_[0]{owner} == $$ }
 
 sub error_log {
     my ($self) = @_;
