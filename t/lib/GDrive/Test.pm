@@ -11,6 +11,7 @@ use warnings;
 
 use Carp qw(croak);
 use Cwd qw(abs_path);
+use Digest::SHA;
 use Exporter qw(import);
 use File::Basename qw(dirname);
 use File::Path qw(make_path remove_tree);
@@ -171,7 +172,11 @@ sub s3_request {
                '-X', $method,
                '--aws-sigv4', "aws:amz:$env->{AWS_REGION}:s3",
                '--user', "$env->{AWS_ACCESS_KEY_ID}:$secret");
-    push @cmd, '--data-binary', '@' . $o{file} if $o{file};
+    # curl signs the payload hash it is given; S3 checks it against the body
+    my $sha = Digest::SHA->new(256);
+    $sha->addfile($o{file}) if $o{file};
+    push @cmd, '-H', 'x-amz-content-sha256: ' . $sha->hexdigest;
+    push @cmd, '-T', $o{file} if $o{file};
     push @cmd, "$env->{S3_ENDPOINT}$path";
     open my $fh, '-|', @cmd or croak "curl: $!";
     binmode $fh;
