@@ -81,6 +81,10 @@ $(BUILD)/fuzz/fuzz_message: t/fuzz/fuzz_message.c src/ngx_gdrive_message.c src/n
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -o $@ \
 	    t/fuzz/fuzz_message.c src/ngx_gdrive_message.c $(UNIT_LIBS)
 
+# benchmarks against baselines measured in the same run (needs the stack)
+bench: all
+	bash t/bench/trigger.sh
+
 asan:
 	$(MAKE) BUILD=$(CURDIR)/build/asan \
 	    NGX_EXTRA_FLAGS="--with-cc-opt='-fsanitize=address,undefined -fno-omit-frame-pointer' --with-ld-opt='-fsanitize=address,undefined'"

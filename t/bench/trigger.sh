@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Benchmark of gdrive_trigger against a plain "return 202" location of the
+# same nginx, in the same run: requests/s, p50/p99, and the CPU time the
+# nginx workers (librdkafka's threads included: /proc counts every thread
+# of a process) spend per request. Needs the stack (make stack) and wrk.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+. "$REPO/build/stack.env"
+DUR=${BENCH_SECONDS:-10}
+CONNS=${BENCH_CONNECTIONS:-64}
+PORT=${BENCH_PORT:-18470}
+DIR=$(mktemp -d /tmp/gdrive-bench-XXXXXX)
+TOPIC=bench-trigger-$$
+HZ=$(getconf CLK_TCK)
+
+cat > "$DIR/nginx.conf" <<CONF
+load_module $REPO/build/ngx_http_gdrive_worker_module.so;
+$( [ "$(id -u)" = 0 ] && echo "user root root;" )
+worker_processes 1;
+pid $DIR/nginx.pid;
+error_log $DIR/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $DIR/body;
+    gdrive_zone gdrive 16m;
+    gdrive_kafka_brokers $KAFKA_BOOTSTRAP_SERVERS;
+    gdrive_kafka_topic $TOPIC;
+    ${BENCH_KAFKA_OPTIONS:-}
+    server {
+        listen 127.0.0.1:$PORT backlog=4096;
+        keepalive_requests 1000000;
+        location = /triggers { gdrive_trigger; }
+        location = /plain { return 202 '{"accepted":true}'; }
+    }
+}
+CONF
+
+/usr/sbin/nginx -p "$DIR/" -c "$DIR/nginx.conf"
+trap '/usr/sbin/nginx -p "$DIR/" -c "$DIR/nginx.conf" -s quit; sleep 1; rm -rf "$DIR"' EXIT
+sleep 1
+
+workers() { pgrep -P "$(cat "$DIR/nginx.pid")"; }
+cpu_ticks() { local t=0; for p in $(workers); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+
+# warm up: topic creation, connections to the broker
+curl -s -o /dev/null -X POST -H 'Content-Type: application/json' \
+    -d '{"integration_id":"warm","action":"sync_changes"}' "http://127.0.0.1:$PORT/triggers"
+wrk -t2 -c"$CONNS" -d2s -s "$REPO/t/bench/post.lua" "http://127.0.0.1:$PORT/triggers" >/dev/null
+
+run() {   # name path batch
+    local before after out reqs rps p50 p99 non2xx
+    before=$(cpu_ticks)
+    out=$(BATCH=$3 wrk -t2 -c"$CONNS" -d"${DUR}s" --latency -s "$REPO/t/bench/post.lua" \
+          "http://127.0.0.1:$PORT$2")
+    after=$(cpu_ticks)
+    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p50=$(echo "$out" | sed -n 's/.*p50_ms=\([0-9.]*\).*/\1/p')
+    p99=$(echo "$out" | sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p')
+    non2xx=$(echo "$out" | awk '/Non-2xx/ {print $5}')
+    cpu_us=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$reqs" \
+             'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+    printf '%-10s batch=%-4s rps=%-10s triggers/s=%-10s p50=%-8sms p99=%-8sms cpu/request=%sus errors=%s\n' \
+        "$1" "$3" "$rps" "$(awk -v r="$rps" -v b="$3" 'BEGIN{printf "%.0f", r*b}')" \
+        "$p50" "$p99" "$cpu_us" "${non2xx:-0}"
+    eval "${1}_rps=$rps ${1}_cpu=$cpu_us ${1}_p99=$p99"
+}
+
+run plain /plain 1
+run trigger /triggers 1
+run batch100 /triggers 100
+
+echo
+awk -v pr="$plain_rps" -v tr="$trigger_rps" -v pc="$plain_cpu" -v tc="$trigger_cpu" \
+    -v tp99="$trigger_p99" -v br="$batch100_rps" 'BEGIN {
+    printf "rate ratio   trigger/plain = %.2f  (target >= 0.5)\n", tr / pr
+    printf "cpu ratio    trigger/plain = %.2f  (target <= 1.6)\n", tc / pc
+    printf "p99 trigger              = %.2f ms (target <= 20)\n", tp99
+    printf "batch of 100             = %.0f triggers/s (target >= 100000)\n", br * 100
+}'
