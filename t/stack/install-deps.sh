@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs with apt what the local stack (t/stack/stack.sh) needs and the
+# machine lacks: a Java 17+ runtime, Maven, Node.js, curl, kcat, procps.
+# For a fresh Debian bookworm, as root. Installs nothing that is already
+# there, and runs `apt-get update` only when something is missing, so a
+# second run is quick and needs no network.
+set -euo pipefail
+
+log() { printf 'install-deps: %s\n' "$*" >&2; }
+
+need=()
+
+# Java: Kafka 4 and S3Proxy 4 need 17 or newer
+java_ok() {
+    command -v java >/dev/null || return 1
+    local v
+    v=$(java -XshowSettings:properties -version 2>&1 |
+        awk -F'= ' '/java.specification.version/ {print $2}')
+    [[ ${v%%.*} =~ ^[0-9]+$ ]] && ((${v%%.*} >= 17))
+}
+java_ok || need+=(openjdk-17-jre-headless)
+
+command -v mvn >/dev/null || need+=(maven)
+# the Google emulator runs on node; npm comes with it for anyone who wants
+# to work on the emulator (it has no dependencies of its own)
+command -v node >/dev/null || need+=(nodejs npm)
+command -v curl >/dev/null || need+=(curl)
+command -v kcat >/dev/null || need+=(kcat)
+command -v ps >/dev/null || need+=(procps)
+command -v flock >/dev/null || need+=(util-linux)
+command -v setsid >/dev/null || need+=(util-linux)
+
+if ((${#need[@]} == 0)); then
+    log "nothing to install"
+    exit 0
+fi
+
+# util-linux may be listed twice
+mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+
+if ((EUID != 0)); then
+    log "missing: ${need[*]}; run this as root (or: sudo $0)"
+    exit 1
+fi
+
+log "installing: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# the JRE may have been installed next to an older default: pick it
+jre17=/usr/lib/jvm/java-17-openjdk-$(dpkg --print-architecture)/bin/java
+if ! java_ok && [[ -x $jre17 ]]; then
+    update-alternatives --set java "$jre17" >/dev/null
+fi
+java_ok || { log "still no Java 17 or newer on PATH"; exit 1; }
+log "done"
