@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs with apt what the local stack (t/stack/stack.sh) needs and the
-# machine lacks: a Java 17+ runtime, Maven, Node.js, curl, kcat, procps.
+# Installs with apt what the build, the tests and the local stack
+# (t/stack/stack.sh) need and the machine lacks: nginx and its source tree,
+# the libraries the module links, compilers for the unit and fuzz tests,
+# a Java 17+ runtime, Maven, Node.js, curl, kcat, procps.
 # For a fresh Debian bookworm, as root. Installs nothing that is already
 # there, and runs `apt-get update` only when something is missing, so a
 # second run is quick and needs no network.
@@ -9,6 +11,14 @@ set -euo pipefail
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 
 need=()
+
+# Debian packages checked by name: the module's build and test tools
+for pkg in nginx nginx-dev librdkafka-dev libcurl4-openssl-dev \
+           libjansson-dev libssl-dev pkg-config gcc make perl clang \
+           libclang-rt-14-dev; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' ||
+        need+=("$pkg")
+done
 
 # Java: Kafka 4 and S3Proxy 4 need 17 or newer
 java_ok() {
