@@ -218,7 +218,8 @@ struct ngx_gdrive_kafka_s {
 };
 
 rd_kafka_conf_t *ngx_gdrive_kafka_conf(ngx_log_t *log,
-    ngx_http_gdrive_main_conf_t *gmcf, ngx_gdrive_kafka_t *k);
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_gdrive_kafka_t *k,
+    char **defaults);
 ngx_gdrive_kafka_t *ngx_gdrive_kafka_producer(ngx_cycle_t *cycle,
     ngx_http_gdrive_main_conf_t *gmcf);
 ngx_int_t ngx_gdrive_kafka_watch(ngx_gdrive_kafka_t *k,
