@@ -18,7 +18,8 @@ PROVE_ARGS  ?= -r t/
 
 UNIT_CFLAGS := -Wall -Wextra -Werror -g -O1 -fsanitize=address,undefined \
                -fno-omit-frame-pointer -Isrc -It/unit
-UNIT_LIBS   := $(shell pkg-config --libs jansson libcrypto 2>/dev/null)
+UNIT_LIBS   := $(shell pkg-config --libs libcrypto 2>/dev/null)
+FUZZ_LIBS   := $(shell pkg-config --libs jansson libcrypto 2>/dev/null)
 UNITS       := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
 FUZZ_SECONDS ?= 60
 
@@ -79,7 +80,7 @@ fuzz: $(BUILD)/fuzz/fuzz_message
 $(BUILD)/fuzz/fuzz_message: t/fuzz/fuzz_message.c src/ngx_gdrive_message.c src/ngx_gdrive_message.h
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -o $@ \
-	    t/fuzz/fuzz_message.c src/ngx_gdrive_message.c $(UNIT_LIBS)
+	    t/fuzz/fuzz_message.c src/ngx_gdrive_message.c $(FUZZ_LIBS)
 
 # benchmarks against baselines measured in the same run (needs the stack)
 bench: all

@@ -13,7 +13,6 @@
 
 
 #include <stddef.h>
-#include <jansson.h>
 
 
 #define NGX_GDRIVE_TRIGGER_MAX_SIZE   65536
@@ -38,24 +37,36 @@ typedef struct {
 } ngx_gdrive_msg_error_t;
 
 
+/* a string field's value: data is NULL when the field is absent */
 typedef struct {
-    json_t                *root;     /* owned; the whole object */
+    const char            *data;
+    size_t                 len;
+} ngx_gdrive_field_t;
+
+
+typedef struct {
     const unsigned char   *raw;      /* the trigger's exact bytes */
     size_t                 raw_len;
 
-    const char            *trigger_id;      /* NULL when absent */
-    const char            *integration_id;
+    ngx_gdrive_field_t     trigger_id;
+    ngx_gdrive_field_t     integration_id;
     ngx_gdrive_action_e    action;
-    const char            *file_id;
-    const char            *folder_id;
-    const char            *page_token;
-    const char            *export_mime_type;
-    const char            *drive_id;
+    ngx_gdrive_field_t     file_id;
+    ngx_gdrive_field_t     folder_id;
+    ngx_gdrive_field_t     page_token;
+    ngx_gdrive_field_t     export_mime_type;
+    ngx_gdrive_field_t     drive_id;
     int                    recursive;
+
+    char                  *decoded;  /* fields that came with escapes */
 } ngx_gdrive_trigger_t;
 
 
 /*
+ * Triggers are checked by a strict JSON scanner (RFC 8259, UTF-8) that
+ * allocates nothing unless a field used here came with escapes: values
+ * point into the input, which must outlive the trigger.
+ *
  * One trigger object, the whole input.  require_id: a trigger without a
  * trigger_id is invalid (Kafka messages); HTTP lets the server make one.
  * Returns 0, or -1 with err filled in; on success free with

@@ -236,7 +236,9 @@ ngx_http_gdrive_trigger_produce(ngx_http_request_t *r,
     ngx_gdrive_trigger_t *triggers, size_t n, ngx_uint_t batch)
 {
     char                    uuid[NGX_GDRIVE_UUID_LEN + 1], *dump;
+    u_char                 *q;
     size_t                  i, len;
+    const u_char           *p, *last;
     ngx_str_t               key;
     ngx_uint_t              free_value;
     ngx_gdrive_kafka_t     *k;
@@ -274,40 +276,52 @@ ngx_http_gdrive_trigger_produce(ngx_http_request_t *r,
         item->offset = -1;
         item->partition = -1;
 
-        if (triggers[i].trigger_id == NULL) {
+        if (triggers[i].trigger_id.data == NULL) {
 
-            /* the server names a trigger that came without an id */
+            /*
+             * The server names a trigger that came without an id: the id
+             * goes in first, and the rest follows byte for byte.
+             */
 
-            if (ngx_gdrive_uuid(uuid) != 0
-                || json_object_set_new(triggers[i].root, "trigger_id",
-                                       json_string(uuid)) != 0)
-            {
+            if (ngx_gdrive_uuid(uuid) != 0) {
                 post->err = RD_KAFKA_RESP_ERR__FAIL;
                 break;
             }
 
             ngx_cpystrn(item->id, (u_char *) uuid, sizeof(item->id));
 
-            dump = json_dumps(triggers[i].root,
-                              JSON_COMPACT|JSON_PRESERVE_ORDER);
+            p = triggers[i].raw;
+            last = p + triggers[i].raw_len;
+
+            while (p < last && *p != '{') {
+                p++;
+            }
+
+            len = sizeof("{\"trigger_id\":\"\",") - 1 + NGX_GDRIVE_UUID_LEN
+                  + (last - p - 1);
+
+            dump = malloc(len);
             if (dump == NULL) {
                 post->err = RD_KAFKA_RESP_ERR__FAIL;
                 break;
             }
 
-            len = ngx_strlen(dump);
+            q = ngx_sprintf((u_char *) dump, "{\"trigger_id\":\"%s\",", uuid);
+            ngx_memcpy(q, p + 1, last - p - 1);
+
             free_value = 1;
 
         } else {
-            ngx_cpystrn(item->id, (u_char *) triggers[i].trigger_id,
-                        sizeof(item->id));
+            ngx_cpystrn(item->id, (u_char *) triggers[i].trigger_id.data,
+                        ngx_min(sizeof(item->id),
+                                triggers[i].trigger_id.len + 1));
             dump = (char *) triggers[i].raw;
             len = triggers[i].raw_len;
             free_value = 0;
         }
 
-        key.data = (u_char *) triggers[i].integration_id;
-        key.len = ngx_strlen(triggers[i].integration_id);
+        key.data = (u_char *) triggers[i].integration_id.data;
+        key.len = triggers[i].integration_id.len;
 
         err = ngx_gdrive_kafka_produce(k, ngx_gdrive_worker.trigger_topic,
                                        &key, (u_char *) dump, len,

@@ -16,6 +16,13 @@ typedef struct {
 
 
 static int
+field_is(ngx_gdrive_field_t *f, const char *s)
+{
+    return f->data && f->len == strlen(s) && memcmp(f->data, s, f->len) == 0;
+}
+
+
+static int
 parse(const char *s, ngx_gdrive_trigger_t **t, size_t *n, int *batch,
     ngx_gdrive_msg_error_t *err)
 {
@@ -51,7 +58,7 @@ main(void)
         { "{\"integration_id\":\"i\",\"action\":\"sync_folder\",\"folder_id\":\"f\",\"recursive\":\"yes\"}", "invalid_message", "recursive", -1 },
         { "{\"integration_id\":\"i\",\"action\":\"sync_file\",\"file_id\":\"f\",\"export_mime_type\":\"pdf\"}", "invalid_message", "export_mime_type", -1 },
         { "{\"integration_id\":\"i\",\"action\":\"sync_changes\",\"page_token\":\"a b\"}", "invalid_message", "page_token", -1 },
-        { "{\"integration_id\":\"i\",\"integration_id\":\"j\",\"action\":\"sync_changes\"}", "invalid_message", NULL, -1 },
+        { "{\"integration_id\":\"i\",\"integration_id\":\"j\",\"action\":\"sync_changes\"}", "invalid_message", "integration_id", -1 },
         { "{\"integration_id\":\"i\\u0000x\",\"action\":\"sync_changes\"}", "invalid_message", NULL, -1 },
         { "{\"integration_id\":\"\xff\xfe\",\"action\":\"sync_changes\"}", "invalid_message", NULL, -1 },
         { "{\"integration_id\":\"i\",\"action\":\"sync_changes\"} x", "invalid_message", NULL, -1 },
@@ -87,14 +94,15 @@ main(void)
                        "\"future_field\":{\"kept\":[1,2]}}";
     rc = parse(full, &t, &n, &batch, &err);
     ok(rc == 0 && n == 1 && !batch, "a full trigger is accepted");
-    ok(rc == 0 && strcmp(t[0].trigger_id, "t-1:a.b") == 0, "trigger id");
-    ok(rc == 0 && strcmp(t[0].integration_id, "int-9") == 0, "integration");
+    ok(rc == 0 && field_is(&t[0].trigger_id, "t-1:a.b"), "trigger id");
+    ok(rc == 0 && field_is(&t[0].integration_id, "int-9"), "integration");
+    ok(rc == 0 && field_is(&t[0].drive_id, "0AbC"), "drive id");
     ok(rc == 0 && t[0].action == NGX_GDRIVE_SYNC_FOLDER, "action");
     ok(rc == 0 && t[0].recursive == 1, "recursive");
     ok(rc == 0 && t[0].raw_len == strlen(full)
        && memcmp(t[0].raw, full, strlen(full)) == 0,
        "raw bytes are the body");
-    ok(rc == 0 && json_object_get(t[0].root, "future_field") != NULL,
+    ok(rc == 0 && strstr((const char *) t[0].raw, "future_field") != NULL,
        "unknown fields are kept");
     if (rc == 0) {
         ngx_gdrive_triggers_free(t, n);
@@ -112,8 +120,62 @@ main(void)
        && memcmp(t[0].raw, first, strlen(first)) == 0,
        "first item's bytes");
     ok(rc == 0 && t[1].raw[0] == '{' && t[1].raw[t[1].raw_len - 1] == '}'
-       && strcmp(t[1].integration_id, "b") == 0, "second item's bytes");
-    ok(rc == 0 && t[0].trigger_id == NULL, "HTTP triggers may omit the id");
+       && field_is(&t[1].integration_id, "b"), "second item's bytes");
+    ok(rc == 0 && t[0].trigger_id.data == NULL,
+       "HTTP triggers may omit the id");
+    if (rc == 0) {
+        ngx_gdrive_triggers_free(t, n);
+    }
+
+    /* escapes are decoded before the field is checked */
+
+    const char *esc = "{\"integration_id\":\"in\\u0074-\\/x\",\"action\":\"sync_file\","
+                      "\"file_id\":\"f\",\"export_mime_type\":\"application\\/pdf\","
+                      "\"n\":\"\\ud83d\\ude00 \xc3\xa9\"}";
+    rc = parse(esc, &t, &n, &batch, &err);
+    ok(rc == -1 && err.field && strcmp(err.field, "integration_id") == 0,
+       "an escaped '/' is decoded and refused in an id: %s", err.detail);
+
+    esc = "{\"integration_id\":\"in\\u0074\",\"action\":\"sync_file\","
+          "\"file_id\":\"f\",\"export_mime_type\":\"application\\/pdf\","
+          "\"n\":\"\\ud83d\\ude00 \xc3\xa9\"}";
+    rc = parse(esc, &t, &n, &batch, &err);
+    ok(rc == 0, "escapes and UTF-8 are accepted: %s", rc ? err.detail : "");
+    ok(rc == 0 && field_is(&t[0].integration_id, "int"), "\\u0074 is t");
+    ok(rc == 0 && field_is(&t[0].export_mime_type, "application/pdf"),
+       "\\/ is /");
+    if (rc == 0) {
+        ngx_gdrive_triggers_free(t, n);
+    }
+
+    static const char  *bad_json[] = {
+        "{\"integration_id\":\"i\",\"action\":\"sync_changes\",\"x\":01}",
+        "{\"integration_id\":\"i\",\"action\":\"sync_changes\",\"x\":1.}",
+        "{\"integration_id\":\"i\",\"action\":\"sync_changes\",\"x\":-}",
+        "{\"integration_id\":\"i\",\"action\":\"sync_changes\",\"x\":tru}",
+        "{\"integration_id\":\"i\",\"action\":\"sync_changes\",\"x\":\"\\ud800\"}",
+        "{\"integration_id\":\"i\",\"action\":\"sync_changes\",\"x\":\"\\q\"}",
+        "{\"integration_id\":\"i\",\"action\":\"sync_changes\",\"x\":\"\xc0\xaf\"}",
+        "{\"integration_id\":\"i\",\"action\":\"sync_changes\",\"x\":\"\xed\xa0\x80\"}",
+        "{\"integration_id\":\"i\",\"action\":\"sync_changes\",\"x\":[1,]}",
+        "{\"integration_id\":\"i\",\"action\":\"sync_changes\",}",
+        "{\"integration_id\":\"i\",\"action\":\"sync_changes\" \"x\":1}",
+        "{\"integration_id\":\"i\",\"action\":\"sync_changes\",\"x\":\"a\tb\"}",
+        "{integration_id:\"i\",\"action\":\"sync_changes\"}",
+    };
+
+    for (i = 0; i < sizeof(bad_json) / sizeof(bad_json[0]); i++) {
+        rc = parse(bad_json[i], &t, &n, &batch, &err);
+        ok(rc == -1 && strcmp(err.code, "invalid_message") == 0
+           && strstr(err.detail, "not valid JSON"),
+           "bad JSON %zu: %s", i, err.detail);
+    }
+
+    const char *good_json = " {\"integration_id\":\"i\",\"action\":\"sync_changes\","
+        "\"a\":[],\"b\":{},\"c\":[-0.5e+3,1E2,0,true,false,null,\"\"],"
+        "\"d\":{\"e\":{\"f\":[[]]}}} \n";
+    rc = parse(good_json, &t, &n, &batch, &err);
+    ok(rc == 0, "all of JSON's grammar is accepted: %s", rc ? err.detail : "");
     if (rc == 0) {
         ngx_gdrive_triggers_free(t, n);
     }
@@ -132,8 +194,9 @@ main(void)
        err.detail);
 
     deep = malloc(100);
-    memset(deep, '[', 40);
-    deep[40] = '\0';
+    memcpy(deep, "{\"a\":", 5);
+    memset(deep + 5, '[', 40);
+    deep[45] = '\0';
     rc = parse(deep, &t, &n, &batch, &err);
     ok(rc == -1 && strstr(err.detail, "nested"), "deep nesting: %s",
        err.detail);
