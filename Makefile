@@ -23,7 +23,7 @@ FUZZ_LIBS   := $(shell pkg-config --libs jansson libcrypto 2>/dev/null)
 UNITS       := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps stack stack-down run test test-only unit asan fuzz bench soak clean
+.PHONY: all deps stack stack-down run test test-only test-asan unit asan fuzz bench soak clean
 
 all: $(BUILD)/$(MODULE).so
 
@@ -92,3 +92,12 @@ asan:
 
 clean:
 	rm -rf $(BUILD)
+
+# the suite against the ASan/UBSan build of the module (nginx itself is
+# not instrumented: the sanitizer runtimes are preloaded)
+test-asan: asan
+	set -a && . $(BUILD)/stack.env && set +a && \
+	GDRIVE_MODULE=$(CURDIR)/build/asan/$(MODULE).so \
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	prove $(PROVE_ARGS)
