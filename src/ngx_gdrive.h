@@ -255,6 +255,8 @@ ngx_int_t ngx_http_gdrive_trigger_init(ngx_conf_t *cf);
 
 ngx_int_t ngx_http_gdrive_health_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gdrive_unavailable_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_gdrive_add_header(ngx_http_request_t *r, char *key,
+    char *value);
 ngx_int_t ngx_http_gdrive_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *detail);
 ngx_int_t ngx_http_gdrive_error_filter_init(ngx_conf_t *cf);

@@ -71,18 +71,12 @@ ngx_http_gdrive_trigger_handler(ngx_http_request_t *r)
 {
     ngx_int_t                    rc;
     ngx_str_t                   *ct;
-    ngx_table_elt_t             *allow;
     ngx_http_gdrive_loc_conf_t  *glcf;
 
     if (r->method != NGX_HTTP_POST) {
-        allow = ngx_list_push(&r->headers_out.headers);
-        if (allow == NULL) {
+        if (ngx_http_gdrive_add_header(r, "Allow", "POST") != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        allow->hash = 1;
-        ngx_str_set(&allow->key, "Allow");
-        ngx_str_set(&allow->value, "POST");
 
         return ngx_http_gdrive_send_error(r, NGX_HTTP_NOT_ALLOWED,
                                           "method_not_allowed",
@@ -609,16 +603,9 @@ ngx_http_gdrive_trigger_invalid(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_gdrive_unavailable(ngx_http_request_t *r, const char *detail)
 {
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (ngx_http_gdrive_add_header(r, "Retry-After", "5") != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Retry-After");
-    ngx_str_set(&h->value, "5");
 
     return ngx_http_gdrive_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                       "kafka_unavailable", detail);
