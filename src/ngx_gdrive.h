@@ -204,6 +204,19 @@ typedef struct {
     void                    *data;
 } ngx_gdrive_kafka_dr_t;
 
+/* what a consumer hands to the job engine */
+typedef struct {
+    void                   (*message)(void *data, rd_kafka_message_t *msg);
+    void                   (*assigned)(void *data,
+                                rd_kafka_topic_partition_list_t *parts);
+    void                   (*revoked)(void *data,
+                                rd_kafka_topic_partition_list_t *parts);
+    ngx_uint_t             (*room)(void *data);
+    void                   (*exiting)(void *data);
+    void                   (*closed)(void *data);
+    void                    *data;
+} ngx_gdrive_consumer_cb_t;
+
 struct ngx_gdrive_kafka_s {
     rd_kafka_t              *rk;
     rd_kafka_queue_t        *queue;
@@ -213,8 +226,14 @@ struct ngx_gdrive_kafka_s {
     void                   (*serve)(ngx_gdrive_kafka_t *k);
     void                    *data;
     ngx_msec_t               brokers_down_since;
+    ngx_gdrive_consumer_cb_t  cb;
+    ngx_uint_t               max_poll;
+    ngx_event_t              tick;
     unsigned                 brokers_down:1;
     unsigned                 fatal:1;
+    unsigned                 paused:1;
+    unsigned                 closing:1;
+    unsigned                 closed:1;
 };
 
 rd_kafka_conf_t *ngx_gdrive_kafka_conf(ngx_log_t *log,
@@ -222,6 +241,13 @@ rd_kafka_conf_t *ngx_gdrive_kafka_conf(ngx_log_t *log,
     char **defaults);
 ngx_gdrive_kafka_t *ngx_gdrive_kafka_producer(ngx_cycle_t *cycle,
     ngx_http_gdrive_main_conf_t *gmcf);
+ngx_gdrive_kafka_t *ngx_gdrive_kafka_consumer(ngx_cycle_t *cycle,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_gdrive_consumer_cb_t *cb);
+void ngx_gdrive_kafka_consumer_pause(ngx_gdrive_kafka_t *k,
+    ngx_uint_t pause);
+void ngx_gdrive_kafka_consumer_close(ngx_gdrive_kafka_t *k);
+rd_kafka_resp_err_t ngx_gdrive_kafka_store_offset(ngx_gdrive_kafka_t *k,
+    const char *topic, int32_t partition, int64_t offset);
 ngx_int_t ngx_gdrive_kafka_watch(ngx_gdrive_kafka_t *k,
     rd_kafka_queue_t *queue);
 ngx_int_t ngx_gdrive_kafka_produce(ngx_gdrive_kafka_t *k,
@@ -239,12 +265,20 @@ void ngx_gdrive_kafka_destroy(ngx_gdrive_kafka_t *k, ngx_msec_t flush);
 typedef struct {
     ngx_http_gdrive_main_conf_t  *gmcf;
     ngx_gdrive_kafka_t           *producer;
+    ngx_gdrive_kafka_t           *consumer;
     rd_kafka_topic_t             *trigger_topic;
     rd_kafka_topic_t             *result_topic;
     rd_kafka_topic_t             *dlq_topic;
 } ngx_gdrive_worker_t;
 
 extern ngx_gdrive_worker_t  ngx_gdrive_worker;
+
+
+/* the job engine */
+
+ngx_int_t ngx_gdrive_job_init(ngx_cycle_t *cycle,
+    ngx_http_gdrive_main_conf_t *gmcf);
+ngx_uint_t ngx_gdrive_job_inflight(void);
 
 
 /* locations */

@@ -28,6 +28,11 @@ static void ngx_gdrive_kafka_error_cb(rd_kafka_t *rk, int err,
     const char *reason, void *opaque);
 static void ngx_gdrive_kafka_log_cb(const rd_kafka_t *rk, int level,
     const char *fac, const char *buf);
+static void ngx_gdrive_kafka_consumer_serve(ngx_gdrive_kafka_t *k);
+static void ngx_gdrive_kafka_rebalance_cb(rd_kafka_t *rk,
+    rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+    void *opaque);
+static void ngx_gdrive_kafka_tick(ngx_event_t *ev);
 
 
 /* librdkafka's syslog levels to nginx's */
@@ -399,6 +404,376 @@ ngx_gdrive_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac,
 }
 
 
+/*
+ * The consumer: one group member per worker process.  Offsets are stored
+ * by the job engine only (enable.auto.offset.store=false) and committed by
+ * librdkafka every gdrive_kafka_commit_interval and on revocation.
+ */
+
+ngx_gdrive_kafka_t *
+ngx_gdrive_kafka_consumer(ngx_cycle_t *cycle,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_gdrive_consumer_cb_t *cb)
+{
+    char                              errstr[512], *group, *topic;
+    char                              poll_ms[32], session_ms[32];
+    char                              fetch_min[32], fetch_wait[32];
+    char                              commit_ms[32];
+    ngx_gdrive_kafka_t               *k;
+    rd_kafka_conf_t                  *conf;
+    rd_kafka_resp_err_t               err;
+    rd_kafka_topic_partition_list_t  *topics;
+
+    char  *defaults[] = {
+        "auto.offset.reset", "earliest",
+        "max.poll.interval.ms", poll_ms,
+        "session.timeout.ms", session_ms,
+        "fetch.min.bytes", fetch_min,
+        "fetch.wait.max.ms", fetch_wait,
+        "auto.commit.interval.ms", commit_ms,
+        NULL
+    };
+
+    ngx_sprintf((u_char *) poll_ms, "%M%Z", gmcf->kafka_max_poll_interval);
+    ngx_sprintf((u_char *) session_ms, "%M%Z", gmcf->kafka_session_timeout);
+    ngx_sprintf((u_char *) fetch_min, "%ui%Z", gmcf->kafka_fetch_min_bytes);
+    ngx_sprintf((u_char *) fetch_wait, "%M%Z", gmcf->kafka_fetch_max_wait);
+    ngx_sprintf((u_char *) commit_ms, "%M%Z", gmcf->kafka_commit_interval);
+
+    k = ngx_pcalloc(cycle->pool, sizeof(ngx_gdrive_kafka_t));
+    if (k == NULL) {
+        return NULL;
+    }
+
+    k->log = cycle->log;
+    k->pipe[0] = -1;
+    k->pipe[1] = -1;
+    k->cb = *cb;
+    k->max_poll = gmcf->kafka_max_poll_records;
+
+    group = ngx_pcalloc(cycle->pool, gmcf->kafka_group.len + 1);
+    topic = ngx_pcalloc(cycle->pool, gmcf->kafka_topic.len + 1);
+    if (group == NULL || topic == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(group, gmcf->kafka_group.data, gmcf->kafka_group.len);
+    ngx_memcpy(topic, gmcf->kafka_topic.data, gmcf->kafka_topic.len);
+
+    conf = ngx_gdrive_kafka_conf(cycle->log, gmcf, k, defaults);
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /* what delivery rests on is set after the operator's options */
+
+    if (ngx_gdrive_kafka_conf_set(cycle->log, conf, "group.id", group)
+        != NGX_OK
+        || ngx_gdrive_kafka_conf_set(cycle->log, conf,
+                                     "enable.auto.offset.store", "false")
+           != NGX_OK
+        || ngx_gdrive_kafka_conf_set(cycle->log, conf, "enable.auto.commit",
+                                     "true") != NGX_OK)
+    {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+
+    rd_kafka_conf_set_rebalance_cb(conf, ngx_gdrive_kafka_rebalance_cb);
+
+    k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+
+    if (k->rk == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "gdrive: kafka consumer not created: %s", errstr);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+
+    /* one queue, one pipe: rebalances, errors and logs come with messages */
+    rd_kafka_poll_set_consumer(k->rk);
+
+    if (ngx_gdrive_kafka_watch(k, rd_kafka_queue_get_consumer(k->rk))
+        != NGX_OK)
+    {
+        ngx_gdrive_kafka_destroy(k, 0);
+        return NULL;
+    }
+
+    k->serve = ngx_gdrive_kafka_consumer_serve;
+
+    topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, topic, RD_KAFKA_PARTITION_UA);
+
+    err = rd_kafka_subscribe(k->rk, topics);
+
+    rd_kafka_topic_partition_list_destroy(topics);
+
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "gdrive: kafka subscribe to \"%s\" failed: %s",
+                      topic, rd_kafka_err2str(err));
+        ngx_gdrive_kafka_destroy(k, 0);
+        return NULL;
+    }
+
+    /*
+     * A periodic poll keeps the member alive (max.poll.interval.ms) while
+     * its partitions are paused and no event arrives.  It is not
+     * cancelable: on quit or reload it keeps the worker until the jobs in
+     * flight are done and the consumer has left the group.
+     */
+
+    k->tick.handler = ngx_gdrive_kafka_tick;
+    k->tick.data = k;
+    k->tick.log = k->log;
+    ngx_add_timer(&k->tick, 1000);
+
+    return k;
+}
+
+
+static void
+ngx_gdrive_kafka_consumer_serve(ngx_gdrive_kafka_t *k)
+{
+    ngx_uint_t           i;
+    rd_kafka_message_t  *msg;
+
+    if (k->rk == NULL) {
+        return;
+    }
+
+    if (k->closing) {
+        /* rebalance events of the close, then the end */
+        while ((msg = rd_kafka_consumer_poll(k->rk, 0)) != NULL) {
+            rd_kafka_message_destroy(msg);
+        }
+
+        if (rd_kafka_consumer_closed(k->rk)) {
+            k->closed = 1;
+            if (k->cb.closed) {
+                k->cb.closed(k->cb.data);
+            }
+        }
+
+        return;
+    }
+
+    for (i = 0; i < k->max_poll; i++) {
+
+        if (!k->paused && k->cb.room(k->cb.data) == 0) {
+            ngx_gdrive_kafka_consumer_pause(k, 1);
+        }
+
+        msg = rd_kafka_consumer_poll(k->rk, 0);
+
+        if (msg == NULL) {
+            return;
+        }
+
+        if (msg->err) {
+            if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                ngx_log_error(NGX_LOG_ERR, k->log, 0,
+                              "gdrive: kafka consumer: %s",
+                              rd_kafka_message_errstr(msg));
+            }
+
+            rd_kafka_message_destroy(msg);
+            continue;
+        }
+
+        /*
+         * A message is never dropped, even past the in-flight limit: its
+         * offset would never be stored and its partition would stall.
+         */
+
+        k->cb.message(k->cb.data, msg);
+    }
+
+    /* more may be waiting: let other events in first */
+    ngx_post_event(k->conn->read, &ngx_posted_events);
+}
+
+
+void
+ngx_gdrive_kafka_consumer_pause(ngx_gdrive_kafka_t *k, ngx_uint_t pause)
+{
+    rd_kafka_resp_err_t               err;
+    rd_kafka_topic_partition_list_t  *parts;
+
+    if (k->paused == pause || k->rk == NULL) {
+        return;
+    }
+
+    k->paused = pause;
+
+    err = rd_kafka_assignment(k->rk, &parts);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return;
+    }
+
+    if (parts->cnt) {
+        err = pause ? rd_kafka_pause_partitions(k->rk, parts)
+                    : rd_kafka_resume_partitions(k->rk, parts);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, k->log, 0,
+                   "gdrive: kafka %s %d partitions",
+                   pause ? "paused" : "resumed", parts->cnt);
+
+    rd_kafka_topic_partition_list_destroy(parts);
+
+    if (!pause) {
+        /* messages fetched again after the pause */
+        ngx_post_event(k->conn->read, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_gdrive_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+    rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    ngx_gdrive_kafka_t *k = opaque;
+
+    int                cooperative;
+    rd_kafka_error_t  *error;
+
+    cooperative = (ngx_strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE")
+                   == 0);
+
+    ngx_log_error(NGX_LOG_INFO, k->log, 0,
+                  "gdrive: kafka rebalance: %s %d partitions (%s)",
+                  err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
+                  ? "assigned" : "revoked",
+                  parts->cnt, cooperative ? "cooperative" : "eager");
+
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        k->cb.assigned(k->cb.data, parts);
+
+        if (cooperative) {
+            error = rd_kafka_incremental_assign(rk, parts);
+            if (error) {
+                ngx_log_error(NGX_LOG_ERR, k->log, 0,
+                              "gdrive: kafka incremental assign: %s",
+                              rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+            }
+
+        } else {
+            rd_kafka_assign(rk, parts);
+        }
+
+        if (k->paused) {
+            rd_kafka_pause_partitions(rk, parts);
+        }
+
+        return;
+    }
+
+    /*
+     * Revoked: jobs of these partitions are cancelled (their messages go
+     * to the new owner), what is terminal was stored as it happened and is
+     * committed now, before the partitions are let go.
+     */
+
+    k->cb.revoked(k->cb.data, parts);
+
+    rd_kafka_commit(rk, NULL, 1);
+
+    if (cooperative) {
+        error = rd_kafka_incremental_unassign(rk, parts);
+        if (error) {
+            ngx_log_error(NGX_LOG_ERR, k->log, 0,
+                          "gdrive: kafka incremental unassign: %s",
+                          rd_kafka_error_string(error));
+            rd_kafka_error_destroy(error);
+        }
+
+    } else {
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+
+static void
+ngx_gdrive_kafka_tick(ngx_event_t *ev)
+{
+    ngx_gdrive_kafka_t *k = ev->data;
+
+    if (k->rk == NULL || k->closed) {
+        return;
+    }
+
+    /* re-armed first, until the consumer is closed */
+    ngx_add_timer(ev, (k->closing || ngx_exiting) ? 100 : 1000);
+
+    if (ngx_exiting && !k->closing && k->cb.exiting) {
+        k->cb.exiting(k->cb.data);
+    }
+
+    k->serve(k);
+}
+
+
+/*
+ * Leaves the group without blocking: rd_kafka_consumer_close_queue()
+ * revokes, commits and leaves in librdkafka's threads while the event
+ * loop serves the queue until rd_kafka_consumer_closed().
+ */
+
+void
+ngx_gdrive_kafka_consumer_close(ngx_gdrive_kafka_t *k)
+{
+    rd_kafka_error_t  *error;
+
+    if (k->closing || k->rk == NULL) {
+        return;
+    }
+
+    k->closing = 1;
+
+    error = rd_kafka_consumer_close_queue(k->rk, k->queue);
+
+    if (error) {
+        ngx_log_error(NGX_LOG_ERR, k->log, 0,
+                      "gdrive: kafka consumer close: %s",
+                      rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+        k->closed = 1;
+        return;
+    }
+
+    if (k->tick.timer_set) {
+        ngx_del_timer(&k->tick);
+    }
+
+    ngx_add_timer(&k->tick, 100);
+}
+
+
+rd_kafka_resp_err_t
+ngx_gdrive_kafka_store_offset(ngx_gdrive_kafka_t *k, const char *topic,
+    int32_t partition, int64_t offset)
+{
+    rd_kafka_resp_err_t               err;
+    rd_kafka_topic_partition_list_t  *list;
+
+    list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, topic, partition)->offset =
+                                                                     offset;
+
+    err = rd_kafka_offsets_store(k->rk, list);
+
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        err = list->elems[0].err;
+    }
+
+    rd_kafka_topic_partition_list_destroy(list);
+
+    return err;
+}
+
+
 rd_kafka_topic_t *
 ngx_gdrive_kafka_topic(ngx_gdrive_kafka_t *k, ngx_str_t *name)
 {
@@ -443,6 +818,10 @@ ngx_gdrive_kafka_brokers_up(ngx_gdrive_kafka_t *k)
 void
 ngx_gdrive_kafka_destroy(ngx_gdrive_kafka_t *k, ngx_msec_t flush)
 {
+    if (k->tick.timer_set) {
+        ngx_del_timer(&k->tick);
+    }
+
     if (k->rk && flush) {
         rd_kafka_flush(k->rk, (int) flush);
     }
@@ -454,7 +833,10 @@ ngx_gdrive_kafka_destroy(ngx_gdrive_kafka_t *k, ngx_msec_t flush)
     }
 
     if (k->rk) {
-        rd_kafka_destroy(k->rk);
+        /* a consumer that did not finish its close must not block here */
+        rd_kafka_destroy_flags(k->rk, (k->serve && !k->closed)
+                                      ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE
+                                      : 0);
         k->rk = NULL;
     }
 

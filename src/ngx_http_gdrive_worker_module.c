@@ -713,6 +713,12 @@ ngx_http_gdrive_init_process(ngx_cycle_t *cycle)
     {
         ngx_gdrive_kafka_destroy(w->producer, 0);
         w->producer = NULL;
+        return NGX_OK;
+    }
+
+    if (gmcf->consumer && ngx_gdrive_job_init(cycle, gmcf) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "gdrive: worker runs without a Kafka consumer");
     }
 
     return NGX_OK;
@@ -731,6 +737,11 @@ ngx_http_gdrive_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_gdrive_trigger_detach_all();
+
+    if (w->consumer) {
+        ngx_gdrive_kafka_destroy(w->consumer, 0);
+        w->consumer = NULL;
+    }
 
     if (w->trigger_topic) {
         rd_kafka_topic_destroy(w->trigger_topic);
