@@ -24,6 +24,7 @@ use Time::HiRes qw(sleep time);
 
 our @EXPORT_OK = qw(repo_root module_path nginx_bin free_port json
                     http_raw wait_until stack_env kafka_produce
+                    kafka_produce_lines kafka_committed
                     kafka_consume kafka_offsets unique_name
                     emulator s3_request);
 
@@ -97,7 +98,7 @@ sub kafka_produce {
     my ($topic, @records) = @_;
     my $dir = tempdir(CLEANUP => 1);
     for my $i (0 .. $#records) {
-        my ($key, $value) = @{ $records[$i] };
+        my ($key, $value, $headers) = @{ $records[$i] };
         open my $fh, '>', "$dir/$i" or croak $!;
         binmode $fh;
         print $fh $value;
@@ -105,9 +106,36 @@ sub kafka_produce {
         my @cmd = ('kcat', '-P', '-b', _brokers(), '-t', $topic,
                    '-X', 'enable.idempotence=true', '-X', 'acks=all');
         push @cmd, '-k', $key if defined $key;
+        push @cmd, map { ('-H', "$_=$headers->{$_}") } sort keys %{ $headers // {} };
         system(@cmd, "$dir/$i") == 0 or croak "kcat produce failed: $?";
     }
     return scalar @records;
+}
+
+# produce many one-line records fast: [key, value], ... (no newlines, no ':'
+# in keys); one kcat call
+sub kafka_produce_lines {
+    my ($topic, @records) = @_;
+    open my $fh, '|-', 'kcat', '-P', '-b', _brokers(), '-t', $topic, '-K', "\t",
+        '-X', 'enable.idempotence=true', '-X', 'acks=all'
+        or croak "kcat: $!";
+    binmode $fh;
+    print $fh "$_->[0]\t$_->[1]\n" for @records;
+    close $fh or croak "kcat produce failed: $?";
+    return scalar @records;
+}
+
+# committed offsets of a group: { partition => offset } (Kafka's own tool)
+sub kafka_committed {
+    my ($group, $topic) = @_;
+    my $tool = repo_root() . '/t/stack/kafka-tool.sh';
+    my %off;
+    for (`bash $tool consumer-groups --bootstrap-server ${\ _brokers()} --describe --group $group 2>/dev/null`) {
+        my @f = split ' ';
+        next unless @f >= 5 && $f[1] eq $topic && $f[2] =~ /^\d+$/;
+        $off{$f[2]} = { committed => $f[3], end => $f[4] };
+    }
+    return \%off;
 }
 
 # consume from a topic: returns a list of hashes (topic, partition, offset,

@@ -1,0 +1,155 @@
+#!/usr/bin/perl
+
+# The background consumer against the real broker: every message ends as
+# a result or a DLQ record, offsets are committed only past terminal
+# messages, poison messages go to the DLQ at once with their bytes and
+# Connect-style headers, and reloads and killed workers lose nothing.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(sleep time);
+use GDrive::Test qw(kafka_produce kafka_produce_lines kafka_consume
+                    kafka_committed unique_name wait_until json);
+
+plan skip_all => 'the stack is not up (make stack)'
+    unless $ENV{KAFKA_BOOTSTRAP_SERVERS};
+
+my $topic = unique_name('consume');
+my $group = "group-$topic";
+
+my $t = GDrive::Test->new(workers => 2, http => <<"EOF");
+    gdrive_zone gdrive 4m;
+    gdrive_consumer on;
+    gdrive_max_inflight 4;
+    gdrive_kafka_topic $topic;
+    gdrive_kafka_result_topic $topic.result;
+    gdrive_kafka_dlq_topic $topic.dlq;
+    gdrive_kafka_group $group;
+    gdrive_kafka_commit_interval 500ms;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location = /health { gdrive_health; }
+    }
+EOF
+
+# the topics exist with 4 partitions before the members join
+kafka_produce_lines($topic, ['warm', '{"trigger_id":"warm-up","integration_id":"w","action":"sync_changes"}']);
+$t->run;
+
+my $JSON = json();
+
+sub result_ids {
+    my %ids;
+    for (kafka_consume("$topic.result")) {
+        my $r = eval { $JSON->decode($_->{payload}) } or next;
+        $ids{$r->{trigger_id}}++;
+    }
+    return \%ids;
+}
+
+sub all_results {
+    my ($ids, $timeout) = @_;
+    return wait_until('results', $timeout // 60, sub {
+        my $got = result_ids();
+        !grep { !$got->{$_} } @$ids;
+    });
+}
+
+# --- a poison message, between good ones -------------------------------------
+
+my $poison = "\x00\xffnot json {\x01";
+kafka_produce($topic, ['int-p', '{"trigger_id":"good-1","integration_id":"int-p","action":"sync_changes"}'],
+                      ['int-p', $poison, { 'origin' => 'test-suite' }],
+                      ['int-p', '{"integration_id":"int-p","action":"sync_changes"}'],
+                      ['int-p', '{"trigger_id":"good-2","integration_id":"int-p","action":"sync_file","file_id":"f1"}']);
+
+ok(all_results(['warm-up', 'good-1', 'good-2']),
+   'valid triggers around poison messages complete');
+
+my @dlq;
+wait_until('DLQ records', 30, sub { (@dlq = kafka_consume("$topic.dlq")) >= 2 });
+is(scalar @dlq, 2, 'the two bad messages are in the DLQ, once each');
+
+my ($bin) = grep { $_->{payload} eq $poison } @dlq;
+ok($bin, 'the poison message is in the DLQ byte for byte');
+is($bin->{key}, 'int-p', 'with its original key');
+is($bin->{headers}{origin}, 'test-suite', 'and its original headers');
+is($bin->{headers}{'gdrive.error.code'}, 'invalid_message', 'error code header');
+is($bin->{headers}{'__connect.errors.topic'}, $topic, 'Connect topic header');
+like($bin->{headers}{'__connect.errors.partition'}, qr/^\d+$/,
+     'Connect partition header');
+like($bin->{headers}{'__connect.errors.offset'}, qr/^\d+$/,
+     'Connect offset header');
+is($bin->{headers}{'__connect.errors.exception.class.name'}, 'invalid_message',
+   'Connect exception class header carries the code');
+like($bin->{headers}{'gdrive.error.message'} // '', qr/not valid JSON/,
+     'the message says what is wrong');
+is($bin->{headers}{'gdrive.error.attempts'}, '1', 'at the first attempt');
+ok(length($bin->{headers}{'gdrive.error.time'} // ''), 'with a time');
+like($bin->{headers}{'gdrive.error.worker'} // '', qr{/\d+$}, 'and a worker');
+
+my ($noid) = grep { $_->{payload} =~ /int-p/ } @dlq;
+is($noid->{headers}{'gdrive.error.code'}, 'missing_field',
+   'a message without trigger_id is missing_field');
+
+my $committed = wait_until('offsets committed', 30, sub {
+    my $o = kafka_committed($group, $topic);
+    my @p = values %$o;
+    (@p && !grep { $_->{end} > 0 && ($_->{committed} // '-') ne $_->{end} } @p) ? $o : undef;
+});
+ok($committed, 'every partition is committed to its end, DLQ records included');
+
+# --- a backlog, with reloads -----------------------------------------------------
+
+my @ids = map { "bl-$_" } 1 .. 300;
+kafka_produce_lines($topic, map { ["int-" . ($_ % 17),
+    qq({"trigger_id":"$ids[$_]","integration_id":"int-) . ($_ % 17)
+    . qq(","action":"sync_changes"})] } 0 .. $#ids);
+
+for (1 .. 3) {
+    sleep 0.7;
+    $t->reload;
+}
+
+ok(all_results(\@ids, 120), 'a backlog of 300 completes across three reloads');
+
+# --- a worker killed -------------------------------------------------------
+
+my @ids2 = map { "kill-$_" } 1 .. 300;
+kafka_produce_lines($topic, map { ["int-" . ($_ % 13),
+    qq({"trigger_id":"$ids2[$_]","integration_id":"int-) . ($_ % 13)
+    . qq(","action":"sync_changes"})] } 0 .. $#ids2);
+
+my ($victim) = $t->worker_pids;
+ok($victim && kill('KILL', $victim), 'a worker is killed with SIGKILL');
+
+ok(all_results(\@ids2, 120),
+   'every message still reaches a terminal outcome');
+
+# --- idle --------------------------------------------------------------------
+
+sleep 2;
+my @workers = $t->worker_pids;
+my $cpu = sub {
+    my $sum = 0;
+    for my $pid (@workers) {
+        open my $fh, '<', "/proc/$pid/stat" or next;
+        my @f = split ' ', <$fh>;
+        $sum += $f[13] + $f[14];
+    }
+    return $sum;
+};
+my $before = $cpu->();
+sleep 3;
+my $used = ($cpu->() - $before) / 100;
+cmp_ok($used, '<', 0.3, "idle workers use no CPU to speak of ($used s in 3 s)");
+
+$t->stop;
+my @alerts = grep { !/exited on signal 9/ } $t->alerts;
+is_deeply(\@alerts, [], 'no alerts but the killed worker');
+
+done_testing;
