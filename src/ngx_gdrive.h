@@ -176,9 +176,33 @@ typedef struct {
 
 /* the shared zone */
 
+#define NGX_GDRIVE_MAX_WORKERS     64
+#define NGX_GDRIVE_MAX_PARTITIONS  64
+
+/*
+ * What one worker process shows the others (status page, metrics): a slot
+ * per worker number, written only by that worker, read without a lock.
+ */
 typedef struct {
-    ngx_atomic_t         generation;    /* bumped on every (re)start */
-    ngx_msec_t           started;
+    ngx_atomic_t         pid;
+    ngx_atomic_t         started;        /* seconds */
+    ngx_atomic_t         inflight;
+    ngx_atomic_t         inflight_peak;
+    ngx_atomic_t         paused;
+    ngx_atomic_t         results;        /* jobs ended with a result */
+    ngx_atomic_t         dead_letters;   /* jobs ended in the DLQ */
+    ngx_atomic_t         retries;
+    ngx_atomic_t         cancelled;
+    ngx_atomic_t         nparts;
+    int32_t              partitions[NGX_GDRIVE_MAX_PARTITIONS];
+    int64_t              stored[NGX_GDRIVE_MAX_PARTITIONS];
+} ngx_gdrive_worker_status_t;
+
+
+typedef struct {
+    ngx_atomic_t                generation;  /* bumped on every (re)start */
+    ngx_msec_t                  started;
+    ngx_gdrive_worker_status_t  workers[NGX_GDRIVE_MAX_WORKERS];
 } ngx_gdrive_sh_t;
 
 
@@ -189,6 +213,7 @@ typedef struct {
 
 
 ngx_int_t ngx_gdrive_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+ngx_gdrive_sh_t *ngx_gdrive_shm(ngx_http_gdrive_main_conf_t *gmcf);
 
 
 /* Kafka on the event loop */
@@ -269,6 +294,7 @@ typedef struct {
     rd_kafka_topic_t             *trigger_topic;
     rd_kafka_topic_t             *result_topic;
     rd_kafka_topic_t             *dlq_topic;
+    ngx_gdrive_worker_status_t   *status;    /* this worker's slot */
 } ngx_gdrive_worker_t;
 
 extern ngx_gdrive_worker_t  ngx_gdrive_worker;
@@ -288,6 +314,7 @@ void ngx_http_gdrive_trigger_detach_all(void);
 ngx_int_t ngx_http_gdrive_trigger_init(ngx_conf_t *cf);
 
 ngx_int_t ngx_http_gdrive_health_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_gdrive_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gdrive_unavailable_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gdrive_add_header(ngx_http_request_t *r, char *key,
     char *value);

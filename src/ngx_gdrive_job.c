@@ -89,6 +89,7 @@ static void ngx_gdrive_job_terminal(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_free(ngx_gdrive_job_t *job);
 static u_char *ngx_gdrive_job_log_handler(ngx_log_t *log, u_char *buf,
     size_t len);
+static void ngx_gdrive_job_status(ngx_gdrive_engine_t *e);
 
 
 static ngx_gdrive_engine_t  ngx_gdrive_engine;
@@ -195,6 +196,7 @@ ngx_gdrive_job_message(void *data, rd_kafka_message_t *msg)
     ngx_queue_insert_tail(&part->jobs, &job->queue);
 
     e->inflight++;
+    ngx_gdrive_job_status(e);
 
     ngx_gdrive_job_run(job);
 }
@@ -438,6 +440,7 @@ ngx_gdrive_job_retry(ngx_gdrive_job_t *job, ngx_msec_t at_least)
     }
 
     job->attempt++;
+    ngx_gdrive_worker.status->retries++;
 
     ngx_log_error(NGX_LOG_INFO, &job->log, 0,
                   "gdrive: job retries in %Mms (attempt %ui): %s",
@@ -470,6 +473,13 @@ ngx_gdrive_job_terminal(ngx_gdrive_job_t *job)
     job->terminal = 1;
     e->inflight--;
 
+    if (job->to_dlq) {
+        ngx_gdrive_worker.status->dead_letters++;
+
+    } else {
+        ngx_gdrive_worker.status->results++;
+    }
+
     /* store past the run of terminal jobs at the head of the partition */
 
     next = -1;
@@ -500,6 +510,8 @@ ngx_gdrive_job_terminal(ngx_gdrive_job_t *job)
         }
     }
 
+    ngx_gdrive_job_status(e);
+
     if (e->consumer->paused && !e->exiting
         && e->inflight <= e->low_watermark)
     {
@@ -520,6 +532,8 @@ ngx_gdrive_job_assigned(void *data, rd_kafka_topic_partition_list_t *parts)
     for (i = 0; i < parts->cnt; i++) {
         (void) ngx_gdrive_job_part(parts->elems[i].partition, 1);
     }
+
+    ngx_gdrive_job_status(data);
 }
 
 
@@ -549,6 +563,7 @@ ngx_gdrive_job_revoked(void *data, rd_kafka_topic_partition_list_t *parts)
 
             if (!job->terminal) {
                 e->inflight--;
+                ngx_gdrive_worker.status->cancelled++;
                 ngx_log_error(NGX_LOG_INFO, &job->log, 0,
                               "gdrive: job cancelled: partition revoked");
             }
@@ -567,6 +582,8 @@ ngx_gdrive_job_revoked(void *data, rd_kafka_topic_partition_list_t *parts)
         ngx_queue_remove(&part->queue);
         ngx_free(part);
     }
+
+    ngx_gdrive_job_status(e);
 
     if (e->consumer->paused && !e->exiting
         && e->inflight <= e->low_watermark)
@@ -669,6 +686,42 @@ ngx_gdrive_job_closed(void *data)
 
     ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                   "gdrive: consumer left the group");
+}
+
+
+/* this worker's slot in the shared zone, for the status page and metrics */
+
+static void
+ngx_gdrive_job_status(ngx_gdrive_engine_t *e)
+{
+    ngx_uint_t                   n;
+    ngx_queue_t                 *q;
+    ngx_gdrive_part_t           *part;
+    ngx_gdrive_worker_status_t  *st;
+
+    st = ngx_gdrive_worker.status;
+
+    st->inflight = e->inflight;
+
+    if (e->inflight > st->inflight_peak) {
+        st->inflight_peak = e->inflight;
+    }
+
+    st->paused = e->consumer ? e->consumer->paused : 0;
+
+    n = 0;
+
+    for (q = ngx_queue_head(&e->parts);
+         q != ngx_queue_sentinel(&e->parts) && n < NGX_GDRIVE_MAX_PARTITIONS;
+         q = ngx_queue_next(q))
+    {
+        part = ngx_queue_data(q, ngx_gdrive_part_t, queue);
+        st->partitions[n] = part->partition;
+        st->stored[n] = part->stored;
+        n++;
+    }
+
+    st->nparts = n;
 }
 
 

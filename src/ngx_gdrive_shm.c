@@ -65,3 +65,14 @@ ngx_gdrive_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     return NGX_OK;
 }
+
+
+ngx_gdrive_sh_t *
+ngx_gdrive_shm(ngx_http_gdrive_main_conf_t *gmcf)
+{
+    ngx_gdrive_shm_ctx_t  *ctx;
+
+    ctx = gmcf->shm_zone->data;
+
+    return ctx->sh;
+}

@@ -283,3 +283,92 @@ ngx_http_gdrive_error_filter_init(ngx_conf_t *cf)
 
     return NGX_OK;
 }
+
+
+/*
+ * gdrive_status as JSON: every worker's slot of the shared zone.  Slots
+ * are read without a lock: each is written by one worker only, word by
+ * word, and a page that is a moment out of date is fine.
+ */
+
+ngx_int_t
+ngx_http_gdrive_status_handler(ngx_http_request_t *r)
+{
+    u_char                       *json, *p;
+    size_t                        len;
+    ngx_uint_t                    i, j, n, first;
+    ngx_gdrive_sh_t              *sh;
+    ngx_gdrive_worker_status_t   *st;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_http_gdrive_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                          "method_not_allowed",
+                                          "use GET or HEAD");
+    }
+
+    gmcf = ngx_http_get_module_main_conf(r, ngx_http_gdrive_worker_module);
+    sh = ngx_gdrive_shm(gmcf);
+
+    len = sizeof("{\"version\":\"\",\"nginx\":\"\",\"workers\":[]}")
+          + sizeof(NGX_GDRIVE_VERSION) + sizeof(NGINX_VERSION)
+          + NGX_GDRIVE_MAX_WORKERS
+            * (sizeof("{\"worker\":,\"pid\":,\"started\":,\"inflight\":,"
+                      "\"inflight_peak\":,\"paused\":false,\"results\":,"
+                      "\"dead_letters\":,\"retries\":,\"cancelled\":,"
+                      "\"partitions\":[]},")
+               + 10 * NGX_ATOMIC_T_LEN
+               + NGX_GDRIVE_MAX_PARTITIONS
+                 * (sizeof("{\"partition\":,\"stored_offset\":},")
+                    + NGX_INT32_LEN + NGX_INT64_LEN));
+
+    json = ngx_pnalloc(r->pool, len);
+    if (json == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(json, "{\"version\":\"%s\",\"nginx\":\"%s\",\"workers\":[",
+                    NGX_GDRIVE_VERSION, NGINX_VERSION);
+
+    first = 1;
+
+    for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
+        st = &sh->workers[i];
+
+        /* a slot of a worker that is gone is not shown */
+        if (st->pid == 0 || kill((ngx_pid_t) st->pid, 0) == -1) {
+            continue;
+        }
+
+        if (!first) {
+            *p++ = ',';
+        }
+
+        first = 0;
+
+        p = ngx_sprintf(p, "{\"worker\":%ui,\"pid\":%uA,\"started\":%uA,"
+                           "\"inflight\":%uA,\"inflight_peak\":%uA,"
+                           "\"paused\":%s,\"results\":%uA,"
+                           "\"dead_letters\":%uA,\"retries\":%uA,"
+                           "\"cancelled\":%uA,\"partitions\":[",
+                        i, st->pid, st->started, st->inflight,
+                        st->inflight_peak, st->paused ? "true" : "false",
+                        st->results, st->dead_letters, st->retries,
+                        st->cancelled);
+
+        n = ngx_min(st->nparts, NGX_GDRIVE_MAX_PARTITIONS);
+
+        for (j = 0; j < n; j++) {
+            p = ngx_sprintf(p, "%s{\"partition\":%D,\"stored_offset\":%L}",
+                            j ? "," : "", st->partitions[j], st->stored[j]);
+        }
+
+        p = ngx_cpymem(p, "]}", 2);
+    }
+
+    p = ngx_cpymem(p, "]}", 2);
+
+    r->headers_out.last_modified_time = -1;
+
+    return ngx_http_gdrive_send_json(r, NGX_HTTP_OK, json, p - json);
+}

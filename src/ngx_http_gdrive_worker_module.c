@@ -681,6 +681,22 @@ ngx_http_gdrive_init_process(ngx_cycle_t *cycle)
     w = &ngx_gdrive_worker;
     w->gmcf = gmcf;
 
+    if (ngx_worker < NGX_GDRIVE_MAX_WORKERS) {
+        w->status = &ngx_gdrive_shm(gmcf)->workers[ngx_worker];
+
+    } else {
+        /* beyond the status table: counted nowhere, but still working */
+        w->status = ngx_pcalloc(cycle->pool,
+                                sizeof(ngx_gdrive_worker_status_t));
+        if (w->status == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_memzero(w->status, sizeof(ngx_gdrive_worker_status_t));
+    w->status->pid = ngx_pid;
+    w->status->started = ngx_time();
+
     if (!gmcf->consumer
         && !(gmcf->locations & ((1 << NGX_HTTP_GDRIVE_LOC_TRIGGER)
                                 | (1 << NGX_HTTP_GDRIVE_LOC_DLQ))))
@@ -1125,6 +1141,10 @@ ngx_http_gdrive_location(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     case NGX_HTTP_GDRIVE_LOC_HEALTH:
         clcf->handler = ngx_http_gdrive_health_handler;
+        break;
+
+    case NGX_HTTP_GDRIVE_LOC_STATUS:
+        clcf->handler = ngx_http_gdrive_status_handler;
         break;
 
     default:

@@ -33,6 +33,7 @@ my $t = GDrive::Test->new(workers => 2, http => <<"EOF");
     server {
         listen 127.0.0.1:%%PORT%%;
         location = /health { gdrive_health; }
+        location = /status { gdrive_status; }
     }
 EOF
 
@@ -102,6 +103,26 @@ my $committed = wait_until('offsets committed', 30, sub {
     (@p && !grep { $_->{end} > 0 && ($_->{committed} // '-') ne $_->{end} } @p) ? $o : undef;
 });
 ok($committed, 'every partition is committed to its end, DLQ records included');
+
+# --- backpressure ---------------------------------------------------------------
+
+my @bp = map { "bp-$_" } 1 .. 200;
+kafka_produce_lines($topic, map { ["int-" . ($_ % 11),
+    qq({"trigger_id":"$bp[$_]","integration_id":"int-) . ($_ % 11)
+    . qq(","action":"sync_changes"})] } 0 .. $#bp);
+
+ok(all_results(\@bp, 120), 'a backlog of 200 completes');
+
+my $st = $t->http_json(GET => '/status');
+is($st->{status}, 200, 'the status location answers');
+my @w = @{ $st->{json}{workers} // [] };
+is(scalar @w, 2, 'it shows both workers');
+ok(!grep({ $_->{inflight_peak} > 4 } @w),
+   'no worker ever had more than gdrive_max_inflight (4) jobs in flight: '
+   . join(',', map { $_->{inflight_peak} } @w));
+ok(!grep({ $_->{inflight_peak} < 1 } @w), 'and both did work');
+my @parts = sort map { map { $_->{partition} } @{ $_->{partitions} } } @w;
+is("@parts", '0 1 2 3', 'the four partitions are owned, each by one worker');
 
 # --- a backlog, with reloads -----------------------------------------------------
 
