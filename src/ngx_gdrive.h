@@ -16,6 +16,10 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#if (NGX_THREADS)
+#include <ngx_thread_pool.h>
+#endif
+
 #include <librdkafka/rdkafka.h>
 
 #include "ngx_gdrive_message.h"
@@ -156,6 +160,10 @@ typedef struct {
     time_t               metadata_cache_ttl;
     ngx_bufs_t           stream_buffers;
     ngx_msec_t           shutdown_timeout;
+
+#if (NGX_THREADS)
+    ngx_thread_pool_t   *thread_pool;    /* for gdrive_dlq's Kafka reads */
+#endif
 } ngx_http_gdrive_main_conf_t;
 
 
@@ -202,6 +210,7 @@ typedef struct {
 typedef struct {
     ngx_atomic_t                generation;  /* bumped on every (re)start */
     ngx_msec_t                  started;
+    ngx_atomic_t                dlq_replay;  /* pid of the replaying worker */
     ngx_gdrive_worker_status_t  workers[NGX_GDRIVE_MAX_WORKERS];
 } ngx_gdrive_sh_t;
 
@@ -315,6 +324,7 @@ ngx_int_t ngx_http_gdrive_trigger_init(ngx_conf_t *cf);
 
 ngx_int_t ngx_http_gdrive_health_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gdrive_status_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_gdrive_dlq_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gdrive_unavailable_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gdrive_add_header(ngx_http_request_t *r, char *key,
     char *value);

@@ -427,6 +427,16 @@ ngx_http_gdrive_postconfiguration(ngx_conf_t *cf)
         return NGX_OK;
     }
 
+#if (NGX_THREADS)
+    if (gmcf->locations & (1 << NGX_HTTP_GDRIVE_LOC_DLQ)) {
+        /* nginx's "default" pool, made if no thread_pool names it */
+        gmcf->thread_pool = ngx_thread_pool_add(cf, NULL);
+        if (gmcf->thread_pool == NULL) {
+            return NGX_ERROR;
+        }
+    }
+#endif
+
     return ngx_http_gdrive_error_filter_init(cf);
 }
 
@@ -1145,6 +1155,10 @@ ngx_http_gdrive_location(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     case NGX_HTTP_GDRIVE_LOC_STATUS:
         clcf->handler = ngx_http_gdrive_status_handler;
+        break;
+
+    case NGX_HTTP_GDRIVE_LOC_DLQ:
+        clcf->handler = ngx_http_gdrive_dlq_handler;
         break;
 
     default:
