@@ -204,6 +204,8 @@ typedef struct {
     ngx_atomic_t         nparts;
     int32_t              partitions[NGX_GDRIVE_MAX_PARTITIONS];
     int64_t              stored[NGX_GDRIVE_MAX_PARTITIONS];
+    int64_t              high[NGX_GDRIVE_MAX_PARTITIONS];  /* watermark */
+    int64_t              lag[NGX_GDRIVE_MAX_PARTITIONS];   /* -1: unknown */
 } ngx_gdrive_worker_status_t;
 
 
@@ -248,6 +250,7 @@ typedef struct {
     ngx_uint_t             (*room)(void *data);
     void                   (*exiting)(void *data);
     void                   (*closed)(void *data);
+    void                   (*tick)(void *data);
     void                    *data;
 } ngx_gdrive_consumer_cb_t;
 

@@ -90,6 +90,7 @@ static void ngx_gdrive_job_free(ngx_gdrive_job_t *job);
 static u_char *ngx_gdrive_job_log_handler(ngx_log_t *log, u_char *buf,
     size_t len);
 static void ngx_gdrive_job_status(ngx_gdrive_engine_t *e);
+static void ngx_gdrive_job_tick(void *data);
 
 
 static ngx_gdrive_engine_t  ngx_gdrive_engine;
@@ -116,6 +117,7 @@ ngx_gdrive_job_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
     cb.room = ngx_gdrive_job_room;
     cb.exiting = ngx_gdrive_job_exiting;
     cb.closed = ngx_gdrive_job_closed;
+    cb.tick = ngx_gdrive_job_tick;
     cb.data = e;
 
     e->consumer = ngx_gdrive_kafka_consumer(cycle, gmcf, &cb);
@@ -689,15 +691,24 @@ ngx_gdrive_job_closed(void *data)
 }
 
 
+static void
+ngx_gdrive_job_tick(void *data)
+{
+    ngx_gdrive_job_status(data);
+}
+
+
 /* this worker's slot in the shared zone, for the status page and metrics */
 
 static void
 ngx_gdrive_job_status(ngx_gdrive_engine_t *e)
 {
-    ngx_uint_t                   n;
-    ngx_queue_t                 *q;
-    ngx_gdrive_part_t           *part;
-    ngx_gdrive_worker_status_t  *st;
+    int64_t                           lo, hi, done;
+    ngx_uint_t                        n;
+    ngx_queue_t                      *q;
+    ngx_gdrive_part_t                *part;
+    ngx_gdrive_worker_status_t       *st;
+    rd_kafka_topic_partition_list_t  *pos;
 
     st = ngx_gdrive_worker.status;
 
@@ -718,6 +729,39 @@ ngx_gdrive_job_status(ngx_gdrive_engine_t *e)
         part = ngx_queue_data(q, ngx_gdrive_part_t, queue);
         st->partitions[n] = part->partition;
         st->stored[n] = part->stored;
+        st->high[n] = -1;
+        st->lag[n] = -1;
+
+        /* the cached watermark: no request to the broker from here */
+
+        if (e->consumer && e->consumer->rk
+            && rd_kafka_get_watermark_offsets(e->consumer->rk, e->topic,
+                                              part->partition, &lo, &hi)
+               == RD_KAFKA_RESP_ERR_NO_ERROR
+            && hi >= 0)
+        {
+            st->high[n] = hi;
+            done = part->stored;
+
+            if (done < 0) {
+                pos = rd_kafka_topic_partition_list_new(1);
+                rd_kafka_topic_partition_list_add(pos, e->topic,
+                                                  part->partition);
+
+                if (rd_kafka_position(e->consumer->rk, pos)
+                    == RD_KAFKA_RESP_ERR_NO_ERROR)
+                {
+                    done = pos->elems[0].offset;
+                }
+
+                rd_kafka_topic_partition_list_destroy(pos);
+            }
+
+            if (done >= 0) {
+                st->lag[n] = ngx_max(hi - done, 0);
+            }
+        }
+
         n++;
     }
 

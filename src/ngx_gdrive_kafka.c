@@ -712,6 +712,10 @@ ngx_gdrive_kafka_tick(ngx_event_t *ev)
     }
 
     k->serve(k);
+
+    if (k->cb.tick && k->rk && !k->closing) {
+        k->cb.tick(k->cb.data);
+    }
 }
 
 

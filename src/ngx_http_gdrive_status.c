@@ -319,8 +319,9 @@ ngx_http_gdrive_status_handler(ngx_http_request_t *r)
                       "\"partitions\":[]},")
                + 10 * NGX_ATOMIC_T_LEN
                + NGX_GDRIVE_MAX_PARTITIONS
-                 * (sizeof("{\"partition\":,\"stored_offset\":},")
-                    + NGX_INT32_LEN + NGX_INT64_LEN));
+                 * (sizeof("{\"partition\":,\"stored_offset\":,"
+                           "\"high_watermark\":,\"lag\":},")
+                    + NGX_INT32_LEN + 3 * NGX_INT64_LEN));
 
     json = ngx_pnalloc(r->pool, len);
     if (json == NULL) {
@@ -359,8 +360,10 @@ ngx_http_gdrive_status_handler(ngx_http_request_t *r)
         n = ngx_min(st->nparts, NGX_GDRIVE_MAX_PARTITIONS);
 
         for (j = 0; j < n; j++) {
-            p = ngx_sprintf(p, "%s{\"partition\":%D,\"stored_offset\":%L}",
-                            j ? "," : "", st->partitions[j], st->stored[j]);
+            p = ngx_sprintf(p, "%s{\"partition\":%D,\"stored_offset\":%L,"
+                               "\"high_watermark\":%L,\"lag\":%L}",
+                            j ? "," : "", st->partitions[j], st->stored[j],
+                            st->high[j], st->lag[j]);
         }
 
         p = ngx_cpymem(p, "]}", 2);

@@ -124,6 +124,14 @@ ok(!grep({ $_->{inflight_peak} < 1 } @w), 'and both did work');
 my @parts = sort map { map { $_->{partition} } @{ $_->{partitions} } } @w;
 is("@parts", '0 1 2 3', 'the four partitions are owned, each by one worker');
 
+my $lagged = wait_until('lag known', 10, sub {
+    my @p = map { @{ $_->{partitions} } }
+            @{ $t->http_json(GET => '/status')->{json}{workers} // [] };
+    (@p == 4 && !grep { $_->{lag} != 0 || $_->{high_watermark} < 0 } @p)
+        ? \@p : undef;
+});
+ok($lagged, 'the status page knows every partition\'s watermark and a lag of 0');
+
 # --- a backlog, with reloads -----------------------------------------------------
 
 my @ids = map { "bl-$_" } 1 .. 300;
