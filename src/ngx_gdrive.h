@@ -21,6 +21,7 @@
 #endif
 
 #include <librdkafka/rdkafka.h>
+#include <curl/curl.h>
 
 #include "ngx_gdrive_message.h"
 
@@ -210,7 +211,18 @@ typedef struct {
 
 
 typedef struct {
+    ngx_rbtree_t                rbtree;
+    ngx_rbtree_node_t           sentinel;
+    ngx_queue_t                 lru;
+    ngx_atomic_t                refreshes;    /* token requests made */
+    ngx_atomic_t                hits;
+    ngx_atomic_t                evictions;
+} ngx_gdrive_token_cache_t;
+
+
+typedef struct {
     ngx_atomic_t                generation;  /* bumped on every (re)start */
+    ngx_gdrive_token_cache_t    tokens;
     ngx_msec_t                  started;
     ngx_atomic_t                dlq_replay;  /* pid of the replaying worker */
     ngx_gdrive_worker_status_t  workers[NGX_GDRIVE_MAX_WORKERS];
@@ -221,6 +233,8 @@ typedef struct {
     ngx_gdrive_sh_t     *sh;
     ngx_slab_pool_t     *shpool;
 } ngx_gdrive_shm_ctx_t;
+
+ngx_gdrive_shm_ctx_t *ngx_gdrive_shm_ctx(ngx_http_gdrive_main_conf_t *gmcf);
 
 
 ngx_int_t ngx_gdrive_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
@@ -295,6 +309,75 @@ rd_kafka_topic_t *ngx_gdrive_kafka_topic(ngx_gdrive_kafka_t *k,
     ngx_str_t *name);
 ngx_int_t ngx_gdrive_kafka_brokers_up(ngx_gdrive_kafka_t *k);
 void ngx_gdrive_kafka_destroy(ngx_gdrive_kafka_t *k, ngx_msec_t flush);
+
+
+/* outbound HTTP (curl multi on the event loop) */
+
+typedef struct ngx_gdrive_http_s  ngx_gdrive_http_t;
+
+struct ngx_gdrive_http_s {
+    CURL                    *easy;
+    struct curl_slist       *headers;
+    ngx_pool_t              *pool;
+    ngx_log_t               *log;
+    void                   (*handler)(ngx_gdrive_http_t *h);
+    size_t                 (*sink)(ngx_gdrive_http_t *h, u_char *p,
+                                   size_t len);
+    void                    *data;
+    const char              *what;        /* for debug lines: no secrets */
+    CURLcode                 result;
+    long                     status;
+    ngx_int_t                retry_after; /* seconds, -1: none */
+    u_char                  *body;
+    size_t                   len;
+    size_t                   cap;
+    size_t                   max_body;
+    ngx_msec_t               started;
+    char                     error[CURL_ERROR_SIZE];
+    unsigned                 active:1;
+};
+
+ngx_int_t ngx_gdrive_http_init(ngx_cycle_t *cycle,
+    ngx_http_gdrive_main_conf_t *gmcf);
+void ngx_gdrive_http_done(void);
+ngx_gdrive_http_t *ngx_gdrive_http_create(ngx_pool_t *pool, ngx_log_t *log,
+    size_t max_body);
+ngx_int_t ngx_gdrive_http_header_add(ngx_gdrive_http_t *h, const char *line);
+ngx_int_t ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url);
+void ngx_gdrive_http_cancel(ngx_gdrive_http_t *h);
+
+
+/* OAuth access tokens, cached in the shared zone */
+
+typedef struct ngx_gdrive_token_req_s  ngx_gdrive_token_req_t;
+
+struct ngx_gdrive_token_req_s {
+    ngx_pool_t              *pool;
+    ngx_log_t               *log;
+    ngx_str_t                integration;
+    void                   (*handler)(ngx_gdrive_token_req_t *req);
+    void                    *data;
+
+    /* the answer */
+    ngx_int_t                rc;          /* NGX_OK, NGX_ERROR */
+    ngx_str_t                token;
+    const char              *code;        /* error code of DESIGN §4 */
+    const char              *detail;
+    ngx_uint_t               permanent;
+    ngx_int_t                retry_after; /* seconds, -1: none */
+
+    /* its state */
+    ngx_gdrive_http_t       *http;
+    ngx_event_t              wait;
+    ngx_uint_t               waited;
+    ngx_str_t                client_id;
+    ngx_str_t                client_secret;
+    ngx_str_t                refresh_token;
+    unsigned                 refreshing:1;
+};
+
+void ngx_gdrive_token_get(ngx_gdrive_token_req_t *req);
+void ngx_gdrive_token_cancel(ngx_gdrive_token_req_t *req);
 
 
 /* what one worker process runs */

@@ -10,8 +10,10 @@
  * nothing.  At gdrive_max_inflight jobs the consumer pauses; it resumes
  * at half of it.
  *
- * Stages: validate -> result.  The Drive and S3 stages plug in between
- * (credentials, token, Drive, S3) as further steps of the same shape.
+ * Stages: validate -> token -> result.  The Drive and S3 stages plug in
+ * before the result as further steps of the same shape: start, and on
+ * the answer go on, retry (transient, bounded by gdrive_retry), or send
+ * the message to the DLQ (permanent, or attempts exhausted).
  */
 
 
@@ -24,6 +26,14 @@
 
 typedef struct ngx_gdrive_part_s  ngx_gdrive_part_t;
 typedef struct ngx_gdrive_job_s   ngx_gdrive_job_t;
+
+
+typedef enum {
+    NGX_GDRIVE_STAGE_VALIDATE = 0,
+    NGX_GDRIVE_STAGE_TOKEN,
+    NGX_GDRIVE_STAGE_RESULT,
+    NGX_GDRIVE_STAGE_DLQ
+} ngx_gdrive_stage_e;
 
 
 struct ngx_gdrive_part_s {
@@ -41,6 +51,8 @@ struct ngx_gdrive_job_s {
     ngx_pool_t              *pool;
     ngx_log_t                log;
     ngx_gdrive_trigger_t     trigger;
+    ngx_gdrive_stage_e       stage;
+    ngx_gdrive_token_req_t   token;
     ngx_gdrive_kafka_dr_t    dr;
     ngx_event_t              timer;      /* backoff */
     ngx_msec_t               started;
@@ -48,10 +60,10 @@ struct ngx_gdrive_job_s {
     const char              *error;      /* code of the last failure */
     u_char                   detail[256];
     u_char                   id[NGX_GDRIVE_ID_MAX_LEN + 1];
-    unsigned                 parsed:1;
     unsigned                 terminal:1;
     unsigned                 in_flight:1; /* a produce awaits its report */
     unsigned                 to_dlq:1;
+    unsigned                 token_busy:1;
 };
 
 
@@ -79,6 +91,9 @@ static void ngx_gdrive_job_shutdown_handler(ngx_event_t *ev);
 static ngx_gdrive_part_t *ngx_gdrive_job_part(int32_t partition,
     ngx_uint_t create);
 static void ngx_gdrive_job_run(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_token_done(ngx_gdrive_token_req_t *req);
+static void ngx_gdrive_job_fail(ngx_gdrive_job_t *job, const char *code,
+    const char *detail, ngx_uint_t permanent, ngx_int_t retry_after);
 static void ngx_gdrive_job_result(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_dlq(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_delivered(void *data, rd_kafka_resp_err_t err,
@@ -209,22 +224,19 @@ ngx_gdrive_job_run(ngx_gdrive_job_t *job)
 {
     ngx_gdrive_msg_error_t  err;
 
-    if (!job->parsed) {
-        job->parsed = 1;
+    switch (job->stage) {
+
+    case NGX_GDRIVE_STAGE_VALIDATE:
 
         if (ngx_gdrive_trigger_parse(job->msg->payload, job->msg->len, 1,
                                      &job->trigger, &err)
             != 0)
         {
             /* a poison message goes to the DLQ at once */
-            job->error = err.code;
-            ngx_cpystrn(job->detail, (u_char *) err.detail,
-                        sizeof(job->detail));
             ngx_log_error(NGX_LOG_WARN, &job->log, 0,
                           "gdrive: invalid trigger: %s: %s",
                           err.code, err.detail);
-            job->to_dlq = 1;
-            ngx_gdrive_job_dlq(job);
+            ngx_gdrive_job_fail(job, err.code, err.detail, 1, -1);
             return;
         }
 
@@ -235,14 +247,84 @@ ngx_gdrive_job_run(ngx_gdrive_job_t *job)
         ngx_log_debug1(NGX_LOG_DEBUG_EVENT, &job->log, 0,
                        "gdrive: job %s started",
                        ngx_gdrive_action_name(job->trigger.action));
-    }
 
-    if (job->to_dlq) {
+        job->stage = NGX_GDRIVE_STAGE_TOKEN;
+
+        /* fall through */
+
+    case NGX_GDRIVE_STAGE_TOKEN:
+
+        job->token.pool = job->pool;
+        job->token.log = &job->log;
+        job->token.integration.data = (u_char *)
+                                      job->trigger.integration_id.data;
+        job->token.integration.len = job->trigger.integration_id.len;
+        job->token.handler = ngx_gdrive_job_token_done;
+        job->token.data = job;
+        job->token_busy = 1;
+
+        ngx_gdrive_token_get(&job->token);
+        return;
+
+    case NGX_GDRIVE_STAGE_RESULT:
+        ngx_gdrive_job_result(job);
+        return;
+
+    case NGX_GDRIVE_STAGE_DLQ:
         ngx_gdrive_job_dlq(job);
         return;
     }
+}
 
-    ngx_gdrive_job_result(job);
+
+static void
+ngx_gdrive_job_token_done(ngx_gdrive_token_req_t *req)
+{
+    ngx_gdrive_job_t *job = req->data;
+
+    job->token_busy = 0;
+
+    if (req->rc != NGX_OK) {
+        ngx_gdrive_job_fail(job, req->code, req->detail, req->permanent,
+                            req->retry_after);
+        return;
+    }
+
+    job->stage = NGX_GDRIVE_STAGE_RESULT;
+    ngx_gdrive_job_run(job);
+}
+
+
+/*
+ * A failed stage: transient failures are retried by the backoff, up to
+ * gdrive_retry attempts; permanent ones and the last attempt go to the
+ * DLQ with the error.
+ */
+
+static void
+ngx_gdrive_job_fail(ngx_gdrive_job_t *job, const char *code,
+    const char *detail, ngx_uint_t permanent, ngx_int_t retry_after)
+{
+    job->error = code;
+    ngx_cpystrn(job->detail, (u_char *) detail, sizeof(job->detail));
+
+    if (!permanent
+        && job->attempt + 1 < ngx_gdrive_worker.gmcf->retry_attempts)
+    {
+        ngx_gdrive_job_retry(job, retry_after > 0
+                                  ? (ngx_msec_t) retry_after * 1000 : 0);
+        return;
+    }
+
+    if (!permanent) {
+        ngx_log_error(NGX_LOG_WARN, &job->log, 0,
+                      "gdrive: giving up after %ui attempts: %s: %s",
+                      job->attempt + 1, code, detail);
+    }
+
+    job->to_dlq = 1;
+    job->stage = NGX_GDRIVE_STAGE_DLQ;
+    ngx_gdrive_job_dlq(job);
 }
 
 
@@ -576,6 +658,11 @@ ngx_gdrive_job_revoked(void *data, rd_kafka_topic_partition_list_t *parts)
                 ngx_del_timer(&job->timer);
             }
 
+            if (job->token_busy) {
+                ngx_gdrive_token_cancel(&job->token);
+                job->token_busy = 0;
+            }
+
             if (!job->in_flight) {
                 ngx_gdrive_job_free(job);
             }
@@ -774,6 +861,10 @@ ngx_gdrive_job_free(ngx_gdrive_job_t *job)
 {
     if (job->timer.timer_set) {
         ngx_del_timer(&job->timer);
+    }
+
+    if (job->token_busy) {
+        ngx_gdrive_token_cancel(&job->token);
     }
 
     ngx_gdrive_trigger_free(&job->trigger);

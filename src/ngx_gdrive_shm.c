@@ -48,6 +48,10 @@ ngx_gdrive_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ctx->shpool->data = ctx->sh;
 
+    ngx_rbtree_init(&ctx->sh->tokens.rbtree, &ctx->sh->tokens.sentinel,
+                    ngx_str_rbtree_insert_value);
+    ngx_queue_init(&ctx->sh->tokens.lru);
+
     ctx->sh->generation = 1;
     ctx->sh->started = ngx_current_msec;
 
@@ -75,4 +79,11 @@ ngx_gdrive_shm(ngx_http_gdrive_main_conf_t *gmcf)
     ctx = gmcf->shm_zone->data;
 
     return ctx->sh;
+}
+
+
+ngx_gdrive_shm_ctx_t *
+ngx_gdrive_shm_ctx(ngx_http_gdrive_main_conf_t *gmcf)
+{
+    return gmcf->shm_zone->data;
 }

@@ -742,7 +742,10 @@ ngx_http_gdrive_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    if (gmcf->consumer && ngx_gdrive_job_init(cycle, gmcf) != NGX_OK) {
+    if (gmcf->consumer
+        && (ngx_gdrive_http_init(cycle, gmcf) != NGX_OK
+            || ngx_gdrive_job_init(cycle, gmcf) != NGX_OK))
+    {
         ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
                       "gdrive: worker runs without a Kafka consumer");
     }
@@ -768,6 +771,8 @@ ngx_http_gdrive_exit_process(ngx_cycle_t *cycle)
         ngx_gdrive_kafka_destroy(w->consumer, 0);
         w->consumer = NULL;
     }
+
+    ngx_gdrive_http_done();
 
     if (w->trigger_topic) {
         rd_kafka_topic_destroy(w->trigger_topic);

@@ -20,7 +20,9 @@ plan skip_all => 'the stack is not up (make stack)'
 my $topic = unique_name('consume');
 my $group = "group-$topic";
 
-my $t = GDrive::Test->new(workers => 2, http => <<"EOF");
+# the default refresh token for every integration (no control plane)
+my $t = GDrive::Test->new(workers => 2, env => { CONTROL_PLANE_URL => undef },
+                          http => <<"EOF");
     gdrive_zone gdrive 4m;
     gdrive_consumer on;
     gdrive_max_inflight 4;

@@ -21,7 +21,8 @@ my $topic = unique_name('group');
 kafka_produce_lines($topic, ['w', '{"trigger_id":"warm","integration_id":"w","action":"sync_changes"}']);
 
 my @nginx = map {
-    GDrive::Test->new(workers => 2, http => <<"EOF")->run
+    GDrive::Test->new(workers => 2, env => { CONTROL_PLANE_URL => undef },
+                      http => <<"EOF")->run
     gdrive_zone gdrive 4m;
     gdrive_consumer on;
     gdrive_kafka_topic $topic;

@@ -1,0 +1,505 @@
+
+/*
+ * nginx-gdrive-worker: outbound HTTP on nginx's event loop.
+ *
+ * Infrastructure: one curl multi handle per worker process, driven by the
+ * multi socket API.  curl's sockets become nginx connections whose events
+ * call curl_multi_socket_action(); curl's timer is one nginx timer.  DNS
+ * runs in curl's threaded resolver, off the loop.  Connection limits, DNS
+ * cache, timeouts and TLS verification come from the configuration.  No
+ * knowledge of Google or S3 here.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+#include "ngx_gdrive.h"
+
+
+typedef struct {
+    CURLM                        *multi;
+    ngx_event_t                   timer;
+    ngx_log_t                    *log;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+    ngx_uint_t                    running;
+} ngx_gdrive_http_multi_t;
+
+
+static int ngx_gdrive_http_socket(CURL *easy, curl_socket_t s, int what,
+    void *userp, void *socketp);
+static int ngx_gdrive_http_timer(CURLM *multi, long ms, void *userp);
+static void ngx_gdrive_http_timer_handler(ngx_event_t *ev);
+static void ngx_gdrive_http_event_handler(ngx_event_t *ev);
+static void ngx_gdrive_http_check(void);
+static size_t ngx_gdrive_http_write(char *ptr, size_t size, size_t n,
+    void *data);
+static size_t ngx_gdrive_http_header(char *ptr, size_t size, size_t n,
+    void *data);
+static void ngx_gdrive_http_cleanup(void *data);
+
+
+static ngx_gdrive_http_multi_t  ngx_gdrive_http_multi;
+
+
+ngx_int_t
+ngx_gdrive_http_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
+{
+    ngx_gdrive_http_multi_t  *m;
+
+    m = &ngx_gdrive_http_multi;
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "gdrive: curl_global_init() failed");
+        return NGX_ERROR;
+    }
+
+    m->multi = curl_multi_init();
+    if (m->multi == NULL) {
+        return NGX_ERROR;
+    }
+
+    m->log = cycle->log;
+    m->gmcf = gmcf;
+
+    m->timer.handler = ngx_gdrive_http_timer_handler;
+    m->timer.data = m;
+    m->timer.log = cycle->log;
+    m->timer.cancelable = 1;
+
+    curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION,
+                      ngx_gdrive_http_socket);
+    curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
+    curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION,
+                      ngx_gdrive_http_timer);
+    curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
+    curl_multi_setopt(m->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                      (long) gmcf->max_connections);
+    curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                      (long) gmcf->max_connections_per_host);
+    curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS,
+                      (long) gmcf->max_connections);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_gdrive_http_done(void)
+{
+    if (ngx_gdrive_http_multi.multi) {
+        curl_multi_cleanup(ngx_gdrive_http_multi.multi);
+        ngx_gdrive_http_multi.multi = NULL;
+    }
+
+    if (ngx_gdrive_http_multi.timer.timer_set) {
+        ngx_del_timer(&ngx_gdrive_http_multi.timer);
+    }
+}
+
+
+/*
+ * A request object lives in its owner's pool; destroying the pool cancels
+ * the transfer and frees curl's handle.
+ */
+
+ngx_gdrive_http_t *
+ngx_gdrive_http_create(ngx_pool_t *pool, ngx_log_t *log, size_t max_body)
+{
+    CURL                         *easy;
+    ngx_gdrive_http_t            *h;
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_gdrive_http_multi.gmcf;
+
+    if (gmcf == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    h = ngx_pcalloc(pool, sizeof(ngx_gdrive_http_t));
+    if (h == NULL) {
+        return NULL;
+    }
+
+    easy = curl_easy_init();
+    if (easy == NULL) {
+        return NULL;
+    }
+
+    h->easy = easy;
+    h->pool = pool;
+    h->log = log;
+    h->max_body = max_body;
+    h->retry_after = -1;
+
+    cln->handler = ngx_gdrive_http_cleanup;
+    cln->data = h;
+
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, h);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, h->error);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, ngx_gdrive_http_write);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, h);
+    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, ngx_gdrive_http_header);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, h);
+    curl_easy_setopt(easy, CURLOPT_USERAGENT,
+                     "nginx-gdrive-worker/" NGX_GDRIVE_VERSION);
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long) gmcf->connect_timeout);
+    /* a transfer that moves nothing for gdrive_read_timeout fails */
+    curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME,
+                     (long) (gmcf->read_timeout / 1000));
+    curl_easy_setopt(easy, CURLOPT_DNS_CACHE_TIMEOUT,
+                     (long) gmcf->dns_cache_ttl);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER,
+                     gmcf->ssl_verify ? 1L : 0L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST,
+                     gmcf->ssl_verify ? 2L : 0L);
+
+    if (gmcf->ca_file.len) {
+        curl_easy_setopt(easy, CURLOPT_CAINFO, gmcf->ca_file.data);
+    }
+
+    return h;
+}
+
+
+ngx_int_t
+ngx_gdrive_http_header_add(ngx_gdrive_http_t *h, const char *line)
+{
+    struct curl_slist  *list;
+
+    list = curl_slist_append(h->headers, line);
+    if (list == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->headers = list;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url)
+{
+    CURLMcode  rc;
+
+    h->len = 0;
+    h->status = 0;
+    h->retry_after = -1;
+    h->error[0] = '\0';
+    h->started = ngx_current_msec;
+
+    curl_easy_setopt(h->easy, CURLOPT_URL, url);
+
+    if (h->headers) {
+        curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER, h->headers);
+    }
+
+    rc = curl_multi_add_handle(ngx_gdrive_http_multi.multi, h->easy);
+
+    if (rc != CURLM_OK) {
+        ngx_log_error(NGX_LOG_ALERT, h->log, 0,
+                      "gdrive: curl_multi_add_handle() failed: %s",
+                      curl_multi_strerror(rc));
+        return NGX_ERROR;
+    }
+
+    h->active = 1;
+    ngx_gdrive_http_multi.running++;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_gdrive_http_cancel(ngx_gdrive_http_t *h)
+{
+    if (h->active) {
+        curl_multi_remove_handle(ngx_gdrive_http_multi.multi, h->easy);
+        h->active = 0;
+        ngx_gdrive_http_multi.running--;
+    }
+}
+
+
+static void
+ngx_gdrive_http_cleanup(void *data)
+{
+    ngx_gdrive_http_t *h = data;
+
+    ngx_gdrive_http_cancel(h);
+
+    curl_easy_cleanup(h->easy);
+    curl_slist_free_all(h->headers);
+
+    h->easy = NULL;
+    h->headers = NULL;
+}
+
+
+static int
+ngx_gdrive_http_socket(CURL *easy, curl_socket_t s, int what, void *userp,
+    void *socketp)
+{
+    ngx_gdrive_http_multi_t *m = userp;
+
+    ngx_connection_t  *c;
+
+    c = socketp;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (c == NULL) {
+            return 0;
+        }
+
+        /* curl still owns the socket: nginx lets go of it, not closes it */
+
+        if (c->read->active) {
+            ngx_del_event(c->read, NGX_READ_EVENT, 0);
+        }
+
+        if (c->write->active) {
+            ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+        }
+
+        if (c->read->posted) {
+            ngx_delete_posted_event(c->read);
+        }
+
+        if (c->write->posted) {
+            ngx_delete_posted_event(c->write);
+        }
+
+        curl_multi_assign(m->multi, s, NULL);
+        ngx_free_connection(c);
+        c->fd = (ngx_socket_t) -1;
+
+        return 0;
+    }
+
+    if (c == NULL) {
+        c = ngx_get_connection(s, m->log);
+        if (c == NULL) {
+            return -1;
+        }
+
+        c->data = m;
+        c->read->handler = ngx_gdrive_http_event_handler;
+        c->write->handler = ngx_gdrive_http_event_handler;
+        c->read->log = m->log;
+        c->write->log = m->log;
+
+        curl_multi_assign(m->multi, s, c);
+    }
+
+    /* level-triggered: curl may leave data in the socket between calls */
+
+    if (what & CURL_POLL_IN) {
+        if (!c->read->active
+            && ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
+               != NGX_OK)
+        {
+            return -1;
+        }
+
+    } else if (c->read->active) {
+        ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+
+    if (what & CURL_POLL_OUT) {
+        if (!c->write->active
+            && ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
+               != NGX_OK)
+        {
+            return -1;
+        }
+
+    } else if (c->write->active) {
+        ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+
+    return 0;
+}
+
+
+static int
+ngx_gdrive_http_timer(CURLM *multi, long ms, void *userp)
+{
+    ngx_gdrive_http_multi_t *m = userp;
+
+    if (ms < 0) {
+        if (m->timer.timer_set) {
+            ngx_del_timer(&m->timer);
+        }
+
+        return 0;
+    }
+
+    /* never act from inside curl's callback: the timer runs it next */
+    ngx_add_timer(&m->timer, (ngx_msec_t) (ms ? ms : 1));
+
+    return 0;
+}
+
+
+static void
+ngx_gdrive_http_timer_handler(ngx_event_t *ev)
+{
+    int  running;
+
+    curl_multi_socket_action(ngx_gdrive_http_multi.multi, CURL_SOCKET_TIMEOUT,
+                             0, &running);
+
+    ngx_gdrive_http_check();
+}
+
+
+static void
+ngx_gdrive_http_event_handler(ngx_event_t *ev)
+{
+    int                running;
+    ngx_socket_t       fd;
+    ngx_connection_t  *c;
+
+    c = ev->data;
+    fd = c->fd;
+
+    /* c may be freed by the socket callback inside this call */
+    curl_multi_socket_action(ngx_gdrive_http_multi.multi, fd,
+                             ev->write ? CURL_CSELECT_OUT : CURL_CSELECT_IN,
+                             &running);
+
+    ngx_gdrive_http_check();
+}
+
+
+static void
+ngx_gdrive_http_check(void)
+{
+    int                 n;
+    CURL               *easy;
+    CURLMsg            *msg;
+    ngx_gdrive_http_t  *h;
+
+    while ((msg = curl_multi_info_read(ngx_gdrive_http_multi.multi, &n))) {
+
+        if (msg->msg != CURLMSG_DONE) {
+            continue;
+        }
+
+        easy = msg->easy_handle;
+        h = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &h);
+
+        h->result = msg->data.result;
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &h->status);
+
+        ngx_gdrive_http_cancel(h);
+
+        if (ngx_gdrive_worker.gmcf->google_api_debug) {
+            ngx_log_error(NGX_LOG_NOTICE, h->log, 0,
+                          "gdrive: http %s -> %l in %Mms%s%s",
+                          h->what ? h->what : "request", h->status,
+                          ngx_current_msec - h->started,
+                          h->result ? ": " : "",
+                          h->result ? (h->error[0] ? h->error
+                                       : curl_easy_strerror(h->result))
+                                    : "");
+        }
+
+        h->handler(h);
+    }
+}
+
+
+static size_t
+ngx_gdrive_http_write(char *ptr, size_t size, size_t n, void *data)
+{
+    ngx_gdrive_http_t *h = data;
+
+    u_char  *body;
+    size_t   len, cap;
+
+    len = size * n;
+
+    if (h->sink) {
+        return h->sink(h, (u_char *) ptr, len);
+    }
+
+    if (h->len + len > h->max_body) {
+        /* a response larger than expected is an error, not a big buffer */
+        return 0;
+    }
+
+    if (h->len + len > h->cap) {
+        cap = ngx_max(h->cap * 2, h->len + len);
+        cap = ngx_min(ngx_max(cap, 4096), h->max_body);
+
+        body = ngx_pnalloc(h->pool, cap);
+        if (body == NULL) {
+            return 0;
+        }
+
+        if (h->len) {
+            ngx_memcpy(body, h->body, h->len);
+        }
+
+        h->body = body;
+        h->cap = cap;
+    }
+
+    ngx_memcpy(h->body + h->len, ptr, len);
+    h->len += len;
+
+    return len;
+}
+
+
+static size_t
+ngx_gdrive_http_header(char *ptr, size_t size, size_t n, void *data)
+{
+    ngx_gdrive_http_t *h = data;
+
+    size_t     len;
+    ngx_int_t  v;
+    u_char    *p, *last;
+
+    len = size * n;
+
+    if (len > 12 && ngx_strncasecmp((u_char *) ptr, (u_char *) "retry-after:",
+                                    12) == 0)
+    {
+        p = (u_char *) ptr + 12;
+        last = (u_char *) ptr + len;
+
+        while (p < last && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+
+        while (last > p && (last[-1] == '\r' || last[-1] == '\n'
+                            || last[-1] == ' '))
+        {
+            last--;
+        }
+
+        /* seconds; an HTTP date is taken as a minute */
+        v = ngx_atoi(p, last - p);
+        h->retry_after = (v == NGX_ERROR) ? 60 : v;
+    }
+
+    return len;
+}

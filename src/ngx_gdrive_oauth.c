@@ -1,0 +1,701 @@
+
+/*
+ * nginx-gdrive-worker: Google OAuth access tokens.
+ *
+ * Client layer: an access token per integration, cached in the shared
+ * zone until it expires (less gdrive_token_skew).  At most one refresh per
+ * integration is in flight across all workers: the worker that finds no
+ * token marks the entry as refreshing; the others wait on a timer and look
+ * again.  Credentials are the default refresh token, or the control
+ * plane's for the integration.  Tokens and secrets are never logged.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <jansson.h>
+
+#include "ngx_gdrive.h"
+
+
+#define NGX_GDRIVE_TOKEN_MAX        2048
+#define NGX_GDRIVE_TOKEN_WAIT       50       /* ms between looks */
+#define NGX_GDRIVE_REFRESH_STALE    30000    /* ms: a refresh given up on */
+
+
+typedef struct {
+    ngx_str_node_t           sn;
+    ngx_queue_t              queue;
+    uint64_t                 expires;          /* epoch ms */
+    uint64_t                 refresh_started;  /* epoch ms */
+    ngx_pid_t                refreshing;
+    u_short                  token_len;
+    u_char                   key[NGX_GDRIVE_ID_MAX_LEN];
+    u_char                   token[NGX_GDRIVE_TOKEN_MAX];
+} ngx_gdrive_token_node_t;
+
+
+static void ngx_gdrive_token_look(ngx_event_t *ev);
+static ngx_gdrive_token_node_t *ngx_gdrive_token_node(
+    ngx_gdrive_shm_ctx_t *ctx, ngx_str_t *key, uint32_t hash,
+    ngx_uint_t create);
+static void ngx_gdrive_token_credentials(ngx_gdrive_token_req_t *req);
+static void ngx_gdrive_token_credentials_done(ngx_gdrive_http_t *h);
+static void ngx_gdrive_token_refresh(ngx_gdrive_token_req_t *req);
+static void ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h);
+static void ngx_gdrive_token_reauthorize(ngx_gdrive_token_req_t *req);
+static void ngx_gdrive_token_reauthorize_done(ngx_gdrive_http_t *h);
+static void ngx_gdrive_token_fail(ngx_gdrive_token_req_t *req,
+    const char *code, const char *detail, ngx_uint_t permanent);
+static void ngx_gdrive_token_finish(ngx_gdrive_token_req_t *req);
+static ngx_int_t ngx_gdrive_token_classify(ngx_gdrive_token_req_t *req,
+    ngx_gdrive_http_t *h, const char *what);
+static uint64_t ngx_gdrive_now(void);
+static char *ngx_gdrive_token_url(ngx_pool_t *pool, ngx_str_t *base,
+    const char *fmt, ngx_str_t *id);
+
+
+/*
+ * Looks for a token, and starts a refresh if none is there and nobody
+ * refreshes: the answer always comes through req->handler, later.
+ */
+
+void
+ngx_gdrive_token_get(ngx_gdrive_token_req_t *req)
+{
+    req->rc = NGX_ERROR;
+    req->retry_after = -1;
+    req->wait.handler = ngx_gdrive_token_look;
+    req->wait.data = req;
+    req->wait.log = req->log;
+
+    ngx_post_event(&req->wait, &ngx_posted_events);
+}
+
+
+void
+ngx_gdrive_token_cancel(ngx_gdrive_token_req_t *req)
+{
+    ngx_gdrive_shm_ctx_t     *ctx;
+    ngx_gdrive_token_node_t  *node;
+
+    if (req->wait.timer_set) {
+        ngx_del_timer(&req->wait);
+    }
+
+    if (req->wait.posted) {
+        ngx_delete_posted_event(&req->wait);
+    }
+
+    if (req->http) {
+        ngx_gdrive_http_cancel(req->http);
+    }
+
+    if (req->refreshing) {
+        /* let another worker refresh */
+        ctx = ngx_gdrive_shm_ctx(ngx_gdrive_worker.gmcf);
+
+        ngx_shmtx_lock(&ctx->shpool->mutex);
+
+        node = ngx_gdrive_token_node(ctx, &req->integration,
+                                     ngx_crc32_short(req->integration.data,
+                                                     req->integration.len),
+                                     0);
+        if (node && node->refreshing == ngx_pid) {
+            node->refreshing = 0;
+        }
+
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+        req->refreshing = 0;
+    }
+}
+
+
+static void
+ngx_gdrive_token_look(ngx_event_t *ev)
+{
+    ngx_gdrive_token_req_t *req = ev->data;
+
+    uint32_t                      hash;
+    uint64_t                      now;
+    ngx_pid_t                     pid;
+    ngx_gdrive_shm_ctx_t         *ctx;
+    ngx_gdrive_token_node_t      *node;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_gdrive_worker.gmcf;
+    ctx = ngx_gdrive_shm_ctx(gmcf);
+    now = ngx_gdrive_now();
+    hash = ngx_crc32_short(req->integration.data, req->integration.len);
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    node = ngx_gdrive_token_node(ctx, &req->integration, hash, 1);
+
+    if (node && node->token_len && node->expires > now + gmcf->token_skew) {
+
+        req->token.data = ngx_pnalloc(req->pool, node->token_len);
+
+        if (req->token.data) {
+            ngx_memcpy(req->token.data, node->token, node->token_len);
+            req->token.len = node->token_len;
+        }
+
+        ngx_queue_remove(&node->queue);
+        ngx_queue_insert_head(&ctx->sh->tokens.lru, &node->queue);
+        ctx->sh->tokens.hits++;
+
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+        if (req->token.data == NULL) {
+            ngx_gdrive_token_fail(req, "internal_error", "out of memory", 0);
+            return;
+        }
+
+        req->rc = NGX_OK;
+        ngx_gdrive_token_finish(req);
+        return;
+    }
+
+    /* a request of this worker or of another one is refreshing */
+
+    if (node && node->refreshing
+        && now - node->refresh_started < NGX_GDRIVE_REFRESH_STALE)
+    {
+        pid = node->refreshing;
+
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+        if (pid == ngx_pid || kill(pid, 0) == 0 || ngx_errno != NGX_ESRCH) {
+            /* another worker refreshes: look again soon */
+            req->waited++;
+            ngx_add_timer(&req->wait, NGX_GDRIVE_TOKEN_WAIT);
+            return;
+        }
+
+        ngx_shmtx_lock(&ctx->shpool->mutex);
+        node = ngx_gdrive_token_node(ctx, &req->integration, hash, 0);
+    }
+
+    if (node) {
+        node->refreshing = ngx_pid;
+        node->refresh_started = now;
+        req->refreshing = 1;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    /* without an entry (zone full) the refresh still happens, uncached */
+
+    ngx_gdrive_token_credentials(req);
+}
+
+
+static void
+ngx_gdrive_token_credentials(ngx_gdrive_token_req_t *req)
+{
+    char                         *url;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_gdrive_worker.gmcf;
+
+    if (gmcf->control_plane_url.len == 0) {
+        req->client_id = gmcf->google_client_id;
+        req->client_secret = gmcf->google_client_secret;
+        req->refresh_token = gmcf->google_refresh_token;
+        ngx_gdrive_token_refresh(req);
+        return;
+    }
+
+    url = ngx_gdrive_token_url(req->pool, &gmcf->control_plane_url,
+                               "%V/integrations/%V/credentials",
+                               &req->integration);
+
+    req->http = ngx_gdrive_http_create(req->pool, req->log, 64 * 1024);
+
+    if (url == NULL || req->http == NULL) {
+        ngx_gdrive_token_fail(req, "internal_error", "out of memory", 0);
+        return;
+    }
+
+    req->http->handler = ngx_gdrive_token_credentials_done;
+    req->http->data = req;
+    req->http->what = "control plane credentials";
+
+    (void) ngx_gdrive_http_header_add(req->http, "Accept: application/json");
+
+    if (ngx_gdrive_http_start(req->http, url) != NGX_OK) {
+        ngx_gdrive_token_fail(req, "internal_error", "HTTP client failed", 0);
+    }
+}
+
+
+static void
+ngx_gdrive_token_credentials_done(ngx_gdrive_http_t *h)
+{
+    ngx_gdrive_token_req_t *req = h->data;
+
+    json_t        *root;
+    ngx_str_t     *dst[3];
+    ngx_uint_t     i;
+    const char    *v;
+    json_error_t   jerr;
+
+    static const char  *names[3] = {
+        "client_id", "client_secret", "refresh_token"
+    };
+
+    if (ngx_gdrive_token_classify(req, h, "the control plane") != NGX_OK) {
+        return;
+    }
+
+    root = json_loadb((char *) h->body, h->len, 0, &jerr);
+
+    dst[0] = &req->client_id;
+    dst[1] = &req->client_secret;
+    dst[2] = &req->refresh_token;
+
+    for (i = 0; i < 3; i++) {
+        v = json_string_value(json_object_get(root, names[i]));
+
+        if (v == NULL || *v == '\0') {
+            json_decref(root);
+            ngx_gdrive_token_fail(req, "auth_invalid",
+                                  "the control plane's credentials lack "
+                                  "client_id, client_secret or "
+                                  "refresh_token", 1);
+            return;
+        }
+
+        dst[i]->len = ngx_strlen(v);
+        dst[i]->data = ngx_pstrdup(req->pool, &(ngx_str_t) {
+                                              dst[i]->len, (u_char *) v });
+    }
+
+    json_decref(root);
+
+    ngx_gdrive_token_refresh(req);
+}
+
+
+static void
+ngx_gdrive_token_refresh(ngx_gdrive_token_req_t *req)
+{
+    char                         *id, *secret, *token, *url;
+    u_char                       *form, *p;
+    size_t                        len;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_gdrive_worker.gmcf;
+
+    req->http = ngx_gdrive_http_create(req->pool, req->log, 64 * 1024);
+    if (req->http == NULL) {
+        ngx_gdrive_token_fail(req, "internal_error", "out of memory", 0);
+        return;
+    }
+
+    id = curl_easy_escape(req->http->easy, (char *) req->client_id.data,
+                          req->client_id.len);
+    secret = curl_easy_escape(req->http->easy,
+                              (char *) req->client_secret.data,
+                              req->client_secret.len);
+    token = curl_easy_escape(req->http->easy,
+                             (char *) req->refresh_token.data,
+                             req->refresh_token.len);
+
+    form = NULL;
+
+    if (id && secret && token) {
+        len = sizeof("grant_type=refresh_token&client_id=&client_secret="
+                     "&refresh_token=")
+              + ngx_strlen(id) + ngx_strlen(secret) + ngx_strlen(token);
+
+        form = ngx_pnalloc(req->pool, len);
+
+        if (form) {
+            p = ngx_sprintf(form, "grant_type=refresh_token&client_id=%s"
+                                  "&client_secret=%s&refresh_token=%s%Z",
+                            id, secret, token);
+            (void) p;
+        }
+    }
+
+    curl_free(id);
+    curl_free(secret);
+    curl_free(token);
+
+    url = ngx_pnalloc(req->pool, gmcf->google_token_url.len + 1);
+
+    if (form == NULL || url == NULL) {
+        ngx_gdrive_token_fail(req, "internal_error", "out of memory", 0);
+        return;
+    }
+
+    ngx_cpystrn((u_char *) url, gmcf->google_token_url.data,
+                gmcf->google_token_url.len + 1);
+
+    /* the form holds secrets: curl copies it, debug lines never show it */
+    curl_easy_setopt(req->http->easy, CURLOPT_COPYPOSTFIELDS, form);
+    ngx_explicit_memzero(form, ngx_strlen(form));
+
+    req->http->handler = ngx_gdrive_token_refresh_done;
+    req->http->data = req;
+    req->http->what = "OAuth token refresh";
+
+    (void) ngx_gdrive_http_header_add(req->http, "Accept: application/json");
+
+    if (ngx_gdrive_http_start(req->http, url) != NGX_OK) {
+        ngx_gdrive_token_fail(req, "internal_error", "HTTP client failed", 0);
+    }
+}
+
+
+static void
+ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h)
+{
+    ngx_gdrive_token_req_t *req = h->data;
+
+    json_t                   *root;
+    uint64_t                  now;
+    json_int_t                expires_in;
+    const char               *token, *error;
+    json_error_t              jerr;
+    ngx_gdrive_shm_ctx_t     *ctx;
+    ngx_gdrive_token_node_t  *node;
+
+    root = (h->result == CURLE_OK)
+           ? json_loadb((char *) h->body, h->len, 0, &jerr) : NULL;
+
+    if (h->result == CURLE_OK && (h->status == 400 || h->status == 401)) {
+        error = json_string_value(json_object_get(root, "error"));
+
+        if (error && ngx_strcmp(error, "invalid_grant") == 0) {
+            /* "Token has been expired or revoked.": a person must act */
+            json_decref(root);
+            ngx_log_error(NGX_LOG_WARN, req->log, 0,
+                          "gdrive: refresh token of integration \"%V\" is "
+                          "expired or revoked", &req->integration);
+            req->code = "auth_revoked";
+            req->detail = "Token has been expired or revoked";
+            ngx_gdrive_token_reauthorize(req);
+            return;
+        }
+
+        json_decref(root);
+        ngx_gdrive_token_fail(req, "auth_invalid",
+                              (error && ngx_strcmp(error, "invalid_client")
+                                        == 0)
+                              ? "the OAuth client is not accepted "
+                                "(invalid_client)"
+                              : "the token endpoint refused the request",
+                              1);
+        return;
+    }
+
+    if (ngx_gdrive_token_classify(req, h, "the token endpoint") != NGX_OK) {
+        json_decref(root);
+        return;
+    }
+
+    token = json_string_value(json_object_get(root, "access_token"));
+    expires_in = json_integer_value(json_object_get(root, "expires_in"));
+
+    if (token == NULL || *token == '\0'
+        || ngx_strlen(token) > NGX_GDRIVE_TOKEN_MAX)
+    {
+        json_decref(root);
+        ngx_gdrive_token_fail(req, "upstream_error",
+                              "the token endpoint answered no usable "
+                              "access_token", 0);
+        return;
+    }
+
+    if (expires_in <= 0) {
+        expires_in = 3600;
+    }
+
+    req->token.len = ngx_strlen(token);
+    req->token.data = ngx_pnalloc(req->pool, req->token.len);
+
+    if (req->token.data == NULL) {
+        json_decref(root);
+        ngx_gdrive_token_fail(req, "internal_error", "out of memory", 0);
+        return;
+    }
+
+    ngx_memcpy(req->token.data, token, req->token.len);
+    json_decref(root);
+
+    ctx = ngx_gdrive_shm_ctx(ngx_gdrive_worker.gmcf);
+    now = ngx_gdrive_now();
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    ctx->sh->tokens.refreshes++;
+
+    node = ngx_gdrive_token_node(ctx, &req->integration,
+                                 ngx_crc32_short(req->integration.data,
+                                                 req->integration.len), 1);
+    if (node) {
+        ngx_memcpy(node->token, req->token.data, req->token.len);
+        node->token_len = (u_short) req->token.len;
+        node->expires = now + (uint64_t) expires_in * 1000;
+        node->refreshing = 0;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    req->refreshing = 0;
+    req->rc = NGX_OK;
+
+    ngx_log_error(NGX_LOG_INFO, req->log, 0,
+                  "gdrive: access token of integration \"%V\" refreshed, "
+                  "valid %Ls", &req->integration, (int64_t) expires_in);
+
+    ngx_gdrive_token_finish(req);
+}
+
+
+/* the control plane is told, and only then the job learns the outcome */
+
+static void
+ngx_gdrive_token_reauthorize(ngx_gdrive_token_req_t *req)
+{
+    char                         *url;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_gdrive_worker.gmcf;
+
+    if (gmcf->control_plane_url.len == 0) {
+        ngx_gdrive_token_fail(req, req->code, req->detail, 1);
+        return;
+    }
+
+    url = ngx_gdrive_token_url(req->pool, &gmcf->control_plane_url,
+                               "%V/integrations/%V/reauthorize",
+                               &req->integration);
+
+    req->http = ngx_gdrive_http_create(req->pool, req->log, 64 * 1024);
+
+    if (url == NULL || req->http == NULL) {
+        ngx_gdrive_token_fail(req, req->code, req->detail, 1);
+        return;
+    }
+
+    curl_easy_setopt(req->http->easy, CURLOPT_COPYPOSTFIELDS,
+                     "{\"reason\":\"invalid_grant\"}");
+    (void) ngx_gdrive_http_header_add(req->http,
+                                      "Content-Type: application/json");
+
+    req->http->handler = ngx_gdrive_token_reauthorize_done;
+    req->http->data = req;
+    req->http->what = "control plane reauthorize";
+
+    if (ngx_gdrive_http_start(req->http, url) != NGX_OK) {
+        ngx_gdrive_token_fail(req, req->code, req->detail, 1);
+    }
+}
+
+
+static void
+ngx_gdrive_token_reauthorize_done(ngx_gdrive_http_t *h)
+{
+    ngx_gdrive_token_req_t *req = h->data;
+
+    if (h->result != CURLE_OK || h->status >= 300) {
+        ngx_log_error(NGX_LOG_ERR, req->log, 0,
+                      "gdrive: reauthorization of integration \"%V\" not "
+                      "requested: HTTP %l %s", &req->integration, h->status,
+                      h->result ? curl_easy_strerror(h->result) : "");
+
+    } else {
+        ngx_log_error(NGX_LOG_NOTICE, req->log, 0,
+                      "gdrive: reauthorization of integration \"%V\" "
+                      "requested from the control plane", &req->integration);
+    }
+
+    ngx_gdrive_token_fail(req, req->code, req->detail, 1);
+}
+
+
+/* transport and status errors shared by the control plane and OAuth */
+
+static ngx_int_t
+ngx_gdrive_token_classify(ngx_gdrive_token_req_t *req, ngx_gdrive_http_t *h,
+    const char *what)
+{
+    if (h->result != CURLE_OK) {
+        ngx_log_error(NGX_LOG_WARN, req->log, 0,
+                      "gdrive: %s not reached: %s", what,
+                      h->error[0] ? h->error : curl_easy_strerror(h->result));
+        ngx_gdrive_token_fail(req, "upstream_error",
+                              curl_easy_strerror(h->result), 0);
+        return NGX_ERROR;
+    }
+
+    if (h->status == 200) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, req->log, 0,
+                  "gdrive: %s answered HTTP %l", what, h->status);
+
+    req->retry_after = h->retry_after;
+
+    if (h->status == 429) {
+        ngx_gdrive_token_fail(req, "rate_limited", "HTTP 429", 0);
+
+    } else if (h->status >= 500) {
+        ngx_gdrive_token_fail(req, "upstream_error", "HTTP 5xx", 0);
+
+    } else if (h->status == 404) {
+        ngx_gdrive_token_fail(req, "auth_invalid",
+                              "the control plane does not know the "
+                              "integration", 1);
+
+    } else {
+        ngx_gdrive_token_fail(req, "auth_invalid", "HTTP 4xx", 1);
+    }
+
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_gdrive_token_fail(ngx_gdrive_token_req_t *req, const char *code,
+    const char *detail, ngx_uint_t permanent)
+{
+    ngx_gdrive_shm_ctx_t     *ctx;
+    ngx_gdrive_token_node_t  *node;
+
+    if (req->refreshing) {
+        ctx = ngx_gdrive_shm_ctx(ngx_gdrive_worker.gmcf);
+
+        ngx_shmtx_lock(&ctx->shpool->mutex);
+
+        node = ngx_gdrive_token_node(ctx, &req->integration,
+                                     ngx_crc32_short(req->integration.data,
+                                                     req->integration.len),
+                                     0);
+        if (node && node->refreshing == ngx_pid) {
+            node->refreshing = 0;
+        }
+
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+        req->refreshing = 0;
+    }
+
+    req->rc = NGX_ERROR;
+    req->code = code;
+    req->detail = detail;
+    req->permanent = permanent;
+
+    ngx_gdrive_token_finish(req);
+}
+
+
+static void
+ngx_gdrive_token_finish(ngx_gdrive_token_req_t *req)
+{
+    req->http = NULL;
+    req->handler(req);
+}
+
+
+/*
+ * Under the zone's mutex.  A full zone evicts the least recently used
+ * entries that nobody refreshes; if that is not enough, NULL.
+ */
+
+static ngx_gdrive_token_node_t *
+ngx_gdrive_token_node(ngx_gdrive_shm_ctx_t *ctx, ngx_str_t *key,
+    uint32_t hash, ngx_uint_t create)
+{
+    ngx_uint_t                i;
+    ngx_queue_t              *q;
+    ngx_str_node_t           *sn;
+    ngx_gdrive_token_node_t  *node;
+
+    sn = ngx_str_rbtree_lookup(&ctx->sh->tokens.rbtree, key, hash);
+
+    if (sn) {
+        return (ngx_gdrive_token_node_t *) sn;
+    }
+
+    if (!create || key->len > NGX_GDRIVE_ID_MAX_LEN) {
+        return NULL;
+    }
+
+    for (i = 0; i < 3; i++) {
+        node = ngx_slab_calloc_locked(ctx->shpool,
+                                      sizeof(ngx_gdrive_token_node_t));
+        if (node) {
+            break;
+        }
+
+        for (q = ngx_queue_last(&ctx->sh->tokens.lru);
+             q != ngx_queue_sentinel(&ctx->sh->tokens.lru);
+             q = ngx_queue_prev(q))
+        {
+            node = ngx_queue_data(q, ngx_gdrive_token_node_t, queue);
+
+            if (node->refreshing == 0) {
+                ngx_queue_remove(q);
+                ngx_rbtree_delete(&ctx->sh->tokens.rbtree, &node->sn.node);
+                ngx_slab_free_locked(ctx->shpool, node);
+                ctx->sh->tokens.evictions++;
+                break;
+            }
+        }
+
+        node = NULL;
+    }
+
+    if (node == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(node->key, key->data, key->len);
+    node->sn.str.data = node->key;
+    node->sn.str.len = key->len;
+    node->sn.node.key = hash;
+
+    ngx_rbtree_insert(&ctx->sh->tokens.rbtree, &node->sn.node);
+    ngx_queue_insert_head(&ctx->sh->tokens.lru, &node->queue);
+
+    return node;
+}
+
+
+static char *
+ngx_gdrive_token_url(ngx_pool_t *pool, ngx_str_t *base, const char *fmt,
+    ngx_str_t *id)
+{
+    u_char  *url;
+
+    /* ids are of [A-Za-z0-9._:-]: nothing to escape in a path */
+
+    url = ngx_pnalloc(pool, base->len + id->len + 64);
+    if (url == NULL) {
+        return NULL;
+    }
+
+    *ngx_sprintf(url, fmt, base, id) = '\0';
+
+    return (char *) url;
+}
+
+
+static uint64_t
+ngx_gdrive_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
