@@ -41,7 +41,7 @@ $(BUILD)/nginx/objs/Makefile: config
 
 $(BUILD)/$(MODULE).so: $(BUILD)/nginx/objs/Makefile $(SOURCES)
 	$(MAKE) -s -C $(BUILD)/nginx -f objs/Makefile modules
-	cp $(BUILD)/nginx/objs/$(MODULE).so $@
+	cp $(BUILD)/nginx/objs/$(MODULE).so $@.tmp && mv -f $@.tmp $@
 
 deps:
 	bash t/stack/install-deps.sh

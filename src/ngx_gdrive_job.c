@@ -174,24 +174,27 @@ ngx_gdrive_job_message(void *data, rd_kafka_message_t *msg)
     ngx_gdrive_part_t  *part;
 
     part = ngx_gdrive_job_part(msg->partition, 1);
-
     pool = ngx_create_pool(4096, ngx_cycle->log);
-    if (pool == NULL || part == NULL) {
-        /* not taken: redelivered after the next rebalance or restart */
+    job = pool ? ngx_pcalloc(pool, sizeof(ngx_gdrive_job_t)) : NULL;
+
+    if (job == NULL || part == NULL) {
+        /*
+         * A message not taken must not be passed over by the offsets of
+         * the ones after it: the worker leaves the group, and the
+         * partitions are redelivered from their committed offsets.
+         */
         ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                      "gdrive: no memory for a job, partition %D offset %O",
-                      msg->partition, msg->offset);
+                      "gdrive: no memory for a job (partition %D offset %O), "
+                      "the consumer leaves the group",
+                      msg->partition, (off_t) msg->offset);
         if (pool) {
             ngx_destroy_pool(pool);
         }
-        rd_kafka_message_destroy(msg);
-        return;
-    }
 
-    job = ngx_pcalloc(pool, sizeof(ngx_gdrive_job_t));
-    if (job == NULL) {
-        ngx_destroy_pool(pool);
         rd_kafka_message_destroy(msg);
+        e->exiting = 1;
+        ngx_gdrive_kafka_consumer_pause(e->consumer, 1);
+        ngx_gdrive_kafka_consumer_close(e->consumer);
         return;
     }
 
