@@ -849,6 +849,10 @@ ngx_gdrive_job_status(ngx_gdrive_engine_t *e)
 
             if (done >= 0) {
                 st->lag[n] = ngx_max(hi - done, 0);
+
+            } else if (lo >= 0 && hi <= lo) {
+                /* nothing in the partition to be behind on */
+                st->lag[n] = 0;
             }
         }
 

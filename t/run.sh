@@ -54,7 +54,12 @@ nginx-gdrive-worker on http://127.0.0.1:$PORT (Ctrl-C stops it)
          -H 'Content-Type: application/json' \\
          -d '{"integration_id":"default","action":"sync_file","file_id":"hello-file"}'
 
+  watch the results:
+    kcat -C -b $KAFKA_BOOTSTRAP_SERVERS -t integration.result -o end
+
+  status:  curl http://127.0.0.1:$PORT/status
   health:  curl http://127.0.0.1:$PORT/health
+  DLQ:     curl http://127.0.0.1:$PORT/dlq
 
 MSG
 
