@@ -98,6 +98,6 @@ clean:
 test-asan: asan
 	set -a && . $(BUILD)/stack.env && set +a && \
 	GDRIVE_MODULE=$(CURDIR)/build/asan/$(MODULE).so \
-	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	GDRIVE_NGINX_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	prove $(PROVE_ARGS)

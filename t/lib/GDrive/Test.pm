@@ -316,6 +316,8 @@ sub _nginx {
         my $v = $self->{env}{$k};
         if (defined $v) { $ENV{$k} = $v } else { delete $ENV{$k} }
     }
+    # sanitizer runtimes go into nginx only, not into the tools tests run
+    $ENV{LD_PRELOAD} = $ENV{GDRIVE_NGINX_PRELOAD} if $ENV{GDRIVE_NGINX_PRELOAD};
     my $out = `${\ nginx_bin()} -p $self->{dir}/ -c $file @args 2>&1`;
     return ($? >> 8, $out);
 }
