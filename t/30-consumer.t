@@ -12,7 +12,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep time);
 use GDrive::Test qw(kafka_produce kafka_produce_lines kafka_consume
-                    kafka_committed unique_name wait_until json);
+                    kafka_committed unique_name wait_until emulator json);
 
 plan skip_all => 'the stack is not up (make stack)'
     unless $ENV{KAFKA_BOOTSTRAP_SERVERS};
@@ -148,18 +148,29 @@ for (1 .. 3) {
 
 ok(all_results(\@ids, 120), 'a backlog of 300 completes across three reloads');
 
-# --- a worker killed -------------------------------------------------------
+# --- a worker killed in the middle of jobs ------------------------------------
+#
+# Every job's token refresh takes 300 ms here (one integration per message,
+# so none is cached): jobs are in flight when the worker dies.
 
-my @ids2 = map { "kill-$_" } 1 .. 300;
-kafka_produce_lines($topic, map { ["int-" . ($_ % 13),
-    qq({"trigger_id":"$ids2[$_]","integration_id":"int-) . ($_ % 13)
-    . qq(","action":"sync_changes"})] } 0 .. $#ids2);
+emulator(POST => '/faults', { endpoint => 'token', delay_ms => 300, times => -1 });
 
-my ($victim) = $t->worker_pids;
-ok($victim && kill('KILL', $victim), 'a worker is killed with SIGKILL');
+my @ids2 = map { "kill-$_" } 1 .. 200;
+kafka_produce_lines($topic, map { ["kill-int-$_",
+    qq({"trigger_id":"$ids2[$_]","integration_id":"kill-int-$_","action":"sync_changes"})] }
+    0 .. $#ids2);
 
-ok(all_results(\@ids2, 120),
+my $busy = wait_until('a worker with jobs in flight', 30, sub {
+    my ($w) = grep { $_->{inflight} > 0 }
+              @{ $t->http_json(GET => '/status')->{json}{workers} // [] };
+    $w;
+});
+ok($busy, "a worker has $busy->{inflight} jobs in flight");
+ok($busy && kill('KILL', $busy->{pid}), 'it is killed with SIGKILL');
+
+ok(all_results(\@ids2, 180),
    'every message still reaches a terminal outcome');
+emulator(DELETE => '/faults');
 
 # --- idle --------------------------------------------------------------------
 
