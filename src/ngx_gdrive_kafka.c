@@ -28,6 +28,8 @@ static void ngx_gdrive_kafka_error_cb(rd_kafka_t *rk, int err,
     const char *reason, void *opaque);
 static void ngx_gdrive_kafka_log_cb(const rd_kafka_t *rk, int level,
     const char *fac, const char *buf);
+static ngx_int_t ngx_gdrive_kafka_start(ngx_gdrive_kafka_t *k,
+    rd_kafka_type_t type, rd_kafka_conf_t *conf);
 static void ngx_gdrive_kafka_consumer_serve(ngx_gdrive_kafka_t *k);
 static void ngx_gdrive_kafka_rebalance_cb(rd_kafka_t *rk,
     rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
@@ -150,7 +152,7 @@ ngx_gdrive_kafka_t *
 ngx_gdrive_kafka_producer(ngx_cycle_t *cycle,
     ngx_http_gdrive_main_conf_t *gmcf)
 {
-    char                 errstr[512], value[32];
+    char                 value[32];
     ngx_gdrive_kafka_t  *k;
     rd_kafka_conf_t     *conf;
 
@@ -193,23 +195,49 @@ ngx_gdrive_kafka_producer(ngx_cycle_t *cycle,
 
     rd_kafka_conf_set_dr_msg_cb(conf, ngx_gdrive_kafka_dr_cb);
 
-    k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-
-    if (k->rk == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "gdrive: kafka producer not created: %s", errstr);
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-
-    if (ngx_gdrive_kafka_watch(k, rd_kafka_queue_get_main(k->rk))
-        != NGX_OK)
-    {
-        ngx_gdrive_kafka_destroy(k, 0);
+    if (ngx_gdrive_kafka_start(k, RD_KAFKA_PRODUCER, conf) != NGX_OK) {
         return NULL;
     }
 
     return k;
+}
+
+
+/* the client, its queue watched by the event loop; conf is consumed */
+
+static ngx_int_t
+ngx_gdrive_kafka_start(ngx_gdrive_kafka_t *k, rd_kafka_type_t type,
+    rd_kafka_conf_t *conf)
+{
+    char               errstr[512];
+    rd_kafka_queue_t  *queue;
+
+    k->rk = rd_kafka_new(type, conf, errstr, sizeof(errstr));
+
+    if (k->rk == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, k->log, 0,
+                      "gdrive: kafka %s not created: %s",
+                      type == RD_KAFKA_PRODUCER ? "producer" : "consumer",
+                      errstr);
+        rd_kafka_conf_destroy(conf);
+        return NGX_ERROR;
+    }
+
+    if (type == RD_KAFKA_CONSUMER) {
+        /* one queue, one pipe: rebalances, errors, logs come with messages */
+        rd_kafka_poll_set_consumer(k->rk);
+        queue = rd_kafka_queue_get_consumer(k->rk);
+
+    } else {
+        queue = rd_kafka_queue_get_main(k->rk);
+    }
+
+    if (ngx_gdrive_kafka_watch(k, queue) != NGX_OK) {
+        ngx_gdrive_kafka_destroy(k, 0);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -414,7 +442,7 @@ ngx_gdrive_kafka_t *
 ngx_gdrive_kafka_consumer(ngx_cycle_t *cycle,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_gdrive_consumer_cb_t *cb)
 {
-    char                              errstr[512], *group, *topic;
+    char                             *group, *topic;
     char                              poll_ms[32], session_ms[32];
     char                              fetch_min[32], fetch_wait[32];
     char                              commit_ms[32];
@@ -480,22 +508,7 @@ ngx_gdrive_kafka_consumer(ngx_cycle_t *cycle,
 
     rd_kafka_conf_set_rebalance_cb(conf, ngx_gdrive_kafka_rebalance_cb);
 
-    k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-
-    if (k->rk == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "gdrive: kafka consumer not created: %s", errstr);
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-
-    /* one queue, one pipe: rebalances, errors and logs come with messages */
-    rd_kafka_poll_set_consumer(k->rk);
-
-    if (ngx_gdrive_kafka_watch(k, rd_kafka_queue_get_consumer(k->rk))
-        != NGX_OK)
-    {
-        ngx_gdrive_kafka_destroy(k, 0);
+    if (ngx_gdrive_kafka_start(k, RD_KAFKA_CONSUMER, conf) != NGX_OK) {
         return NULL;
     }
 

@@ -52,6 +52,8 @@ static void ngx_gdrive_token_fail(ngx_gdrive_token_req_t *req,
 static void ngx_gdrive_token_finish(ngx_gdrive_token_req_t *req);
 static ngx_int_t ngx_gdrive_token_classify(ngx_gdrive_token_req_t *req,
     ngx_gdrive_http_t *h, const char *what);
+static void ngx_gdrive_token_send(ngx_gdrive_token_req_t *req, char *url,
+    void (*handler)(ngx_gdrive_http_t *h), const char *what);
 static uint64_t ngx_gdrive_now(void);
 static char *ngx_gdrive_token_url(ngx_pool_t *pool, ngx_str_t *base,
     const char *fmt, ngx_str_t *id);
@@ -67,6 +69,9 @@ ngx_gdrive_token_get(ngx_gdrive_token_req_t *req)
 {
     req->rc = NGX_ERROR;
     req->retry_after = -1;
+    req->code = NULL;
+    req->detail = NULL;
+    req->permanent = 0;
     req->wait.handler = ngx_gdrive_token_look;
     req->wait.data = req;
     req->wait.log = req->log;
@@ -221,15 +226,8 @@ ngx_gdrive_token_credentials(ngx_gdrive_token_req_t *req)
         return;
     }
 
-    req->http->handler = ngx_gdrive_token_credentials_done;
-    req->http->data = req;
-    req->http->what = "control plane credentials";
-
-    (void) ngx_gdrive_http_header_add(req->http, "Accept: application/json");
-
-    if (ngx_gdrive_http_start(req->http, url) != NGX_OK) {
-        ngx_gdrive_token_fail(req, "internal_error", "HTTP client failed", 0);
-    }
+    ngx_gdrive_token_send(req, url, ngx_gdrive_token_credentials_done,
+                          "control plane credentials");
 }
 
 
@@ -341,15 +339,8 @@ ngx_gdrive_token_refresh(ngx_gdrive_token_req_t *req)
     curl_easy_setopt(req->http->easy, CURLOPT_COPYPOSTFIELDS, form);
     ngx_explicit_memzero(form, ngx_strlen(form));
 
-    req->http->handler = ngx_gdrive_token_refresh_done;
-    req->http->data = req;
-    req->http->what = "OAuth token refresh";
-
-    (void) ngx_gdrive_http_header_add(req->http, "Accept: application/json");
-
-    if (ngx_gdrive_http_start(req->http, url) != NGX_OK) {
-        ngx_gdrive_token_fail(req, "internal_error", "HTTP client failed", 0);
-    }
+    ngx_gdrive_token_send(req, url, ngx_gdrive_token_refresh_done,
+                          "OAuth token refresh");
 }
 
 
@@ -490,12 +481,26 @@ ngx_gdrive_token_reauthorize(ngx_gdrive_token_req_t *req)
     (void) ngx_gdrive_http_header_add(req->http,
                                       "Content-Type: application/json");
 
-    req->http->handler = ngx_gdrive_token_reauthorize_done;
+    ngx_gdrive_token_send(req, url, ngx_gdrive_token_reauthorize_done,
+                          "control plane reauthorize");
+}
+
+
+static void
+ngx_gdrive_token_send(ngx_gdrive_token_req_t *req, char *url,
+    void (*handler)(ngx_gdrive_http_t *h), const char *what)
+{
+    req->http->handler = handler;
     req->http->data = req;
-    req->http->what = "control plane reauthorize";
+    req->http->what = what;
+
+    (void) ngx_gdrive_http_header_add(req->http, "Accept: application/json");
 
     if (ngx_gdrive_http_start(req->http, url) != NGX_OK) {
-        ngx_gdrive_token_fail(req, req->code, req->detail, 1);
+        ngx_gdrive_token_fail(req, req->code ? req->code : "internal_error",
+                              req->detail ? req->detail
+                                          : "the HTTP client failed",
+                              req->code != NULL);
     }
 }
 
