@@ -775,6 +775,11 @@ ngx_gdrive_kafka_store_offset(ngx_gdrive_kafka_t *k, const char *topic,
     rd_kafka_resp_err_t               err;
     rd_kafka_topic_partition_list_t  *list;
 
+    if (k->rk == NULL) {
+        /* at exit, reports served by the producer's flush come late */
+        return RD_KAFKA_RESP_ERR__STATE;
+    }
+
     list = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(list, topic, partition)->offset =
                                                                      offset;
