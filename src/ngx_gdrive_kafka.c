@@ -401,9 +401,18 @@ ngx_gdrive_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason,
     } else if (err == RD_KAFKA_RESP_ERR__FATAL) {
         k->fatal = 1;
         err = rd_kafka_fatal_error(rk, errstr, sizeof(errstr));
+
+        /*
+         * A client in this state takes nothing more.  The worker exits
+         * gracefully (jobs are redelivered, waiting clients get 503) and
+         * the master starts a fresh one with fresh clients.
+         */
+
         ngx_log_error(NGX_LOG_ALERT, k->log, 0,
-                      "gdrive: kafka client %s failed for good: %s: %s",
+                      "gdrive: kafka client %s failed for good: %s: %s; "
+                      "the worker process restarts",
                       rd_kafka_name(rk), rd_kafka_err2name(err), errstr);
+        ngx_quit = 1;
         return;
     }
 
