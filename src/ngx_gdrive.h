@@ -412,6 +412,8 @@ ngx_int_t ngx_http_gdrive_health_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gdrive_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gdrive_dlq_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gdrive_unavailable_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_gdrive_request_body(ngx_http_request_t *r, size_t max,
+    ngx_str_t *body);
 ngx_int_t ngx_http_gdrive_add_header(ngx_http_request_t *r, char *key,
     char *value);
 ngx_int_t ngx_http_gdrive_send_error(ngx_http_request_t *r,

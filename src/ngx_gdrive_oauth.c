@@ -49,6 +49,7 @@ static void ngx_gdrive_token_reauthorize(ngx_gdrive_token_req_t *req);
 static void ngx_gdrive_token_reauthorize_done(ngx_gdrive_http_t *h);
 static void ngx_gdrive_token_fail(ngx_gdrive_token_req_t *req,
     const char *code, const char *detail, ngx_uint_t permanent);
+static void ngx_gdrive_token_release(ngx_gdrive_token_req_t *req);
 static void ngx_gdrive_token_finish(ngx_gdrive_token_req_t *req);
 static ngx_int_t ngx_gdrive_token_classify(ngx_gdrive_token_req_t *req,
     ngx_gdrive_http_t *h, const char *what);
@@ -83,9 +84,6 @@ ngx_gdrive_token_get(ngx_gdrive_token_req_t *req)
 void
 ngx_gdrive_token_cancel(ngx_gdrive_token_req_t *req)
 {
-    ngx_gdrive_shm_ctx_t     *ctx;
-    ngx_gdrive_token_node_t  *node;
-
     if (req->wait.timer_set) {
         ngx_del_timer(&req->wait);
     }
@@ -98,24 +96,7 @@ ngx_gdrive_token_cancel(ngx_gdrive_token_req_t *req)
         ngx_gdrive_http_cancel(req->http);
     }
 
-    if (req->refreshing) {
-        /* let another worker refresh */
-        ctx = ngx_gdrive_shm_ctx(ngx_gdrive_worker.gmcf);
-
-        ngx_shmtx_lock(&ctx->shpool->mutex);
-
-        node = ngx_gdrive_token_node(ctx, &req->integration,
-                                     ngx_crc32_short(req->integration.data,
-                                                     req->integration.len),
-                                     0);
-        if (node && node->refreshing == ngx_pid) {
-            node->refreshing = 0;
-        }
-
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-        req->refreshing = 0;
-    }
+    ngx_gdrive_token_release(req);
 }
 
 
@@ -573,26 +554,7 @@ static void
 ngx_gdrive_token_fail(ngx_gdrive_token_req_t *req, const char *code,
     const char *detail, ngx_uint_t permanent)
 {
-    ngx_gdrive_shm_ctx_t     *ctx;
-    ngx_gdrive_token_node_t  *node;
-
-    if (req->refreshing) {
-        ctx = ngx_gdrive_shm_ctx(ngx_gdrive_worker.gmcf);
-
-        ngx_shmtx_lock(&ctx->shpool->mutex);
-
-        node = ngx_gdrive_token_node(ctx, &req->integration,
-                                     ngx_crc32_short(req->integration.data,
-                                                     req->integration.len),
-                                     0);
-        if (node && node->refreshing == ngx_pid) {
-            node->refreshing = 0;
-        }
-
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-        req->refreshing = 0;
-    }
+    ngx_gdrive_token_release(req);
 
     req->rc = NGX_ERROR;
     req->code = code;
@@ -600,6 +562,35 @@ ngx_gdrive_token_fail(ngx_gdrive_token_req_t *req, const char *code,
     req->permanent = permanent;
 
     ngx_gdrive_token_finish(req);
+}
+
+
+/* the refresh mark goes: another request, of any worker, may refresh */
+
+static void
+ngx_gdrive_token_release(ngx_gdrive_token_req_t *req)
+{
+    ngx_gdrive_shm_ctx_t     *ctx;
+    ngx_gdrive_token_node_t  *node;
+
+    if (!req->refreshing) {
+        return;
+    }
+
+    ctx = ngx_gdrive_shm_ctx(ngx_gdrive_worker.gmcf);
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    node = ngx_gdrive_token_node(ctx, &req->integration,
+                                 ngx_crc32_short(req->integration.data,
+                                                 req->integration.len), 0);
+    if (node && node->refreshing == ngx_pid) {
+        node->refreshing = 0;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    req->refreshing = 0;
 }
 
 

@@ -126,10 +126,9 @@ ngx_http_gdrive_dlq_handler(ngx_http_request_t *r)
 static void
 ngx_http_gdrive_dlq_body(ngx_http_request_t *r)
 {
-    u_char                     *body, *p;
-    size_t                      len;
     json_t                     *root, *v;
-    ngx_chain_t                *cl;
+    ngx_int_t                   rc;
+    ngx_str_t                   body;
     json_error_t                jerr;
     ngx_http_gdrive_dlq_ctx_t   ctx;
 
@@ -140,36 +139,19 @@ ngx_http_gdrive_dlq_body(ngx_http_request_t *r)
     ctx.from = -1;
     ctx.to = -1;
 
-    len = 0;
+    rc = ngx_http_gdrive_request_body(r, 64 * 1024, &body);
 
-    for (cl = r->request_body ? r->request_body->bufs : NULL; cl;
-         cl = cl->next)
-    {
-        if (cl->buf->in_file) {
-            ngx_http_finalize_request(r,
-                ngx_http_gdrive_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                           "payload_too_large",
-                                           "a replay request is small JSON"));
-            return;
-        }
-
-        len += cl->buf->last - cl->buf->pos;
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, rc == NGX_ERROR
+            ? NGX_HTTP_INTERNAL_SERVER_ERROR
+            : ngx_http_gdrive_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                         "payload_too_large",
+                                         "a replay request is small JSON"));
+        return;
     }
 
-    if (len) {
-        body = ngx_pnalloc(r->pool, len);
-        if (body == NULL) {
-            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-            return;
-        }
-
-        p = body;
-
-        for (cl = r->request_body->bufs; cl; cl = cl->next) {
-            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
-        }
-
-        root = json_loadb((char *) body, len, 0, &jerr);
+    if (body.len) {
+        root = json_loadb((char *) body.data, body.len, 0, &jerr);
 
         if (root == NULL || !json_is_object(root)) {
             json_decref(root);

@@ -43,6 +43,62 @@ ngx_http_gdrive_unavailable_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * The request body read by ngx_http_read_client_request_body() as one
+ * piece of memory: NGX_DECLINED when it is larger than max or went to a
+ * temporary file (which would need a blocking read).
+ */
+
+ngx_int_t
+ngx_http_gdrive_request_body(ngx_http_request_t *r, size_t max,
+    ngx_str_t *body)
+{
+    u_char       *p;
+    size_t        len;
+    ngx_chain_t  *cl, *bufs;
+
+    ngx_str_null(body);
+
+    bufs = r->request_body ? r->request_body->bufs : NULL;
+    len = 0;
+
+    for (cl = bufs; cl; cl = cl->next) {
+        if (cl->buf->in_file) {
+            return NGX_DECLINED;
+        }
+
+        len += cl->buf->last - cl->buf->pos;
+    }
+
+    if (len > max) {
+        return NGX_DECLINED;
+    }
+
+    if (bufs == NULL || len == 0) {
+        return NGX_OK;
+    }
+
+    if (bufs->next == NULL) {
+        body->data = bufs->buf->pos;
+        body->len = len;
+        return NGX_OK;
+    }
+
+    body->data = ngx_pnalloc(r->pool, len);
+    if (body->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (p = body->data, cl = bufs; cl; cl = cl->next) {
+        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+    }
+
+    body->len = len;
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_gdrive_add_header(ngx_http_request_t *r, char *key, char *value)
 {

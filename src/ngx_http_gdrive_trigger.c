@@ -141,47 +141,23 @@ static void
 ngx_http_gdrive_trigger_body(ngx_http_request_t *r)
 {
     int                          batch;
-    u_char                      *body, *p;
-    size_t                       len, n;
+    size_t                       n;
     ngx_int_t                    rc;
-    ngx_buf_t                   *b;
-    ngx_chain_t                 *cl;
+    ngx_str_t                    body;
     ngx_gdrive_trigger_t        *triggers;
     ngx_gdrive_msg_error_t       err;
     ngx_http_gdrive_loc_conf_t  *glcf;
 
     glcf = ngx_http_get_module_loc_conf(r, ngx_http_gdrive_worker_module);
 
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        err.code = "invalid_message";
-        err.field = NULL;
-        err.index = -1;
-        ngx_cpystrn((u_char *) err.detail, (u_char *) "empty body",
-                    sizeof(err.detail));
-        ngx_http_finalize_request(r, ngx_http_gdrive_trigger_invalid(r, &err));
+    rc = ngx_http_gdrive_request_body(r, glcf->trigger_max_body, &body);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    len = 0;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (b->in_file) {
-            /* client_body_buffer_size was made to hold the largest body */
-            ngx_http_finalize_request(r,
-                ngx_http_gdrive_send_error(r,
-                                       NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                       "payload_too_large",
-                                       "the body is larger than this "
-                                       "location accepts"));
-            return;
-        }
-
-        len += b->last - b->pos;
-    }
-
-    if (len > glcf->trigger_max_body) {
+    if (rc == NGX_DECLINED) {
         ngx_http_finalize_request(r,
             ngx_http_gdrive_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                        "payload_too_large",
@@ -190,24 +166,8 @@ ngx_http_gdrive_trigger_body(ngx_http_request_t *r)
         return;
     }
 
-    if (r->request_body->bufs->next == NULL) {
-        body = r->request_body->bufs->buf->pos;
-
-    } else {
-        body = ngx_pnalloc(r->pool, len);
-        if (body == NULL) {
-            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-            return;
-        }
-
-        p = body;
-
-        for (cl = r->request_body->bufs; cl; cl = cl->next) {
-            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
-        }
-    }
-
-    if (ngx_gdrive_trigger_parse_body(body, len, glcf->trigger_max_batch,
+    if (ngx_gdrive_trigger_parse_body(body.data, body.len,
+                                      glcf->trigger_max_batch,
                                       &triggers, &n, &batch, &err)
         != 0)
     {
