@@ -321,9 +321,17 @@ struct ngx_gdrive_http_s {
     ngx_pool_t              *pool;
     ngx_log_t               *log;
     void                   (*handler)(ngx_gdrive_http_t *h);
+    /* the response body, else it is gathered up to max_body; a sink may
+     * return CURL_WRITEFUNC_PAUSE and later call ngx_gdrive_http_resume() */
     size_t                 (*sink)(ngx_gdrive_http_t *h, u_char *p,
                                    size_t len);
+    /* every response header line as it arrives, "\r\n" included */
+    void                   (*header_handler)(ngx_gdrive_http_t *h,
+                                u_char *line, size_t len);
     void                    *data;
+    const char              *method;      /* NULL: GET, or POST with a body */
+    u_char                  *request_body;
+    size_t                   request_len;
     const char              *what;        /* for debug lines: no secrets */
     CURLcode                 result;
     long                     status;
@@ -344,7 +352,9 @@ ngx_gdrive_http_t *ngx_gdrive_http_create(ngx_pool_t *pool, ngx_log_t *log,
     size_t max_body);
 ngx_int_t ngx_gdrive_http_header_add(ngx_gdrive_http_t *h, const char *line);
 ngx_int_t ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url);
+void ngx_gdrive_http_resume(ngx_gdrive_http_t *h);
 void ngx_gdrive_http_cancel(ngx_gdrive_http_t *h);
+void ngx_gdrive_http_reset(ngx_gdrive_http_t *h);
 
 
 /* OAuth access tokens, cached in the shared zone */
@@ -378,6 +388,62 @@ struct ngx_gdrive_token_req_s {
 
 void ngx_gdrive_token_get(ngx_gdrive_token_req_t *req);
 void ngx_gdrive_token_cancel(ngx_gdrive_token_req_t *req);
+
+
+/*
+ * S3: one object written from a byte stream (ngx_gdrive_s3.c), signed
+ * with SigV4 (ngx_gdrive_sigv4.c).
+ *
+ * start() asks whether the object already exists: if it does with the
+ * same size (any size when the size is not known up front), done() comes
+ * with unchanged set and nothing is written.  Otherwise ready() comes and
+ * the owner writes the content in order.  write() takes all of the bytes
+ * or none: NGX_AGAIN means every part buffer is full or uploading, and
+ * resume() will be called when one is free (the owner pauses its
+ * download meanwhile).  finish() ends the stream; done() reports.  Below
+ * gdrive_s3_multipart_threshold bytes the object is one PUT, above it a
+ * multipart upload of gdrive_stream_buffers-sized parts, at most
+ * gdrive_stream_buffers buffers in memory.  A failed or aborted multipart
+ * upload is aborted on S3.  After abort() no callback comes.
+ */
+
+typedef struct ngx_gdrive_s3_upload_s  ngx_gdrive_s3_upload_t;
+
+struct ngx_gdrive_s3_upload_s {
+    ngx_pool_t              *pool;        /* the owner's */
+    ngx_log_t               *log;
+    ngx_str_t                key;         /* made of safe characters */
+    ngx_str_t                content_type;
+    off_t                    size;        /* -1: not known up front */
+    ngx_str_t                md5;         /* expected hex md5, or empty */
+    ngx_str_t                drive_id;    /* x-amz-meta-drive-file-id */
+    ngx_str_t                version;     /* x-amz-meta-drive-version */
+
+    void                   (*ready)(ngx_gdrive_s3_upload_t *u);
+    void                   (*resume)(ngx_gdrive_s3_upload_t *u);
+    void                   (*done)(ngx_gdrive_s3_upload_t *u);
+    void                    *data;
+
+    /* the answer, in done() */
+    ngx_int_t                rc;          /* NGX_OK, NGX_ERROR */
+    const char              *code;        /* error code of DESIGN §4 */
+    const char              *detail;
+    ngx_uint_t               permanent;
+    ngx_int_t                retry_after; /* seconds, -1: none */
+    off_t                    bytes;
+    ngx_uint_t               parts;       /* 0: a single PUT */
+    u_char                   sha256[64];  /* hex, of the bytes written */
+    u_char                   md5_hex[32];
+    unsigned                 unchanged:1;
+
+    void                    *state;       /* the S3 client's */
+};
+
+void ngx_gdrive_s3_upload_start(ngx_gdrive_s3_upload_t *u);
+ngx_int_t ngx_gdrive_s3_upload_write(ngx_gdrive_s3_upload_t *u, u_char *p,
+    size_t len);
+void ngx_gdrive_s3_upload_finish(ngx_gdrive_s3_upload_t *u);
+void ngx_gdrive_s3_upload_abort(ngx_gdrive_s3_upload_t *u);
 
 
 /* what one worker process runs */

@@ -38,6 +38,7 @@ static size_t ngx_gdrive_http_write(char *ptr, size_t size, size_t n,
 static size_t ngx_gdrive_http_header(char *ptr, size_t size, size_t n,
     void *data);
 static void ngx_gdrive_http_cleanup(void *data);
+static void ngx_gdrive_http_defaults(ngx_gdrive_http_t *h);
 
 
 static ngx_gdrive_http_multi_t  ngx_gdrive_http_multi;
@@ -143,6 +144,49 @@ ngx_gdrive_http_create(ngx_pool_t *pool, ngx_log_t *log, size_t max_body)
     cln->handler = ngx_gdrive_http_cleanup;
     cln->data = h;
 
+    ngx_gdrive_http_defaults(h);
+
+    return h;
+}
+
+
+/*
+ * One handle serves many requests in turn (an upload's parts): reset
+ * forgets the options and headers of the last one, keeps the connection
+ * cache of the multi handle.
+ */
+
+void
+ngx_gdrive_http_reset(ngx_gdrive_http_t *h)
+{
+    ngx_gdrive_http_cancel(h);
+
+    curl_easy_reset(h->easy);
+    curl_slist_free_all(h->headers);
+
+    h->headers = NULL;
+    h->method = NULL;
+    h->request_body = NULL;
+    h->request_len = 0;
+    h->sink = NULL;
+    h->header_handler = NULL;
+    h->body = NULL;
+    h->cap = 0;
+    h->len = 0;
+
+    ngx_gdrive_http_defaults(h);
+}
+
+
+static void
+ngx_gdrive_http_defaults(ngx_gdrive_http_t *h)
+{
+    CURL                         *easy;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_gdrive_http_multi.gmcf;
+    easy = h->easy;
+
     curl_easy_setopt(easy, CURLOPT_PRIVATE, h);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, h->error);
@@ -171,8 +215,6 @@ ngx_gdrive_http_create(ngx_pool_t *pool, ngx_log_t *log, size_t max_body)
     if (gmcf->ca_file.len) {
         curl_easy_setopt(easy, CURLOPT_CAINFO, gmcf->ca_file.data);
     }
-
-    return h;
 }
 
 
@@ -205,6 +247,27 @@ ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url)
 
     curl_easy_setopt(h->easy, CURLOPT_URL, url);
 
+    if (h->method) {
+        if (ngx_strcmp(h->method, "HEAD") == 0) {
+            curl_easy_setopt(h->easy, CURLOPT_NOBODY, 1L);
+
+        } else {
+            curl_easy_setopt(h->easy, CURLOPT_CUSTOMREQUEST, h->method);
+        }
+    }
+
+    if (h->request_body || h->request_len) {
+        /* sent from memory as it is; no "Expect: 100-continue" wait */
+        curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t) h->request_len);
+        curl_easy_setopt(h->easy, CURLOPT_POSTFIELDS,
+                         h->request_body ? (char *) h->request_body : "");
+
+        if (ngx_gdrive_http_header_add(h, "Expect:") != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
     if (h->headers) {
         curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER, h->headers);
     }
@@ -222,6 +285,18 @@ ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url)
     ngx_gdrive_http_multi.running++;
 
     return NGX_OK;
+}
+
+
+/* a sink that returned CURL_WRITEFUNC_PAUSE: deliver again */
+
+void
+ngx_gdrive_http_resume(ngx_gdrive_http_t *h)
+{
+    if (h->active) {
+        /* curl delivers what it held back and expires its timer at once */
+        (void) curl_easy_pause(h->easy, CURLPAUSE_CONT);
+    }
 }
 
 
@@ -479,6 +554,10 @@ ngx_gdrive_http_header(char *ptr, size_t size, size_t n, void *data)
     u_char    *p, *last;
 
     len = size * n;
+
+    if (h->header_handler) {
+        h->header_handler(h, (u_char *) ptr, len);
+    }
 
     if (len > 12 && ngx_strncasecmp((u_char *) ptr, (u_char *) "retry-after:",
                                     12) == 0)
