@@ -66,6 +66,8 @@ typedef enum {
     NGX_GDRIVE_S_CONTROL_PLANE_URL,
     NGX_GDRIVE_S_TOKEN_SKEW,
     NGX_GDRIVE_S_ACKNOWLEDGE_ABUSE,
+    NGX_GDRIVE_S_QUOTA_PAUSE,
+    NGX_GDRIVE_S_LIST_PAGE_SIZE,
     NGX_GDRIVE_S_S3_ENDPOINT,
     NGX_GDRIVE_S_S3_REGION,
     NGX_GDRIVE_S_S3_BUCKET,
@@ -126,6 +128,8 @@ typedef struct {
     ngx_str_t            control_plane_url;
     ngx_msec_t           token_skew;
     ngx_flag_t           acknowledge_abuse;
+    ngx_msec_t           quota_pause;
+    ngx_uint_t           list_page_size;
 
     /* S3 */
     ngx_str_t            s3_endpoint;
@@ -388,6 +392,64 @@ struct ngx_gdrive_token_req_s {
 
 void ngx_gdrive_token_get(ngx_gdrive_token_req_t *req);
 void ngx_gdrive_token_cancel(ngx_gdrive_token_req_t *req);
+void ngx_gdrive_token_invalidate(ngx_str_t *integration, ngx_str_t *token);
+
+
+/*
+ * Drive v3 (ngx_gdrive_drive.c): one call at a time per object, under the
+ * shared rate limiter; the answer comes through handler, never from inside
+ * ngx_gdrive_drive_call().  JSON answers are in json (owned by the object
+ * until the next call); content goes to sink, which may return
+ * CURL_WRITEFUNC_PAUSE and later call ngx_gdrive_drive_resume(), or 0 with
+ * sink_failed set to stop the download.
+ */
+
+#define NGX_GDRIVE_TOKEN_MAX_LEN   2048
+
+typedef struct ngx_gdrive_drive_s  ngx_gdrive_drive_t;
+
+struct ngx_gdrive_drive_s {
+    ngx_pool_t              *pool;
+    ngx_log_t               *log;
+    ngx_str_t                integration;
+    ngx_str_t                token;
+    void                   (*handler)(ngx_gdrive_drive_t *d);
+    size_t                 (*sink)(ngx_gdrive_drive_t *d, u_char *p,
+                                   size_t len);
+    void                    *data;
+
+    /* the answer */
+    ngx_int_t                rc;          /* NGX_OK, NGX_ERROR */
+    long                     status;
+    const char              *code;        /* error code of DESIGN §4 */
+    const char              *reason;      /* Google's, when known */
+    ngx_uint_t               permanent;
+    ngx_int_t                retry_after; /* seconds, -1: none */
+    void                    *json;        /* json_t *, a JSON answer */
+    off_t                    bytes;       /* content taken by the sink */
+    u_char                   detail[256];
+
+    /* its state */
+    ngx_gdrive_http_t       *http;
+    ngx_event_t              wait;
+    const char              *endpoint;
+    char                    *url;
+    ngx_msec_t               started;
+    ngx_msec_t               waited;
+    unsigned                 active:1;
+    unsigned                 paused:1;
+    unsigned                 sink_failed:1;
+    unsigned                 cleanup_set:1;
+};
+
+void ngx_gdrive_drive_call(ngx_gdrive_drive_t *d, const char *endpoint,
+    char *url);
+void ngx_gdrive_drive_resume(ngx_gdrive_drive_t *d);
+void ngx_gdrive_drive_cancel(ngx_gdrive_drive_t *d);
+char *ngx_gdrive_drive_url(ngx_pool_t *pool, size_t len, const char *fmt,
+    ...);
+ngx_int_t ngx_gdrive_drive_escape(ngx_pool_t *pool, const char *data,
+    size_t len, ngx_str_t *out);
 
 
 /*
@@ -444,6 +506,17 @@ ngx_int_t ngx_gdrive_s3_upload_write(ngx_gdrive_s3_upload_t *u, u_char *p,
     size_t len);
 void ngx_gdrive_s3_upload_finish(ngx_gdrive_s3_upload_t *u);
 void ngx_gdrive_s3_upload_abort(ngx_gdrive_s3_upload_t *u);
+
+
+/* rate limiter and metadata cache in the shared zone */
+
+ngx_msec_t ngx_gdrive_rate_take(ngx_str_t *integration);
+void ngx_gdrive_rate_hold(ngx_str_t *integration, ngx_msec_t ms,
+    ngx_uint_t quota);
+ngx_int_t ngx_gdrive_cache_get(ngx_str_t *integration, ngx_str_t *file_id,
+    ngx_pool_t *pool, ngx_str_t *value);
+void ngx_gdrive_cache_put(ngx_str_t *integration, ngx_str_t *file_id,
+    u_char *value, size_t len);
 
 
 /* what one worker process runs */

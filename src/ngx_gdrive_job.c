@@ -10,10 +10,14 @@
  * nothing.  At gdrive_max_inflight jobs the consumer pauses; it resumes
  * at half of it.
  *
- * Stages: validate -> token -> result.  The Drive and S3 stages plug in
- * before the result as further steps of the same shape: start, and on
- * the answer go on, retry (transient, bounded by gdrive_retry), or send
- * the message to the DLQ (permanent, or attempts exhausted).
+ * Stages: validate -> token -> the action -> result.  sync_file: file
+ * metadata (shortcuts resolved) -> store (is the object there already?)
+ * -> content streamed from Drive into S3.  sync_folder: listing pages,
+ * a child trigger per file, each acknowledged before the next page.
+ * sync_changes: the changes feed, child triggers and "deleted" results.
+ * Every step starts, and on its answer goes on, retries from the token
+ * (transient, bounded by gdrive_retry), or sends the message to the DLQ
+ * (permanent, or attempts exhausted).
  */
 
 
@@ -21,7 +25,23 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <ngx_sha1.h>
+#include <jansson.h>
+
 #include "ngx_gdrive.h"
+
+
+#define NGX_GDRIVE_FOLDER_MIME    "application/vnd.google-apps.folder"
+#define NGX_GDRIVE_SHORTCUT_MIME  "application/vnd.google-apps.shortcut"
+#define NGX_GDRIVE_APPS_PREFIX    "application/vnd.google-apps."
+
+/* what files.get asks for: what the key, the export and the result use */
+#define NGX_GDRIVE_FILE_FIELDS                                                \
+    "id,name,mimeType,size,md5Checksum,version,modifiedTime,"                 \
+    "headRevisionId,driveId,trashed,shortcutDetails,exportLinks"
+
+/* quota circuit: how many pauses a job waits through before the DLQ */
+#define NGX_GDRIVE_QUOTA_WAITS    96
 
 
 typedef struct ngx_gdrive_part_s  ngx_gdrive_part_t;
@@ -31,6 +51,11 @@ typedef struct ngx_gdrive_job_s   ngx_gdrive_job_t;
 typedef enum {
     NGX_GDRIVE_STAGE_VALIDATE = 0,
     NGX_GDRIVE_STAGE_TOKEN,
+    NGX_GDRIVE_STAGE_FILE,
+    NGX_GDRIVE_STAGE_STORE,
+    NGX_GDRIVE_STAGE_CONTENT,
+    NGX_GDRIVE_STAGE_LIST,
+    NGX_GDRIVE_STAGE_CHANGES,
     NGX_GDRIVE_STAGE_RESULT,
     NGX_GDRIVE_STAGE_DLQ
 } ngx_gdrive_stage_e;
@@ -57,13 +82,39 @@ struct ngx_gdrive_job_s {
     ngx_event_t              timer;      /* backoff */
     ngx_msec_t               started;
     ngx_uint_t               attempt;
+    ngx_uint_t               quota_waits;
     const char              *error;      /* code of the last failure */
     u_char                   detail[256];
     u_char                   id[NGX_GDRIVE_ID_MAX_LEN + 1];
+
+    ngx_gdrive_drive_t       drive;
+    ngx_gdrive_s3_upload_t   upload;
+    ngx_event_t              resume;     /* posted: unpause the download */
+    json_t                  *meta;       /* the file's metadata */
+    ngx_str_t                file_id;    /* synced: a shortcut's target */
+    ngx_str_t                shortcut_id;
+    ngx_str_t                export_type;
+    ngx_str_t                page_token; /* the next page's, escaped */
+    ngx_str_t                start_token;
+    const char              *outcome;    /* the result's status */
+
+    /* child triggers and "deleted" results of a listing */
+    ngx_gdrive_kafka_dr_t    child_dr;
+    ngx_uint_t               pending;    /* produced, not yet acknowledged */
+    ngx_uint_t               child_errors;
+    ngx_uint_t               children;
+    ngx_uint_t               deleted;
+    ngx_uint_t               pages;
+
     unsigned                 terminal:1;
     unsigned                 in_flight:1; /* a produce awaits its report */
     unsigned                 to_dlq:1;
     unsigned                 token_busy:1;
+    unsigned                 upload_busy:1;
+    unsigned                 auth_retried:1;
+    unsigned                 export_link:1;
+    unsigned                 listed:1;   /* the last page is in */
+    unsigned                 meta_cached:1;
 };
 
 
@@ -92,6 +143,35 @@ static ngx_gdrive_part_t *ngx_gdrive_job_part(int32_t partition,
     ngx_uint_t create);
 static void ngx_gdrive_job_run(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_token_done(ngx_gdrive_token_req_t *req);
+static void ngx_gdrive_job_action(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_drive_done(ngx_gdrive_drive_t *d);
+static void ngx_gdrive_job_file(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_file_meta(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_store(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_upload_ready(ngx_gdrive_s3_upload_t *u);
+static void ngx_gdrive_job_upload_resume(ngx_gdrive_s3_upload_t *u);
+static void ngx_gdrive_job_upload_done(ngx_gdrive_s3_upload_t *u);
+static void ngx_gdrive_job_resume_handler(ngx_event_t *ev);
+static size_t ngx_gdrive_job_sink(ngx_gdrive_drive_t *d, u_char *p,
+    size_t len);
+static void ngx_gdrive_job_content_done(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_list(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_list_page(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_changes(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_changes_page(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_next_page(ngx_gdrive_job_t *job);
+static ngx_int_t ngx_gdrive_job_child(ngx_gdrive_job_t *job,
+    const char *action, const char *file_id, ngx_uint_t deleted);
+static void ngx_gdrive_job_child_delivered(void *data,
+    rd_kafka_resp_err_t err, int32_t partition, int64_t offset);
+static ngx_int_t ngx_gdrive_job_set_token(ngx_gdrive_job_t *job,
+    const char *token, ngx_uint_t start);
+static void ngx_gdrive_job_stop_io(ngx_gdrive_job_t *job);
+static json_t *ngx_gdrive_job_result_json(ngx_gdrive_job_t *job);
+static const char *ngx_gdrive_job_json_str(json_t *obj, const char *name);
+static ngx_int_t ngx_gdrive_job_export_default(const char *mime,
+    ngx_str_t *type);
+static const char *ngx_gdrive_job_export_ext(ngx_str_t *type);
 static void ngx_gdrive_job_fail(ngx_gdrive_job_t *job, const char *code,
     const char *detail, ngx_uint_t permanent, ngx_int_t retry_after);
 static void ngx_gdrive_job_result(ngx_gdrive_job_t *job);
@@ -211,6 +291,11 @@ ngx_gdrive_job_message(void *data, rd_kafka_message_t *msg)
     job->timer.handler = ngx_gdrive_job_timer;
     job->timer.data = job;
     job->timer.log = &job->log;
+    job->child_dr.handler = ngx_gdrive_job_child_delivered;
+    job->child_dr.data = job;
+    job->resume.handler = ngx_gdrive_job_resume_handler;
+    job->resume.data = job;
+    job->resume.log = &job->log;
     ngx_cpystrn(job->id, (u_char *) "-", sizeof(job->id));
 
     ngx_queue_insert_tail(&part->jobs, &job->queue);
@@ -276,6 +361,12 @@ ngx_gdrive_job_run(ngx_gdrive_job_t *job)
     case NGX_GDRIVE_STAGE_DLQ:
         ngx_gdrive_job_dlq(job);
         return;
+
+    default:
+        /* a Drive or S3 step is retried from the token */
+        job->stage = NGX_GDRIVE_STAGE_TOKEN;
+        ngx_gdrive_job_run(job);
+        return;
     }
 }
 
@@ -293,8 +384,1231 @@ ngx_gdrive_job_token_done(ngx_gdrive_token_req_t *req)
         return;
     }
 
+    job->drive.pool = job->pool;
+    job->drive.log = &job->log;
+    job->drive.integration = job->token.integration;
+    job->drive.token = req->token;
+    job->drive.handler = ngx_gdrive_job_drive_done;
+    job->drive.data = job;
+
+    ngx_gdrive_job_action(job);
+}
+
+
+/* every attempt starts the action afresh: its steps are idempotent */
+
+static void
+ngx_gdrive_job_action(ngx_gdrive_job_t *job)
+{
+    ngx_gdrive_trigger_t  *t;
+
+    t = &job->trigger;
+
+    if (job->meta) {
+        json_decref(job->meta);
+        job->meta = NULL;
+    }
+
+    ngx_str_null(&job->shortcut_id);
+    ngx_str_null(&job->page_token);
+    ngx_str_null(&job->start_token);
+    job->export_link = 0;
+    job->listed = 0;
+    job->children = 0;
+    job->deleted = 0;
+    job->pages = 0;
+    job->child_errors = 0;
+    job->outcome = NULL;
+
+    switch (t->action) {
+
+    case NGX_GDRIVE_SYNC_FILE:
+        job->file_id.data = (u_char *) t->file_id.data;
+        job->file_id.len = t->file_id.len;
+        ngx_gdrive_job_file(job);
+        return;
+
+    case NGX_GDRIVE_SYNC_FOLDER:
+        ngx_gdrive_job_list(job);
+        return;
+
+    default: /* NGX_GDRIVE_SYNC_CHANGES */
+
+        if (t->page_token.data
+            && ngx_gdrive_job_set_token(job, t->page_token.data, 0)
+               != NGX_OK)
+        {
+            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
+                                -1);
+            return;
+        }
+
+        ngx_gdrive_job_changes(job);
+        return;
+    }
+}
+
+
+/*
+ * Every Drive answer of the job: failures first (a refused token is
+ * dropped and asked for again once), then the step that waited for it.
+ */
+
+static void
+ngx_gdrive_job_drive_done(ngx_gdrive_drive_t *d)
+{
+    ngx_gdrive_job_t *job = d->data;
+
+    if (d->rc != NGX_OK) {
+
+        if (ngx_strcmp(d->code, "auth_invalid") == 0 && !job->auth_retried) {
+            ngx_log_error(NGX_LOG_INFO, &job->log, 0,
+                          "gdrive: access token refused, refreshing it");
+
+            ngx_gdrive_job_stop_io(job);
+            ngx_gdrive_token_invalidate(&job->token.integration,
+                                        &job->drive.token);
+            job->auth_retried = 1;
+            job->stage = NGX_GDRIVE_STAGE_TOKEN;
+            ngx_gdrive_job_run(job);
+            return;
+        }
+
+        if (job->stage == NGX_GDRIVE_STAGE_CONTENT) {
+
+            if (ngx_strcmp(d->code, "sink_failed") == 0) {
+                /* the upload failed: its done() tells why */
+                return;
+            }
+
+            if (ngx_strcmp(d->code, "export_too_large") == 0
+                && !job->export_link)
+            {
+                ngx_log_error(NGX_LOG_INFO, &job->log, 0,
+                              "gdrive: export over Drive's limit, "
+                              "trying the file's export link");
+
+                ngx_gdrive_job_stop_io(job);
+                job->export_link = 1;
+                ngx_gdrive_job_store(job);
+                return;
+            }
+        }
+
+        ngx_gdrive_job_stop_io(job);
+        ngx_gdrive_job_fail(job, d->code, (char *) d->detail, d->permanent,
+                            d->retry_after);
+        return;
+    }
+
+    switch (job->stage) {
+
+    case NGX_GDRIVE_STAGE_FILE:
+        job->meta = d->json;
+        job->meta_cached = 0;
+        d->json = NULL;
+        ngx_gdrive_job_file_meta(job);
+        return;
+
+    case NGX_GDRIVE_STAGE_CONTENT:
+        ngx_gdrive_job_content_done(job);
+        return;
+
+    case NGX_GDRIVE_STAGE_LIST:
+        ngx_gdrive_job_list_page(job);
+        return;
+
+    case NGX_GDRIVE_STAGE_CHANGES:
+        ngx_gdrive_job_changes_page(job);
+        return;
+
+    default:
+        return;
+    }
+}
+
+
+/* sync_file: the metadata, from the shared cache when it is fresh */
+
+static void
+ngx_gdrive_job_file(ngx_gdrive_job_t *job)
+{
+    char       *url;
+    ngx_str_t   cached;
+
+    job->stage = NGX_GDRIVE_STAGE_FILE;
+
+    if (ngx_gdrive_cache_get(&job->token.integration, &job->file_id,
+                             job->pool, &cached)
+        == NGX_OK)
+    {
+        job->meta = json_loadb((char *) cached.data, cached.len, 0, NULL);
+
+        if (json_is_object(job->meta)) {
+            ngx_log_debug0(NGX_LOG_DEBUG_EVENT, &job->log, 0,
+                           "gdrive: metadata from the cache");
+            job->meta_cached = 1;
+            ngx_gdrive_job_file_meta(job);
+            return;
+        }
+
+        if (job->meta) {
+            json_decref(job->meta);
+            job->meta = NULL;
+        }
+    }
+
+    url = ngx_gdrive_drive_url(job->pool, job->file_id.len + 256,
+                               "/drive/v3/files/%V?supportsAllDrives=true"
+                               "&fields=%s", &job->file_id,
+                               NGX_GDRIVE_FILE_FIELDS);
+    if (url == NULL) {
+        ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
+        return;
+    }
+
+    job->drive.sink = NULL;
+    ngx_gdrive_drive_call(&job->drive, "files.get", url);
+}
+
+
+/*
+ * What the metadata says: a shortcut is followed once, a folder is not a
+ * file, a Google Workspace file is exported, anything else downloaded.
+ * The S3 key is {prefix}{integration}/{file}/{revision}: the content's
+ * identity, so that a redelivery finds the object it already wrote.
+ */
+
+static void
+ngx_gdrive_job_file_meta(ngx_gdrive_job_t *job)
+{
+    u_char                       *p;
+    size_t                        len;
+    json_t                       *details;
+    ngx_str_t                     revision, *prefix;
+    ngx_int_t                     size;
+    const char                   *mime, *target, *rev, *ext, *v;
+    ngx_gdrive_s3_upload_t       *u;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_gdrive_worker.gmcf;
+    mime = ngx_gdrive_job_json_str(job->meta, "mimeType");
+
+    if (mime == NULL) {
+        ngx_gdrive_job_fail(job, "upstream_error",
+                            "Drive's metadata has no mimeType", 0, -1);
+        return;
+    }
+
+    if (!job->meta_cached) {
+        /* an answer of files.get, not of the cache: keep it for others */
+        p = (u_char *) json_dumps(job->meta, JSON_COMPACT);
+
+        if (p) {
+            ngx_gdrive_cache_put(&job->token.integration, &job->file_id, p,
+                                 ngx_strlen(p));
+            free(p);
+        }
+    }
+
+    if (ngx_strcmp(mime, NGX_GDRIVE_SHORTCUT_MIME) == 0) {
+        details = json_object_get(job->meta, "shortcutDetails");
+        target = ngx_gdrive_job_json_str(details, "targetId");
+
+        if (job->shortcut_id.len || target == NULL
+            || !ngx_gdrive_drive_id_valid(target, ngx_strlen(target)))
+        {
+            ngx_gdrive_job_fail(job, "not_found",
+                                "the shortcut has no usable target", 1, -1);
+            return;
+        }
+
+        job->shortcut_id = job->file_id;
+        job->file_id.len = ngx_strlen(target);
+        job->file_id.data = ngx_pstrdup(job->pool,
+                                        &(ngx_str_t) { job->file_id.len,
+                                                       (u_char *) target });
+        json_decref(job->meta);
+        job->meta = NULL;
+
+        if (job->file_id.data == NULL) {
+            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
+                                -1);
+            return;
+        }
+
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, &job->log, 0,
+                       "gdrive: shortcut to \"%V\"", &job->file_id);
+
+        ngx_gdrive_job_file(job);
+        return;
+    }
+
+    u = &job->upload;
+    ngx_memzero(u, sizeof(ngx_gdrive_s3_upload_t));
+    u->size = -1;
+
+    if (ngx_strcmp(mime, NGX_GDRIVE_FOLDER_MIME) == 0) {
+        ngx_gdrive_job_fail(job, "unsupported_type",
+                            "the file is a folder: use sync_folder", 1, -1);
+        return;
+    }
+
+    if (ngx_strncmp(mime, NGX_GDRIVE_APPS_PREFIX,
+                    sizeof(NGX_GDRIVE_APPS_PREFIX) - 1)
+        == 0)
+    {
+        if (job->trigger.export_mime_type.data) {
+            job->export_type.data = (u_char *)
+                                    job->trigger.export_mime_type.data;
+            job->export_type.len = job->trigger.export_mime_type.len;
+
+        } else if (ngx_gdrive_job_export_default(mime, &job->export_type)
+                   != NGX_OK)
+        {
+            ngx_gdrive_job_fail(job, "unsupported_type",
+                                "Drive cannot export this kind of file", 1,
+                                -1);
+            return;
+        }
+
+        v = ngx_gdrive_job_json_str(job->meta, "version");
+        ext = ngx_gdrive_job_export_ext(&job->export_type);
+
+        revision.data = ngx_pnalloc(job->pool, 64);
+        if (revision.data == NULL) {
+            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
+                                -1);
+            return;
+        }
+
+        revision.len = ngx_snprintf(revision.data, 64, "v%s.%s",
+                                    (v && ngx_gdrive_drive_id_valid(v,
+                                                   ngx_strlen(v)))
+                                    ? v : "0", ext)
+                       - revision.data;
+
+        u->content_type = job->export_type;
+
+    } else {
+        rev = ngx_gdrive_job_json_str(job->meta, "headRevisionId");
+        v = ngx_gdrive_job_json_str(job->meta, "size");
+
+        if (v == NULL
+            || (size = ngx_atoof((u_char *) v, ngx_strlen(v))) == NGX_ERROR)
+        {
+            ngx_gdrive_job_fail(job, "upstream_error",
+                                "Drive's metadata has no size", 0, -1);
+            return;
+        }
+
+        u->size = size;
+
+        v = ngx_gdrive_job_json_str(job->meta, "md5Checksum");
+        if (v && ngx_strlen(v) == 32) {
+            u->md5.data = (u_char *) v;
+            u->md5.len = 32;
+        }
+
+        if (rev == NULL || !ngx_gdrive_drive_id_valid(rev, ngx_strlen(rev))) {
+            /* no revision of its own: the version identifies it */
+            rev = ngx_gdrive_job_json_str(job->meta, "version");
+
+            if (rev == NULL
+                || !ngx_gdrive_drive_id_valid(rev, ngx_strlen(rev)))
+            {
+                rev = "0";
+            }
+
+            len = ngx_strlen(rev) + 2;
+            revision.data = ngx_pnalloc(job->pool, len);
+            if (revision.data == NULL) {
+                ngx_gdrive_job_fail(job, "internal_error", "out of memory",
+                                    0, -1);
+                return;
+            }
+
+            revision.len = ngx_sprintf(revision.data, "v%s", rev)
+                           - revision.data;
+
+        } else {
+            len = ngx_strlen(rev) + 2;
+            revision.data = ngx_pnalloc(job->pool, len);
+            if (revision.data == NULL) {
+                ngx_gdrive_job_fail(job, "internal_error", "out of memory",
+                                    0, -1);
+                return;
+            }
+
+            revision.len = ngx_sprintf(revision.data, "r%s", rev)
+                           - revision.data;
+        }
+
+        u->content_type.data = (u_char *) mime;
+        u->content_type.len = ngx_strlen(mime);
+    }
+
+    prefix = &gmcf->s3_prefix;
+
+    len = prefix->len + job->token.integration.len + job->file_id.len
+          + revision.len + 2;
+
+    u->key.data = ngx_pnalloc(job->pool, len);
+    if (u->key.data == NULL) {
+        ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
+        return;
+    }
+
+    u->key.len = ngx_sprintf(u->key.data, "%V%V/%V/%V", prefix,
+                             &job->token.integration, &job->file_id,
+                             &revision)
+                 - u->key.data;
+
+    u->drive_id = job->file_id;
+    v = ngx_gdrive_job_json_str(job->meta, "version");
+
+    if (v) {
+        u->version.data = (u_char *) v;
+        u->version.len = ngx_strlen(v);
+    }
+
+    ngx_gdrive_job_store(job);
+}
+
+
+/* is the object there already?  The upload's start() tells */
+
+static void
+ngx_gdrive_job_store(ngx_gdrive_job_t *job)
+{
+    ngx_gdrive_s3_upload_t  *u;
+
+    u = &job->upload;
+
+    u->pool = job->pool;
+    u->log = &job->log;
+    u->ready = ngx_gdrive_job_upload_ready;
+    u->resume = ngx_gdrive_job_upload_resume;
+    u->done = ngx_gdrive_job_upload_done;
+    u->data = job;
+    u->rc = NGX_ERROR;
+    u->unchanged = 0;
+    u->state = NULL;
+
+    job->stage = NGX_GDRIVE_STAGE_STORE;
+    job->upload_busy = 1;
+
+    ngx_gdrive_s3_upload_start(u);
+}
+
+
+/* the object is not there: download into it */
+
+static void
+ngx_gdrive_job_upload_ready(ngx_gdrive_s3_upload_t *u)
+{
+    ngx_gdrive_job_t *job = u->data;
+
+    char                         *url;
+    json_t                       *links;
+    ngx_str_t                     type;
+    const char                   *link;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_gdrive_worker.gmcf;
+
+    job->stage = NGX_GDRIVE_STAGE_CONTENT;
+    job->drive.sink = ngx_gdrive_job_sink;
+    job->drive.sink_failed = 0;
+
+    if (job->export_type.len == 0) {
+        url = ngx_gdrive_drive_url(job->pool, job->file_id.len + 128,
+                                   "/drive/v3/files/%V?alt=media"
+                                   "&supportsAllDrives=true%s",
+                                   &job->file_id,
+                                   gmcf->acknowledge_abuse
+                                   ? "&acknowledgeAbuse=true" : "");
+        if (url == NULL) {
+            goto nomem;
+        }
+
+        ngx_gdrive_drive_call(&job->drive, "files.media", url);
+        return;
+    }
+
+    if (!job->export_link) {
+        if (ngx_gdrive_drive_escape(job->pool,
+                                    (char *) job->export_type.data,
+                                    job->export_type.len, &type)
+            != NGX_OK)
+        {
+            goto nomem;
+        }
+
+        url = ngx_gdrive_drive_url(job->pool,
+                                   job->file_id.len + type.len + 64,
+                                   "/drive/v3/files/%V/export?mimeType=%V",
+                                   &job->file_id, &type);
+        if (url == NULL) {
+            goto nomem;
+        }
+
+        ngx_gdrive_drive_call(&job->drive, "files.export", url);
+        return;
+    }
+
+    /* Drive's own link for big exports; a link of another scheme is not */
+
+    links = json_object_get(job->meta, "exportLinks");
+    link = NULL;
+
+    if (json_is_object(links)) {
+        type.data = ngx_pnalloc(job->pool, job->export_type.len + 1);
+        if (type.data == NULL) {
+            goto nomem;
+        }
+
+        ngx_cpystrn(type.data, job->export_type.data,
+                    job->export_type.len + 1);
+        link = ngx_gdrive_job_json_str(links, (char *) type.data);
+    }
+
+    if (link == NULL
+        || (ngx_strncmp(link, "https://", 8) != 0
+            && ngx_strncmp(link, "http://", 7) != 0))
+    {
+        ngx_gdrive_job_stop_io(job);
+        ngx_gdrive_job_fail(job, "export_too_large",
+                            "the export is over Drive's limit and the file "
+                            "has no export link for the type", 1, -1);
+        return;
+    }
+
+    url = ngx_pnalloc(job->pool, ngx_strlen(link) + 1);
+    if (url == NULL) {
+        goto nomem;
+    }
+
+    ngx_memcpy(url, link, ngx_strlen(link) + 1);
+
+    ngx_gdrive_drive_call(&job->drive, "files.exportLink", url);
+    return;
+
+nomem:
+
+    ngx_gdrive_job_stop_io(job);
+    ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
+}
+
+
+static size_t
+ngx_gdrive_job_sink(ngx_gdrive_drive_t *d, u_char *p, size_t len)
+{
+    ngx_gdrive_job_t *job = d->data;
+
+    switch (ngx_gdrive_s3_upload_write(&job->upload, p, len)) {
+
+    case NGX_OK:
+        return len;
+
+    case NGX_AGAIN:
+        /* every part buffer is busy: the download waits for resume() */
+        return CURL_WRITEFUNC_PAUSE;
+
+    default:
+        d->sink_failed = 1;
+        return 0;
+    }
+}
+
+
+/*
+ * A buffer is free again.  The download resumes from a posted event:
+ * curl hands over the bytes it held back from inside curl_easy_pause(),
+ * which must not happen inside the uploader's own callback.
+ */
+
+static void
+ngx_gdrive_job_upload_resume(ngx_gdrive_s3_upload_t *u)
+{
+    ngx_gdrive_job_t *job = u->data;
+
+    if (!job->resume.posted) {
+        ngx_post_event(&job->resume, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_gdrive_job_resume_handler(ngx_event_t *ev)
+{
+    ngx_gdrive_job_t *job = ev->data;
+
+    ngx_gdrive_drive_resume(&job->drive);
+}
+
+
+/* the download is complete: the upload ends the stream */
+
+static void
+ngx_gdrive_job_content_done(ngx_gdrive_job_t *job)
+{
+    if (job->upload.size >= 0 && job->drive.bytes != job->upload.size) {
+        ngx_gdrive_job_stop_io(job);
+        ngx_gdrive_job_fail(job, "upstream_error",
+                            "the download's length is not the file's size",
+                            0, -1);
+        return;
+    }
+
+    ngx_gdrive_s3_upload_finish(&job->upload);
+}
+
+
+static void
+ngx_gdrive_job_upload_done(ngx_gdrive_s3_upload_t *u)
+{
+    ngx_gdrive_job_t *job = u->data;
+
+    job->upload_busy = 0;
+
+    if (u->rc != NGX_OK) {
+        ngx_gdrive_job_stop_io(job);
+        ngx_gdrive_job_fail(job, u->code, u->detail, u->permanent,
+                            u->retry_after);
+        return;
+    }
+
+    if (u->unchanged) {
+        ngx_log_error(NGX_LOG_INFO, &job->log, 0,
+                      "gdrive: \"%V\" is stored already", &u->key);
+        job->outcome = "unchanged";
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, &job->log, 0,
+                      "gdrive: stored \"%V\", %O bytes in %ui parts",
+                      &u->key, u->bytes, u->parts);
+        job->outcome = "uploaded";
+    }
+
     job->stage = NGX_GDRIVE_STAGE_RESULT;
     ngx_gdrive_job_run(job);
+}
+
+
+/* sync_folder: the folder's children, a page at a time */
+
+static void
+ngx_gdrive_job_list(ngx_gdrive_job_t *job)
+{
+    u_char                       *p;
+    char                         *url;
+    ngx_str_t                     q, drive;
+    ngx_gdrive_trigger_t         *t;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_gdrive_worker.gmcf;
+    t = &job->trigger;
+
+    job->stage = NGX_GDRIVE_STAGE_LIST;
+
+    /* folder ids are of [A-Za-z0-9_-]: nothing to quote in the query */
+
+    p = ngx_pnalloc(job->pool, t->folder_id.len + 64);
+    if (p == NULL) {
+        goto nomem;
+    }
+
+    q.data = p;
+    q.len = ngx_sprintf(p, "'%*s' in parents and trashed = false",
+                        t->folder_id.len, t->folder_id.data) - p;
+
+    if (ngx_gdrive_drive_escape(job->pool, (char *) q.data, q.len, &q)
+        != NGX_OK)
+    {
+        goto nomem;
+    }
+
+    ngx_str_null(&drive);
+
+    if (t->drive_id.data) {
+        drive.data = (u_char *) t->drive_id.data;
+        drive.len = t->drive_id.len;
+    }
+
+    url = ngx_gdrive_drive_url(job->pool,
+                               q.len + drive.len + job->page_token.len + 256,
+                               "/drive/v3/files?q=%V&pageSize=%ui"
+                               "&fields=nextPageToken,"
+                               "files(id,name,mimeType)"
+                               "&supportsAllDrives=true"
+                               "&includeItemsFromAllDrives=true"
+                               "&corpora=%s%s%V%s%V",
+                               &q, gmcf->list_page_size,
+                               drive.len ? "drive" : "allDrives",
+                               drive.len ? "&driveId=" : "", &drive,
+                               job->page_token.len ? "&pageToken=" : "",
+                               &job->page_token);
+    if (url == NULL) {
+        goto nomem;
+    }
+
+    job->drive.sink = NULL;
+    ngx_gdrive_drive_call(&job->drive, "files.list", url);
+    return;
+
+nomem:
+
+    ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
+}
+
+
+static void
+ngx_gdrive_job_list_page(ngx_gdrive_job_t *job)
+{
+    json_t      *files, *f;
+    size_t       i;
+    const char  *id, *mime, *next;
+
+    files = json_object_get(job->drive.json, "files");
+
+    if (!json_is_array(files)) {
+        ngx_gdrive_job_fail(job, "upstream_error",
+                            "a listing page without files", 0, -1);
+        return;
+    }
+
+    job->pages++;
+
+    json_array_foreach(files, i, f) {
+        id = ngx_gdrive_job_json_str(f, "id");
+        mime = ngx_gdrive_job_json_str(f, "mimeType");
+
+        if (id == NULL || !ngx_gdrive_drive_id_valid(id, ngx_strlen(id))) {
+            ngx_gdrive_job_fail(job, "upstream_error",
+                                "a listed file without a usable id", 0, -1);
+            return;
+        }
+
+        if (mime && ngx_strcmp(mime, NGX_GDRIVE_FOLDER_MIME) == 0) {
+            if (!job->trigger.recursive) {
+                continue;
+            }
+
+            if (ngx_gdrive_job_child(job, "sync_folder", id, 0) != NGX_OK) {
+                return;
+            }
+
+            continue;
+        }
+
+        if (ngx_gdrive_job_child(job, "sync_file", id, 0) != NGX_OK) {
+            return;
+        }
+    }
+
+    next = ngx_gdrive_job_json_str(job->drive.json, "nextPageToken");
+
+    if (next) {
+        if (ngx_gdrive_job_set_token(job, next, 0) != NGX_OK) {
+            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
+                                -1);
+            return;
+        }
+
+    } else {
+        job->listed = 1;
+    }
+
+    if (job->pending == 0) {
+        ngx_gdrive_job_next_page(job);
+    }
+}
+
+
+/* sync_changes: a fresh start token, or the feed from the given one */
+
+static void
+ngx_gdrive_job_changes(ngx_gdrive_job_t *job)
+{
+    char                         *url;
+    ngx_str_t                     drive;
+    ngx_gdrive_trigger_t         *t;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_gdrive_worker.gmcf;
+    t = &job->trigger;
+
+    job->stage = NGX_GDRIVE_STAGE_CHANGES;
+    job->drive.sink = NULL;
+
+    ngx_str_null(&drive);
+
+    if (t->drive_id.data) {
+        drive.data = (u_char *) t->drive_id.data;
+        drive.len = t->drive_id.len;
+    }
+
+    if (job->page_token.len == 0) {
+        url = ngx_gdrive_drive_url(job->pool, drive.len + 128,
+                                   "/drive/v3/changes/startPageToken"
+                                   "?supportsAllDrives=true%s%V",
+                                   drive.len ? "&driveId=" : "", &drive);
+        if (url == NULL) {
+            goto nomem;
+        }
+
+        ngx_gdrive_drive_call(&job->drive, "changes.startPageToken", url);
+        return;
+    }
+
+    url = ngx_gdrive_drive_url(job->pool,
+                               drive.len + job->page_token.len + 384,
+                               "/drive/v3/changes?pageToken=%V&pageSize=%ui"
+                               "&includeRemoved=true&supportsAllDrives=true"
+                               "&includeItemsFromAllDrives=true"
+                               "&fields=nextPageToken,newStartPageToken,"
+                               "changes(fileId,removed,"
+                               "file(id,mimeType,trashed))%s%V",
+                               &job->page_token, gmcf->list_page_size,
+                               drive.len ? "&driveId=" : "", &drive);
+    if (url == NULL) {
+        goto nomem;
+    }
+
+    ngx_gdrive_drive_call(&job->drive, "changes.list", url);
+    return;
+
+nomem:
+
+    ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
+}
+
+
+static void
+ngx_gdrive_job_changes_page(ngx_gdrive_job_t *job)
+{
+    json_t      *changes, *c, *f, *removed, *trashed;
+    size_t       i;
+    const char  *id, *mime, *next, *start;
+
+    if (job->page_token.len == 0) {
+        /* a fresh start: nothing has changed since */
+        start = ngx_gdrive_job_json_str(job->drive.json, "startPageToken");
+
+        if (start == NULL) {
+            ngx_gdrive_job_fail(job, "upstream_error",
+                                "Drive gave no start page token", 0, -1);
+            return;
+        }
+
+        if (ngx_gdrive_job_set_token(job, start, 1) != NGX_OK) {
+            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
+                                -1);
+            return;
+        }
+
+        job->listed = 1;
+        ngx_gdrive_job_next_page(job);
+        return;
+    }
+
+    changes = json_object_get(job->drive.json, "changes");
+
+    if (!json_is_array(changes)) {
+        ngx_gdrive_job_fail(job, "upstream_error",
+                            "a changes page without changes", 0, -1);
+        return;
+    }
+
+    job->pages++;
+
+    json_array_foreach(changes, i, c) {
+        id = ngx_gdrive_job_json_str(c, "fileId");
+
+        if (id == NULL || !ngx_gdrive_drive_id_valid(id, ngx_strlen(id))) {
+            ngx_gdrive_job_fail(job, "upstream_error",
+                                "a change without a usable file id", 0, -1);
+            return;
+        }
+
+        f = json_object_get(c, "file");
+        removed = json_object_get(c, "removed");
+        trashed = f ? json_object_get(f, "trashed") : NULL;
+
+        if (json_is_true(removed) || json_is_true(trashed) || f == NULL) {
+            if (ngx_gdrive_job_child(job, NULL, id, 1) != NGX_OK) {
+                return;
+            }
+
+            continue;
+        }
+
+        mime = ngx_gdrive_job_json_str(f, "mimeType");
+
+        if (mime && ngx_strcmp(mime, NGX_GDRIVE_FOLDER_MIME) == 0) {
+            continue;
+        }
+
+        if (ngx_gdrive_job_child(job, "sync_file", id, 0) != NGX_OK) {
+            return;
+        }
+    }
+
+    next = ngx_gdrive_job_json_str(job->drive.json, "nextPageToken");
+    start = ngx_gdrive_job_json_str(job->drive.json, "newStartPageToken");
+
+    if (next) {
+        if (ngx_gdrive_job_set_token(job, next, 0) != NGX_OK) {
+            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
+                                -1);
+            return;
+        }
+
+    } else if (start) {
+        if (ngx_gdrive_job_set_token(job, start, 1) != NGX_OK) {
+            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
+                                -1);
+            return;
+        }
+
+        job->listed = 1;
+
+    } else {
+        ngx_gdrive_job_fail(job, "upstream_error",
+                            "a changes page with neither a next page nor "
+                            "a new start token", 0, -1);
+        return;
+    }
+
+    if (job->pending == 0) {
+        ngx_gdrive_job_next_page(job);
+    }
+}
+
+
+/*
+ * Every child of the page is acknowledged: the next page, or the end.
+ * A listing is complete only with its last page: one that fails half
+ * way is retried whole (child ids are deterministic), never reported as
+ * a success with fewer files.
+ */
+
+static void
+ngx_gdrive_job_next_page(ngx_gdrive_job_t *job)
+{
+    if (!job->listed) {
+        if (job->stage == NGX_GDRIVE_STAGE_LIST) {
+            ngx_gdrive_job_list(job);
+
+        } else {
+            ngx_gdrive_job_changes(job);
+        }
+
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, &job->log, 0,
+                  "gdrive: listed %ui pages: %ui children, %ui deleted",
+                  job->pages, job->children, job->deleted);
+
+    job->outcome = (job->trigger.action == NGX_GDRIVE_SYNC_FOLDER)
+                   ? "fanned_out" : "changes_listed";
+    job->stage = NGX_GDRIVE_STAGE_RESULT;
+    ngx_gdrive_job_run(job);
+}
+
+
+/*
+ * A child trigger to the trigger topic, or a "deleted" result to the
+ * result topic, keyed by the integration.  The child's id is a hash of
+ * the parent's id and the file's: the same on every redelivery, of
+ * bounded length, in the trigger-id charset.
+ */
+
+static ngx_int_t
+ngx_gdrive_job_child(ngx_gdrive_job_t *job, const char *action,
+    const char *file_id, ngx_uint_t deleted)
+{
+    char                 *json;
+    u_char                digest[20], id[41];
+    json_t               *root;
+    ngx_str_t             key;
+    ngx_sha1_t            sha1;
+    ngx_gdrive_trigger_t *t;
+    rd_kafka_resp_err_t   err;
+
+    t = &job->trigger;
+
+    ngx_sha1_init(&sha1);
+    ngx_sha1_update(&sha1, job->id, ngx_strlen(job->id));
+    ngx_sha1_update(&sha1, "/", 1);
+    ngx_sha1_update(&sha1, file_id, ngx_strlen(file_id));
+    ngx_sha1_final(digest, &sha1);
+
+    *ngx_hex_dump(id, digest, 20) = '\0';
+
+    root = json_object();
+    if (root == NULL) {
+        goto failed;
+    }
+
+    json_object_set_new(root, "trigger_id", json_string((char *) id));
+    json_object_set_new(root, "integration_id",
+                        json_stringn(t->integration_id.data,
+                                     t->integration_id.len));
+
+    if (deleted) {
+        json_object_set_new(root, "action", json_string("sync_changes"));
+        json_object_set_new(root, "status", json_string("deleted"));
+        json_object_set_new(root, "file",
+                            json_pack("{ss}", "id", file_id));
+
+    } else {
+        json_object_set_new(root, "action", json_string(action));
+        json_object_set_new(root, action[5] == 'f' && action[6] == 'o'
+                                  ? "folder_id" : "file_id",
+                            json_string(file_id));
+
+        if (t->recursive && action[6] == 'o') {
+            json_object_set_new(root, "recursive", json_true());
+        }
+
+        if (t->export_mime_type.data) {
+            json_object_set_new(root, "export_mime_type",
+                                json_stringn(t->export_mime_type.data,
+                                             t->export_mime_type.len));
+        }
+
+        if (t->drive_id.data) {
+            json_object_set_new(root, "drive_id",
+                                json_stringn(t->drive_id.data,
+                                             t->drive_id.len));
+        }
+    }
+
+    json_object_set_new(root, "parent_trigger_id",
+                        json_string((char *) job->id));
+
+    json = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+
+    if (json == NULL) {
+        goto failed;
+    }
+
+    key.data = (u_char *) t->integration_id.data;
+    key.len = t->integration_id.len;
+
+    err = ngx_gdrive_kafka_produce(ngx_gdrive_worker.producer,
+                                   deleted ? ngx_gdrive_worker.result_topic
+                                           : ngx_gdrive_worker.trigger_topic,
+                                   &key, (u_char *) json, ngx_strlen(json),
+                                   1, NULL, &job->child_dr);
+
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        free(json);
+        ngx_log_error(NGX_LOG_ERR, &job->log, 0,
+                      "gdrive: child not produced: %s",
+                      rd_kafka_err2str(err));
+        goto failed;
+    }
+
+    job->pending++;
+
+    if (deleted) {
+        job->deleted++;
+
+    } else {
+        job->children++;
+    }
+
+    return NGX_OK;
+
+failed:
+
+    /* what is already produced is acknowledged first, then the retry */
+
+    job->child_errors++;
+    job->listed = 1;
+
+    if (job->pending == 0) {
+        ngx_gdrive_job_fail(job, "kafka_error",
+                            "a child trigger was not produced", 0, -1);
+    }
+
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_gdrive_job_child_delivered(void *data, rd_kafka_resp_err_t err,
+    int32_t partition, int64_t offset)
+{
+    ngx_gdrive_job_t *job = data;
+
+    job->pending--;
+
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, &job->log, 0,
+                      "gdrive: child not delivered: %s",
+                      rd_kafka_err2str(err));
+        job->child_errors++;
+    }
+
+    if (job->pending) {
+        return;
+    }
+
+    if (job->part == NULL) {
+        /* cancelled by a revocation meanwhile */
+        if (!job->in_flight) {
+            ngx_gdrive_job_free(job);
+        }
+
+        return;
+    }
+
+    if (job->child_errors) {
+        ngx_gdrive_job_fail(job, "kafka_error",
+                            "a child trigger was not acknowledged", 0, -1);
+        return;
+    }
+
+    ngx_gdrive_job_next_page(job);
+}
+
+
+/* a page token: kept raw for the result, escaped for the next URL */
+
+static ngx_int_t
+ngx_gdrive_job_set_token(ngx_gdrive_job_t *job, const char *token,
+    ngx_uint_t start)
+{
+    ngx_str_t  raw;
+
+    if (start) {
+        raw.len = ngx_strlen(token);
+        raw.data = ngx_pnalloc(job->pool, raw.len);
+
+        if (raw.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(raw.data, token, raw.len);
+        job->start_token = raw;
+
+        return NGX_OK;
+    }
+
+    return ngx_gdrive_drive_escape(job->pool, token, ngx_strlen(token),
+                                   &job->page_token);
+}
+
+
+/* whatever the job has going on outside: stopped, an open upload aborted */
+
+static void
+ngx_gdrive_job_stop_io(ngx_gdrive_job_t *job)
+{
+    ngx_gdrive_drive_cancel(&job->drive);
+
+    if (job->resume.posted) {
+        ngx_delete_posted_event(&job->resume);
+    }
+
+    if (job->upload_busy) {
+        job->upload_busy = 0;
+        ngx_gdrive_s3_upload_abort(&job->upload);
+    }
+}
+
+
+static const char *
+ngx_gdrive_job_json_str(json_t *obj, const char *name)
+{
+    json_t  *v;
+
+    v = obj ? json_object_get(obj, name) : NULL;
+
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+
+/* Google Workspace files: the export when the trigger names none */
+
+static ngx_int_t
+ngx_gdrive_job_export_default(const char *mime, ngx_str_t *type)
+{
+    ngx_uint_t  i;
+
+    static struct {
+        const char  *from;
+        ngx_str_t    to;
+    } defaults[] = {
+        { "document", ngx_string("application/vnd.openxmlformats-"
+                                 "officedocument.wordprocessingml.document") },
+        { "spreadsheet", ngx_string("application/vnd.openxmlformats-"
+                                    "officedocument.spreadsheetml.sheet") },
+        { "presentation", ngx_string("application/vnd.openxmlformats-"
+                                     "officedocument.presentationml."
+                                     "presentation") },
+        { "drawing", ngx_string("application/pdf") },
+        { NULL, ngx_null_string }
+    };
+
+    mime += sizeof(NGX_GDRIVE_APPS_PREFIX) - 1;
+
+    for (i = 0; defaults[i].from; i++) {
+        if (ngx_strcmp(mime, defaults[i].from) == 0) {
+            *type = defaults[i].to;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* the key's suffix for an export, so that two formats do not collide */
+
+static const char *
+ngx_gdrive_job_export_ext(ngx_str_t *type)
+{
+    ngx_uint_t  i;
+
+    static struct {
+        ngx_str_t    type;
+        const char  *ext;
+    } exts[] = {
+        { ngx_string("application/pdf"), "pdf" },
+        { ngx_string("application/vnd.openxmlformats-officedocument."
+                     "wordprocessingml.document"), "docx" },
+        { ngx_string("application/vnd.openxmlformats-officedocument."
+                     "spreadsheetml.sheet"), "xlsx" },
+        { ngx_string("application/vnd.openxmlformats-officedocument."
+                     "presentationml.presentation"), "pptx" },
+        { ngx_string("application/vnd.oasis.opendocument.text"), "odt" },
+        { ngx_string("application/vnd.oasis.opendocument.spreadsheet"),
+          "ods" },
+        { ngx_string("text/plain"), "txt" },
+        { ngx_string("text/html"), "html" },
+        { ngx_string("text/csv"), "csv" },
+        { ngx_string("image/png"), "png" },
+        { ngx_string("image/jpeg"), "jpg" },
+        { ngx_string("image/svg+xml"), "svg" },
+        { ngx_null_string, NULL }
+    };
+
+    for (i = 0; exts[i].ext; i++) {
+        if (exts[i].type.len == type->len
+            && ngx_strncmp(exts[i].type.data, type->data, type->len) == 0)
+        {
+            return exts[i].ext;
+        }
+    }
+
+    return "bin";
 }
 
 
@@ -310,6 +1624,17 @@ ngx_gdrive_job_fail(ngx_gdrive_job_t *job, const char *code,
 {
     job->error = code;
     ngx_cpystrn(job->detail, (u_char *) detail, sizeof(job->detail));
+
+    if (ngx_strcmp(code, "quota_exhausted") == 0
+        && job->quota_waits < NGX_GDRIVE_QUOTA_WAITS)
+    {
+        /* the integration's circuit is open: wait, burn no attempt */
+        job->quota_waits++;
+        ngx_gdrive_job_retry(job, retry_after > 0
+                                  ? (ngx_msec_t) retry_after * 1000 : 0);
+        job->attempt--;
+        return;
+    }
 
     if (!permanent
         && job->attempt + 1 < ngx_gdrive_worker.gmcf->retry_attempts)
@@ -336,51 +1661,181 @@ ngx_gdrive_job_fail(ngx_gdrive_job_t *job, const char *code,
 static void
 ngx_gdrive_job_result(ngx_gdrive_job_t *job)
 {
-    u_char               *json, *p;
-    size_t                len;
+    char                 *json;
+    json_t               *root;
     ngx_str_t             key;
     rd_kafka_resp_err_t   err;
 
-    len = sizeof("{\"trigger_id\":\"\",\"integration_id\":\"\","
-                 "\"action\":\"\",\"status\":\"validated\",\"attempts\":,"
-                 "\"duration_ms\":,\"source\":{\"topic\":\"\","
-                 "\"partition\":,\"offset\":},\"worker\":}")
-          + 2 * NGX_GDRIVE_ID_MAX_LEN + 32 + 4 * NGX_INT64_LEN
-          + ngx_strlen(ngx_gdrive_engine.topic);
+    root = ngx_gdrive_job_result_json(job);
+    json = root ? json_dumps(root, JSON_COMPACT) : NULL;
 
-    json = ngx_pnalloc(job->pool, len);
+    if (root) {
+        json_decref(root);
+    }
+
     if (json == NULL) {
+        job->error = "internal_error";
         ngx_gdrive_job_retry(job, 1000);
         return;
     }
 
-    p = ngx_sprintf(json, "{\"trigger_id\":\"%s\",\"integration_id\":\"",
-                    job->id);
-    p = ngx_cpymem(p, job->trigger.integration_id.data,
-                   job->trigger.integration_id.len);
-    p = ngx_sprintf(p, "\",\"action\":\"%s\",\"status\":\"validated\","
-                       "\"attempts\":%ui,\"duration_ms\":%M,"
-                       "\"source\":{\"topic\":\"%s\",\"partition\":%D,"
-                       "\"offset\":%O},\"worker\":%P}",
-                    ngx_gdrive_action_name(job->trigger.action),
-                    job->attempt + 1, ngx_current_msec - job->started,
-                    ngx_gdrive_engine.topic, job->msg->partition,
-                    (off_t) job->msg->offset, ngx_pid);
-
     key.data = (u_char *) job->trigger.integration_id.data;
     key.len = job->trigger.integration_id.len;
 
+    /* librdkafka frees the JSON once delivered */
+
     err = ngx_gdrive_kafka_produce(ngx_gdrive_worker.producer,
                                    ngx_gdrive_worker.result_topic, &key,
-                                   json, p - json, 0, NULL, &job->dr);
+                                   (u_char *) json, ngx_strlen(json), 1,
+                                   NULL, &job->dr);
 
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        free(json);
         job->error = "kafka_error";
         ngx_gdrive_job_retry(job, 0);
         return;
     }
 
     job->in_flight = 1;
+}
+
+
+static json_t *
+ngx_gdrive_job_result_json(ngx_gdrive_job_t *job)
+{
+    char                          worker[NGX_MAXHOSTNAMELEN + 32];
+    u_char                       *p;
+    json_t                       *root, *file, *payload, *v;
+    ngx_str_t                    *bucket;
+    ngx_uint_t                    i;
+    ngx_gdrive_s3_upload_t       *u;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    static const char  *meta_fields[] = {
+        "name", "mimeType", "size", "md5Checksum", "version",
+        "modifiedTime", "headRevisionId", "driveId", NULL
+    };
+
+    gmcf = ngx_gdrive_worker.gmcf;
+    u = &job->upload;
+
+    p = ngx_snprintf((u_char *) worker, sizeof(worker) - 1, "%V/%P",
+                     &ngx_cycle->hostname, ngx_pid);
+    *p = '\0';
+
+    root = json_object();
+    if (root == NULL) {
+        return NULL;
+    }
+
+    json_object_set_new(root, "trigger_id",
+                        json_string((char *) job->id));
+    json_object_set_new(root, "integration_id",
+                        json_stringn(job->trigger.integration_id.data,
+                                     job->trigger.integration_id.len));
+    json_object_set_new(root, "action",
+                        json_string(ngx_gdrive_action_name(
+                                        job->trigger.action)));
+    json_object_set_new(root, "status",
+                        json_string(job->outcome ? job->outcome
+                                                 : "completed"));
+
+    if (job->meta) {
+        file = json_object();
+
+        json_object_set_new(file, "id",
+                            json_stringn((char *) job->file_id.data,
+                                         job->file_id.len));
+
+        for (i = 0; meta_fields[i]; i++) {
+            v = json_object_get(job->meta, meta_fields[i]);
+
+            if (v) {
+                json_object_set(file, meta_fields[i], v);
+            }
+        }
+
+        if (job->shortcut_id.len) {
+            json_object_set_new(file, "shortcut_id",
+                                json_stringn((char *) job->shortcut_id.data,
+                                             job->shortcut_id.len));
+        }
+
+        json_object_set_new(root, "file", file);
+    }
+
+    if (u->key.len) {
+        bucket = &gmcf->s3_bucket;
+        payload = json_object();
+
+        json_object_set_new(payload, "bucket",
+                            json_stringn((char *) bucket->data, bucket->len));
+        json_object_set_new(payload, "key",
+                            json_stringn((char *) u->key.data, u->key.len));
+
+        p = ngx_pnalloc(job->pool, bucket->len + u->key.len + 8);
+        if (p) {
+            json_object_set_new(payload, "uri",
+                                json_stringn((char *) p,
+                                    ngx_sprintf(p, "s3://%V/%V", bucket,
+                                                &u->key) - p));
+        }
+
+        json_object_set_new(payload, "content_type",
+                            json_stringn((char *) u->content_type.data,
+                                         u->content_type.len));
+
+        if (!u->unchanged) {
+            json_object_set_new(payload, "bytes",
+                                json_integer((json_int_t) u->bytes));
+            json_object_set_new(payload, "sha256",
+                                json_stringn((char *) u->sha256, 64));
+            json_object_set_new(payload, "md5",
+                                json_stringn((char *) u->md5_hex, 32));
+            json_object_set_new(payload, "parts",
+                                json_integer((json_int_t) u->parts));
+
+        } else if (u->size >= 0) {
+            json_object_set_new(payload, "bytes",
+                                json_integer((json_int_t) u->size));
+        }
+
+        json_object_set_new(root, "payload", payload);
+    }
+
+    if (job->trigger.action != NGX_GDRIVE_SYNC_FILE) {
+        json_object_set_new(root, "children",
+                            json_integer((json_int_t) job->children));
+        json_object_set_new(root, "pages",
+                            json_integer((json_int_t) job->pages));
+    }
+
+    if (job->trigger.action == NGX_GDRIVE_SYNC_CHANGES) {
+        json_object_set_new(root, "deleted",
+                            json_integer((json_int_t) job->deleted));
+
+        if (job->start_token.len) {
+            json_object_set_new(root, "new_start_page_token",
+                                json_stringn((char *) job->start_token.data,
+                                             job->start_token.len));
+        }
+    }
+
+    json_object_set_new(root, "attempts",
+                        json_integer((json_int_t) job->attempt + 1));
+    json_object_set_new(root, "duration_ms",
+                        json_integer((json_int_t)
+                                     (ngx_current_msec - job->started)));
+    json_object_set_new(root, "worker", json_string(worker));
+
+    v = json_object();
+    json_object_set_new(v, "topic", json_string(ngx_gdrive_engine.topic));
+    json_object_set_new(v, "partition",
+                        json_integer(job->msg->partition));
+    json_object_set_new(v, "offset", json_integer(job->msg->offset));
+    json_object_set_new(root, "source", v);
+
+    return root;
 }
 
 
@@ -471,7 +1926,10 @@ ngx_gdrive_job_delivered(void *data, rd_kafka_resp_err_t err,
 
     if (job->part == NULL) {
         /* cancelled by a revocation while the report was on its way */
-        ngx_gdrive_job_free(job);
+        if (job->pending == 0) {
+            ngx_gdrive_job_free(job);
+        }
+
         return;
     }
 
@@ -666,7 +2124,9 @@ ngx_gdrive_job_revoked(void *data, rd_kafka_topic_partition_list_t *parts)
                 job->token_busy = 0;
             }
 
-            if (!job->in_flight) {
+            ngx_gdrive_job_stop_io(job);
+
+            if (!job->in_flight && job->pending == 0) {
                 ngx_gdrive_job_free(job);
             }
         }
@@ -872,6 +2332,13 @@ ngx_gdrive_job_free(ngx_gdrive_job_t *job)
 
     if (job->token_busy) {
         ngx_gdrive_token_cancel(&job->token);
+    }
+
+    ngx_gdrive_job_stop_io(job);
+
+    if (job->meta) {
+        json_decref(job->meta);
+        job->meta = NULL;
     }
 
     ngx_gdrive_trigger_free(&job->trigger);

@@ -1068,6 +1068,16 @@ ngx_gdrive_valid_id(const char *s, size_t len)
 }
 
 
+/* an id that Drive itself returned (a listing, a shortcut's target) */
+
+int
+ngx_gdrive_drive_id_valid(const char *s, size_t len)
+{
+    return len > 0 && len <= NGX_GDRIVE_DRIVE_ID_MAX_LEN
+           && ngx_gdrive_valid_drive_id(s, len);
+}
+
+
 static int
 ngx_gdrive_valid_drive_id(const char *s, size_t len)
 {

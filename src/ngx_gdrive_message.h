@@ -92,6 +92,7 @@ void ngx_gdrive_triggers_free(ngx_gdrive_trigger_t *triggers, size_t n);
 int ngx_gdrive_uuid(char *buf);
 
 const char *ngx_gdrive_action_name(ngx_gdrive_action_e action);
+int ngx_gdrive_drive_id_valid(const char *s, size_t len);
 
 
 #endif /* _NGX_GDRIVE_MESSAGE_H_INCLUDED_ */

@@ -100,6 +100,36 @@ ngx_gdrive_token_cancel(ngx_gdrive_token_req_t *req)
 }
 
 
+/*
+ * Drive refused the token (401): it is dropped from the cache unless a
+ * refresh already replaced it, so the next look refreshes.
+ */
+
+void
+ngx_gdrive_token_invalidate(ngx_str_t *integration, ngx_str_t *token)
+{
+    uint32_t                  hash;
+    ngx_gdrive_shm_ctx_t     *ctx;
+    ngx_gdrive_token_node_t  *node;
+
+    ctx = ngx_gdrive_shm_ctx(ngx_gdrive_worker.gmcf);
+    hash = ngx_crc32_short(integration->data, integration->len);
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    node = ngx_gdrive_token_node(ctx, integration, hash, 0);
+
+    if (node && node->token_len == token->len
+        && ngx_memcmp(node->token, token->data, token->len) == 0)
+    {
+        node->token_len = 0;
+        node->expires = 0;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
 static void
 ngx_gdrive_token_look(ngx_event_t *ev)
 {

@@ -177,6 +177,10 @@ ngx_gdrive_setting(TOKEN_SKEW, NULL, "60s",
     ngx_gdrive_parse_msec, 0, 1800000, 0);
 ngx_gdrive_setting(ACKNOWLEDGE_ABUSE, NULL, "off",
     ngx_gdrive_parse_flag, 0, 0, 0);
+ngx_gdrive_setting(QUOTA_PAUSE, NULL, "15m",
+    ngx_gdrive_parse_msec, 1000, 86400000, 0);
+ngx_gdrive_setting(LIST_PAGE_SIZE, NULL, "1000",
+    ngx_gdrive_parse_num, 1, 1000, 0);
 ngx_gdrive_setting(S3_ENDPOINT, "S3_ENDPOINT", NULL,
     ngx_gdrive_parse_url, 0, 0, 0);
 ngx_gdrive_setting(S3_REGION, "AWS_REGION", "us-east-1",
@@ -290,6 +294,10 @@ static ngx_command_t  ngx_http_gdrive_commands[] = {
                      token_skew, TOKEN_SKEW),
     ngx_gdrive_value("gdrive_acknowledge_abuse", NGX_CONF_FLAG,
                      acknowledge_abuse, ACKNOWLEDGE_ABUSE),
+    ngx_gdrive_value("gdrive_quota_pause", NGX_CONF_TAKE1,
+                     quota_pause, QUOTA_PAUSE),
+    ngx_gdrive_value("gdrive_list_page_size", NGX_CONF_TAKE1,
+                     list_page_size, LIST_PAGE_SIZE),
     ngx_gdrive_value("gdrive_s3_endpoint", NGX_CONF_TAKE1,
                      s3_endpoint, S3_ENDPOINT),
     ngx_gdrive_value("gdrive_s3_region", NGX_CONF_TAKE1,
