@@ -227,6 +227,7 @@ typedef struct {
     ngx_rbtree_node_t           sentinel;
     ngx_queue_t                 lru;
     ngx_gdrive_bucket_t         global;
+    ngx_uint_t                  max_buckets;  /* a quarter of the zone */
     ngx_atomic_t                buckets;      /* integrations with one */
     ngx_atomic_t                passed;
     ngx_atomic_t                waited;       /* takes told to wait */
@@ -280,30 +281,39 @@ uint64_t ngx_gdrive_shm_now(void);
  * ngx_gdrive_rate_take(): 0 when the integration's bucket and the global
  * one both let a request through now, and it is counted in both;
  * otherwise nothing is counted and the answer is the ms to wait (set a
- * timer, call again), which includes what is left of a hold.
+ * timer, call again), which includes what is left of a hold.  Call it
+ * right before each Drive request, retries included.  Among callers
+ * waiting on one bucket, whoever asks first after the wait wins: none
+ * waits for ever, but no order is kept.  An empty or over-long id, or no
+ * room in the zone, leaves the global bucket only.
  * ngx_gdrive_rate_hold(): no request of the integration passes for ms
  * (Retry-After; quota = 1: the quota_exhausted circuit); a hold only
- * ever extends.
- * ngx_gdrive_rate_snapshot(): the global bucket first, then up to max
- * integrations, most recently used first, copied out of the zone.
+ * ever extends, and holds longer than a day are cut to one.
+ * ngx_gdrive_rate_snapshot(): the global bucket first (integration
+ * empty), then up to max (at most NGX_GDRIVE_RATE_SNAPSHOT_MAX)
+ * integrations, most recently used first, copied out of the zone into
+ * the pool with the table's counters.
  */
 
 typedef struct {
     ngx_str_t                   integration;  /* empty: the global bucket */
-    ngx_uint_t                  use;          /* %, 100: requests wait */
-    ngx_msec_t                  wait;         /* until one passes */
+    ngx_uint_t                  use;          /* % of burst + 1 in use,
+                                                 100: requests wait */
+    ngx_msec_t                  wait;         /* until one passes, hold
+                                                 included */
     uint64_t                    held_until;   /* epoch ms, 0: not held */
-    ngx_uint_t                  quota;        /* the quota circuit is open */
+    ngx_uint_t                  quota;        /* the hold is the quota
+                                                 circuit */
 } ngx_gdrive_rate_entry_t;
 
 typedef struct {
     ngx_array_t                *entries;      /* ngx_gdrive_rate_entry_t */
-    ngx_uint_t                  buckets;      /* all integrations in zone */
-    ngx_uint_t                  passed;
-    ngx_uint_t                  waited;
+    ngx_uint_t                  buckets;      /* integrations in the zone */
+    ngx_uint_t                  passed;       /* takes that returned 0 */
+    ngx_uint_t                  waited;       /* takes told to wait */
     ngx_uint_t                  holds;
-    ngx_uint_t                  evictions;
-    ngx_uint_t                  unlimited;
+    ngx_uint_t                  evictions;    /* buckets dropped for room */
+    ngx_uint_t                  unlimited;    /* passed with no bucket */
 } ngx_gdrive_rate_snapshot_t;
 
 #define NGX_GDRIVE_RATE_SNAPSHOT_MAX  100
@@ -318,9 +328,13 @@ ngx_int_t ngx_gdrive_rate_snapshot(ngx_pool_t *pool, ngx_uint_t max,
 
 /*
  * The Drive metadata cache (ngx_gdrive_cache.c): gdrive_metadata_cache
- * entries for its ttl, least recently used evicted first.  get() copies
- * a fresh value into the pool (NGX_OK) or says NGX_DECLINED; put() keeps
- * at most NGX_GDRIVE_CACHE_MAX_VALUE bytes and never fails visibly.
+ * entries for its ttl, least recently used evicted first, in at most half
+ * of the zone.  get() copies a fresh value into the pool (NGX_OK) or says
+ * NGX_DECLINED (miss, expired, cache off, bad key, no pool memory);
+ * put() stores or replaces a value of at most NGX_GDRIVE_CACHE_MAX_VALUE
+ * bytes, or silently does nothing.  Keys: integration id (at most
+ * NGX_GDRIVE_ID_MAX_LEN) and file id (at most NGX_GDRIVE_DRIVE_ID_MAX_LEN).
+ * stats() reads the counters without the lock.
  */
 
 #define NGX_GDRIVE_CACHE_MAX_VALUE    16384

@@ -43,6 +43,7 @@ static ngx_gdrive_rate_node_t *ngx_gdrive_rate_node(ngx_gdrive_shm_ctx_t *ctx,
 static void ngx_gdrive_rate_expire(ngx_gdrive_shm_ctx_t *ctx, uint64_t now,
     ngx_uint_t force);
 static void ngx_gdrive_rate_nomem(void);
+static size_t ngx_gdrive_rate_cost(void);
 
 
 static ngx_uint_t  ngx_gdrive_rate_nomem_logged;
@@ -57,6 +58,10 @@ ngx_gdrive_rate_init_zone(ngx_gdrive_shm_ctx_t *ctx)
 
     ngx_rbtree_init(&rz->rbtree, &rz->sentinel, ngx_str_rbtree_insert_value);
     ngx_queue_init(&rz->lru);
+
+    /* many integrations must not crowd the token cache out of the zone */
+    rz->max_buckets = (ctx->shpool->end - (u_char *) ctx->shpool) / 4
+                      / ngx_gdrive_rate_cost();
 }
 
 
@@ -291,8 +296,8 @@ ngx_gdrive_rate_snapshot(ngx_pool_t *pool, ngx_uint_t max,
 
 /*
  * Under the zone's mutex.  Finds or makes the integration's bucket; a
- * full zone evicts least recently used buckets, and if even that finds
- * no room, NULL: the caller lets the request pass.
+ * full table or zone evicts least recently used buckets, and if even that
+ * finds no room, NULL: the caller lets the request pass.
  */
 
 static ngx_gdrive_rate_node_t *
@@ -321,7 +326,7 @@ ngx_gdrive_rate_node(ngx_gdrive_shm_ctx_t *ctx, ngx_str_t *key, uint64_t now)
         return node;
     }
 
-    ngx_gdrive_rate_expire(ctx, now, 0);
+    ngx_gdrive_rate_expire(ctx, now, rz->buckets >= rz->max_buckets);
 
     size = offsetof(ngx_gdrive_rate_node_t, key) + key->len;
 
@@ -412,4 +417,19 @@ ngx_gdrive_rate_nomem(void)
                   "gdrive: no room for a rate limit bucket in the shared "
                   "zone: requests of such integrations pass under the "
                   "global limit only; make \"gdrive_zone\" larger");
+}
+
+
+/* what the slab takes for a bucket with the longest key */
+
+static size_t
+ngx_gdrive_rate_cost(void)
+{
+    size_t  size, cost;
+
+    size = offsetof(ngx_gdrive_rate_node_t, key) + NGX_GDRIVE_ID_MAX_LEN;
+
+    for (cost = 8; cost < size; cost <<= 1) { /* void */ }
+
+    return cost;
 }
