@@ -24,6 +24,7 @@
 #include <curl/curl.h>
 
 #include "ngx_gdrive_message.h"
+#include "ngx_gdrive_bucket.h"
 
 
 #define NGX_GDRIVE_VERSION            "0.1.0"
@@ -224,9 +225,41 @@ typedef struct {
 } ngx_gdrive_token_cache_t;
 
 
+/* Drive API rate limits: a bucket per integration, plus the global one */
+typedef struct {
+    ngx_rbtree_t                rbtree;
+    ngx_rbtree_node_t           sentinel;
+    ngx_queue_t                 lru;
+    ngx_gdrive_bucket_t         global;
+    ngx_uint_t                  max_buckets;  /* a quarter of the zone */
+    ngx_atomic_t                buckets;      /* integrations with one */
+    ngx_atomic_t                passed;
+    ngx_atomic_t                waited;       /* takes told to wait */
+    ngx_atomic_t                holds;
+    ngx_atomic_t                evictions;
+    ngx_atomic_t                unlimited;    /* passed for want of room */
+} ngx_gdrive_rate_zone_t;
+
+
+/* Drive metadata (files.get JSON), keyed by integration and file id */
+typedef struct {
+    ngx_rbtree_t                rbtree;
+    ngx_rbtree_node_t           sentinel;
+    ngx_queue_t                 lru;
+    size_t                      bytes;        /* slab memory held */
+    size_t                      max_bytes;    /* half of the zone */
+    ngx_atomic_t                entries;
+    ngx_atomic_t                hits;
+    ngx_atomic_t                misses;
+    ngx_atomic_t                evictions;
+} ngx_gdrive_meta_cache_t;
+
+
 typedef struct {
     ngx_atomic_t                generation;  /* bumped on every (re)start */
     ngx_gdrive_token_cache_t    tokens;
+    ngx_gdrive_rate_zone_t      rate;
+    ngx_gdrive_meta_cache_t     meta;
     ngx_msec_t                  started;
     ngx_atomic_t                dlq_replay;  /* pid of the replaying worker */
     ngx_gdrive_worker_status_t  workers[NGX_GDRIVE_MAX_WORKERS];
@@ -243,6 +276,80 @@ ngx_gdrive_shm_ctx_t *ngx_gdrive_shm_ctx(ngx_http_gdrive_main_conf_t *gmcf);
 
 ngx_int_t ngx_gdrive_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 ngx_gdrive_sh_t *ngx_gdrive_shm(ngx_http_gdrive_main_conf_t *gmcf);
+uint64_t ngx_gdrive_shm_now(void);
+
+
+/*
+ * Drive API rate limits across all workers (ngx_gdrive_ratelimit.c).
+ *
+ * ngx_gdrive_rate_take(): 0 when the integration's bucket and the global
+ * one both let a request through now, and it is counted in both;
+ * otherwise nothing is counted and the answer is the ms to wait (set a
+ * timer, call again), which includes what is left of a hold.  Call it
+ * right before each Drive request, retries included.  Among callers
+ * waiting on one bucket, whoever asks first after the wait wins: none
+ * waits for ever, but no order is kept.  An empty or over-long id, or no
+ * room in the zone, leaves the global bucket only.
+ * ngx_gdrive_rate_hold(): no request of the integration passes for ms
+ * (Retry-After; quota = 1: the quota_exhausted circuit); a hold only
+ * ever extends, and holds longer than a day are cut to one.
+ * ngx_gdrive_rate_snapshot(): the global bucket first (integration
+ * empty), then up to max (at most NGX_GDRIVE_RATE_SNAPSHOT_MAX)
+ * integrations, most recently used first, copied out of the zone into
+ * the pool with the table's counters.
+ */
+
+typedef struct {
+    ngx_str_t                   integration;  /* empty: the global bucket */
+    ngx_uint_t                  use;          /* % of burst + 1 in use,
+                                                 100: requests wait */
+    ngx_msec_t                  wait;         /* until one passes, hold
+                                                 included */
+    uint64_t                    held_until;   /* epoch ms, 0: not held */
+    ngx_uint_t                  quota;        /* the hold is the quota
+                                                 circuit */
+} ngx_gdrive_rate_entry_t;
+
+typedef struct {
+    ngx_array_t                *entries;      /* ngx_gdrive_rate_entry_t */
+    ngx_uint_t                  buckets;      /* integrations in the zone */
+    ngx_uint_t                  passed;       /* takes that returned 0 */
+    ngx_uint_t                  waited;       /* takes told to wait */
+    ngx_uint_t                  holds;
+    ngx_uint_t                  evictions;    /* buckets dropped for room */
+    ngx_uint_t                  unlimited;    /* passed with no bucket */
+} ngx_gdrive_rate_snapshot_t;
+
+#define NGX_GDRIVE_RATE_SNAPSHOT_MAX  100
+
+void ngx_gdrive_rate_init_zone(ngx_gdrive_shm_ctx_t *ctx);
+ngx_msec_t ngx_gdrive_rate_take(ngx_str_t *integration);
+void ngx_gdrive_rate_hold(ngx_str_t *integration, ngx_msec_t ms,
+    ngx_uint_t quota);
+ngx_int_t ngx_gdrive_rate_snapshot(ngx_pool_t *pool, ngx_uint_t max,
+    ngx_gdrive_rate_snapshot_t *snap);
+
+
+/*
+ * The Drive metadata cache (ngx_gdrive_cache.c): gdrive_metadata_cache
+ * entries for its ttl, least recently used evicted first, in at most half
+ * of the zone.  get() copies a fresh value into the pool (NGX_OK) or says
+ * NGX_DECLINED (miss, expired, cache off, bad key, no pool memory);
+ * put() stores or replaces a value of at most NGX_GDRIVE_CACHE_MAX_VALUE
+ * bytes, or silently does nothing.  Keys: integration id (at most
+ * NGX_GDRIVE_ID_MAX_LEN) and file id (at most NGX_GDRIVE_DRIVE_ID_MAX_LEN).
+ * stats() reads the counters without the lock.
+ */
+
+#define NGX_GDRIVE_CACHE_MAX_VALUE    16384
+
+void ngx_gdrive_cache_init_zone(ngx_gdrive_shm_ctx_t *ctx);
+ngx_int_t ngx_gdrive_cache_get(ngx_str_t *integration, ngx_str_t *file_id,
+    ngx_pool_t *pool, ngx_str_t *value);
+void ngx_gdrive_cache_put(ngx_str_t *integration, ngx_str_t *file_id,
+    u_char *value, size_t len);
+void ngx_gdrive_cache_stats(ngx_uint_t *entries, ngx_uint_t *hits,
+    ngx_uint_t *misses, ngx_uint_t *evictions);
 
 
 /* Kafka on the event loop */

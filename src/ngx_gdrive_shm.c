@@ -52,6 +52,9 @@ ngx_gdrive_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                     ngx_str_rbtree_insert_value);
     ngx_queue_init(&ctx->sh->tokens.lru);
 
+    ngx_gdrive_rate_init_zone(ctx);
+    ngx_gdrive_cache_init_zone(ctx);
+
     ctx->sh->generation = 1;
     ctx->sh->started = ngx_current_msec;
 
@@ -86,4 +89,22 @@ ngx_gdrive_shm_ctx_t *
 ngx_gdrive_shm_ctx(ngx_http_gdrive_main_conf_t *gmcf)
 {
     return gmcf->shm_zone->data;
+}
+
+
+/*
+ * The clock of the times kept in the zone, the one limit_req uses: epoch
+ * ms, alike in every process and showable as a date.  ngx_current_msec
+ * is a process's timer base, not promised to mean the same elsewhere.
+ * Whoever compares these times must survive the clock stepping back.
+ */
+
+uint64_t
+ngx_gdrive_shm_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
 }
