@@ -615,17 +615,6 @@ void ngx_gdrive_s3_upload_finish(ngx_gdrive_s3_upload_t *u);
 void ngx_gdrive_s3_upload_abort(ngx_gdrive_s3_upload_t *u);
 
 
-/* rate limiter and metadata cache in the shared zone */
-
-ngx_msec_t ngx_gdrive_rate_take(ngx_str_t *integration);
-void ngx_gdrive_rate_hold(ngx_str_t *integration, ngx_msec_t ms,
-    ngx_uint_t quota);
-ngx_int_t ngx_gdrive_cache_get(ngx_str_t *integration, ngx_str_t *file_id,
-    ngx_pool_t *pool, ngx_str_t *value);
-void ngx_gdrive_cache_put(ngx_str_t *integration, ngx_str_t *file_id,
-    u_char *value, size_t len);
-
-
 /* what one worker process runs */
 
 typedef struct {

@@ -23,6 +23,7 @@ use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
 our @EXPORT_OK = qw(repo_root module_path nginx_bin free_port json
+                    kafka_json_by_id s3_object emulator_content
                     http_raw wait_until stack_env kafka_produce
                     kafka_produce_lines kafka_committed
                     kafka_consume kafka_offsets unique_name
@@ -175,6 +176,20 @@ sub kafka_consume {
     return @records;
 }
 
+# the JSON records of a topic by trigger_id (the last one wins), each with
+# its Kafka record under _record
+sub kafka_json_by_id {
+    my ($topic) = @_;
+    my %by;
+    for my $r (kafka_consume($topic)) {
+        my $j = eval { $JSON->decode($r->{payload}) } or next;
+        next unless ref $j eq 'HASH' && defined $j->{trigger_id};
+        $j->{_record} = $r;
+        $by{$j->{trigger_id}} = $j;
+    }
+    return \%by;
+}
+
 # --- the Google emulator ----------------------------------------------------
 
 sub emulator {
@@ -214,6 +229,41 @@ sub s3_request {
     my $code = substr($out, -3, 3, '');
     return ($code, $out);
 }
+
+# an object's bytes, or undef when S3 does not answer 200
+sub s3_object {
+    my ($key) = @_;
+    my $env = { %{ stack_env() }, %ENV };
+    my $file = File::Temp->new;
+    my ($code) = s3_request(GET => "/$env->{S3_BUCKET_NAME}/" . _s3_path($key),
+                            output => "$file");
+    return undef unless $code eq '200';
+    open my $fh, '<', "$file" or croak $!;
+    binmode $fh;
+    local $/;
+    return scalar <$fh>;
+}
+
+# what the emulator serves for a file (its export with a type)
+sub emulator_content {
+    my ($id, $type) = @_;
+    my $base = $ENV{GOOGLE_EMULATOR_ADMIN_URL}
+               // stack_env()->{GOOGLE_EMULATOR_ADMIN_URL};
+    my $url = "$base/files/$id/content"
+              . (defined $type ? '?mimeType=' . _uri_escape($type) : '');
+    my $res = HTTP::Tiny->new(timeout => 120)->get($url);
+    croak "emulator content of $id: $res->{status}" unless $res->{success};
+    return $res->{content};
+}
+
+sub _uri_escape {
+    my ($s) = @_;
+    utf8::encode($s) if utf8::is_utf8($s);
+    $s =~ s/([^A-Za-z0-9\-._~])/sprintf '%%%02X', ord $1/ge;
+    return $s;
+}
+
+sub _s3_path { join '/', map { _uri_escape($_) } split m{/}, $_[0], -1 }
 
 # --- raw HTTP ---------------------------------------------------------------
 
