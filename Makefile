@@ -71,6 +71,20 @@ $(BUILD)/unit/test_%: t/unit/test_%.c src/ngx_gdrive_%.c src/ngx_gdrive_%.h t/un
 	@mkdir -p $(dir $@)
 	$(CC) $(UNIT_CFLAGS) -o $@ $< src/ngx_gdrive_$*.c $(UNIT_LIBS)
 
+# the SigV4 signer end to end against the stack's S3 server (t/12-sigv4-s3.t)
+$(BUILD)/unit/s3_e2e: t/unit/s3_e2e.c src/ngx_gdrive_sigv4.c src/ngx_gdrive_sigv4.h t/unit/tap.h
+	@mkdir -p $(dir $@)
+	$(CC) $(UNIT_CFLAGS) -o $@ $< src/ngx_gdrive_sigv4.c \
+	    $(shell pkg-config --libs libcurl libcrypto 2>/dev/null)
+
+# a test module that drives the S3 uploader of the built module (t/13-s3.t)
+S3TEST := $(BUILD)/s3test/ngx_http_gdrive_s3_test_module.so
+
+$(S3TEST): t/s3test/ngx_http_gdrive_s3_test_module.c t/s3test/build.mk $(BUILD)/$(MODULE).so
+	@mkdir -p $(dir $@)
+	$(MAKE) -s -C $(BUILD)/nginx -f objs/Makefile -f $(CURDIR)/t/s3test/build.mk \
+	    S3TEST_SRC=$(CURDIR)/$< S3TEST_OUT=$@ s3test
+
 # libFuzzer on the trigger validator for FUZZ_SECONDS
 fuzz: $(BUILD)/fuzz/fuzz_message
 	@mkdir -p $(BUILD)/fuzz/corpus

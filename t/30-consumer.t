@@ -68,7 +68,7 @@ my $poison = "\x00\xffnot json {\x01";
 kafka_produce($topic, ['int-p', '{"trigger_id":"good-1","integration_id":"int-p","action":"sync_changes"}'],
                       ['int-p', $poison, { 'origin' => 'test-suite' }],
                       ['int-p', '{"integration_id":"int-p","action":"sync_changes"}'],
-                      ['int-p', '{"trigger_id":"good-2","integration_id":"int-p","action":"sync_file","file_id":"f1"}']);
+                      ['int-p', '{"trigger_id":"good-2","integration_id":"int-p","action":"sync_changes","drive_id":"0Ad1"}']);
 
 ok(all_results(['warm-up', 'good-1', 'good-2']),
    'valid triggers around poison messages complete');
