@@ -11,8 +11,21 @@
  * loop; failed requests are retried here on a timer a few times before
  * the upload fails.  A multipart upload that does not complete is
  * aborted on S3 by a request with a pool of its own, so that it outlives
- * its owner.  Callbacks always come from the event loop, never from
- * inside a call of the owner (see the README's S3 section).
+ * its owner.
+ *
+ * The owner's contract.  Callbacks come from posted events, never from
+ * inside start(), write(), finish() or abort(), and each is the last
+ * thing the uploader does in that event, so a callback may call any of
+ * the four functions or destroy the pool after done().  After start():
+ * ready() or done(), once.  resume() comes once after each NGX_AGAIN of
+ * write(), never after done().  done() comes exactly once unless abort()
+ * came first; the buffers are freed before it.  u->sha256, u->md5_hex
+ * and u->bytes are set from finish() on; with unchanged set, only
+ * u->bytes (the object's size).  A failure found inside write() or
+ * finish() (size_mismatch, checksum_mismatch) posts done(); write()
+ * returns NGX_ERROR.  Destroying the pool without abort() is an abort().
+ * Only if start() cannot allocate its state does no callback come:
+ * u->state is then NULL and u->code "internal_error".
  */
 
 
