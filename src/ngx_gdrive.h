@@ -202,6 +202,7 @@ typedef struct {
     ngx_atomic_t         started;        /* seconds */
     ngx_atomic_t         inflight;
     ngx_atomic_t         inflight_peak;
+    ngx_atomic_t         queued;         /* taken, waiting to start */
     ngx_atomic_t         paused;
     ngx_atomic_t         results;        /* jobs ended with a result */
     ngx_atomic_t         dead_letters;   /* jobs ended in the DLQ */
@@ -453,7 +454,9 @@ struct ngx_gdrive_http_s {
     size_t                   max_body;
     ngx_msec_t               started;
     char                     error[CURL_ERROR_SIZE];
+    ngx_queue_t              queue;       /* waiting to be added */
     unsigned                 active:1;
+    unsigned                 pending:1;
 };
 
 ngx_int_t ngx_gdrive_http_init(ngx_cycle_t *cycle,

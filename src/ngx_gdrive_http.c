@@ -24,6 +24,9 @@ typedef struct {
     ngx_log_t                    *log;
     ngx_http_gdrive_main_conf_t  *gmcf;
     ngx_uint_t                    running;
+    ngx_uint_t                    in_curl;   /* inside socket_action() */
+    ngx_queue_t                   pending;   /* started from a callback */
+    ngx_event_t                   kick;
 } ngx_gdrive_http_multi_t;
 
 
@@ -39,6 +42,8 @@ static size_t ngx_gdrive_http_header(char *ptr, size_t size, size_t n,
     void *data);
 static void ngx_gdrive_http_cleanup(void *data);
 static void ngx_gdrive_http_defaults(ngx_gdrive_http_t *h);
+static ngx_int_t ngx_gdrive_http_add(ngx_gdrive_http_t *h);
+static void ngx_gdrive_http_kick(ngx_event_t *ev);
 
 
 static ngx_gdrive_http_multi_t  ngx_gdrive_http_multi;
@@ -69,6 +74,11 @@ ngx_gdrive_http_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
     m->timer.data = m;
     m->timer.log = cycle->log;
     m->timer.cancelable = 1;
+
+    ngx_queue_init(&m->pending);
+    m->kick.handler = ngx_gdrive_http_kick;
+    m->kick.data = m;
+    m->kick.log = cycle->log;
 
     curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION,
                       ngx_gdrive_http_socket);
@@ -237,8 +247,6 @@ ngx_gdrive_http_header_add(ngx_gdrive_http_t *h, const char *line)
 ngx_int_t
 ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url)
 {
-    CURLMcode  rc;
-
     h->len = 0;
     h->status = 0;
     h->retry_after = -1;
@@ -272,6 +280,31 @@ ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url)
         curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER, h->headers);
     }
 
+    if (ngx_gdrive_http_multi.in_curl) {
+        /*
+         * Started from inside one of curl's callbacks (a sink that fills
+         * a part buffer starts that part's upload): curl refuses a new
+         * handle there, so it is added right after.
+         */
+        ngx_queue_insert_tail(&ngx_gdrive_http_multi.pending, &h->queue);
+        h->pending = 1;
+
+        if (!ngx_gdrive_http_multi.kick.posted) {
+            ngx_post_event(&ngx_gdrive_http_multi.kick, &ngx_posted_events);
+        }
+
+        return NGX_OK;
+    }
+
+    return ngx_gdrive_http_add(h);
+}
+
+
+static ngx_int_t
+ngx_gdrive_http_add(ngx_gdrive_http_t *h)
+{
+    CURLMcode  rc;
+
     rc = curl_multi_add_handle(ngx_gdrive_http_multi.multi, h->easy);
 
     if (rc != CURLM_OK) {
@@ -288,6 +321,32 @@ ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url)
 }
 
 
+static void
+ngx_gdrive_http_kick(ngx_event_t *ev)
+{
+    ngx_gdrive_http_multi_t *m = ev->data;
+
+    ngx_queue_t        *q;
+    ngx_gdrive_http_t  *h;
+
+    while (!ngx_queue_empty(&m->pending)) {
+        q = ngx_queue_head(&m->pending);
+        h = ngx_queue_data(q, ngx_gdrive_http_t, queue);
+        ngx_queue_remove(q);
+        h->pending = 0;
+
+        if (ngx_gdrive_http_add(h) != NGX_OK) {
+            h->result = CURLE_FAILED_INIT;
+            h->status = 0;
+            ngx_cpystrn((u_char *) h->error,
+                        (u_char *) "the request could not be started",
+                        CURL_ERROR_SIZE);
+            h->handler(h);
+        }
+    }
+}
+
+
 /* a sink that returned CURL_WRITEFUNC_PAUSE: deliver again */
 
 void
@@ -295,7 +354,9 @@ ngx_gdrive_http_resume(ngx_gdrive_http_t *h)
 {
     if (h->active) {
         /* curl delivers what it held back and expires its timer at once */
+        ngx_gdrive_http_multi.in_curl++;
         (void) curl_easy_pause(h->easy, CURLPAUSE_CONT);
+        ngx_gdrive_http_multi.in_curl--;
     }
 }
 
@@ -303,6 +364,11 @@ ngx_gdrive_http_resume(ngx_gdrive_http_t *h)
 void
 ngx_gdrive_http_cancel(ngx_gdrive_http_t *h)
 {
+    if (h->pending) {
+        ngx_queue_remove(&h->queue);
+        h->pending = 0;
+    }
+
     if (h->active) {
         curl_multi_remove_handle(ngx_gdrive_http_multi.multi, h->easy);
         h->active = 0;
@@ -436,8 +502,10 @@ ngx_gdrive_http_timer_handler(ngx_event_t *ev)
 {
     int  running;
 
+    ngx_gdrive_http_multi.in_curl++;
     curl_multi_socket_action(ngx_gdrive_http_multi.multi, CURL_SOCKET_TIMEOUT,
                              0, &running);
+    ngx_gdrive_http_multi.in_curl--;
 
     ngx_gdrive_http_check();
 }
@@ -454,9 +522,11 @@ ngx_gdrive_http_event_handler(ngx_event_t *ev)
     fd = c->fd;
 
     /* c may be freed by the socket callback inside this call */
+    ngx_gdrive_http_multi.in_curl++;
     curl_multi_socket_action(ngx_gdrive_http_multi.multi, fd,
                              ev->write ? CURL_CSELECT_OUT : CURL_CSELECT_IN,
                              &running);
+    ngx_gdrive_http_multi.in_curl--;
 
     ngx_gdrive_http_check();
 }

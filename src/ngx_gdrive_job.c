@@ -106,6 +106,8 @@ struct ngx_gdrive_job_s {
     ngx_uint_t               deleted;
     ngx_uint_t               pages;
 
+    ngx_queue_t              wait;       /* in the engine's waiting */
+    unsigned                 waiting:1;
     unsigned                 terminal:1;
     unsigned                 in_flight:1; /* a produce awaits its report */
     unsigned                 to_dlq:1;
@@ -121,9 +123,11 @@ struct ngx_gdrive_job_s {
 typedef struct {
     ngx_gdrive_kafka_t      *consumer;
     ngx_queue_t              parts;
-    ngx_uint_t               inflight;
+    ngx_uint_t               inflight;   /* taken: running or queued */
+    ngx_uint_t               running;
     ngx_uint_t               max_inflight;
     ngx_uint_t               low_watermark;
+    ngx_queue_t              waiting;    /* taken, to start in order */
     ngx_event_t              shutdown;
     char                     topic[250];
     unsigned                 exiting:1;
@@ -141,6 +145,7 @@ static void ngx_gdrive_job_closed(void *data);
 static void ngx_gdrive_job_shutdown_handler(ngx_event_t *ev);
 static ngx_gdrive_part_t *ngx_gdrive_job_part(int32_t partition,
     ngx_uint_t create);
+static void ngx_gdrive_job_start_waiting(ngx_gdrive_engine_t *e);
 static void ngx_gdrive_job_run(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_token_done(ngx_gdrive_token_req_t *req);
 static void ngx_gdrive_job_action(ngx_gdrive_job_t *job);
@@ -165,7 +170,7 @@ static ngx_int_t ngx_gdrive_job_child(ngx_gdrive_job_t *job,
 static void ngx_gdrive_job_child_delivered(void *data,
     rd_kafka_resp_err_t err, int32_t partition, int64_t offset);
 static ngx_int_t ngx_gdrive_job_set_token(ngx_gdrive_job_t *job,
-    const char *token, ngx_uint_t start);
+    const char *token, size_t len, ngx_uint_t start);
 static void ngx_gdrive_job_stop_io(ngx_gdrive_job_t *job);
 static json_t *ngx_gdrive_job_result_json(ngx_gdrive_job_t *job);
 static const char *ngx_gdrive_job_json_str(json_t *obj, const char *name);
@@ -200,8 +205,16 @@ ngx_gdrive_job_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
     e = &ngx_gdrive_engine;
 
     ngx_queue_init(&e->parts);
+    /*
+     * gdrive_max_inflight jobs run; as many more wait their turn, so that
+     * work is at hand while a resumed partition's first fetch comes (up
+     * to fetch.wait.max.ms).  The consumer pauses when both are full and
+     * resumes when the waiting ones have started.
+     */
+
+    ngx_queue_init(&e->waiting);
     e->max_inflight = gmcf->max_inflight;
-    e->low_watermark = gmcf->max_inflight / 2;
+    e->low_watermark = gmcf->max_inflight;
 
     ngx_cpystrn((u_char *) e->topic, gmcf->kafka_topic.data,
                 ngx_min(sizeof(e->topic), gmcf->kafka_topic.len + 1));
@@ -239,8 +252,8 @@ ngx_gdrive_job_room(void *data)
 {
     ngx_gdrive_engine_t *e = data;
 
-    return (e->inflight < e->max_inflight && !e->exiting)
-           ? e->max_inflight - e->inflight : 0;
+    return (e->inflight < 2 * e->max_inflight && !e->exiting)
+           ? 2 * e->max_inflight - e->inflight : 0;
 }
 
 
@@ -301,9 +314,40 @@ ngx_gdrive_job_message(void *data, rd_kafka_message_t *msg)
     ngx_queue_insert_tail(&part->jobs, &job->queue);
 
     e->inflight++;
+
+    if (e->running >= e->max_inflight) {
+        job->waiting = 1;
+        ngx_queue_insert_tail(&e->waiting, &job->wait);
+        ngx_gdrive_job_status(e);
+        return;
+    }
+
+    e->running++;
     ngx_gdrive_job_status(e);
 
     ngx_gdrive_job_run(job);
+}
+
+
+/* a running job ended: the next waiting ones start, in arrival order */
+
+static void
+ngx_gdrive_job_start_waiting(ngx_gdrive_engine_t *e)
+{
+    ngx_queue_t       *q;
+    ngx_gdrive_job_t  *job;
+
+    while (e->running < e->max_inflight && !ngx_queue_empty(&e->waiting)) {
+        q = ngx_queue_head(&e->waiting);
+        job = ngx_queue_data(q, ngx_gdrive_job_t, wait);
+        ngx_queue_remove(q);
+
+        job->waiting = 0;
+        job->started = ngx_current_msec;
+        e->running++;
+
+        ngx_gdrive_job_run(job);
+    }
 }
 
 
@@ -435,7 +479,8 @@ ngx_gdrive_job_action(ngx_gdrive_job_t *job)
     default: /* NGX_GDRIVE_SYNC_CHANGES */
 
         if (t->page_token.data
-            && ngx_gdrive_job_set_token(job, t->page_token.data, 0)
+            && ngx_gdrive_job_set_token(job, t->page_token.data,
+                                        t->page_token.len, 0)
                != NGX_OK)
         {
             ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
@@ -1110,7 +1155,9 @@ ngx_gdrive_job_list_page(ngx_gdrive_job_t *job)
     next = ngx_gdrive_job_json_str(job->drive.json, "nextPageToken");
 
     if (next) {
-        if (ngx_gdrive_job_set_token(job, next, 0) != NGX_OK) {
+        if (ngx_gdrive_job_set_token(job, next, ngx_strlen(next), 0)
+            != NGX_OK)
+        {
             ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
                                 -1);
             return;
@@ -1202,7 +1249,9 @@ ngx_gdrive_job_changes_page(ngx_gdrive_job_t *job)
             return;
         }
 
-        if (ngx_gdrive_job_set_token(job, start, 1) != NGX_OK) {
+        if (ngx_gdrive_job_set_token(job, start, ngx_strlen(start), 1)
+            != NGX_OK)
+        {
             ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
                                 -1);
             return;
@@ -1259,14 +1308,18 @@ ngx_gdrive_job_changes_page(ngx_gdrive_job_t *job)
     start = ngx_gdrive_job_json_str(job->drive.json, "newStartPageToken");
 
     if (next) {
-        if (ngx_gdrive_job_set_token(job, next, 0) != NGX_OK) {
+        if (ngx_gdrive_job_set_token(job, next, ngx_strlen(next), 0)
+            != NGX_OK)
+        {
             ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
                                 -1);
             return;
         }
 
     } else if (start) {
-        if (ngx_gdrive_job_set_token(job, start, 1) != NGX_OK) {
+        if (ngx_gdrive_job_set_token(job, start, ngx_strlen(start), 1)
+            != NGX_OK)
+        {
             ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
                                 -1);
             return;
@@ -1483,12 +1536,12 @@ ngx_gdrive_job_child_delivered(void *data, rd_kafka_resp_err_t err,
 
 static ngx_int_t
 ngx_gdrive_job_set_token(ngx_gdrive_job_t *job, const char *token,
-    ngx_uint_t start)
+    size_t len, ngx_uint_t start)
 {
     ngx_str_t  raw;
 
     if (start) {
-        raw.len = ngx_strlen(token);
+        raw.len = len;
         raw.data = ngx_pnalloc(job->pool, raw.len);
 
         if (raw.data == NULL) {
@@ -1501,8 +1554,7 @@ ngx_gdrive_job_set_token(ngx_gdrive_job_t *job, const char *token,
         return NGX_OK;
     }
 
-    return ngx_gdrive_drive_escape(job->pool, token, ngx_strlen(token),
-                                   &job->page_token);
+    return ngx_gdrive_drive_escape(job->pool, token, len, &job->page_token);
 }
 
 
@@ -2017,6 +2069,7 @@ ngx_gdrive_job_terminal(ngx_gdrive_job_t *job)
 
     job->terminal = 1;
     e->inflight--;
+    e->running--;
 
     if (job->to_dlq) {
         ngx_gdrive_worker.status->dead_letters++;
@@ -2053,6 +2106,10 @@ ngx_gdrive_job_terminal(ngx_gdrive_job_t *job)
         } else {
             part->stored = next;
         }
+    }
+
+    if (!e->exiting) {
+        ngx_gdrive_job_start_waiting(e);
     }
 
     ngx_gdrive_job_status(e);
@@ -2111,6 +2168,14 @@ ngx_gdrive_job_revoked(void *data, rd_kafka_topic_partition_list_t *parts)
                 ngx_gdrive_worker.status->cancelled++;
                 ngx_log_error(NGX_LOG_INFO, &job->log, 0,
                               "gdrive: job cancelled: partition revoked");
+
+                if (job->waiting) {
+                    job->waiting = 0;
+                    ngx_queue_remove(&job->wait);
+
+                } else {
+                    e->running--;
+                }
             }
 
             job->part = NULL;
@@ -2135,6 +2200,7 @@ ngx_gdrive_job_revoked(void *data, rd_kafka_topic_partition_list_t *parts)
         ngx_free(part);
     }
 
+    ngx_gdrive_job_start_waiting(e);
     ngx_gdrive_job_status(e);
 
     if (e->consumer->paused && !e->exiting
@@ -2190,6 +2256,9 @@ ngx_gdrive_job_exiting(void *data)
 {
     ngx_gdrive_engine_t *e = data;
 
+    ngx_queue_t       *q;
+    ngx_gdrive_job_t  *job;
+
     if (e->exiting) {
         return;
     }
@@ -2201,6 +2270,22 @@ ngx_gdrive_job_exiting(void *data)
                   e->inflight);
 
     ngx_gdrive_kafka_consumer_pause(e->consumer, 1);
+
+    /* jobs that did not start are left for redelivery at once */
+
+    while (!ngx_queue_empty(&e->waiting)) {
+        q = ngx_queue_head(&e->waiting);
+        job = ngx_queue_data(q, ngx_gdrive_job_t, wait);
+
+        ngx_queue_remove(q);
+        ngx_queue_remove(&job->queue);
+
+        e->inflight--;
+        ngx_gdrive_worker.status->cancelled++;
+        ngx_gdrive_job_free(job);
+    }
+
+    ngx_gdrive_job_status(e);
 
     if (e->inflight == 0) {
         ngx_gdrive_kafka_consumer_close(e->consumer);
@@ -2262,10 +2347,11 @@ ngx_gdrive_job_status(ngx_gdrive_engine_t *e)
 
     st = ngx_gdrive_worker.status;
 
-    st->inflight = e->inflight;
+    st->inflight = e->running;
+    st->queued = e->inflight - e->running;
 
-    if (e->inflight > st->inflight_peak) {
-        st->inflight_peak = e->inflight;
+    if (e->running > st->inflight_peak) {
+        st->inflight_peak = e->running;
     }
 
     st->paused = e->consumer ? e->consumer->paused : 0;

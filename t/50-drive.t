@@ -34,6 +34,7 @@ my $t = GDrive::Test->new(workers => 2, http => <<"EOF");
     gdrive_kafka_dlq_topic $topic.dlq;
     gdrive_kafka_group group-$topic;
     gdrive_kafka_commit_interval 500ms;
+    gdrive_max_inflight 32;
     gdrive_retry attempts=4 base=50ms max=200ms;
     gdrive_rate_limit 500r/s;
     gdrive_quota_pause 2s;
@@ -81,7 +82,8 @@ sub outcome {
 
 sub requests {
     my ($endpoint, $integration, $since) = @_;
-    my $r = emulator(GET => "/requests?endpoint=$endpoint&integration=$integration"
+    my $r = emulator(GET => "/requests?integration=$integration"
+                            . ($endpoint eq '*' ? '' : "&endpoint=$endpoint")
                             . ($since ? "&since=$since" : ''));
     return @{ $r->{requests} // [] };
 }
