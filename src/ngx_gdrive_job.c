@@ -60,6 +60,7 @@ struct ngx_gdrive_job_s {
     const char              *error;      /* code of the last failure */
     u_char                   detail[256];
     u_char                   id[NGX_GDRIVE_ID_MAX_LEN + 1];
+    ngx_int_t                status_slot; /* on the status page, or -1 */
     unsigned                 terminal:1;
     unsigned                 in_flight:1; /* a produce awaits its report */
     unsigned                 to_dlq:1;
@@ -212,6 +213,8 @@ ngx_gdrive_job_message(void *data, rd_kafka_message_t *msg)
     job->timer.data = job;
     job->timer.log = &job->log;
     ngx_cpystrn(job->id, (u_char *) "-", sizeof(job->id));
+    job->status_slot = ngx_gdrive_status_job_begin(job->id, 1, msg->partition,
+                                                   msg->offset);
 
     ngx_queue_insert_tail(&part->jobs, &job->queue);
 
@@ -246,6 +249,8 @@ ngx_gdrive_job_run(ngx_gdrive_job_t *job)
         ngx_cpystrn(job->id, (u_char *) job->trigger.trigger_id.data,
                     ngx_min(sizeof(job->id),
                             job->trigger.trigger_id.len + 1));
+        ngx_gdrive_status_job_id(job->status_slot, job->id,
+                                 ngx_strlen(job->id));
 
         ngx_log_debug1(NGX_LOG_DEBUG_EVENT, &job->log, 0,
                        "gdrive: job %s started",
@@ -257,6 +262,7 @@ ngx_gdrive_job_run(ngx_gdrive_job_t *job)
 
     case NGX_GDRIVE_STAGE_TOKEN:
 
+        ngx_gdrive_status_job_stage(job->status_slot, "token");
         job->token.pool = job->pool;
         job->token.log = &job->log;
         job->token.integration.data = (u_char *)
@@ -310,6 +316,7 @@ ngx_gdrive_job_fail(ngx_gdrive_job_t *job, const char *code,
 {
     job->error = code;
     ngx_cpystrn(job->detail, (u_char *) detail, sizeof(job->detail));
+    ngx_gdrive_status_error(job->id, ngx_strlen(job->id), code, detail);
 
     if (!permanent
         && job->attempt + 1 < ngx_gdrive_worker.gmcf->retry_attempts)
@@ -340,6 +347,8 @@ ngx_gdrive_job_result(ngx_gdrive_job_t *job)
     size_t                len;
     ngx_str_t             key;
     rd_kafka_resp_err_t   err;
+
+    ngx_gdrive_status_job_stage(job->status_slot, "result");
 
     len = sizeof("{\"trigger_id\":\"\",\"integration_id\":\"\","
                  "\"action\":\"\",\"status\":\"validated\",\"attempts\":,"
@@ -397,6 +406,8 @@ ngx_gdrive_job_dlq(ngx_gdrive_job_t *job)
     ngx_str_t             key;
     rd_kafka_headers_t   *hdrs, *orig;
     rd_kafka_resp_err_t   err;
+
+    ngx_gdrive_status_job_stage(job->status_slot, "dlq");
 
     if (rd_kafka_message_headers(job->msg, &orig)
         == RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -528,6 +539,8 @@ ngx_gdrive_job_retry(ngx_gdrive_job_t *job, ngx_msec_t at_least)
 
     job->attempt++;
     ngx_gdrive_worker.status->retries++;
+    ngx_gdrive_metric_job_retry(job->error);
+    ngx_gdrive_status_job_stage(job->status_slot, "backoff");
 
     ngx_log_error(NGX_LOG_INFO, &job->log, 0,
                   "gdrive: job retries in %Mms (attempt %ui): %s",
@@ -562,10 +575,17 @@ ngx_gdrive_job_terminal(ngx_gdrive_job_t *job)
 
     if (job->to_dlq) {
         ngx_gdrive_worker.status->dead_letters++;
+        ngx_gdrive_metric_dlq("produced", 1);
 
     } else {
         ngx_gdrive_worker.status->results++;
     }
+
+    ngx_gdrive_metric_job_done(job->to_dlq ? "dlq" : "validated",
+                               job->to_dlq ? job->error : NULL,
+                               ngx_current_msec - job->started);
+    ngx_gdrive_status_job_end(job->status_slot);
+    job->status_slot = -1;
 
     /* store past the run of terminal jobs at the head of the partition */
 
@@ -651,6 +671,8 @@ ngx_gdrive_job_revoked(void *data, rd_kafka_topic_partition_list_t *parts)
             if (!job->terminal) {
                 e->inflight--;
                 ngx_gdrive_worker.status->cancelled++;
+                ngx_gdrive_status_job_end(job->status_slot);
+                job->status_slot = -1;
                 ngx_log_error(NGX_LOG_INFO, &job->log, 0,
                               "gdrive: job cancelled: partition revoked");
             }
