@@ -250,7 +250,7 @@ typedef struct {
  */
 
 #define NGX_GDRIVE_M_OUTCOMES      8
-#define NGX_GDRIVE_M_CODES         18
+#define NGX_GDRIVE_M_CODES         17
 #define NGX_GDRIVE_M_TRIGGER_ST    12
 #define NGX_GDRIVE_M_ENDPOINTS     11
 #define NGX_GDRIVE_M_HTTP_ST       20

@@ -536,7 +536,8 @@ ngx_http_gdrive_send_jansson(ngx_http_request_t *r, ngx_uint_t status,
     u_char  *json;
     size_t   len;
 
-    dump = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    dump = root ? json_dumps(root, JSON_COMPACT|JSON_REAL_PRECISION(6))
+                : NULL;
     json_decref(root);
 
     if (dump == NULL) {
@@ -1450,17 +1451,21 @@ ngx_http_gdrive_metrics_histogram(ngx_http_gdrive_out_t *o, const char *name,
 {
     size_t             len;
     ngx_uint_t         i;
-    ngx_msec_t         le;
     ngx_atomic_uint_t  total, sum;
 
     total = 0;
 
+    /* the bounds of ngx_gdrive_metric_bounds as Prometheus writes them */
+    static const char  *le[NGX_GDRIVE_M_BUCKETS - 1] = {
+        "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30",
+        "60", "120", "300"
+    };
+
     for (i = 0; i < NGX_GDRIVE_M_BUCKETS - 1; i++) {
         total += h->bucket[i];
-        le = ngx_gdrive_metric_bounds[i];
 
-        ngx_http_gdrive_out_printf(o, "%s_bucket{%sle=\"%M.%03M\"} %uA\n",
-                                   name, labels, le / 1000, le % 1000, total);
+        ngx_http_gdrive_out_printf(o, "%s_bucket{%sle=\"%s\"} %uA\n",
+                                   name, labels, le[i], total);
     }
 
     /* +Inf and _count from the same reads: they must agree */
