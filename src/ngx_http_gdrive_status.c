@@ -750,9 +750,11 @@ ngx_http_gdrive_health_send(ngx_http_request_t *r)
 
     if (!gmcf->consumer) {
         c = ngx_http_gdrive_check(checks, "google_api", 1, &degraded);
-        json_object_set_new(c, "skipped", json_string("gdrive_consumer is off"));
+        json_object_set_new(c, "skipped",
+                            json_string("gdrive_consumer is off"));
         c = ngx_http_gdrive_check(checks, "s3", 1, &degraded);
-        json_object_set_new(c, "skipped", json_string("gdrive_consumer is off"));
+        json_object_set_new(c, "skipped",
+                            json_string("gdrive_consumer is off"));
 
     } else if (hs->checked == 0) {
         c = ngx_http_gdrive_check(checks, "google_api", 0, &degraded);
