@@ -495,7 +495,11 @@ ngx_gdrive_status_error(u_char *id, size_t len, const char *code,
     ngx_memory_barrier();
 
     len = (id == NULL) ? 0 : ngx_min(len, NGX_GDRIVE_ID_MAX_LEN);
-    ngx_memcpy(e->id, id, len);
+
+    if (len) {
+        ngx_memcpy(e->id, id, len);
+    }
+
     e->id_len = (u_char) len;
     ngx_gdrive_status_copy((u_char *) e->code, sizeof(e->code),
                            code ? code : "unknown");
