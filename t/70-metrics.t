@@ -156,11 +156,12 @@ is(scalar(grep { /^gdrive_worker_resident_memory_bytes\{worker="\d+"\}$/
    'and the resident memory of both');
 ok(!grep({ /m-\d-$$|warm-up/ } keys %$m), 'no label carries a trigger id');
 
-ok(wait_until('lag known', 15, sub {
+my @lag;
+ok(wait_until('lag known', 30, sub {
        my $m = parse(scrape()->{content});
-       my @lag = grep { /^gdrive_consumer_lag\{/ } keys %$m;
-       @lag == 4 && !grep { $m->{$_} != 0 } @lag;
-   }), 'the lag of each of the four partitions is 0');
+       @lag = map { "$_ $m->{$_}" } grep { /^gdrive_consumer_lag\{/ } keys %$m;
+       @lag == 4 && !grep { !/ 0$/ } @lag;
+   }), 'the lag of each of the four partitions is 0') or diag "@lag";
 
 $res = scrape();
 ($ok, $out) = promtool_ok($res->{content});
