@@ -90,6 +90,16 @@ typedef enum {
     NGX_GDRIVE_S_METADATA_CACHE,
     NGX_GDRIVE_S_STREAM_BUFFERS,
     NGX_GDRIVE_S_SHUTDOWN_TIMEOUT,
+    NGX_GDRIVE_S_HEALTH_INTERVAL,
+    NGX_GDRIVE_S_HEALTH_TIMEOUT,
+    NGX_GDRIVE_S_HEALTH_WINDOW,
+    NGX_GDRIVE_S_HEALTH_MAX_LAG,
+    NGX_GDRIVE_S_HEALTH_MEMORY_LIMIT,
+    NGX_GDRIVE_S_HEALTH_MAX_MEMORY,
+    NGX_GDRIVE_S_HEALTH_MAX_RATE_USE,
+    NGX_GDRIVE_S_HEALTH_MAX_DLQ,
+    NGX_GDRIVE_S_HEALTH_MAX_ERROR_RATE,
+    NGX_GDRIVE_S_HEALTH_MAX_P95,
     NGX_GDRIVE_S_LAST
 } ngx_gdrive_setting_e;
 
@@ -166,6 +176,18 @@ typedef struct {
     time_t               metadata_cache_ttl;
     ngx_bufs_t           stream_buffers;
     ngx_msec_t           shutdown_timeout;
+
+    /* gdrive_health: probes and the guide's monitoring checklist */
+    ngx_msec_t           health_interval;
+    ngx_msec_t           health_timeout;
+    ngx_msec_t           health_window;
+    ngx_uint_t           health_max_lag;
+    size_t               health_memory_limit;     /* 0: the cgroup's */
+    ngx_uint_t           health_max_memory;       /* percent */
+    ngx_uint_t           health_max_rate_use;     /* percent */
+    ngx_uint_t           health_max_dlq;
+    ngx_uint_t           health_max_error_rate;   /* hundredths of % */
+    ngx_msec_t           health_max_p95;
 
 #if (NGX_THREADS)
     ngx_thread_pool_t   *thread_pool;    /* for gdrive_dlq's Kafka reads */
@@ -256,6 +278,108 @@ typedef struct {
 } ngx_gdrive_meta_cache_t;
 
 
+/*
+ * Metrics: counters and histograms of the whole instance, lock-free atomic
+ * adds into fixed arrays.  Every label value is an index into a fixed list
+ * of ngx_gdrive_metrics.c (an unknown one counts as "other"), so the
+ * number of series is bounded whatever the traffic.
+ */
+
+#define NGX_GDRIVE_M_OUTCOMES      8
+#define NGX_GDRIVE_M_CODES         23
+#define NGX_GDRIVE_M_TRIGGER_ST    12
+#define NGX_GDRIVE_M_ENDPOINTS     11
+#define NGX_GDRIVE_M_HTTP_ST       20
+#define NGX_GDRIVE_M_S3_OPS        7
+#define NGX_GDRIVE_M_CACHES        3
+#define NGX_GDRIVE_M_CACHE_EVENTS  3
+#define NGX_GDRIVE_M_REFRESH       4
+#define NGX_GDRIVE_M_BUCKETS       14     /* the last one is +Inf */
+
+typedef struct {
+    ngx_atomic_t         bucket[NGX_GDRIVE_M_BUCKETS];   /* not cumulative */
+    ngx_atomic_t         sum_ms;
+    ngx_atomic_t         count;
+} ngx_gdrive_histogram_t;
+
+typedef struct {
+    ngx_atomic_t         jobs[NGX_GDRIVE_M_OUTCOMES][NGX_GDRIVE_M_CODES];
+    ngx_atomic_t         retries[NGX_GDRIVE_M_CODES];
+    ngx_gdrive_histogram_t  job_duration;
+    ngx_atomic_t         triggers[NGX_GDRIVE_M_TRIGGER_ST];
+    ngx_atomic_t         google[NGX_GDRIVE_M_ENDPOINTS][NGX_GDRIVE_M_HTTP_ST];
+    ngx_gdrive_histogram_t  google_duration[NGX_GDRIVE_M_ENDPOINTS];
+    ngx_atomic_t         ratelimit_waits[2];        /* integration, global */
+    ngx_atomic_t         ratelimit_wait_ms[2];
+    ngx_atomic_t         cache[NGX_GDRIVE_M_CACHES][NGX_GDRIVE_M_CACHE_EVENTS];
+    ngx_atomic_t         s3[NGX_GDRIVE_M_S3_OPS][NGX_GDRIVE_M_HTTP_ST];
+    ngx_atomic_t         s3_bytes;
+    ngx_atomic_t         dlq[2];                    /* produced, replayed */
+    ngx_atomic_t         token_refresh[NGX_GDRIVE_M_REFRESH];
+} ngx_gdrive_metrics_t;
+
+
+/* what the status page shows of a worker's jobs and errors */
+
+#define NGX_GDRIVE_STATUS_JOBS     32
+#define NGX_GDRIVE_STATUS_ERRORS   16
+
+typedef struct {
+    ngx_atomic_t         started;        /* epoch ms, 0: a free slot */
+    int32_t              partition;
+    int64_t              offset;
+    u_char               id_len;
+    u_char               id[NGX_GDRIVE_ID_MAX_LEN];
+    char                 stage[24];
+} ngx_gdrive_job_slot_t;
+
+typedef struct {
+    uint64_t             time;           /* epoch ms */
+    u_char               id_len;
+    u_char               id[NGX_GDRIVE_ID_MAX_LEN];
+    char                 code[32];
+    u_char               detail[160];
+} ngx_gdrive_error_slot_t;
+
+typedef struct {
+    ngx_gdrive_job_slot_t    jobs[NGX_GDRIVE_STATUS_JOBS];
+    ngx_atomic_t             nerrors;    /* ever written; ring position */
+    ngx_gdrive_error_slot_t  errors[NGX_GDRIVE_STATUS_ERRORS];
+} ngx_gdrive_worker_detail_t;
+
+
+/* gdrive_health: probe answers shared by the workers, and a window */
+
+#define NGX_GDRIVE_PROBE_TOKEN     0
+#define NGX_GDRIVE_PROBE_DRIVE     1
+#define NGX_GDRIVE_PROBE_S3        2
+#define NGX_GDRIVE_PROBES          3
+
+typedef struct {
+    ngx_atomic_t         status;         /* HTTP status, 0: not reached */
+    ngx_atomic_t         ok;
+    ngx_atomic_t         ms;
+    u_char               detail[96];
+} ngx_gdrive_probe_t;
+
+typedef struct {
+    uint64_t             time;           /* epoch ms, 0: none */
+    ngx_atomic_uint_t    done;
+    ngx_atomic_uint_t    failed;
+    ngx_atomic_uint_t    google;
+    ngx_atomic_uint_t    bucket[NGX_GDRIVE_M_BUCKETS];
+} ngx_gdrive_snapshot_t;
+
+typedef struct {
+    ngx_atomic_t         probing;        /* pid of the probing worker */
+    ngx_atomic_t         generation;     /* bumped when a round ends */
+    uint64_t             started;        /* epoch ms */
+    uint64_t             checked;        /* epoch ms, 0: never */
+    ngx_gdrive_probe_t   probe[NGX_GDRIVE_PROBES];
+    ngx_gdrive_snapshot_t  snap[2];      /* older, newer */
+} ngx_gdrive_health_sh_t;
+
+
 typedef struct {
     ngx_atomic_t                generation;  /* bumped on every (re)start */
     ngx_gdrive_token_cache_t    tokens;
@@ -264,6 +388,10 @@ typedef struct {
     ngx_msec_t                  started;
     ngx_atomic_t                dlq_replay;  /* pid of the replaying worker */
     ngx_gdrive_worker_status_t  workers[NGX_GDRIVE_MAX_WORKERS];
+    ngx_gdrive_metrics_t        metrics;
+    ngx_gdrive_health_sh_t      health;
+    /* allocated by each worker number when it first starts */
+    ngx_gdrive_worker_detail_t *details[NGX_GDRIVE_MAX_WORKERS];
 } ngx_gdrive_sh_t;
 
 
@@ -392,6 +520,8 @@ struct ngx_gdrive_kafka_s {
     ngx_gdrive_consumer_cb_t  cb;
     ngx_uint_t               max_poll;
     ngx_event_t              tick;
+    ngx_uint_t               brokers_known;  /* from the statistics */
+    ngx_uint_t               brokers_seen_up;
     unsigned                 brokers_down:1;
     unsigned                 fatal:1;
     unsigned                 paused:1;
@@ -420,6 +550,8 @@ ngx_int_t ngx_gdrive_kafka_produce(ngx_gdrive_kafka_t *k,
 rd_kafka_topic_t *ngx_gdrive_kafka_topic(ngx_gdrive_kafka_t *k,
     ngx_str_t *name);
 ngx_int_t ngx_gdrive_kafka_brokers_up(ngx_gdrive_kafka_t *k);
+ngx_int_t ngx_gdrive_kafka_brokers_state(ngx_gdrive_kafka_t *k,
+    ngx_uint_t *up, ngx_uint_t *known);
 void ngx_gdrive_kafka_destroy(ngx_gdrive_kafka_t *k, ngx_msec_t flush);
 
 
@@ -628,6 +760,8 @@ typedef struct {
     rd_kafka_topic_t             *result_topic;
     rd_kafka_topic_t             *dlq_topic;
     ngx_gdrive_worker_status_t   *status;    /* this worker's slot */
+    ngx_gdrive_worker_detail_t   *detail;    /* its jobs, errors; or NULL */
+    ngx_gdrive_metrics_t         *metrics;   /* NULL: not counted */
 } ngx_gdrive_worker_t;
 
 extern ngx_gdrive_worker_t  ngx_gdrive_worker;
@@ -640,6 +774,83 @@ ngx_int_t ngx_gdrive_job_init(ngx_cycle_t *cycle,
 ngx_uint_t ngx_gdrive_job_inflight(void);
 
 
+/*
+ * Metrics and status (ngx_gdrive_metrics.c): what any file reports.
+ * Strings name fixed label values (see the lists there); ids and details
+ * go only to the status page's job slots and error ring, never into a
+ * metric label.
+ */
+
+/* outcome: "uploaded", "unchanged", "deleted", "fanned_out",
+ * "changes_listed", "validated", "dlq"; code: error code or NULL */
+void ngx_gdrive_metric_job_done(const char *outcome, const char *code,
+    ngx_msec_t duration);
+void ngx_gdrive_metric_job_retry(const char *code);
+/* triggers received, by the HTTP status of their answer */
+void ngx_gdrive_metric_trigger(ngx_uint_t http_status, ngx_uint_t n);
+/* endpoint: "files.get", "files.media", "files.export",
+ * "files.exportLink", "files.list", "changes.list",
+ * "changes.startPageToken", "token", "cp.credentials", "cp.reauthorize";
+ * status: HTTP status, 0 for a transport failure */
+void ngx_gdrive_metric_google_request(const char *endpoint, long status,
+    ngx_msec_t duration);
+void ngx_gdrive_metric_ratelimit_wait(ngx_uint_t global, ngx_msec_t waited);
+/* cache: "token", "metadata"; event: "hit", "miss", "eviction" */
+void ngx_gdrive_metric_cache(const char *cache, const char *event);
+/* op: "head", "put", "create", "part", "complete", "abort" */
+void ngx_gdrive_metric_s3_request(const char *op, long status);
+void ngx_gdrive_metric_s3_bytes(off_t bytes);
+/* event: "produced", "replayed" */
+void ngx_gdrive_metric_dlq(const char *event, ngx_uint_t n);
+/* result: "ok", "error", "revoked" */
+void ngx_gdrive_metric_token_refresh(const char *result);
+
+ngx_int_t ngx_gdrive_status_job_begin(u_char *id, size_t len,
+    int32_t partition, int64_t offset);
+void ngx_gdrive_status_job_stage(ngx_int_t slot, const char *stage);
+void ngx_gdrive_status_job_id(ngx_int_t slot, u_char *id, size_t len);
+void ngx_gdrive_status_job_end(ngx_int_t slot);
+void ngx_gdrive_status_error(u_char *id, size_t len, const char *code,
+    const char *detail);
+
+ngx_int_t ngx_gdrive_metrics_init_process(ngx_cycle_t *cycle,
+    ngx_http_gdrive_main_conf_t *gmcf);
+uint64_t ngx_gdrive_epoch_ms(void);
+size_t ngx_gdrive_process_rss(ngx_pid_t pid);
+
+/* the fixed label values, for the exposition */
+extern const char  *ngx_gdrive_metric_outcomes[NGX_GDRIVE_M_OUTCOMES];
+extern const char  *ngx_gdrive_metric_codes[NGX_GDRIVE_M_CODES];
+extern ngx_uint_t   ngx_gdrive_metric_trigger_st[NGX_GDRIVE_M_TRIGGER_ST];
+extern const char  *ngx_gdrive_metric_endpoints[NGX_GDRIVE_M_ENDPOINTS];
+extern ngx_uint_t   ngx_gdrive_metric_http_st[NGX_GDRIVE_M_HTTP_ST];
+extern const char  *ngx_gdrive_metric_s3_ops[NGX_GDRIVE_M_S3_OPS];
+extern const char  *ngx_gdrive_metric_caches[NGX_GDRIVE_M_CACHES];
+extern const char  *ngx_gdrive_metric_cache_events[NGX_GDRIVE_M_CACHE_EVENTS];
+extern const char  *ngx_gdrive_metric_refresh[NGX_GDRIVE_M_REFRESH];
+extern ngx_msec_t   ngx_gdrive_metric_bounds[NGX_GDRIVE_M_BUCKETS - 1];
+
+
+/* gdrive_health's probes of Google and S3 (ngx_gdrive_probe.c) */
+
+/* NGX_OK: the answers are fresh; NGX_AGAIN: a round runs, look later */
+ngx_int_t ngx_gdrive_probe_fresh(ngx_http_gdrive_main_conf_t *gmcf);
+
+
+/* the effective configuration (ngx_http_gdrive_worker_module.c) */
+
+typedef struct {
+    ngx_str_t            name;           /* the directive */
+    const char          *env;
+    ngx_uint_t           from;           /* NGX_GDRIVE_FROM_* */
+    ngx_str_t            value;          /* as given */
+    ngx_uint_t           secret;
+} ngx_gdrive_setting_info_t;
+
+ngx_int_t ngx_http_gdrive_setting_info(ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_uint_t i, ngx_gdrive_setting_info_t *info);
+
+
 /* locations */
 
 ngx_int_t ngx_http_gdrive_trigger_handler(ngx_http_request_t *r);
@@ -647,6 +858,7 @@ void ngx_http_gdrive_trigger_detach_all(void);
 ngx_int_t ngx_http_gdrive_trigger_init(ngx_conf_t *cf);
 
 ngx_int_t ngx_http_gdrive_health_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_gdrive_metrics_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gdrive_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gdrive_dlq_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gdrive_unavailable_handler(ngx_http_request_t *r);

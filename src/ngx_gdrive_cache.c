@@ -351,6 +351,7 @@ ngx_gdrive_cache_evict(ngx_gdrive_shm_ctx_t *ctx)
                                                 ngx_gdrive_cache_node_t,
                                                 queue));
     mc->evictions++;
+    ngx_gdrive_metric_cache("metadata", "eviction");
 
     return NGX_OK;
 }

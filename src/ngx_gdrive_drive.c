@@ -95,6 +95,10 @@ ngx_gdrive_drive_go(ngx_event_t *ev)
     wait = ngx_gdrive_rate_take(&d->integration);
 
     if (wait) {
+        if (d->waited == 0) {
+            ngx_gdrive_metric_ratelimit_wait(0, wait);
+        }
+
         d->waited += wait;
         ngx_add_timer(&d->wait, wait);
         return;
@@ -259,6 +263,10 @@ ngx_gdrive_drive_done(ngx_gdrive_http_t *h)
     d->paused = 0;
     d->status = h->status;
     d->retry_after = h->retry_after;
+
+    ngx_gdrive_metric_google_request(d->endpoint,
+                                     h->result == CURLE_OK ? h->status : 0,
+                                     ngx_current_msec - d->started);
 
     if (h->result != CURLE_OK) {
         if (h->result == CURLE_WRITE_ERROR && d->sink_failed) {

@@ -107,6 +107,7 @@ struct ngx_gdrive_job_s {
     ngx_uint_t               pages;
 
     ngx_queue_t              wait;       /* in the engine's waiting */
+    ngx_int_t                status_slot; /* on the status page, or -1 */
     unsigned                 waiting:1;
     unsigned                 terminal:1;
     unsigned                 in_flight:1; /* a produce awaits its report */
@@ -310,12 +311,15 @@ ngx_gdrive_job_message(void *data, rd_kafka_message_t *msg)
     job->resume.data = job;
     job->resume.log = &job->log;
     ngx_cpystrn(job->id, (u_char *) "-", sizeof(job->id));
+    job->status_slot = ngx_gdrive_status_job_begin(job->id, 1, msg->partition,
+                                                   msg->offset);
 
     ngx_queue_insert_tail(&part->jobs, &job->queue);
 
     e->inflight++;
 
     if (e->running >= e->max_inflight) {
+        ngx_gdrive_status_job_stage(job->status_slot, "queued");
         job->waiting = 1;
         ngx_queue_insert_tail(&e->waiting, &job->wait);
         ngx_gdrive_job_status(e);
@@ -375,6 +379,8 @@ ngx_gdrive_job_run(ngx_gdrive_job_t *job)
         ngx_cpystrn(job->id, (u_char *) job->trigger.trigger_id.data,
                     ngx_min(sizeof(job->id),
                             job->trigger.trigger_id.len + 1));
+        ngx_gdrive_status_job_id(job->status_slot, job->id,
+                                 ngx_strlen(job->id));
 
         ngx_log_debug1(NGX_LOG_DEBUG_EVENT, &job->log, 0,
                        "gdrive: job %s started",
@@ -386,6 +392,7 @@ ngx_gdrive_job_run(ngx_gdrive_job_t *job)
 
     case NGX_GDRIVE_STAGE_TOKEN:
 
+        ngx_gdrive_status_job_stage(job->status_slot, "token");
         job->token.pool = job->pool;
         job->token.log = &job->log;
         job->token.integration.data = (u_char *)
@@ -582,11 +589,14 @@ ngx_gdrive_job_file(ngx_gdrive_job_t *job)
     ngx_str_t   cached;
 
     job->stage = NGX_GDRIVE_STAGE_FILE;
+    ngx_gdrive_status_job_stage(job->status_slot, "metadata");
 
     if (ngx_gdrive_cache_get(&job->token.integration, &job->file_id,
                              job->pool, &cached)
         == NGX_OK)
     {
+        ngx_gdrive_metric_cache("metadata", "hit");
+
         job->meta = json_loadb((char *) cached.data, cached.len, 0, NULL);
 
         if (json_is_object(job->meta)) {
@@ -602,6 +612,8 @@ ngx_gdrive_job_file(ngx_gdrive_job_t *job)
             job->meta = NULL;
         }
     }
+
+    ngx_gdrive_metric_cache("metadata", "miss");
 
     url = ngx_gdrive_drive_url(job->pool, job->file_id.len + 256,
                                "/drive/v3/files/%V?supportsAllDrives=true"
@@ -842,6 +854,7 @@ ngx_gdrive_job_store(ngx_gdrive_job_t *job)
 
     job->stage = NGX_GDRIVE_STAGE_STORE;
     job->upload_busy = 1;
+    ngx_gdrive_status_job_stage(job->status_slot, "store");
 
     ngx_gdrive_s3_upload_start(u);
 }
@@ -863,6 +876,7 @@ ngx_gdrive_job_upload_ready(ngx_gdrive_s3_upload_t *u)
     gmcf = ngx_gdrive_worker.gmcf;
 
     job->stage = NGX_GDRIVE_STAGE_CONTENT;
+    ngx_gdrive_status_job_stage(job->status_slot, "content");
     job->drive.sink = ngx_gdrive_job_sink;
     job->drive.sink_failed = 0;
 
@@ -1056,6 +1070,7 @@ ngx_gdrive_job_list(ngx_gdrive_job_t *job)
     t = &job->trigger;
 
     job->stage = NGX_GDRIVE_STAGE_LIST;
+    ngx_gdrive_status_job_stage(job->status_slot, "listing");
 
     /* folder ids are of [A-Za-z0-9_-]: nothing to quote in the query */
 
@@ -1187,6 +1202,7 @@ ngx_gdrive_job_changes(ngx_gdrive_job_t *job)
     t = &job->trigger;
 
     job->stage = NGX_GDRIVE_STAGE_CHANGES;
+    ngx_gdrive_status_job_stage(job->status_slot, "changes");
     job->drive.sink = NULL;
 
     ngx_str_null(&drive);
@@ -1676,6 +1692,7 @@ ngx_gdrive_job_fail(ngx_gdrive_job_t *job, const char *code,
 {
     job->error = code;
     ngx_cpystrn(job->detail, (u_char *) detail, sizeof(job->detail));
+    ngx_gdrive_status_error(job->id, ngx_strlen(job->id), code, detail);
 
     if (ngx_strcmp(code, "quota_exhausted") == 0
         && job->quota_waits < NGX_GDRIVE_QUOTA_WAITS)
@@ -1717,6 +1734,8 @@ ngx_gdrive_job_result(ngx_gdrive_job_t *job)
     json_t               *root;
     ngx_str_t             key;
     rd_kafka_resp_err_t   err;
+
+    ngx_gdrive_status_job_stage(job->status_slot, "result");
 
     root = ngx_gdrive_job_result_json(job);
     json = root ? json_dumps(root, JSON_COMPACT) : NULL;
@@ -1905,6 +1924,8 @@ ngx_gdrive_job_dlq(ngx_gdrive_job_t *job)
     rd_kafka_headers_t   *hdrs, *orig;
     rd_kafka_resp_err_t   err;
 
+    ngx_gdrive_status_job_stage(job->status_slot, "dlq");
+
     if (rd_kafka_message_headers(job->msg, &orig)
         == RD_KAFKA_RESP_ERR_NO_ERROR)
     {
@@ -2038,6 +2059,8 @@ ngx_gdrive_job_retry(ngx_gdrive_job_t *job, ngx_msec_t at_least)
 
     job->attempt++;
     ngx_gdrive_worker.status->retries++;
+    ngx_gdrive_metric_job_retry(job->error);
+    ngx_gdrive_status_job_stage(job->status_slot, "backoff");
 
     ngx_log_error(NGX_LOG_INFO, &job->log, 0,
                   "gdrive: job retries in %Mms (attempt %ui): %s",
@@ -2073,10 +2096,18 @@ ngx_gdrive_job_terminal(ngx_gdrive_job_t *job)
 
     if (job->to_dlq) {
         ngx_gdrive_worker.status->dead_letters++;
+        ngx_gdrive_metric_dlq("produced", 1);
 
     } else {
         ngx_gdrive_worker.status->results++;
     }
+
+    ngx_gdrive_metric_job_done(job->to_dlq ? "dlq"
+                               : (job->outcome ? job->outcome : "validated"),
+                               job->to_dlq ? job->error : NULL,
+                               ngx_current_msec - job->started);
+    ngx_gdrive_status_job_end(job->status_slot);
+    job->status_slot = -1;
 
     /* store past the run of terminal jobs at the head of the partition */
 
@@ -2166,6 +2197,8 @@ ngx_gdrive_job_revoked(void *data, rd_kafka_topic_partition_list_t *parts)
             if (!job->terminal) {
                 e->inflight--;
                 ngx_gdrive_worker.status->cancelled++;
+                ngx_gdrive_status_job_end(job->status_slot);
+                job->status_slot = -1;
                 ngx_log_error(NGX_LOG_INFO, &job->log, 0,
                               "gdrive: job cancelled: partition revoked");
 
@@ -2282,6 +2315,7 @@ ngx_gdrive_job_exiting(void *data)
 
         e->inflight--;
         ngx_gdrive_worker.status->cancelled++;
+        ngx_gdrive_status_job_end(job->status_slot);
         ngx_gdrive_job_free(job);
     }
 

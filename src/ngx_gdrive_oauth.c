@@ -163,6 +163,7 @@ ngx_gdrive_token_look(ngx_event_t *ev)
         ngx_queue_remove(&node->queue);
         ngx_queue_insert_head(&ctx->sh->tokens.lru, &node->queue);
         ctx->sh->tokens.hits++;
+        ngx_gdrive_metric_cache("token", "hit");
 
         ngx_shmtx_unlock(&ctx->shpool->mutex);
 
@@ -203,6 +204,8 @@ ngx_gdrive_token_look(ngx_event_t *ev)
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    ngx_gdrive_metric_cache("token", "miss");
 
     /* without an entry (zone full) the refresh still happens, uncached */
 
@@ -256,6 +259,10 @@ ngx_gdrive_token_credentials_done(ngx_gdrive_http_t *h)
     static const char  *names[3] = {
         "client_id", "client_secret", "refresh_token"
     };
+
+    ngx_gdrive_metric_google_request("cp.credentials",
+                                     h->result == CURLE_OK ? h->status : 0,
+                                     ngx_current_msec - h->started);
 
     if (ngx_gdrive_token_classify(req, h, "the control plane") != NGX_OK) {
         return;
@@ -368,6 +375,10 @@ ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h)
     ngx_gdrive_shm_ctx_t     *ctx;
     ngx_gdrive_token_node_t  *node;
 
+    ngx_gdrive_metric_google_request("token",
+                                     h->result == CURLE_OK ? h->status : 0,
+                                     ngx_current_msec - h->started);
+
     root = (h->result == CURLE_OK)
            ? json_loadb((char *) h->body, h->len, 0, &jerr) : NULL;
 
@@ -377,6 +388,7 @@ ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h)
         if (error && ngx_strcmp(error, "invalid_grant") == 0) {
             /* "Token has been expired or revoked.": a person must act */
             json_decref(root);
+            ngx_gdrive_metric_token_refresh("revoked");
             ngx_log_error(NGX_LOG_WARN, req->log, 0,
                           "gdrive: refresh token of integration \"%V\" is "
                           "expired or revoked", &req->integration);
@@ -387,6 +399,7 @@ ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h)
         }
 
         json_decref(root);
+        ngx_gdrive_metric_token_refresh("error");
         ngx_gdrive_token_fail(req, "auth_invalid",
                               (error && ngx_strcmp(error, "invalid_client")
                                         == 0)
@@ -399,6 +412,7 @@ ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h)
 
     if (ngx_gdrive_token_classify(req, h, "the token endpoint") != NGX_OK) {
         json_decref(root);
+        ngx_gdrive_metric_token_refresh("error");
         return;
     }
 
@@ -409,6 +423,7 @@ ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h)
         || ngx_strlen(token) > NGX_GDRIVE_TOKEN_MAX)
     {
         json_decref(root);
+        ngx_gdrive_metric_token_refresh("error");
         ngx_gdrive_token_fail(req, "upstream_error",
                               "the token endpoint answered no usable "
                               "access_token", 0);
@@ -424,12 +439,15 @@ ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h)
 
     if (req->token.data == NULL) {
         json_decref(root);
+        ngx_gdrive_metric_token_refresh("error");
         ngx_gdrive_token_fail(req, "internal_error", "out of memory", 0);
         return;
     }
 
     ngx_memcpy(req->token.data, token, req->token.len);
     json_decref(root);
+
+    ngx_gdrive_metric_token_refresh("ok");
 
     ctx = ngx_gdrive_shm_ctx(ngx_gdrive_worker.gmcf);
     now = ngx_gdrive_now();
@@ -520,6 +538,10 @@ static void
 ngx_gdrive_token_reauthorize_done(ngx_gdrive_http_t *h)
 {
     ngx_gdrive_token_req_t *req = h->data;
+
+    ngx_gdrive_metric_google_request("cp.reauthorize",
+                                     h->result == CURLE_OK ? h->status : 0,
+                                     ngx_current_msec - h->started);
 
     if (h->result != CURLE_OK || h->status >= 300) {
         ngx_log_error(NGX_LOG_ERR, req->log, 0,
@@ -674,6 +696,7 @@ ngx_gdrive_token_node(ngx_gdrive_shm_ctx_t *ctx, ngx_str_t *key,
                 ngx_rbtree_delete(&ctx->sh->tokens.rbtree, &node->sn.node);
                 ngx_slab_free_locked(ctx->shpool, node);
                 ctx->sh->tokens.evictions++;
+                ngx_gdrive_metric_cache("token", "eviction");
                 break;
             }
         }

@@ -1051,7 +1051,20 @@ ngx_gdrive_s3_handler(ngx_gdrive_http_t *h)
     ngx_str_t         code;
     ngx_gdrive_s3_t  *s3;
 
+    static const char  *ops[] = {
+        "head", "put", "create", "part", "complete", "abort"
+    };
+
     s3 = req->s3;
+
+    ngx_gdrive_metric_s3_request(ops[req->kind],
+                                 h->result == CURLE_OK ? h->status : 0);
+
+    if (h->result == CURLE_OK && h->status >= 200 && h->status <= 299
+        && (req->kind == NGX_GDRIVE_S3_PUT || req->kind == NGX_GDRIVE_S3_PART))
+    {
+        ngx_gdrive_metric_s3_bytes((off_t) h->request_len);
+    }
 
     if (s3->wait_create) {
         s3->wait_create = 0;

@@ -646,6 +646,8 @@ ngx_http_gdrive_dlq_replay(ngx_http_gdrive_dlq_ctx_t *ctx)
     /* acknowledged by the trigger topic before the position moves */
     rd_kafka_flush(pk, NGX_HTTP_GDRIVE_DLQ_WAIT * 3);
 
+    ngx_gdrive_metric_dlq("replayed", ctx->delivered);
+
     ranges = json_object();
     commit = rd_kafka_topic_partition_list_new(n + 1);
 

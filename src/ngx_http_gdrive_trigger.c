@@ -429,6 +429,9 @@ ngx_http_gdrive_trigger_respond(ngx_http_request_t *r,
         *p++ = ']';
     }
 
+    /* refusals are counted by the status filter, one per request */
+    ngx_gdrive_metric_trigger(NGX_HTTP_ACCEPTED, post->count);
+
     return ngx_http_gdrive_send_json(r, NGX_HTTP_ACCEPTED, json, p - json);
 }
 

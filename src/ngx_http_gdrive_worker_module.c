@@ -55,6 +55,9 @@ static char *ngx_http_gdrive_set_setting(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_gdrive_apply(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_command_t *cmd, ngx_str_t *args,
     ngx_uint_t n, ngx_uint_t from, char *env);
+static char *ngx_http_gdrive_origin(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_gdrive_setting_e id,
+    ngx_str_t *args, ngx_uint_t n);
 static char *ngx_http_gdrive_apply_text(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_command_t *cmd, ngx_str_t *text,
     ngx_uint_t from, char *env);
@@ -121,6 +124,9 @@ static char *ngx_gdrive_parse_metadata_cache(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
     void *field, void *post);
 static char *ngx_gdrive_parse_stream_buffers(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_percent(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
     void *field, void *post);
 
@@ -223,6 +229,26 @@ ngx_gdrive_setting(STREAM_BUFFERS, NULL, "4 8m",
     ngx_gdrive_parse_stream_buffers, 0, 0, 0);
 ngx_gdrive_setting(SHUTDOWN_TIMEOUT, NULL, "30s",
     ngx_gdrive_parse_msec, 0, 3600000, 0);
+ngx_gdrive_setting(HEALTH_INTERVAL, "GDRIVE_HEALTH_INTERVAL", "30s",
+    ngx_gdrive_parse_msec, 1000, 3600000, 0);
+ngx_gdrive_setting(HEALTH_TIMEOUT, "GDRIVE_HEALTH_TIMEOUT", "5s",
+    ngx_gdrive_parse_msec, 100, 60000, 0);
+ngx_gdrive_setting(HEALTH_WINDOW, "GDRIVE_HEALTH_WINDOW", "5m",
+    ngx_gdrive_parse_msec, 10000, 86400000, 0);
+ngx_gdrive_setting(HEALTH_MAX_LAG, "GDRIVE_HEALTH_MAX_LAG", "1000",
+    ngx_gdrive_parse_num, 0, NGX_MAX_INT32_VALUE, 0);
+ngx_gdrive_setting(HEALTH_MEMORY_LIMIT, "GDRIVE_HEALTH_MEMORY_LIMIT", NULL,
+    ngx_gdrive_parse_size, 0, 0, 0);
+ngx_gdrive_setting(HEALTH_MAX_MEMORY, "GDRIVE_HEALTH_MAX_MEMORY", "80%",
+    ngx_gdrive_parse_percent, 1, 10000, 0);
+ngx_gdrive_setting(HEALTH_MAX_RATE_USE, "GDRIVE_HEALTH_MAX_RATE_USE", "80%",
+    ngx_gdrive_parse_percent, 1, 10000, 0);
+ngx_gdrive_setting(HEALTH_MAX_DLQ, "GDRIVE_HEALTH_MAX_DLQ", "100",
+    ngx_gdrive_parse_num, 0, NGX_MAX_INT32_VALUE, 0);
+ngx_gdrive_setting(HEALTH_MAX_ERROR_RATE, "GDRIVE_HEALTH_MAX_ERROR_RATE",
+    "1%", ngx_gdrive_parse_percent, 0, 10000, 0);
+ngx_gdrive_setting(HEALTH_MAX_P95, "GDRIVE_HEALTH_MAX_P95", "5s",
+    ngx_gdrive_parse_msec, 1, 3600000, 0);
 
 
 #define ngx_gdrive_value(name, args, field, id)                               \
@@ -340,6 +366,26 @@ static ngx_command_t  ngx_http_gdrive_commands[] = {
                      stream_buffers, STREAM_BUFFERS),
     ngx_gdrive_value("gdrive_shutdown_timeout", NGX_CONF_TAKE1,
                      shutdown_timeout, SHUTDOWN_TIMEOUT),
+    ngx_gdrive_value("gdrive_health_interval", NGX_CONF_TAKE1,
+                     health_interval, HEALTH_INTERVAL),
+    ngx_gdrive_value("gdrive_health_timeout", NGX_CONF_TAKE1,
+                     health_timeout, HEALTH_TIMEOUT),
+    ngx_gdrive_value("gdrive_health_window", NGX_CONF_TAKE1,
+                     health_window, HEALTH_WINDOW),
+    ngx_gdrive_value("gdrive_health_max_lag", NGX_CONF_TAKE1,
+                     health_max_lag, HEALTH_MAX_LAG),
+    ngx_gdrive_value("gdrive_health_memory_limit", NGX_CONF_TAKE1,
+                     health_memory_limit, HEALTH_MEMORY_LIMIT),
+    ngx_gdrive_value("gdrive_health_max_memory", NGX_CONF_TAKE1,
+                     health_max_memory, HEALTH_MAX_MEMORY),
+    ngx_gdrive_value("gdrive_health_max_rate_use", NGX_CONF_TAKE1,
+                     health_max_rate_use, HEALTH_MAX_RATE_USE),
+    ngx_gdrive_value("gdrive_health_max_dlq", NGX_CONF_TAKE1,
+                     health_max_dlq, HEALTH_MAX_DLQ),
+    ngx_gdrive_value("gdrive_health_max_error_rate", NGX_CONF_TAKE1,
+                     health_max_error_rate, HEALTH_MAX_ERROR_RATE),
+    ngx_gdrive_value("gdrive_health_max_p95", NGX_CONF_TAKE1,
+                     health_max_p95, HEALTH_MAX_P95),
 
     { ngx_string("gdrive_trigger"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -557,6 +603,7 @@ ngx_http_gdrive_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_sprintf(value.data, "https://s3.%V.amazonaws.com",
                     &gmcf->s3_region);
         gmcf->s3_endpoint = value;
+        gmcf->origin[NGX_GDRIVE_S_S3_ENDPOINT] = value;
         gmcf->set[NGX_GDRIVE_S_S3_ENDPOINT] = NGX_GDRIVE_FROM_DEFAULT;
 
         if (gmcf->set[NGX_GDRIVE_S_S3_PATH_STYLE] == NGX_GDRIVE_FROM_UNSET) {
@@ -569,7 +616,16 @@ ngx_http_gdrive_init_main_conf(ngx_conf_t *cf, void *conf)
         gmcf->s3_path_style = 1;
     }
 
-    gmcf->set[NGX_GDRIVE_S_S3_PATH_STYLE] = NGX_GDRIVE_FROM_DEFAULT;
+    if (gmcf->set[NGX_GDRIVE_S_S3_PATH_STYLE] == NGX_GDRIVE_FROM_UNSET) {
+        gmcf->set[NGX_GDRIVE_S_S3_PATH_STYLE] = NGX_GDRIVE_FROM_DEFAULT;
+
+        if (gmcf->s3_path_style) {
+            ngx_str_set(&gmcf->origin[NGX_GDRIVE_S_S3_PATH_STYLE], "on");
+
+        } else {
+            ngx_str_set(&gmcf->origin[NGX_GDRIVE_S_S3_PATH_STYLE], "off");
+        }
+    }
 
     if (gmcf->set[NGX_GDRIVE_S_S3_MULTIPART_THRESHOLD]
         == NGX_GDRIVE_FROM_UNSET)
@@ -577,6 +633,8 @@ ngx_http_gdrive_init_main_conf(ngx_conf_t *cf, void *conf)
         gmcf->s3_multipart_threshold = gmcf->stream_buffers.size;
         gmcf->set[NGX_GDRIVE_S_S3_MULTIPART_THRESHOLD] =
                                                      NGX_GDRIVE_FROM_DEFAULT;
+        gmcf->origin[NGX_GDRIVE_S_S3_MULTIPART_THRESHOLD] =
+                              gmcf->origin[NGX_GDRIVE_S_STREAM_BUFFERS];
 
     } else if (gmcf->s3_multipart_threshold > gmcf->stream_buffers.size) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -715,9 +773,15 @@ ngx_http_gdrive_init_process(ngx_cycle_t *cycle)
     w->status->pid = ngx_pid;
     w->status->started = ngx_time();
 
+    (void) ngx_gdrive_metrics_init_process(cycle, gmcf);
+
+    /* gdrive_health asks this worker's producer whether brokers are up */
+
     if (!gmcf->consumer
         && !(gmcf->locations & ((1 << NGX_HTTP_GDRIVE_LOC_TRIGGER)
-                                | (1 << NGX_HTTP_GDRIVE_LOC_DLQ))))
+                                | (1 << NGX_HTTP_GDRIVE_LOC_DLQ)))
+        && !((gmcf->locations & (1 << NGX_HTTP_GDRIVE_LOC_HEALTH))
+             && gmcf->kafka_brokers.len))
     {
         return NGX_OK;
     }
@@ -931,7 +995,7 @@ ngx_http_gdrive_apply(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
 
     if (err == NULL) {
         gmcf->set[s->id] = (u_char) from;
-        return NGX_CONF_OK;
+        return ngx_http_gdrive_origin(cf, gmcf, s->id, args, n);
     }
 
     if (err == NGX_CONF_ERROR) {
@@ -965,6 +1029,85 @@ ngx_http_gdrive_apply(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
     }
 
     return NGX_CONF_ERROR;
+}
+
+
+/* the value as given, for the diagnostics: its words joined by spaces */
+
+static char *
+ngx_http_gdrive_origin(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_gdrive_setting_e id, ngx_str_t *args, ngx_uint_t n)
+{
+    u_char      *p;
+    size_t       len;
+    ngx_uint_t   i;
+
+    len = 0;
+
+    for (i = 0; i < n; i++) {
+        len += args[i].len + 1;
+    }
+
+    p = ngx_pnalloc(cf->pool, len);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    gmcf->origin[id].data = p;
+
+    for (i = 0; i < n; i++) {
+        if (i) {
+            *p++ = ' ';
+        }
+
+        p = ngx_cpymem(p, args[i].data, args[i].len);
+    }
+
+    gmcf->origin[id].len = p - gmcf->origin[id].data;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The i-th setting as the diagnostics show it; NGX_DONE past the last.
+ * A secret's value is not handed out.
+ */
+
+ngx_int_t
+ngx_http_gdrive_setting_info(ngx_http_gdrive_main_conf_t *gmcf, ngx_uint_t i,
+    ngx_gdrive_setting_info_t *info)
+{
+    ngx_uint_t             n;
+    ngx_command_t         *cmd;
+    ngx_gdrive_setting_t  *s;
+
+    n = 0;
+
+    for (cmd = ngx_http_gdrive_commands; cmd->name.len; cmd++) {
+
+        if (cmd->set != ngx_http_gdrive_set_setting || n++ != i) {
+            continue;
+        }
+
+        s = cmd->post;
+
+        info->name = cmd->name;
+        info->env = s->env;
+        info->from = gmcf->set[s->id];
+        info->secret = (s->flags & NGX_GDRIVE_SECRET) ? 1 : 0;
+
+        if (info->secret) {
+            ngx_str_null(&info->value);
+
+        } else {
+            info->value = gmcf->origin[s->id];
+        }
+
+        return NGX_OK;
+    }
+
+    return NGX_DONE;
 }
 
 
@@ -1164,6 +1307,10 @@ ngx_http_gdrive_location(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     case NGX_HTTP_GDRIVE_LOC_HEALTH:
         clcf->handler = ngx_http_gdrive_health_handler;
+        break;
+
+    case NGX_HTTP_GDRIVE_LOC_METRICS:
+        clcf->handler = ngx_http_gdrive_metrics_handler;
         break;
 
     case NGX_HTTP_GDRIVE_LOC_STATUS:
@@ -1861,4 +2008,38 @@ ngx_gdrive_param(ngx_str_t *arg, char *name, ngx_str_t *v)
     v->len = arg->len - len;
 
     return NGX_OK;
+}
+
+
+/* "80%", "80" or "0.5%": kept in hundredths of a percent */
+
+static char *
+ngx_gdrive_parse_percent(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    ngx_uint_t  *np = field;
+
+    size_t                 len;
+    ngx_int_t              v;
+    ngx_gdrive_setting_t  *s = post;
+
+    len = args[0].len;
+
+    if (len && args[0].data[len - 1] == '%') {
+        len--;
+    }
+
+    v = ngx_atofp(args[0].data, len, 2);
+
+    if (v == NGX_ERROR) {
+        return "must be a percentage such as 80% or 0.5%";
+    }
+
+    if (v < s->min || v > s->max) {
+        return "must be a percentage from 0.01% to 100%";
+    }
+
+    *np = v;
+
+    return NULL;
 }

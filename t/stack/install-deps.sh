@@ -2,7 +2,8 @@
 # Installs with apt what the build, the tests and the local stack
 # (t/stack/stack.sh) need and the machine lacks: nginx and its source tree,
 # the libraries the module links, compilers for the unit and fuzz tests,
-# a Java 17+ runtime, Maven, Node.js, curl, kcat, procps.
+# a Java 17+ runtime, Maven, Node.js, curl, kcat, procps, promtool
+# (prometheus) and Chromium for the operator page tests.
 # For a fresh Debian bookworm, as root. Installs nothing that is already
 # there, and runs `apt-get update` only when something is missing, so a
 # second run is quick and needs no network.
@@ -38,6 +39,10 @@ command -v curl >/dev/null || need+=(curl)
 command -v kcat >/dev/null || need+=(kcat)
 command -v ps >/dev/null || need+=(procps)
 command -v flock >/dev/null || need+=(util-linux)
+# promtool validates the metrics output; headless Chromium loads the
+# status page
+command -v promtool >/dev/null || need+=(prometheus)
+command -v chromium >/dev/null || need+=(chromium)
 command -v setsid >/dev/null || need+=(util-linux)
 
 if ((${#need[@]} == 0)); then

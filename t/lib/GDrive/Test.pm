@@ -455,9 +455,11 @@ sub http {
     return $res;
 }
 
+# the operator locations answer JSON to tools that ask for it
 sub http_json {
-    my ($self, @args) = @_;
-    my $res = $self->http(@args);
+    my ($self, $method, $path, %o) = @_;
+    $o{headers} = { accept => 'application/json', %{ $o{headers} // {} } };
+    my $res = $self->http($method, $path, %o);
     $res->{json} = eval { $JSON->decode($res->{content}) };
     return $res;
 }
