@@ -287,7 +287,7 @@ ngx_gdrive_drive_done(ngx_gdrive_http_t *h)
     }
 
     if (d->sink == NULL) {
-        json = json_loadb((char *) h->body, h->len, 0, &jerr);
+        json = json_loadb((char *) h->body, h->len, JSON_ALLOW_NUL, &jerr);
 
         if (json == NULL || !json_is_object(json)) {
             if (json) {

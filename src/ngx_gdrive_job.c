@@ -597,7 +597,8 @@ ngx_gdrive_job_file(ngx_gdrive_job_t *job)
     {
         ngx_gdrive_metric_cache("metadata", "hit");
 
-        job->meta = json_loadb((char *) cached.data, cached.len, 0, NULL);
+        job->meta = json_loadb((char *) cached.data, cached.len,
+                               JSON_ALLOW_NUL, NULL);
 
         if (json_is_object(job->meta)) {
             ngx_log_debug0(NGX_LOG_DEBUG_EVENT, &job->log, 0,

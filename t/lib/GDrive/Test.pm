@@ -199,7 +199,7 @@ sub emulator {
                // croak 'no emulator admin URL: is the stack up?';
     my $res = HTTP::Tiny->new(timeout => 30)->request($method, "$base$path", {
         headers => { 'content-type' => 'application/json' },
-        (defined $body ? (content => $JSON->encode($body)) : ()),
+        (defined $body ? (content => _utf8($JSON->encode($body))) : ()),
     });
     my $data = eval { $JSON->decode($res->{content}) };
     return wantarray ? ($res->{status}, $data, $res) : $data;
@@ -255,6 +255,8 @@ sub emulator_content {
     croak "emulator content of $id: $res->{status}" unless $res->{success};
     return $res->{content};
 }
+
+sub _utf8 { my ($s) = @_; utf8::encode($s); return $s }
 
 sub _uri_escape {
     my ($s) = @_;
