@@ -1403,6 +1403,7 @@ ngx_gdrive_job_child(ngx_gdrive_job_t *job, const char *action,
     char                 *json;
     u_char                digest[20], id[41];
     json_t               *root;
+    ngx_uint_t            folder;
     ngx_str_t             key;
     ngx_sha1_t            sha1;
     ngx_gdrive_trigger_t *t;
@@ -1436,11 +1437,12 @@ ngx_gdrive_job_child(ngx_gdrive_job_t *job, const char *action,
 
     } else {
         json_object_set_new(root, "action", json_string(action));
-        json_object_set_new(root, action[5] == 'f' && action[6] == 'o'
-                                  ? "folder_id" : "file_id",
+        folder = (ngx_strcmp(action, "sync_folder") == 0);
+
+        json_object_set_new(root, folder ? "folder_id" : "file_id",
                             json_string(file_id));
 
-        if (t->recursive && action[6] == 'o') {
+        if (folder && t->recursive) {
             json_object_set_new(root, "recursive", json_true());
         }
 

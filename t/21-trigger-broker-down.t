@@ -56,7 +56,7 @@ if ($pid == 0) {
 }
 
 sleep 0.5;
-my $h = $t->http_json(GET => '/health', timeout => 5);
+my $h = $t->http_json(GET => '/health?live', timeout => 5);
 is($h->{status}, 200, 'the worker serves other requests meanwhile');
 
 waitpid $pid, 0;
