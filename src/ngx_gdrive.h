@@ -285,7 +285,7 @@ typedef struct {
  * number of series is bounded whatever the traffic.
  */
 
-#define NGX_GDRIVE_M_OUTCOMES      8
+#define NGX_GDRIVE_M_OUTCOMES      7
 #define NGX_GDRIVE_M_CODES         23
 #define NGX_GDRIVE_M_TRIGGER_ST    12
 #define NGX_GDRIVE_M_ENDPOINTS     11
@@ -452,7 +452,8 @@ typedef struct {
 #define NGX_GDRIVE_RATE_SNAPSHOT_MAX  100
 
 void ngx_gdrive_rate_init_zone(ngx_gdrive_shm_ctx_t *ctx);
-ngx_msec_t ngx_gdrive_rate_take(ngx_str_t *integration);
+ngx_msec_t ngx_gdrive_rate_take(ngx_str_t *integration,
+    ngx_uint_t *global);
 void ngx_gdrive_rate_hold(ngx_str_t *integration, ngx_msec_t ms,
     ngx_uint_t quota);
 ngx_int_t ngx_gdrive_rate_snapshot(ngx_pool_t *pool, ngx_uint_t max,
@@ -682,6 +683,7 @@ struct ngx_gdrive_drive_s {
     unsigned                 paused:1;
     unsigned                 sink_failed:1;
     unsigned                 cleanup_set:1;
+    unsigned                 wait_global:1;
 };
 
 void ngx_gdrive_drive_call(ngx_gdrive_drive_t *d, const char *endpoint,
@@ -782,7 +784,7 @@ ngx_uint_t ngx_gdrive_job_inflight(void);
  */
 
 /* outcome: "uploaded", "unchanged", "deleted", "fanned_out",
- * "changes_listed", "validated", "dlq"; code: error code or NULL */
+ * "changes_listed", "dlq"; code: error code or NULL */
 void ngx_gdrive_metric_job_done(const char *outcome, const char *code,
     ngx_msec_t duration);
 void ngx_gdrive_metric_job_retry(const char *code);

@@ -89,19 +89,22 @@ ngx_gdrive_drive_go(ngx_event_t *ev)
     ngx_gdrive_drive_t *d = ev->data;
 
     char              line[NGX_GDRIVE_TOKEN_MAX_LEN + 32];
+    ngx_uint_t        global;
     ngx_msec_t        wait;
     ngx_gdrive_http_t *h;
 
-    wait = ngx_gdrive_rate_take(&d->integration);
+    wait = ngx_gdrive_rate_take(&d->integration, &global);
 
     if (wait) {
-        if (d->waited == 0) {
-            ngx_gdrive_metric_ratelimit_wait(0, wait);
-        }
-
         d->waited += wait;
+        d->wait_global = global;
         ngx_add_timer(&d->wait, wait);
         return;
+    }
+
+    if (d->waited) {
+        /* one wait per request, counted with its length once it is over */
+        ngx_gdrive_metric_ratelimit_wait(d->wait_global, d->waited);
     }
 
     if (d->http == NULL) {

@@ -7,8 +7,9 @@
  * event acknowledged, or its DLQ record acknowledged.  A partition's
  * offset is stored only past a run of terminal jobs, so a crash, a
  * rebalance or a reload redelivers what was not finished and loses
- * nothing.  At gdrive_max_inflight jobs the consumer pauses; it resumes
- * at half of it.
+ * nothing.  gdrive_max_inflight jobs run and as many more wait their
+ * turn; with both full the consumer pauses, and it resumes once the
+ * waiting ones have started.
  *
  * Stages: validate -> token -> the action -> result.  sync_file: file
  * metadata (shortcuts resolved) -> store (is the object there already?)
@@ -2106,7 +2107,7 @@ ngx_gdrive_job_terminal(ngx_gdrive_job_t *job)
     }
 
     ngx_gdrive_metric_job_done(job->to_dlq ? "dlq"
-                               : (job->outcome ? job->outcome : "validated"),
+                               : (job->outcome ? job->outcome : "other"),
                                job->to_dlq ? job->error : NULL,
                                ngx_current_msec - job->started);
     ngx_gdrive_status_job_end(job->status_slot);

@@ -20,7 +20,7 @@
 
 const char  *ngx_gdrive_metric_outcomes[NGX_GDRIVE_M_OUTCOMES] = {
     "uploaded", "unchanged", "deleted", "fanned_out", "changes_listed",
-    "validated", "dlq", "other"
+    "dlq", "other"
 };
 
 /* the codes of DESIGN §4 and the engine's own; index 0 is "no error" */

@@ -66,9 +66,9 @@ ngx_gdrive_rate_init_zone(ngx_gdrive_shm_ctx_t *ctx)
 
 
 ngx_msec_t
-ngx_gdrive_rate_take(ngx_str_t *integration)
+ngx_gdrive_rate_take(ngx_str_t *integration, ngx_uint_t *global)
 {
-    uint64_t                      now, wait, w;
+    uint64_t                      now, wait, w, gw;
     ngx_gdrive_shm_ctx_t         *ctx;
     ngx_gdrive_rate_zone_t       *rz;
     ngx_gdrive_rate_node_t       *node;
@@ -90,6 +90,7 @@ ngx_gdrive_rate_take(ngx_str_t *integration)
 
     wait = ngx_gdrive_bucket_wait(&rz->global, now, gmcf->global_rate,
                                   gmcf->global_burst);
+    gw = wait;
 
     if (node) {
         if (node->held_until > now) {
@@ -121,6 +122,9 @@ ngx_gdrive_rate_take(ngx_str_t *integration)
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    /* which limit made the caller wait: the global one, or its own */
+    *global = (wait && gw == wait);
 
     if (node == NULL && integration->len
         && integration->len <= NGX_GDRIVE_ID_MAX_LEN)

@@ -392,6 +392,9 @@ static void ngx_http_gdrive_metrics_histogram(ngx_http_gdrive_out_t *o,
     const char *name, const char *labels, ngx_gdrive_histogram_t *h);
 
 static ngx_int_t ngx_http_gdrive_status_json(ngx_http_request_t *r);
+static json_t *ngx_http_gdrive_rate_json(ngx_pool_t *pool);
+static void ngx_http_gdrive_rate_html(ngx_http_gdrive_out_t *o,
+    ngx_pool_t *pool);
 static ngx_int_t ngx_http_gdrive_status_html(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gdrive_diagnostics(ngx_http_request_t *r);
 static json_t *ngx_http_gdrive_errors_json(ngx_gdrive_sh_t *sh);
@@ -1231,6 +1234,21 @@ ngx_http_gdrive_metrics_handler(ngx_http_request_t *r)
     }
 
     ngx_http_gdrive_out_printf(&o,
+        "# HELP gdrive_jobs_queued Messages a worker has taken and will "
+        "start when a running job ends.\n"
+        "# TYPE gdrive_jobs_queued gauge\n");
+
+    for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
+        st = &sh->workers[i];
+
+        if (ngx_http_gdrive_worker_live(st)) {
+            ngx_http_gdrive_out_printf(&o,
+                "gdrive_jobs_queued{worker=\"%ui\"} %uA\n",
+                i, st->queued);
+        }
+    }
+
+    ngx_http_gdrive_out_printf(&o,
         "# HELP gdrive_consumer_paused Whether a worker's consumer is "
         "paused by backpressure (1) or fetching (0).\n"
         "# TYPE gdrive_consumer_paused gauge\n");
@@ -1606,6 +1624,7 @@ ngx_http_gdrive_status_json(ngx_http_request_t *r)
         json_object_set_new(w, "pid", json_integer(st->pid));
         json_object_set_new(w, "started", json_integer(st->started));
         json_object_set_new(w, "inflight", json_integer(st->inflight));
+        json_object_set_new(w, "queued", json_integer(st->queued));
         json_object_set_new(w, "inflight_peak",
                             json_integer(st->inflight_peak));
         json_object_set_new(w, "paused", json_boolean(st->paused));
@@ -1698,6 +1717,8 @@ ngx_http_gdrive_status_json(ngx_http_request_t *r)
                         json_integer(m->ratelimit_waits[0]));
     json_object_set_new(limits, "global_waits",
                         json_integer(m->ratelimit_waits[1]));
+    json_object_set_new(limits, "buckets",
+                        ngx_http_gdrive_rate_json(r->pool));
     json_object_set_new(root, "rate_limits", limits);
 
     json_object_set_new(root, "errors", ngx_http_gdrive_errors_json(sh));
@@ -1845,6 +1866,108 @@ ngx_http_gdrive_str_json(u_char *s, size_t len)
  * every 5 seconds.  Every value from a message or a peer is escaped.
  */
 
+/*
+ * The rate limiter's buckets, the global one first, then the integrations
+ * most recently used: how full, how long until a request passes, and a
+ * hold (Retry-After) or an open quota circuit.
+ */
+
+static json_t *
+ngx_http_gdrive_rate_json(ngx_pool_t *pool)
+{
+    json_t                      *list, *b;
+    uint64_t                     now;
+    ngx_uint_t                   i;
+    ngx_gdrive_rate_entry_t     *e;
+    ngx_gdrive_rate_snapshot_t   snap;
+
+    list = json_array();
+
+    if (list == NULL
+        || ngx_gdrive_rate_snapshot(pool, 20, &snap) != NGX_OK)
+    {
+        return list;
+    }
+
+    now = ngx_gdrive_epoch_ms();
+    e = snap.entries->elts;
+
+    for (i = 0; i < snap.entries->nelts; i++) {
+        b = json_object();
+
+        json_object_set_new(b, "integration",
+                            e[i].integration.len
+                            ? json_stringn((char *) e[i].integration.data,
+                                           e[i].integration.len)
+                            : json_null());
+        json_object_set_new(b, "use_percent", json_integer(e[i].use));
+        json_object_set_new(b, "wait_ms", json_integer(e[i].wait));
+        json_object_set_new(b, "held_ms",
+                            json_integer(e[i].held_until > now
+                                         ? e[i].held_until - now : 0));
+        json_object_set_new(b, "quota_exhausted",
+                            json_boolean(e[i].quota));
+        json_array_append_new(list, b);
+    }
+
+    return list;
+}
+
+
+static void
+ngx_http_gdrive_rate_html(ngx_http_gdrive_out_t *o, ngx_pool_t *pool)
+{
+    uint64_t                     now;
+    ngx_uint_t                   i;
+    ngx_gdrive_rate_entry_t     *e;
+    ngx_gdrive_rate_snapshot_t   snap;
+
+    if (ngx_gdrive_rate_snapshot(pool, 20, &snap) != NGX_OK) {
+        return;
+    }
+
+    now = ngx_gdrive_epoch_ms();
+    e = snap.entries->elts;
+
+    ngx_http_gdrive_out_printf(o,
+        "<h3>Buckets (%ui integrations)</h3>\n<table><tr>"
+        "<th>integration</th><th>use</th><th>next request in</th>"
+        "<th>held</th></tr>\n", snap.buckets);
+
+    for (i = 0; i < snap.entries->nelts; i++) {
+        ngx_http_gdrive_out_printf(o, "<tr><td>");
+
+        if (e[i].integration.len) {
+            ngx_http_gdrive_out_html(o, e[i].integration.data,
+                                     e[i].integration.len);
+
+        } else {
+            ngx_http_gdrive_out_printf(o, "<i>global</i>");
+        }
+
+        ngx_http_gdrive_out_printf(o,
+            "</td><td class=\"n\">%ui %%</td><td class=\"n\">%M ms</td>"
+            "<td class=\"%s\">",
+            e[i].use, e[i].wait,
+            e[i].held_until > now ? "bad" : "muted");
+
+        if (e[i].held_until > now) {
+            ngx_http_gdrive_out_printf(o, "%uL s%s",
+                                       (e[i].held_until - now + 999) / 1000,
+                                       e[i].quota ? ", quota exhausted"
+                                                  : ", Retry-After");
+
+        } else {
+            ngx_http_gdrive_out_printf(o, "no");
+        }
+
+        ngx_http_gdrive_out_printf(o, "</td></tr>\n");
+    }
+
+    ngx_http_gdrive_out_printf(o, "</table>\n");
+}
+
+
 static ngx_int_t
 ngx_http_gdrive_status_html(ngx_http_request_t *r)
 {
@@ -1899,7 +2022,8 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
 
     ngx_http_gdrive_out_printf(&o,
         "<h2>Workers</h2>\n<table><tr><th>worker</th><th>pid</th>"
-        "<th>up</th><th>in flight</th><th>peak</th><th>consumer</th>"
+        "<th>up</th><th>in flight</th><th>queued</th><th>peak</th>"
+        "<th>consumer</th>"
         "<th>results</th><th>dead letters</th><th>retries</th>"
         "<th>cancelled</th><th>memory (RSS)</th></tr>\n");
 
@@ -1915,11 +2039,12 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
         ngx_http_gdrive_out_printf(&o,
             "<tr><td class=\"n\">%ui</td><td class=\"n\">%uA</td>"
             "<td class=\"n\">%T s</td><td class=\"n\">%uA</td>"
+            "<td class=\"n\">%uA</td>"
             "<td class=\"n\">%uA</td><td>%s</td><td class=\"n\">%uA</td>"
             "<td class=\"n\">%uA</td><td class=\"n\">%uA</td>"
             "<td class=\"n\">%uA</td><td class=\"n\">%uz MiB</td></tr>\n",
             i, st->pid, ngx_time() - (time_t) st->started, st->inflight,
-            st->inflight_peak, st->paused ? "paused" : "fetching",
+            st->queued, st->inflight_peak, st->paused ? "paused" : "fetching",
             st->results, st->dead_letters, st->retries, st->cancelled,
             rss / (1024 * 1024));
     }
@@ -2081,6 +2206,8 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
         gmcf->global_rate / 1000, gmcf->global_rate % 1000,
         gmcf->global_burst, m->ratelimit_waits[1],
         m->ratelimit_wait_ms[1] / 1000);
+
+    ngx_http_gdrive_rate_html(&o, r->pool);
 
     /* health probes */
 

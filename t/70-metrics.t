@@ -127,7 +127,7 @@ is($m->{'gdrive_triggers_received_total{status="400"}'}, 1,
    'the malformed request is counted once under 400');
 is($m->{'gdrive_triggers_received_total{status="415"}'}, 1,
    'the request of the wrong type is counted once under 415');
-is($m->{'gdrive_messages_processed_total{outcome="validated",code="none"}'}, 6,
+is($m->{'gdrive_messages_processed_total{outcome="changes_listed",code="none"}'}, 6,
    'six messages ended with a result');
 is($m->{'gdrive_messages_processed_total{outcome="dlq",code="invalid_message"}'}, 1,
    'the message that is not JSON is counted as invalid_message');
