@@ -659,6 +659,9 @@ struct ngx_gdrive_drive_s {
     void                   (*handler)(ngx_gdrive_drive_t *d);
     size_t                 (*sink)(ngx_gdrive_drive_t *d, u_char *p,
                                    size_t len);
+    /* the call starts (1) or ends (0) waiting for the rate limiter */
+    void                   (*waiting)(ngx_gdrive_drive_t *d,
+                                      ngx_uint_t waiting);
     void                    *data;
 
     /* the answer */

@@ -96,6 +96,10 @@ ngx_gdrive_drive_go(ngx_event_t *ev)
     wait = ngx_gdrive_rate_take(&d->integration, &global);
 
     if (wait) {
+        if (d->waited == 0 && d->waiting) {
+            d->waiting(d, 1);
+        }
+
         d->waited += wait;
         d->wait_global = global;
         ngx_add_timer(&d->wait, wait);
@@ -103,6 +107,10 @@ ngx_gdrive_drive_go(ngx_event_t *ev)
     }
 
     if (d->waited) {
+        if (d->waiting) {
+            d->waiting(d, 0);
+        }
+
         /* one wait per request, counted with its length once it is over */
         ngx_gdrive_metric_ratelimit_wait(d->wait_global, d->waited);
     }
@@ -176,6 +184,10 @@ ngx_gdrive_drive_cancel(ngx_gdrive_drive_t *d)
 {
     if (d->wait.timer_set) {
         ngx_del_timer(&d->wait);
+
+        if (d->waited && d->waiting) {
+            d->waiting(d, 0);
+        }
     }
 
     if (d->wait.posted) {

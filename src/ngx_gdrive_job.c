@@ -110,6 +110,7 @@ struct ngx_gdrive_job_s {
     ngx_queue_t              wait;       /* in the engine's waiting */
     ngx_int_t                status_slot; /* on the status page, or -1 */
     unsigned                 waiting:1;
+    unsigned                 parked:1;
     unsigned                 terminal:1;
     unsigned                 in_flight:1; /* a produce awaits its report */
     unsigned                 to_dlq:1;
@@ -125,8 +126,9 @@ struct ngx_gdrive_job_s {
 typedef struct {
     ngx_gdrive_kafka_t      *consumer;
     ngx_queue_t              parts;
-    ngx_uint_t               inflight;   /* taken: running or queued */
+    ngx_uint_t               inflight;   /* taken: running, parked, queued */
     ngx_uint_t               running;
+    ngx_uint_t               parked;     /* waiting on a timer */
     ngx_uint_t               max_inflight;
     ngx_uint_t               low_watermark;
     ngx_queue_t              waiting;    /* taken, to start in order */
@@ -148,6 +150,9 @@ static void ngx_gdrive_job_shutdown_handler(ngx_event_t *ev);
 static ngx_gdrive_part_t *ngx_gdrive_job_part(int32_t partition,
     ngx_uint_t create);
 static void ngx_gdrive_job_start_waiting(ngx_gdrive_engine_t *e);
+static void ngx_gdrive_job_park(ngx_gdrive_job_t *job, ngx_uint_t park);
+static void ngx_gdrive_job_drive_waiting(ngx_gdrive_drive_t *d,
+    ngx_uint_t waiting);
 static void ngx_gdrive_job_run(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_token_done(ngx_gdrive_token_req_t *req);
 static void ngx_gdrive_job_action(ngx_gdrive_job_t *job);
@@ -356,6 +361,48 @@ ngx_gdrive_job_start_waiting(ngx_gdrive_engine_t *e)
 }
 
 
+/*
+ * A job that waits on a timer (backoff, the rate limiter, a quota pause)
+ * gives its place to a waiting one: an integration held back by Google
+ * does not hold back the others of the worker.  The jobs taken stay
+ * bounded by twice gdrive_max_inflight.
+ */
+
+static void
+ngx_gdrive_job_park(ngx_gdrive_job_t *job, ngx_uint_t park)
+{
+    ngx_gdrive_engine_t  *e;
+
+    e = &ngx_gdrive_engine;
+
+    if (park == job->parked || job->part == NULL) {
+        return;
+    }
+
+    job->parked = park;
+
+    if (park) {
+        e->running--;
+        e->parked++;
+
+        if (!e->exiting) {
+            ngx_gdrive_job_start_waiting(e);
+        }
+
+    } else {
+        e->running++;
+        e->parked--;
+    }
+}
+
+
+static void
+ngx_gdrive_job_drive_waiting(ngx_gdrive_drive_t *d, ngx_uint_t waiting)
+{
+    ngx_gdrive_job_park(d->data, waiting);
+}
+
+
 static void
 ngx_gdrive_job_run(ngx_gdrive_job_t *job)
 {
@@ -441,6 +488,7 @@ ngx_gdrive_job_token_done(ngx_gdrive_token_req_t *req)
     job->drive.integration = job->token.integration;
     job->drive.token = req->token;
     job->drive.handler = ngx_gdrive_job_drive_done;
+    job->drive.waiting = ngx_gdrive_job_drive_waiting;
     job->drive.data = job;
 
     ngx_gdrive_job_action(job);
@@ -2071,12 +2119,14 @@ ngx_gdrive_job_retry(ngx_gdrive_job_t *job, ngx_msec_t at_least)
                   delay, job->attempt + 1, job->error);
 
     ngx_add_timer(&job->timer, delay);
+    ngx_gdrive_job_park(job, 1);
 }
 
 
 static void
 ngx_gdrive_job_timer(ngx_event_t *ev)
 {
+    ngx_gdrive_job_park(ev->data, 0);
     ngx_gdrive_job_run(ev->data);
 }
 
@@ -2209,6 +2259,10 @@ ngx_gdrive_job_revoked(void *data, rd_kafka_topic_partition_list_t *parts)
                 if (job->waiting) {
                     job->waiting = 0;
                     ngx_queue_remove(&job->wait);
+
+                } else if (job->parked) {
+                    job->parked = 0;
+                    e->parked--;
 
                 } else {
                     e->running--;
@@ -2385,8 +2439,8 @@ ngx_gdrive_job_status(ngx_gdrive_engine_t *e)
 
     st = ngx_gdrive_worker.status;
 
-    st->inflight = e->running;
-    st->queued = e->inflight - e->running;
+    st->inflight = e->running + e->parked;
+    st->queued = e->inflight - e->running - e->parked;
 
     if (e->running > st->inflight_peak) {
         st->inflight_peak = e->running;
@@ -2434,7 +2488,7 @@ ngx_gdrive_job_status(ngx_gdrive_engine_t *e)
             if (done >= 0) {
                 st->lag[n] = ngx_max(hi - done, 0);
 
-            } else if (lo >= 0 && hi <= lo) {
+            } else if (hi == 0 || (lo >= 0 && hi <= lo)) {
                 /* nothing in the partition to be behind on */
                 st->lag[n] = 0;
             }

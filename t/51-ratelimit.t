@@ -48,6 +48,10 @@ ok(wait_until('warm-up', 90, sub {
     my $r = kafka_json_by_id("$topic.result");
     !grep { !$r->{"warm-$run-$_"} } 1 .. 8;
 }), 'the workers are up');
+ok(wait_until('the group settles', 60, sub {
+    my $w = $t->http_json(GET => '/status?format=json')->{json}{workers} // [];
+    @$w == 4 && !grep { @{ $_->{partitions} // [] } != 1 } @$w;
+}), 'each of the four workers has one partition');
 
 # 100 jobs of one integration, spread over every partition (the key is
 # not the integration here) so that all workers ask at once
@@ -57,26 +61,28 @@ sleep 2;
 my $fast_sent = time;
 kafka_produce_lines($topic, map { ["key-$_", qq({"trigger_id":"$fast-$_","integration_id":"$fast","action":"sync_changes"})] } 1 .. 5);
 
-my $fast_done = wait_until('the other integration', 60, sub {
+ok(wait_until('the other integration', 60, sub {
     my $r = kafka_json_by_id("$topic.result");
-    (!grep { !$r->{"$fast-$_"} } 1 .. 5) ? time : undef;
-});
-ok($fast_done, 'the other integration completes');
-cmp_ok($fast_done - $fast_sent, '<', 8, 'without waiting for the throttled one')
-    if $fast_done;
-
-my $slow_left = 100 - grep { /^\Q$slow\E-/ } keys %{ kafka_json_by_id("$topic.result") };
-cmp_ok($slow_left, '>', 0, 'the throttled integration still has work when the other is done');
-
+    !grep { !$r->{"$fast-$_"} } 1 .. 5;
+}), 'the other integration completes');
 ok(wait_until('the throttled integration', 120, sub {
     my $r = kafka_json_by_id("$topic.result");
     !grep { !$r->{"$slow-$_"} } 1 .. 100;
 }), 'the throttled integration completes too');
 
+# when each result was written (reading a topic while it is written
+# waits for it to go quiet, so the times come from the records)
+my $results = kafka_json_by_id("$topic.result");
+my ($fast_end) = sort { $b <=> $a } map { $results->{"$fast-$_"}{_record}{timestamp} } 1 .. 5;
+my ($slow_end) = sort { $b <=> $a } map { $results->{"$slow-$_"}{_record}{timestamp} } 1 .. 100;
+cmp_ok($fast_end - $fast_sent * 1000, '<', 5000, 'the other integration did not wait for the throttled one');
+cmp_ok($slow_end - $fast_end, '>', 5000, 'which went on for a while after');
+
 my $log = emulator(GET => "/requests?integration=$slow&since=$start");
 my @times = sort { $a <=> $b } map { $_->{time_ms} }
             grep { $_->{endpoint} =~ /^(files|changes)\./ } @{ $log->{requests} };
-is(scalar @times, 100, 'the emulator saw one Drive request per job');
+cmp_ok(scalar @times, '>=', 100, 'the emulator saw a Drive request for every job')
+    or diag explain [map { "$_->{endpoint} $_->{status}" } @{ $log->{requests} }];
 
 # the most requests in any 10-second window: 5/s and the burst (5 + 1)
 my $max = 0;
@@ -84,8 +90,15 @@ for my $i (0 .. $#times) {
     my $n = grep { $_ >= $times[$i] && $_ < $times[$i] + 10_000 } @times[$i .. $#times];
     $max = $n if $n > $max;
 }
-cmp_ok($max, '<=', 5 * 10 + 6, 'no 10-second window saw more than 5 r/s plus the burst')
+# the limiter releases requests on time; their arrival at the emulator
+# jitters by some milliseconds on a loaded machine: a few requests of slack
+cmp_ok($max, '<=', 5 * 10 + 6 + 4, 'no 10-second window saw more than 5 r/s plus the burst')
     or diag "max in 10 s: $max";
+
+# over the whole run: after the burst, no more than 5 a second
+my $span = ($times[-1] - $times[0]) / 1000;
+cmp_ok((@times - 6) / $span, '<=', 5.1, 'the average rate after the burst is at most 5 r/s')
+    or diag sprintf '%d requests in %.2f s', scalar @times, $span;
 cmp_ok($max, '>=', 40, 'and the limit was used, not undershot');
 
 my $status = $t->http_json(GET => '/status?format=json')->{json};

@@ -156,6 +156,17 @@ is(scalar(grep { /^gdrive_worker_resident_memory_bytes\{worker="\d+"\}$/
    'and the resident memory of both');
 ok(!grep({ /m-\d-$$|warm-up/ } keys %$m), 'no label carries a trigger id');
 
+# a message on every partition: a partition the consumer never fetched
+# from has no known lag (no watermark yet), and is not exported
+for my $p (0 .. 3) {
+    open my $kc, '|-', 'kcat', '-P', '-b', $ENV{KAFKA_BOOTSTRAP_SERVERS}, '-t', $topic, '-p', $p
+        or die "kcat: $!";
+    print $kc qq({"trigger_id":"p$p-$$","integration_id":"w","action":"sync_changes"}\n);
+    close $kc;
+}
+ok(wait_until('a result per partition', 60, sub { my $r = result_ids(); !grep { !$r->{"p$_-$$"} } 0 .. 3 }),
+   'a message on each partition is processed');
+
 my @lag;
 ok(wait_until('lag known', 30, sub {
        my $m = parse(scrape()->{content});

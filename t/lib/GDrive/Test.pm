@@ -144,7 +144,7 @@ sub kafka_committed {
 sub kafka_consume {
     my ($topic, %o) = @_;
     my @cmd = ('kcat', '-C', '-b', _brokers(), '-t', $topic, '-e', '-q',
-               '-f', '%p %o %K %S %h\n%k%s\n');
+               '-f', '%p %o %K %S %T %h\n%k%s\n');
     push @cmd, '-p', $o{partition} if defined $o{partition};
     push @cmd, '-o', $o{offset} // 'beginning';
     push @cmd, '-c', $o{count} if defined $o{count};
@@ -156,9 +156,9 @@ sub kafka_consume {
 
     my @records;
     while (length $out) {
-        $out =~ s/^(\d+) (\d+) (-?\d+) (-?\d+) ([^\n]*)\n//
+        $out =~ s/^(\d+) (\d+) (-?\d+) (-?\d+) (-?\d+) ([^\n]*)\n//
             or croak "cannot parse kcat output: " . substr($out, 0, 200);
-        my ($p, $off, $klen, $vlen, $h) = ($1, $2, $3, $4, $5);
+        my ($p, $off, $klen, $vlen, $ts, $h) = ($1, $2, $3, $4, $5, $6);
         $klen = 0 if $klen < 0;
         $vlen = 0 if $vlen < 0;
         my $key = substr($out, 0, $klen, '');
@@ -170,6 +170,7 @@ sub kafka_consume {
             $headers{$k} = $v if defined $k && length $k;
         }
         push @records, { topic => $topic, partition => $p, offset => $off,
+                         timestamp => $ts,
                          key => ($klen ? $key : undef), payload => $val,
                          headers => \%headers };
     }
