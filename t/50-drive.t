@@ -281,6 +281,7 @@ $o = outcome(trigger(action => 'sync_changes'));
 my $start = $o->{result}{new_start_page_token};
 ok(defined $start, 'a feed without a page token starts with a fresh token');
 my $c1 = file(name => 'new.bin', size => 64);
+my $c2 = file(name => 'team-new.bin', size => 64, driveId => '0AsharedDrive1');
 emulator(PATCH => "/files/$fresh->{id}", { name => 'renamed.bin' });
 emulator(DELETE => "/files/$target->{id}");
 my $changes = trigger(action => 'sync_changes', page_token => $start);
@@ -298,6 +299,7 @@ for (kafka_consume("$topic.result")) {
     $deleted{$j->{file}{id}} = $j if ($j->{parent_trigger_id} // '') eq $changes && $j->{status} eq 'deleted';
 }
 ok($child_files{$c1->{id}} && $child_files{$fresh->{id}}, 'new and edited files get a sync_file');
+ok($child_files{$c2->{id}}, 'a new file on a shared drive is in the feed too');
 ok($deleted{$target->{id}}, 'a deleted file gets a deleted result');
 ok(!$child_files{$target->{id}}, 'and no sync_file');
 

@@ -62,6 +62,7 @@ my $t = GDrive::Test->new(workers => 2, http => <<"EOF");
     gdrive_s3_multipart_threshold 8m;
     gdrive_s3_endpoint $proxy;
     gdrive_s3_prefix $prefix;
+    gdrive_acknowledge_abuse on;
 
     server {
         listen 127.0.0.1:%%PORT%%;
@@ -149,6 +150,11 @@ for my $name ("r\x{e9}sum\x{e9} \x{1f4c4}.pdf", '../../etc/passwd', "a\nb\r\x00c
     like($key, qr{^\Q$prefix$int/$f->{id}/\Er[A-Za-z0-9_-]+$}, 'a hostile name does not reach the key');
     ok(s3_object($key) eq emulator_content($f->{id}), 'and the file is stored');
 }
+
+# with gdrive_acknowledge_abuse on, a file flagged as abusive is fetched
+my $abusive = file(name => 'flagged.exe', size => 1000, abusive => JSON::PP::true());
+$o = outcome(trigger(file_id => $abusive->{id}));
+is($o->{result}{status}, 'uploaded', 'gdrive_acknowledge_abuse fetches a file flagged as abusive');
 
 # --- unchanged ----------------------------------------------------------------
 
