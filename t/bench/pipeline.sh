@@ -177,6 +177,16 @@ cpu_ticks() {       # utime + stime of the workers, every thread counted
     echo $t
 }
 
+machine_ticks() {   # "busy total" jiffies of every CPU of the machine
+    awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i
+                   print t - $5 - $6, t }' /proc/stat
+}
+
+busy() {            # "busy total" before, after -> percent busy
+    awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ")
+        printf "%.0f", (y[1] - x[1]) * 100 / (y[2] - x[2]) }'
+}
+
 # --- a 1 GiB file ------------------------------------------------------------
 
 big_file() {        # -> id of a fresh file of BIG_SIZE, checksums computed
@@ -189,7 +199,7 @@ big_file() {        # -> id of a fresh file of BIG_SIZE, checksums computed
 }
 
 bench_big() {
-    local id token t0 t1 got key ns dur status bytes buffers line
+    local id token t0 t1 c0 c1 m0 m1 got key ns dur status bytes buffers line
     INT=int-$RUN-big
     integration "$INT"
     echo "== a $((BIG_SIZE / 1048576)) MiB file, Drive -> S3 (MiB/s = 2^20 bytes/s)"
@@ -206,6 +216,7 @@ bench_big() {
         --data-urlencode "client_secret=$GOOGLE_CLIENT_SECRET" \
         "$GOOGLE_TOKEN_URL" | jq -r .access_token)
     key=$RUN/baseline/$id
+    m0=$(machine_ticks)
     t0=$(now)
     curl -sS -f -H "Authorization: Bearer $token" \
          "$GOOGLE_API_URL/drive/v3/files/$id?alt=media" \
@@ -213,22 +224,28 @@ bench_big() {
              -T - "$S3_ENDPOINT/$S3_BUCKET_NAME/$key" \
         || fail "the baseline transfer failed"
     t1=$(now)
+    m1=$(machine_ticks)
     got=$(s3_size "$key")
     [ "$got" = "$BIG_SIZE" ] || fail "the baseline stored ${got:-no} bytes, not $BIG_SIZE"
     s3 -o /dev/null -X DELETE "$S3_ENDPOINT/$S3_BUCKET_NAME/$key"
     BASE_NS=$((t1 - t0))
-    printf '%-22s %7s MiB/s  (%.2f s)\n' "curl | curl" "$(mib_s "$BIG_SIZE" $BASE_NS)" \
-        "$(awk -v n=$BASE_NS 'BEGIN { print n / 1e9 }')"
+    printf '%-22s %7s MiB/s  (%.2f s); machine CPU %s%% busy\n' "curl | curl" \
+        "$(mib_s "$BIG_SIZE" $BASE_NS)" "$(awk -v n=$BASE_NS 'BEGIN { print n / 1e9 }')" \
+        "$(busy "$m0" "$m1")"
 
     for buffers in "4 8m" "4 16m"; do
         start_nginx "big-${buffers// /x}" 1 "    gdrive_stream_buffers $buffers;"
         id=$(big_file)
+        c0=$(cpu_ticks)
+        m0=$(machine_ticks)
         t0=$(now)
         printf '%s\t{"trigger_id":"big-%s","integration_id":"%s","action":"sync_file","file_id":"%s"}\n' \
             "$INT" "$id" "$INT" "$id" | produce "$TOPIC"
         RESULTS=$((RESULTS + 1))
         wait_results "$TOPIC" "$RESULTS" 300 "$WORK/big"
         t1=$(cat "$WORK/big.end")
+        c1=$(cpu_ticks)
+        m1=$(machine_ticks)
         line=$(grep "\"big-$id\"" "$WORK/big" | tail -1)
         status=$(echo "$line" | jq -r .status)
         bytes=$(echo "$line" | jq -r .payload.bytes)
@@ -241,11 +258,13 @@ bench_big() {
         s3 -o /dev/null -X DELETE "$S3_ENDPOINT/$S3_BUCKET_NAME/$key"
         stop_nginx
         ns=$((t1 - t0))
-        printf '%-22s %7s MiB/s by duration_ms (%.2f s), %s MiB/s wall (%.2f s); %s parts\n' \
+        printf '%-22s %7s MiB/s by duration_ms (%.2f s), %s MiB/s wall (%.2f s); %s parts; worker CPU %.2f s, machine CPU %s%% busy\n' \
             "module, buffers $buffers" \
             "$(mib_s "$BIG_SIZE" $((dur * 1000000)))" "$(awk -v d="$dur" 'BEGIN { print d / 1000 }')" \
             "$(mib_s "$BIG_SIZE" $ns)" "$(awk -v n=$ns 'BEGIN { print n / 1e9 }')" \
-            "$(echo "$line" | jq -r .payload.parts)"
+            "$(echo "$line" | jq -r .payload.parts)" \
+            "$(awk -v t=$((c1 - c0)) -v hz="$HZ" 'BEGIN { print t / hz }')" \
+            "$(busy "$m0" "$m1")"
         awk -v b=$BASE_NS -v d="$dur" -v w=$ns -v buf="$buffers" 'BEGIN {
             printf "  ratio module/baseline (buffers %s) = %.2f by duration_ms, %.2f wall  (target >= 0.8)\n",
                 buf, b / (d * 1e6), b / w }'
@@ -257,14 +276,16 @@ bench_big() {
 # measures one batch: name, file of the file ids, other results expected
 # (the folder's own), file of trigger lines
 measure_many() {
-    local name=$1 ids=$2 extra=$3 lines=$4 files c0 c1 t0 t1 uploaded
+    local name=$1 ids=$2 extra=$3 lines=$4 files c0 c1 m0 m1 t0 t1 uploaded
     files=$(wc -l < "$ids")
     c0=$(cpu_ticks)
+    m0=$(machine_ticks)
     t0=$(now)
     produce "$TOPIC" < "$lines"
     RESULTS=$((RESULTS + files + extra))
     wait_results "$TOPIC" "$RESULTS" 180 "$WORK/batch"
     c1=$(cpu_ticks)
+    m1=$(machine_ticks)
     t1=$(cat "$WORK/batch.end")
     # every file uploaded (a redelivered trigger may report twice)
     jq -r 'select(.status == "uploaded") | "\(.file.id) \(.payload.key)"' "$WORK/batch" \
@@ -275,9 +296,10 @@ measure_many() {
     [ "$(s3_size "$(head -1 "$WORK/keys")")" = "$MANY_SIZE" ] \
         || fail "$name: an object is not stored"
     s3_delete_keys "$WORK/keys"
-    awk -v n="$files" -v ns=$((t1 - t0)) -v t=$((c1 - c0)) -v hz="$HZ" -v what="$name" 'BEGIN {
-        printf "%-34s %6.0f files/s (%.2f s), worker CPU %.3f ms/file (%.2f s in all)\n",
-            what, n / (ns / 1e9), ns / 1e9, t / hz * 1000 / n, t / hz }'
+    awk -v n="$files" -v ns=$((t1 - t0)) -v t=$((c1 - c0)) -v hz="$HZ" -v what="$name" \
+        -v busy="$(busy "$m0" "$m1")" 'BEGIN {
+        printf "%-34s %6.0f files/s (%.2f s), worker CPU %.3f ms/file (%.2f s in all), machine CPU %s%% busy\n",
+            what, n / (ns / 1e9), ns / 1e9, t / hz * 1000 / n, t / hz, busy }'
 }
 
 bench_many() {
