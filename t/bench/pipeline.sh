@@ -41,6 +41,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 now() { date +%s%N; }
@@ -133,6 +134,7 @@ wait_for() {
 # starts an nginx consumer: name workers extra-http-directives
 start_nginx() {
     local name=$1 workers=$2 extra=$3
+    PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     NGX_DIR=$WORK/$name
     TOPIC=$RUN-$name
     mkdir -p "$NGX_DIR"
@@ -157,6 +159,10 @@ http {
     gdrive_global_rate_limit 10000r/s;
     gdrive_s3_prefix $RUN/;
 $extra
+    server {
+        listen 127.0.0.1:$PORT;
+        location = /status { gdrive_status; }
+    }
 }
 CONF
     /usr/sbin/nginx -p "$NGX_DIR/" -c "$NGX_DIR/nginx.conf"
@@ -170,6 +176,21 @@ CONF
     done
     records "$TOPIC.result" | grep -q "warm-$TOPIC" || fail "nginx did not warm up in 60s"
     follow_results
+    # every worker holds partitions before anything is measured: a member
+    # joining later would take partitions, and with them redeliveries,
+    # in the middle of a measurement
+    local parts
+    parts=$(kcat -L -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$TOPIC" 2>/dev/null | grep -c 'partition [0-9]')
+    for _ in $(seq 300); do
+        [ "$(curl -sf "http://127.0.0.1:$PORT/status?format=json" | jq -r --argjson w "$workers" \
+             '[.workers[] | .partitions | length]
+              | if length == $w and all(. > 0) then add else 0 end')" \
+          = "$parts" ] && return 0
+        sleep 0.2
+    done
+    fail "the $workers workers did not share the $parts partitions within 60s:" \
+         "$(curl -sf "http://127.0.0.1:$PORT/status?format=json" \
+            | jq -c '[.workers[] | {pid, partitions: (.partitions | length)}]')"
 }
 
 stop_nginx() {
