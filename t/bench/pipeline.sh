@@ -17,7 +17,9 @@
 #
 # Usage: t/bench/pipeline.sh [big] [many]   (both by default)
 # BENCH_BIG_SIZE, BENCH_MANY_COUNT, BENCH_MANY_SIZE, BENCH_WORKERS (2),
-# BENCH_INFLIGHT (64) and BENCH_MANY_OPTIONS (more directives) vary them.
+# BENCH_INFLIGHT (64) and BENCH_MANY_OPTIONS (more directives) vary them;
+# BENCH_LOG_LEVEL (warn) and BENCH_KEEP=1 (keep the directory, logs in it)
+# help to see why.
 # Needs the stack (make stack), kcat, jq, curl.
 set -euo pipefail
 
@@ -38,7 +40,7 @@ NGX_DIR=
 
 cleanup() {
     stop_nginx
-    rm -rf "$WORK"
+    if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
@@ -143,7 +145,7 @@ load_module $REPO/build/ngx_http_gdrive_worker_module.so;
 $( [ "$(id -u)" = 0 ] && echo "user root root;" )
 worker_processes $workers;
 pid $NGX_DIR/nginx.pid;
-error_log $NGX_DIR/error.log warn;
+error_log $NGX_DIR/error.log ${BENCH_LOG_LEVEL:-warn};
 events { worker_connections 4096; }
 http {
     access_log off;
