@@ -99,6 +99,7 @@ $(BUILD)/fuzz/fuzz_message: t/fuzz/fuzz_message.c src/ngx_gdrive_message.c src/n
 # benchmarks against baselines measured in the same run (needs the stack)
 bench: all
 	bash t/bench/trigger.sh
+	bash t/bench/pipeline.sh
 
 asan:
 	$(MAKE) BUILD=$(CURDIR)/build/asan \

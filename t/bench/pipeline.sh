@@ -1,0 +1,392 @@
+#!/usr/bin/env bash
+# Benchmarks of the whole sync pipeline (Drive download streamed into S3),
+# against the stack's servers, reported as numbers and ratios; a functional
+# failure (an object not stored, a trigger in the DLQ) exits non-zero.
+#
+#   big   a 1 GiB file through the module (gdrive_stream_buffers 4 8m and
+#         4 16m, one worker), each against a baseline run just before it on
+#         the same file: curl downloading it from the emulator piped into
+#         curl uploading it to S3.  The module hashes every byte (md5 and
+#         sha256 of the file, sha256 of each part for its signature); the
+#         baseline hashes nothing.
+#   many  5,000 files of 4 KiB end to end: one sync_folder trigger (the
+#         module lists the folder and fans out one sync_file per file, all
+#         on the integration's partition), then 5,000 sync_file triggers
+#         spread over 8 integrations (so every worker gets partitions);
+#         files/s and the nginx workers' CPU milliseconds per file.
+#
+# Usage: t/bench/pipeline.sh [big] [many]   (both by default)
+# BENCH_BIG_SIZE, BENCH_MANY_COUNT, BENCH_MANY_SIZE, BENCH_WORKERS (2),
+# BENCH_INFLIGHT (64) and BENCH_MANY_OPTIONS (more directives) vary them;
+# BENCH_LOG_LEVEL (warn) and BENCH_KEEP=1 (keep the directory, logs in it)
+# help to see why.
+# Needs the stack (make stack), kcat, jq, curl.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+set -a
+. "$REPO/build/stack.env"
+set +a
+BIG_SIZE=${BENCH_BIG_SIZE:-1073741824}
+MANY_COUNT=${BENCH_MANY_COUNT:-5000}
+MANY_SIZE=${BENCH_MANY_SIZE:-4096}
+MANY_WORKERS=${BENCH_WORKERS:-2}
+MANY_INFLIGHT=${BENCH_INFLIGHT:-64}
+RUN=bench-pipe-$$-$(date +%s)
+HZ=$(getconf CLK_TCK)
+ADMIN=$GOOGLE_EMULATOR_ADMIN_URL
+WORK=$(mktemp -d /tmp/gdrive-bench-XXXXXX)
+NGX_DIR=
+
+cleanup() {
+    stop_nginx
+    if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+now() { date +%s%N; }
+mib_s() { awk -v b="$1" -v ns="$2" 'BEGIN { printf "%.1f", b / 1048576 / (ns / 1e9) }'; }
+
+admin() {   # method path [json]
+    curl -sS -f -X "$1" -H 'Content-Type: application/json' \
+         ${3:+-d "$3"} "$ADMIN$2"
+}
+
+s3() {      # curl arguments; SigV4 over an unsigned payload
+    curl -sS --aws-sigv4 "aws:amz:$AWS_REGION:s3" \
+         --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+         -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@"
+}
+
+s3_size() { # key -> Content-Length of the object, or nothing
+    s3 -I "$S3_ENDPOINT/$S3_BUCKET_NAME/$1" 2>/dev/null \
+        | tr -d '\r' | awk 'tolower($1) == "content-length:" { print $2 }'
+}
+
+s3_delete_keys() {  # file of keys, one a line: multi-object delete by 1000
+    local batch body
+    split -l 1000 "$1" "$WORK/del."
+    for batch in "$WORK"/del.*; do
+        body=$WORK/delete.xml
+        { echo '<Delete><Quiet>true</Quiet>'
+          sed 's/&/\&amp;/g; s/</\&lt;/g; s/.*/<Object><Key>&<\/Key><\/Object>/' "$batch"
+          echo '</Delete>'; } > "$body"
+        curl -sS -o /dev/null --aws-sigv4 "aws:amz:$AWS_REGION:s3" \
+             --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+             -H "x-amz-content-sha256: $(sha256sum "$body" | cut -d' ' -f1)" \
+             -H "Content-MD5: $(openssl md5 -binary "$body" | base64)" \
+             -H 'Content-Type: application/xml' \
+             --data-binary @"$body" "$S3_ENDPOINT/$S3_BUCKET_NAME?delete=" || true
+        rm -f "$batch"
+    done
+}
+
+integration() {     # a fresh integration with its own refresh token
+    admin POST /refresh_tokens \
+        "{\"refresh_token\":\"1//rt-$1\",\"integration_id\":\"$1\"}" >/dev/null
+}
+
+produce() {         # topic < lines "key<TAB>value"
+    kcat -P -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$1" -K $'\t' \
+         -X enable.idempotence=true -X acks=all
+}
+
+records() {         # topic -> every value, one a line (to the end)
+    kcat -C -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$1" -o beginning -e -q \
+         -f '%s\n' 2>/dev/null || true
+}
+
+# every result of the instance's topic as "<produce time, ms> <json>" lines
+# in $RESULTS, from a follower started with the instance
+follow_results() {
+    RESULTS=$NGX_DIR/results
+    kcat -C -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$TOPIC.result" -o beginning -u -q \
+         -f '%T %s\n' > "$RESULTS" 2>/dev/null &
+    FOLLOWER=$!
+}
+
+# waits until results matching the pattern cover $2 distinct files (a
+# redelivered trigger reports twice), failing early when the DLQ gets a
+# record or after $3 seconds; leaves those results in $WORK/matched and the
+# time the last of them was produced in END_NS (Kafka's record timestamp:
+# no polling delay in it)
+wait_for() {
+    local pattern=$1 want=$2 limit=$3 deadline n=0
+    deadline=$(( $(date +%s) + limit ))
+    while :; do
+        grep -E "$pattern" "$RESULTS" > "$WORK/matched" || true
+        if [ "$(wc -l < "$WORK/matched")" -ge "$want" ] \
+           && [ "$(grep -o '"file":{"id":"[^"]*"' "$WORK/matched" | sort -u | wc -l)" -ge "$want" ]
+        then
+            break
+        fi
+        n=$((n + 1))
+        if [ $((n % 10)) = 0 ] && [ -n "$(records "$TOPIC.dlq" | head -1)" ]; then
+            fail "a trigger went to the DLQ: $(records "$TOPIC.dlq" | head -1 | cut -c1-300)"
+        fi
+        [ "$(date +%s)" -le "$deadline" ] \
+            || fail "$want results matching $pattern did not come within ${limit}s"
+        sleep 0.2
+    done
+    END_NS=$(( $(cut -d' ' -f1 "$WORK/matched" | sort -n | tail -1) * 1000000 ))
+}
+
+# starts an nginx consumer: name workers extra-http-directives
+start_nginx() {
+    local name=$1 workers=$2 extra=$3
+    PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    NGX_DIR=$WORK/$name
+    TOPIC=$RUN-$name
+    mkdir -p "$NGX_DIR"
+    cat > "$NGX_DIR/nginx.conf" <<CONF
+load_module $REPO/build/ngx_http_gdrive_worker_module.so;
+$( [ "$(id -u)" = 0 ] && echo "user root root;" )
+worker_processes $workers;
+pid $NGX_DIR/nginx.pid;
+error_log $NGX_DIR/error.log ${BENCH_LOG_LEVEL:-warn};
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $NGX_DIR/body;
+    gdrive_zone gdrive 32m;
+    gdrive_consumer on;
+    gdrive_kafka_topic $TOPIC;
+    gdrive_kafka_result_topic $TOPIC.result;
+    gdrive_kafka_dlq_topic $TOPIC.dlq;
+    gdrive_kafka_group group-$TOPIC;
+    gdrive_kafka_session_timeout 6s;
+    gdrive_rate_limit 10000r/s;
+    gdrive_global_rate_limit 10000r/s;
+    gdrive_s3_prefix $RUN/;
+$extra
+    server {
+        listen 127.0.0.1:$PORT;
+        location = /status { gdrive_status; }
+    }
+}
+CONF
+    /usr/sbin/nginx -p "$NGX_DIR/" -c "$NGX_DIR/nginx.conf"
+    # the group joined, the result topic made, the integration's token
+    # fetched: a warm-up trigger and its result
+    printf '%s\t{"trigger_id":"warm-%s","integration_id":"%s","action":"sync_changes"}\n' \
+        "$INT" "$TOPIC" "$INT" | produce "$TOPIC"
+    for _ in $(seq 300); do
+        records "$TOPIC.result" | grep -q "warm-$TOPIC" && break
+        sleep 0.2
+    done
+    records "$TOPIC.result" | grep -q "warm-$TOPIC" || fail "nginx did not warm up in 60s"
+    follow_results
+    # every worker holds partitions before anything is measured: a member
+    # joining later would take partitions, and with them redeliveries,
+    # in the middle of a measurement
+    local parts
+    parts=$(kcat -L -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$TOPIC" 2>/dev/null | grep -c 'partition [0-9]')
+    for _ in $(seq 300); do
+        [ "$(curl -sf "http://127.0.0.1:$PORT/status?format=json" | jq -r --argjson w "$workers" \
+             '[.workers[] | .partitions | length]
+              | if length == $w and all(. > 0) then add else 0 end')" \
+          = "$parts" ] && return 0
+        sleep 0.2
+    done
+    fail "the $workers workers did not share the $parts partitions within 60s:" \
+         "$(curl -sf "http://127.0.0.1:$PORT/status?format=json" \
+            | jq -c '[.workers[] | {pid, partitions: (.partitions | length)}]')"
+}
+
+stop_nginx() {
+    local pid
+    if [ -n "${FOLLOWER:-}" ]; then
+        kill "$FOLLOWER" 2>/dev/null || true
+        wait "$FOLLOWER" 2>/dev/null || true
+    fi
+    FOLLOWER=
+    [ -n "$NGX_DIR" ] && [ -f "$NGX_DIR/nginx.pid" ] || return 0
+    pid=$(cat "$NGX_DIR/nginx.pid")
+    /usr/sbin/nginx -p "$NGX_DIR/" -c "$NGX_DIR/nginx.conf" -s quit 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if grep -q '\[alert\]\|\[emerg\]' "$NGX_DIR/error.log"; then
+        echo "nginx logged:" >&2
+        grep '\[alert\]\|\[emerg\]' "$NGX_DIR/error.log" | head -5 >&2
+    fi
+    NGX_DIR=
+}
+
+workers() { pgrep -P "$(cat "$NGX_DIR/nginx.pid")"; }
+cpu_ticks() {       # utime + stime of the workers, every thread counted
+    local t=0 p
+    for p in $(workers); do
+        t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+    done
+    echo $t
+}
+
+machine_ticks() {   # "busy total" jiffies of every CPU of the machine
+    awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i
+                   print t - $5 - $6, t }' /proc/stat
+}
+
+busy() {            # "busy total" before, after -> percent busy
+    awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ")
+        printf "%.0f", (y[1] - x[1]) * 100 / (y[2] - x[2]) }'
+}
+
+# --- a 1 GiB file ------------------------------------------------------------
+
+big_file() {        # -> id of a fresh file of BIG_SIZE, checksums computed
+    local id
+    id=$(admin POST /files "{\"name\":\"$RUN-big.bin\",\"size\":$BIG_SIZE}" | jq -r .id)
+    # the emulator computes md5 on first request (seconds per GiB): now,
+    # not inside the measurement
+    admin GET "/files/$id?checksums=true" >/dev/null
+    echo "$id"
+}
+
+# the baseline: curl | curl against the same servers, one streamed PUT with
+# an unsigned payload; its length is given up front, as the stack's S3
+# refuses a chunked PUT of unknown length above 64 MiB
+# (v4-max-non-chunked-request-size); sets BASE_NS
+baseline() {
+    local id=$1 token key t0 t1 m0 m1 got
+    token=$(curl -sS -f -X POST \
+        --data-urlencode grant_type=refresh_token \
+        --data-urlencode "refresh_token=$GOOGLE_REFRESH_TOKEN" \
+        --data-urlencode "client_id=$GOOGLE_CLIENT_ID" \
+        --data-urlencode "client_secret=$GOOGLE_CLIENT_SECRET" \
+        "$GOOGLE_TOKEN_URL" | jq -r .access_token)
+    key=$RUN/baseline/$id
+    m0=$(machine_ticks)
+    t0=$(now)
+    curl -sS -f -H "Authorization: Bearer $token" \
+         "$GOOGLE_API_URL/drive/v3/files/$id?alt=media" \
+        | s3 -f -o /dev/null -H "Content-Length: $BIG_SIZE" -H 'Transfer-Encoding:' \
+             -T - "$S3_ENDPOINT/$S3_BUCKET_NAME/$key" \
+        || fail "the baseline transfer failed"
+    t1=$(now)
+    m1=$(machine_ticks)
+    got=$(s3_size "$key")
+    [ "$got" = "$BIG_SIZE" ] || fail "the baseline stored ${got:-no} bytes, not $BIG_SIZE"
+    s3 -o /dev/null -X DELETE "$S3_ENDPOINT/$S3_BUCKET_NAME/$key"
+    BASE_NS=$((t1 - t0))
+    printf '%-22s %7s MiB/s (%.2f s); machine CPU %s%% busy\n' "curl | curl" \
+        "$(mib_s "$BIG_SIZE" $BASE_NS)" "$(awk -v n=$BASE_NS 'BEGIN { print n / 1e9 }')" \
+        "$(busy "$m0" "$m1")"
+}
+
+# each buffer setting: a fresh file, the baseline on it, then the module on
+# it (another key) with nginx already warm, back to back so that the load
+# others put on the machine hits both alike
+bench_big() {
+    local id t0 t1 c0 c1 m0 m1 got key ns dur status bytes buffers line
+    INT=int-$RUN-big
+    integration "$INT"
+    echo "== a $((BIG_SIZE / 1048576)) MiB file, Drive -> S3 (MiB/s = 2^20 bytes/s)"
+
+    for buffers in "4 8m" "4 16m"; do
+        start_nginx "big-${buffers// /x}" 1 "    gdrive_stream_buffers $buffers;"
+        id=$(big_file)
+        baseline "$id"
+        c0=$(cpu_ticks)
+        m0=$(machine_ticks)
+        t0=$(now)
+        printf '%s\t{"trigger_id":"big-%s","integration_id":"%s","action":"sync_file","file_id":"%s"}\n' \
+            "$INT" "$id" "$INT" "$id" | produce "$TOPIC"
+        wait_for "\"trigger_id\":\"big-$id\"" 1 300
+        t1=$END_NS
+        c1=$(cpu_ticks)
+        m1=$(machine_ticks)
+        line=$(tail -1 "$WORK/matched" | cut -d' ' -f2-)
+        status=$(echo "$line" | jq -r .status)
+        bytes=$(echo "$line" | jq -r .payload.bytes)
+        dur=$(echo "$line" | jq -r .duration_ms)
+        key=$(echo "$line" | jq -r .payload.key)
+        [ "$status" = uploaded ] && [ "$bytes" = "$BIG_SIZE" ] \
+            || fail "the module's result: $line"
+        got=$(s3_size "$key")
+        [ "$got" = "$BIG_SIZE" ] || fail "the module stored ${got:-no} bytes, not $BIG_SIZE"
+        s3 -o /dev/null -X DELETE "$S3_ENDPOINT/$S3_BUCKET_NAME/$key"
+        stop_nginx
+        ns=$((t1 - t0))
+        printf '%-22s %7s MiB/s by duration_ms (%.2f s), %s MiB/s wall (%.2f s); %s parts; worker CPU %.2f s; machine CPU %s%% busy\n' \
+            "module, buffers $buffers" \
+            "$(mib_s "$BIG_SIZE" $((dur * 1000000)))" "$(awk -v d="$dur" 'BEGIN { print d / 1000 }')" \
+            "$(mib_s "$BIG_SIZE" $ns)" "$(awk -v n=$ns 'BEGIN { print n / 1e9 }')" \
+            "$(echo "$line" | jq -r .payload.parts)" \
+            "$(awk -v t=$((c1 - c0)) -v hz="$HZ" 'BEGIN { print t / hz }')" \
+            "$(busy "$m0" "$m1")"
+        awk -v b=$BASE_NS -v d="$dur" -v w=$ns -v buf="$buffers" 'BEGIN {
+            printf "  ratio module/baseline (buffers %s) = %.2f by duration_ms, %.2f wall  (target >= 0.8)\n",
+                buf, b / (d * 1e6), b / w }'
+    done
+}
+
+# --- 5,000 small files -------------------------------------------------------
+
+# measures one batch: what, the file names' prefix, the number of files,
+# the file of trigger lines
+measure_many() {
+    local name=$1 prefix=$2 files=$3 lines=$4 c0 c1 m0 m1 t0 t1 again
+    c0=$(cpu_ticks)
+    m0=$(machine_ticks)
+    t0=$(now)
+    produce "$TOPIC" < "$lines"
+    wait_for "\"status\":\"(uploaded|unchanged)\".*\"name\":\"$prefix" "$files" 180
+    c1=$(cpu_ticks)
+    m1=$(machine_ticks)
+    t1=$END_NS
+    # "unchanged": a trigger delivered again after its object was stored
+    # (a rebalance, a result not acknowledged in time); the file is there
+    again=$(grep -c '"status":"unchanged"' "$WORK/matched" || true)
+    grep -o '"key":"[^"]*"' "$WORK/matched" | cut -d'"' -f4 | sort -u > "$WORK/keys"
+    [ "$(s3_size "$(head -1 "$WORK/keys")")" = "$MANY_SIZE" ] \
+        || fail "$name: an object is not stored"
+    s3_delete_keys "$WORK/keys"
+    awk -v n="$files" -v ns=$((t1 - t0)) -v t=$((c1 - c0)) -v hz="$HZ" -v what="$name" \
+        -v busy="$(busy "$m0" "$m1")" -v again="$again" 'BEGIN {
+        printf "%-34s %6.0f files/s (%.2f s), worker CPU %.3f ms/file (%.2f s in all), machine CPU %s%% busy%s\n",
+            what, n / (ns / 1e9), ns / 1e9, t / hz * 1000 / n, t / hz, busy,
+            again ? sprintf("; %d delivered again (unchanged)", again) : "" }'
+}
+
+bench_many() {
+    local folder i ints=8
+    INT=int-$RUN-many
+    integration "$INT"
+    echo "== $MANY_COUNT files of $MANY_SIZE bytes end to end" \
+         "(worker_processes $MANY_WORKERS, gdrive_max_inflight $MANY_INFLIGHT," \
+         "gdrive_rate_limit and gdrive_global_rate_limit 10000r/s${BENCH_MANY_OPTIONS:+, $BENCH_MANY_OPTIONS})"
+    start_nginx many "$MANY_WORKERS" "    gdrive_max_inflight $MANY_INFLIGHT;
+    ${BENCH_MANY_OPTIONS:-}"
+
+    # one sync_folder trigger: the listing, the fan-out and every file
+    folder=$(admin POST /files "{\"name\":\"$RUN-folder\",\"mimeType\":\"application/vnd.google-apps.folder\"}" | jq -r .id)
+    admin POST "/folders/$folder/populate" \
+        "{\"count\":$MANY_COUNT,\"size\":$MANY_SIZE,\"prefix\":\"$RUN-a-\"}" > /dev/null
+    printf '%s\t{"trigger_id":"folder-%s","integration_id":"%s","action":"sync_folder","folder_id":"%s"}\n' \
+        "$INT" "$RUN" "$INT" "$folder" > "$WORK/lines"
+    measure_many "one sync_folder, 1 integration" "$RUN-a-" "$MANY_COUNT" "$WORK/lines"
+
+    # sync_file triggers produced in one kcat call, over several
+    # integrations, hence partitions, hence workers
+    for i in $(seq $ints); do integration "$INT-$i"; done
+    folder=$(admin POST /files "{\"name\":\"$RUN-folder-b\",\"mimeType\":\"application/vnd.google-apps.folder\"}" | jq -r .id)
+    admin POST "/folders/$folder/populate" \
+        "{\"count\":$MANY_COUNT,\"size\":$MANY_SIZE,\"prefix\":\"$RUN-b-\"}" \
+        | jq -r '.ids[]' > "$WORK/ids"
+    awk -v ig="$INT" -v n=$ints -v run="$RUN" '{
+            i = NR % n + 1
+            printf "%s-%d\t{\"trigger_id\":\"files-%s-%d\",\"integration_id\":\"%s-%d\",\"action\":\"sync_file\",\"file_id\":\"%s\"}\n",
+                ig, i, run, NR, ig, i, $1 }' "$WORK/ids" > "$WORK/lines"
+    measure_many "$MANY_COUNT sync_file, $ints integrations" "$RUN-b-" "$MANY_COUNT" "$WORK/lines"
+    stop_nginx
+}
+
+[ $# -gt 0 ] || set -- big many
+for b in "$@"; do
+    case $b in
+        big)  bench_big ;;
+        many) bench_many ;;
+        *)    fail "unknown benchmark $b (big, many)" ;;
+    esac
+done
