@@ -7,9 +7,9 @@
  * event acknowledged, or its DLQ record acknowledged.  A partition's
  * offset is stored only past a run of terminal jobs, so a crash, a
  * rebalance or a reload redelivers what was not finished and loses
- * nothing.  gdrive_max_inflight jobs run and as many more wait their
- * turn; with both full the consumer pauses, and it resumes once the
- * waiting ones have started.
+ * nothing.  gdrive_max_inflight jobs run and up to
+ * gdrive_kafka_max_poll_records more wait their turn; with both full the
+ * consumer pauses, and it resumes once half of the waiting ones started.
  *
  * Stages: validate -> token -> the action -> result.  sync_file: file
  * metadata (shortcuts resolved) -> store (is the object there already?)
@@ -130,6 +130,7 @@ typedef struct {
     ngx_uint_t               running;
     ngx_uint_t               parked;     /* waiting on a timer */
     ngx_uint_t               max_inflight;
+    ngx_uint_t               max_taken;
     ngx_uint_t               low_watermark;
     ngx_queue_t              waiting;    /* taken, to start in order */
     ngx_event_t              shutdown;
@@ -213,15 +214,18 @@ ngx_gdrive_job_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
 
     ngx_queue_init(&e->parts);
     /*
-     * gdrive_max_inflight jobs run; as many more wait their turn, so that
-     * work is at hand while a resumed partition's first fetch comes (up
-     * to fetch.wait.max.ms).  The consumer pauses when both are full and
-     * resumes when the waiting ones have started.
+     * gdrive_max_inflight jobs run; up to gdrive_kafka_max_poll_records
+     * more wait their turn (a message and a small pool each).  The
+     * consumer pauses only when both are full, and resumes when half of
+     * the waiting ones have started: a paused partition drops what
+     * librdkafka fetched ahead, and after a resume its first messages
+     * come some hundreds of milliseconds later, which the queue covers.
      */
 
     ngx_queue_init(&e->waiting);
     e->max_inflight = gmcf->max_inflight;
-    e->low_watermark = gmcf->max_inflight;
+    e->max_taken = gmcf->max_inflight + gmcf->kafka_max_poll_records;
+    e->low_watermark = gmcf->max_inflight + gmcf->kafka_max_poll_records / 2;
 
     ngx_cpystrn((u_char *) e->topic, gmcf->kafka_topic.data,
                 ngx_min(sizeof(e->topic), gmcf->kafka_topic.len + 1));
@@ -259,8 +263,8 @@ ngx_gdrive_job_room(void *data)
 {
     ngx_gdrive_engine_t *e = data;
 
-    return (e->inflight < 2 * e->max_inflight && !e->exiting)
-           ? 2 * e->max_inflight - e->inflight : 0;
+    return (e->inflight < e->max_taken && !e->exiting)
+           ? e->max_taken - e->inflight : 0;
 }
 
 
@@ -365,7 +369,7 @@ ngx_gdrive_job_start_waiting(ngx_gdrive_engine_t *e)
  * A job that waits on a timer (backoff, the rate limiter, a quota pause)
  * gives its place to a waiting one: an integration held back by Google
  * does not hold back the others of the worker.  The jobs taken stay
- * bounded by twice gdrive_max_inflight.
+ * bounded all the same.
  */
 
 static void

@@ -26,6 +26,7 @@ my $t = GDrive::Test->new(workers => 2, env => { CONTROL_PLANE_URL => undef },
     gdrive_zone gdrive 4m;
     gdrive_consumer on;
     gdrive_max_inflight 4;
+    gdrive_kafka_max_poll_records 4;
     gdrive_kafka_topic $topic;
     gdrive_kafka_result_topic $topic.result;
     gdrive_kafka_dlq_topic $topic.dlq;
