@@ -172,6 +172,8 @@ static void ngx_gdrive_job_list(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_list_page(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_changes(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_changes_page(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_page_done(ngx_gdrive_job_t *job,
+    const char *next, const char *start);
 static void ngx_gdrive_job_next_page(ngx_gdrive_job_t *job);
 static ngx_int_t ngx_gdrive_job_child(ngx_gdrive_job_t *job,
     const char *action, const char *file_id, ngx_uint_t deleted);
@@ -1223,22 +1225,7 @@ ngx_gdrive_job_list_page(ngx_gdrive_job_t *job)
 
     next = ngx_gdrive_job_json_str(job->drive.json, "nextPageToken");
 
-    if (next) {
-        if (ngx_gdrive_job_set_token(job, next, ngx_strlen(next), 0)
-            != NGX_OK)
-        {
-            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
-                                -1);
-            return;
-        }
-
-    } else {
-        job->listed = 1;
-    }
-
-    if (job->pending == 0) {
-        ngx_gdrive_job_next_page(job);
-    }
+    ngx_gdrive_job_page_done(job, next, NULL);
 }
 
 
@@ -1319,16 +1306,7 @@ ngx_gdrive_job_changes_page(ngx_gdrive_job_t *job)
             return;
         }
 
-        if (ngx_gdrive_job_set_token(job, start, ngx_strlen(start), 1)
-            != NGX_OK)
-        {
-            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
-                                -1);
-            return;
-        }
-
-        job->listed = 1;
-        ngx_gdrive_job_next_page(job);
+        ngx_gdrive_job_page_done(job, NULL, start);
         return;
     }
 
@@ -1377,36 +1355,54 @@ ngx_gdrive_job_changes_page(ngx_gdrive_job_t *job)
     next = ngx_gdrive_job_json_str(job->drive.json, "nextPageToken");
     start = ngx_gdrive_job_json_str(job->drive.json, "newStartPageToken");
 
-    if (next) {
-        if (ngx_gdrive_job_set_token(job, next, ngx_strlen(next), 0)
-            != NGX_OK)
-        {
-            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
-                                -1);
-            return;
-        }
-
-    } else if (start) {
-        if (ngx_gdrive_job_set_token(job, start, ngx_strlen(start), 1)
-            != NGX_OK)
-        {
-            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
-                                -1);
-            return;
-        }
-
-        job->listed = 1;
-
-    } else {
+    if (next == NULL && start == NULL) {
         ngx_gdrive_job_fail(job, "upstream_error",
                             "a changes page with neither a next page nor "
                             "a new start token", 0, -1);
         return;
     }
 
+    ngx_gdrive_job_page_done(job, next, start);
+}
+
+
+/*
+ * A page is in: the listing goes on from the next page's token, or it is
+ * complete (with the feed's new start token); once the page's children
+ * are acknowledged, the next step.
+ */
+
+static void
+ngx_gdrive_job_page_done(ngx_gdrive_job_t *job, const char *next,
+    const char *start)
+{
+    if (next) {
+        if (ngx_gdrive_job_set_token(job, next, ngx_strlen(next), 0)
+            != NGX_OK)
+        {
+            goto nomem;
+        }
+
+    } else {
+        if (start
+            && ngx_gdrive_job_set_token(job, start, ngx_strlen(start), 1)
+               != NGX_OK)
+        {
+            goto nomem;
+        }
+
+        job->listed = 1;
+    }
+
     if (job->pending == 0) {
         ngx_gdrive_job_next_page(job);
     }
+
+    return;
+
+nomem:
+
+    ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
 }
 
 

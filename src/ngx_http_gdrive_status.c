@@ -364,6 +364,13 @@ typedef struct {
 } ngx_http_gdrive_out_t;
 
 
+typedef struct {
+    const char                 *name;
+    const char                 *help;
+    size_t                      offset;   /* an ngx_atomic_t of the slot */
+} ngx_http_gdrive_gauge_t;
+
+
 static u_char *ngx_http_gdrive_out_reserve(ngx_http_gdrive_out_t *o,
     size_t n);
 static void ngx_http_gdrive_out_printf(ngx_http_gdrive_out_t *o,
@@ -1109,9 +1116,28 @@ ngx_http_gdrive_metrics_handler(ngx_http_request_t *r)
 
     u_char                        labels[128];
 
+    ngx_http_gdrive_gauge_t      *g;
+
     static const char  *scopes[2] = { "integration", "global" };
     static const char  *probes[NGX_GDRIVE_PROBES] = {
         "token_endpoint", "drive_api", "s3_bucket"
+    };
+
+    /* gauges of each worker's slot */
+    static ngx_http_gdrive_gauge_t  gauges[] = {
+        { "gdrive_jobs_in_flight",
+          "Messages a worker is processing (running, or waiting on a "
+          "backoff or the rate limiter).",
+          offsetof(ngx_gdrive_worker_status_t, inflight) },
+        { "gdrive_jobs_queued",
+          "Messages a worker has taken and will start when a running job "
+          "ends.",
+          offsetof(ngx_gdrive_worker_status_t, queued) },
+        { "gdrive_consumer_paused",
+          "Whether a worker's consumer is paused by backpressure (1) or "
+          "fetching (0).",
+          offsetof(ngx_gdrive_worker_status_t, paused) },
+        { NULL, NULL, 0 }
     };
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -1219,47 +1245,18 @@ ngx_http_gdrive_metrics_handler(ngx_http_request_t *r)
         }
     }
 
-    ngx_http_gdrive_out_printf(&o,
-        "# HELP gdrive_jobs_in_flight Messages a worker is processing.\n"
-        "# TYPE gdrive_jobs_in_flight gauge\n");
+    for (g = gauges; g->name; g++) {
+        ngx_http_gdrive_out_printf(&o, "# HELP %s %s\n# TYPE %s gauge\n",
+                                   g->name, g->help, g->name);
 
-    for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
-        st = &sh->workers[i];
+        for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
+            st = &sh->workers[i];
 
-        if (ngx_http_gdrive_worker_live(st)) {
-            ngx_http_gdrive_out_printf(&o,
-                "gdrive_jobs_in_flight{worker=\"%ui\"} %uA\n",
-                i, st->inflight);
-        }
-    }
-
-    ngx_http_gdrive_out_printf(&o,
-        "# HELP gdrive_jobs_queued Messages a worker has taken and will "
-        "start when a running job ends.\n"
-        "# TYPE gdrive_jobs_queued gauge\n");
-
-    for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
-        st = &sh->workers[i];
-
-        if (ngx_http_gdrive_worker_live(st)) {
-            ngx_http_gdrive_out_printf(&o,
-                "gdrive_jobs_queued{worker=\"%ui\"} %uA\n",
-                i, st->queued);
-        }
-    }
-
-    ngx_http_gdrive_out_printf(&o,
-        "# HELP gdrive_consumer_paused Whether a worker's consumer is "
-        "paused by backpressure (1) or fetching (0).\n"
-        "# TYPE gdrive_consumer_paused gauge\n");
-
-    for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
-        st = &sh->workers[i];
-
-        if (ngx_http_gdrive_worker_live(st)) {
-            ngx_http_gdrive_out_printf(&o,
-                "gdrive_consumer_paused{worker=\"%ui\"} %uA\n",
-                i, st->paused ? 1 : 0);
+            if (ngx_http_gdrive_worker_live(st)) {
+                ngx_http_gdrive_out_printf(&o, "%s{worker=\"%ui\"} %uA\n",
+                    g->name, i,
+                    *(ngx_atomic_t *) ((u_char *) st + g->offset));
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Digest::SHA qw(sha256_hex);
 use Time::HiRes qw(sleep time);
-use GDrive::Test qw(kafka_produce_lines kafka_consume kafka_json_by_id
+use GDrive::Test qw(job_outcome drive_file kafka_produce_lines kafka_consume kafka_json_by_id
                     unique_name wait_until emulator emulator_content
                     s3_object json);
 
@@ -66,19 +66,7 @@ sub trigger {
     return $id;
 }
 
-sub outcome {
-    my ($id, $timeout) = @_;
-    my $got = wait_until("outcome of $id", $timeout // 60, sub {
-        my $r = kafka_json_by_id("$topic.result")->{$id};
-        return { result => $r } if $r;
-        for my $d (kafka_consume("$topic.dlq")) {
-            my $j = eval { $JSON->decode($d->{payload}) } or next;
-            return { dead => $d } if ($j->{trigger_id} // '') eq $id;
-        }
-        return;
-    });
-    return $got // {};
-}
+sub outcome { job_outcome($topic, @_) }
 
 sub requests {
     my ($endpoint, $integration, $since) = @_;
@@ -88,11 +76,7 @@ sub requests {
     return @{ $r->{requests} // [] };
 }
 
-sub file {
-    my (%f) = @_;
-    $f{id} //= unique_name('file') =~ s/[^A-Za-z0-9_-]/_/gr;
-    return emulator(POST => '/files', \%f);
-}
+sub file { drive_file(@_) }
 
 ok(wait_until('warm-up', 60, sub { kafka_json_by_id("$topic.result")->{"warm-$run"} }),
    'the workers are up');

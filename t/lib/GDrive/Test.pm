@@ -24,6 +24,7 @@ use Time::HiRes qw(sleep time);
 
 our @EXPORT_OK = qw(repo_root module_path nginx_bin free_port json
                     kafka_json_by_id s3_object emulator_content
+                    job_outcome drive_file
                     http_raw wait_until stack_env kafka_produce
                     kafka_produce_lines kafka_committed
                     kafka_consume kafka_offsets unique_name
@@ -191,6 +192,22 @@ sub kafka_json_by_id {
     return \%by;
 }
 
+# what became of a trigger consumed from $topic: { result => the result
+# event } or { dead => its DLQ record }, or {} after $timeout seconds
+sub job_outcome {
+    my ($topic, $id, $timeout) = @_;
+    my $got = wait_until("outcome of $id", $timeout // 60, sub {
+        my $r = kafka_json_by_id("$topic.result")->{$id};
+        return { result => $r } if $r;
+        for my $d (kafka_consume("$topic.dlq")) {
+            my $j = eval { $JSON->decode($d->{payload}) } or next;
+            return { dead => $d } if ($j->{trigger_id} // '') eq $id;
+        }
+        return;
+    });
+    return $got // {};
+}
+
 # --- the Google emulator ----------------------------------------------------
 
 sub emulator {
@@ -229,6 +246,13 @@ sub s3_request {
     close $fh;
     my $code = substr($out, -3, 3, '');
     return ($code, $out);
+}
+
+# a file in the emulator's Drive (a fresh id unless one is given)
+sub drive_file {
+    my (%f) = @_;
+    $f{id} //= unique_name('file') =~ s/[^A-Za-z0-9_-]/_/gr;
+    return scalar emulator(POST => '/files', \%f);
 }
 
 # an object's bytes, or undef when S3 does not answer 200
