@@ -77,6 +77,7 @@ typedef enum {
     NGX_GDRIVE_S_S3_PREFIX,
     NGX_GDRIVE_S_S3_PATH_STYLE,
     NGX_GDRIVE_S_S3_MULTIPART_THRESHOLD,
+    NGX_GDRIVE_S_S3_SIGN_PARTS,
     NGX_GDRIVE_S_RATE_LIMIT,
     NGX_GDRIVE_S_GLOBAL_RATE_LIMIT,
     NGX_GDRIVE_S_MAX_CONNECTIONS,
@@ -151,6 +152,7 @@ typedef struct {
     ngx_str_t            s3_prefix;
     ngx_flag_t           s3_path_style;
     size_t               s3_multipart_threshold;
+    ngx_flag_t           s3_sign_parts;
 
     /* rates are in requests per 1000 seconds, as limit_req keeps them */
     ngx_uint_t           rate;

@@ -123,6 +123,7 @@ struct ngx_gdrive_s3_s {
     u_char                   detail[256]; /* of the last failed request */
 
     unsigned                 single:1;    /* a known size below threshold */
+    unsigned                 sign_parts:1;
     unsigned                 multipart:1;
     unsigned                 creating:1;
     unsigned                 completing:1;
@@ -341,6 +342,7 @@ ngx_gdrive_s3_init(ngx_gdrive_s3_upload_t *u, ngx_gdrive_s3_t *s3)
 
     s3->single = (u->size >= 0
                   && (size_t) u->size < gmcf->s3_multipart_threshold);
+    s3->sign_parts = gmcf->s3_sign_parts ? 1 : 0;
 
     if (u->size >= 0 && (size_t) u->size < gmcf->stream_buffers.size) {
         s3->cap = (size_t) u->size;
@@ -462,12 +464,14 @@ ngx_gdrive_s3_upload_write(ngx_gdrive_s3_upload_t *u, u_char *p, size_t len)
             if (b->start == NULL) {
                 b->start = ngx_alloc(s3->cap, u->log);
 
-                if (!s3->single && b->sha256 == NULL) {
+                if (s3->sign_parts && !s3->single && b->sha256 == NULL) {
                     b->sha256 = ngx_gdrive_digest_create(
                                                    NGX_GDRIVE_DIGEST_SHA256);
                 }
 
-                if (b->start == NULL || (!s3->single && b->sha256 == NULL)) {
+                if (b->start == NULL
+                    || (s3->sign_parts && !s3->single && b->sha256 == NULL))
+                {
                     ngx_gdrive_s3_fail(s3, "internal_error", "out of memory",
                                        0, -1);
                     return NGX_ERROR;
@@ -657,13 +661,27 @@ ngx_gdrive_s3_upload_part(ngx_gdrive_s3_t *s3, ngx_gdrive_s3_buf_t *b)
 {
     u_char  sha[32];
 
-    if (ngx_gdrive_digest_final(b->sha256, sha) != 0) {
-        ngx_gdrive_s3_fail(s3, "internal_error", "digest failed", 0, -1);
-        return;
-    }
+    /*
+     * A part's payload is signed only with gdrive_s3_sign_parts: hashing
+     * every byte once more (and S3 hashing it again) costs more than the
+     * transfer here.  The bytes are checked all the same: the stream's
+     * md5 against Drive's before the upload is completed, and TLS on the
+     * way.
+     */
 
-    ngx_gdrive_hex((char *) b->req.hash, sha, 32);
-    b->req.hash[64] = '\0';
+    if (b->sha256 == NULL) {
+        ngx_cpystrn(b->req.hash, (u_char *) "UNSIGNED-PAYLOAD",
+                    sizeof(b->req.hash));
+
+    } else {
+        if (ngx_gdrive_digest_final(b->sha256, sha) != 0) {
+            ngx_gdrive_s3_fail(s3, "internal_error", "digest failed", 0, -1);
+            return;
+        }
+
+        ngx_gdrive_hex((char *) b->req.hash, sha, 32);
+        b->req.hash[64] = '\0';
+    }
 
     if (b->req.http == NULL) {
         b->req.http = ngx_gdrive_http_create(s3->u->pool, s3->u->log,

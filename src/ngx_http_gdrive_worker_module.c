@@ -203,6 +203,8 @@ ngx_gdrive_setting(S3_PATH_STYLE, "S3_PATH_STYLE", NULL,
     ngx_gdrive_parse_flag, 0, 0, 0);
 ngx_gdrive_setting(S3_MULTIPART_THRESHOLD, NULL, NULL,
     ngx_gdrive_parse_size, 0, 0, 0);
+ngx_gdrive_setting(S3_SIGN_PARTS, NULL, "off",
+    ngx_gdrive_parse_flag, 0, 0, 0);
 ngx_gdrive_setting(RATE_LIMIT, "GDRIVE_API_RATE_LIMIT", "10r/s",
     ngx_gdrive_parse_rate, 0, 0, 0);
 ngx_gdrive_setting(GLOBAL_RATE_LIMIT, "GDRIVE_API_GLOBAL_RATE_LIMIT",
@@ -340,6 +342,8 @@ static ngx_command_t  ngx_http_gdrive_commands[] = {
                      s3_path_style, S3_PATH_STYLE),
     ngx_gdrive_value("gdrive_s3_multipart_threshold", NGX_CONF_TAKE1,
                      s3_multipart_threshold, S3_MULTIPART_THRESHOLD),
+    ngx_gdrive_value("gdrive_s3_sign_parts", NGX_CONF_FLAG,
+                     s3_sign_parts, S3_SIGN_PARTS),
     ngx_gdrive_value("gdrive_rate_limit", NGX_CONF_TAKE12,
                      rate, RATE_LIMIT),
     ngx_gdrive_value("gdrive_global_rate_limit", NGX_CONF_TAKE12,

@@ -41,6 +41,7 @@ sub server {
     gdrive_kafka_dlq_topic $topic.dlq;
     gdrive_kafka_group group-$topic;
     gdrive_stream_buffers 2 5m;
+    gdrive_s3_sign_parts on;
     gdrive_google_api_debug on;
 
     server {
