@@ -65,6 +65,15 @@ my $down = eval {
     json()->decode(<$fh>);
 } // {};
 is($down->{status}, 503, 'with the broker down a trigger gets 503');
+
+my $ready = wait_until('readiness fails', 30, sub {
+    my $r = $t->http_json(GET => '/health', timeout => 5);
+    $r->{status} == 503 ? $r : undef;
+});
+ok($ready, 'readiness turns 503 while the broker is down');
+ok($ready && !$ready->{json}{checks}{kafka}{ok}, 'and names the kafka check');
+is($t->http_json(GET => '/health?live', timeout => 5)->{status}, 200,
+   'while liveness stays 200');
 like($down->{retry_after} // '', qr/^\d+$/, 'with Retry-After');
 is($down->{body}{error}, 'kafka_unavailable', 'and a JSON error code');
 ok(length($down->{body}{detail} // ''), 'and a detail');
@@ -77,6 +86,10 @@ my $status = wait_until('ingestion resumes', 90, sub {
     $r->{status} == 202 ? 202 : undef;
 });
 is($status, 202, 'after the broker returns, triggers are accepted again');
+
+ok(wait_until('readiness returns', 30, sub {
+    $t->http_json(GET => '/health', timeout => 5)->{status} == 200;
+}), 'and readiness is 200 again');
 
 my %ids = map { (eval { json()->decode($_->{payload})->{trigger_id} } // '') => 1 }
           kafka_consume($topic);
