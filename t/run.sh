@@ -37,6 +37,14 @@ if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ] || [ -z "${GOOGLE_REFRESH_TOKEN:-}" ] \
     done < "$REPO/build/stack.env"
 fi
 
+# a file to sync at once, when Google is the local emulator
+if [ -n "${GOOGLE_EMULATOR_ADMIN_URL:-}" ]; then
+    curl -sf -X POST "$GOOGLE_EMULATOR_ADMIN_URL/files" \
+         -H 'Content-Type: application/json' \
+         -d '{"id":"hello-file","name":"hello.txt","mimeType":"text/plain","size":1024}' \
+         >/dev/null || echo "the emulator did not take the demo file"
+fi
+
 mkdir -p "$RUN"
 sed -e "s|@MODULE@|$REPO/build/ngx_http_gdrive_worker_module.so|" \
     -e "s|@RUN@|$RUN|g" -e "s|@PORT@|$PORT|" \
