@@ -27,7 +27,7 @@
 #include "ngx_gdrive_bucket.h"
 
 
-#define NGX_GDRIVE_VERSION            "0.1.0"
+#define NGX_GDRIVE_VERSION            "0.2.0"
 
 
 /* what a location serves */

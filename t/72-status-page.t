@@ -176,7 +176,7 @@ my $diag = eval { GDrive::Test::json()->decode($res->{content}) } // {};
 for my $lib (qw(nginx module librdkafka libcurl libcurl_ssl jansson openssl)) {
     like($diag->{versions}{$lib} // '', qr/\d/, "it gives the version of $lib");
 }
-is($diag->{versions}{module}, '0.1.0', 'the module\'s version is its own');
+is($diag->{versions}{module}, '0.2.0', 'the module\'s version is its own');
 is($diag->{configuration}{gdrive_kafka_topic}{from}, 'directive',
    'a setting from a directive says so');
 is($diag->{configuration}{gdrive_kafka_brokers}{from}, 'environment',
