@@ -19,6 +19,7 @@ use File::Temp qw(tempdir);
 use HTTP::Tiny;
 use IO::Socket::INET;
 use JSON::PP;
+use Scalar::Util qw(weaken);
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
@@ -31,6 +32,7 @@ our @EXPORT_OK = qw(repo_root module_path nginx_bin free_port json
                     emulator s3_request);
 
 my $JSON = JSON::PP->new->canonical->allow_nonref;
+my @RUNNING;    # started nginx instances (weak references)
 
 # every environment variable the module falls back to
 our @MODULE_ENV = qw(KAFKA_BOOTSTRAP_SERVERS KAFKA_MAX_POLL_RECORDS
@@ -411,6 +413,11 @@ sub run {
         IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port)
     }) or croak "nginx does not listen on $port";
     $self->{running} = 1;
+    # the pid file goes with the temporary directory, which File::Temp
+    # removes at exit before objects are destroyed: keep the pid
+    $self->{master} = $self->master_pid;
+    push @RUNNING, $self;
+    weaken($RUNNING[-1]);
     return $self;
 }
 
@@ -447,7 +454,7 @@ sub reload {
 sub stop {
     my ($self) = @_;
     return unless $self->{running};
-    my $pid = $self->master_pid;
+    my $pid = $self->master_pid // $self->{master};
     $self->{running} = 0;
     return unless $pid;
     kill 'QUIT', $pid;
@@ -457,6 +464,15 @@ sub stop {
 
 # a forked child of the test must not stop the parent's nginx
 sub DESTROY { $_[0]->stop if $_[0]{owner} == $$ }
+
+# every nginx a test started is stopped when the test ends, however it
+# ends; this END block runs before File::Temp removes the directories
+END {
+    local $?;
+    for my $t (grep { defined } @RUNNING) {
+        $t->stop if $t->{owner} == $$;
+    }
+}
 
 sub error_log {
     my ($self) = @_;
