@@ -591,7 +591,8 @@ struct ngx_gdrive_http_s {
     char                     error[CURL_ERROR_SIZE];
     ngx_queue_t              queue;       /* waiting to be added */
     unsigned                 active:1;
-    unsigned                 pending:1;
+    unsigned                 pending:1;   /* to be added */
+    unsigned                 removing:1;  /* to be removed */
 };
 
 ngx_int_t ngx_gdrive_http_init(ngx_cycle_t *cycle,

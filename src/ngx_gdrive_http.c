@@ -333,6 +333,13 @@ ngx_gdrive_http_kick(ngx_event_t *ev)
         q = ngx_queue_head(&m->pending);
         h = ngx_queue_data(q, ngx_gdrive_http_t, queue);
         ngx_queue_remove(q);
+
+        if (h->removing) {
+            h->removing = 0;
+            ngx_gdrive_http_cancel(h);
+            continue;
+        }
+
         h->pending = 0;
 
         if (ngx_gdrive_http_add(h) != NGX_OK) {
@@ -367,6 +374,32 @@ ngx_gdrive_http_cancel(ngx_gdrive_http_t *h)
     if (h->pending) {
         ngx_queue_remove(&h->queue);
         h->pending = 0;
+    }
+
+    if (h->active && ngx_gdrive_http_multi.in_curl) {
+        /*
+         * Cancelled from inside one of curl's callbacks (an upload that
+         * fails while the download feeds it): curl refuses to remove a
+         * handle there, so it is removed right after, before anything
+         * posted later (the owner's buffers stay until then).
+         */
+
+        if (!h->removing) {
+            h->removing = 1;
+            ngx_queue_insert_tail(&ngx_gdrive_http_multi.pending, &h->queue);
+
+            if (!ngx_gdrive_http_multi.kick.posted) {
+                ngx_post_event(&ngx_gdrive_http_multi.kick,
+                               &ngx_posted_events);
+            }
+        }
+
+        return;
+    }
+
+    if (h->removing) {
+        ngx_queue_remove(&h->queue);
+        h->removing = 0;
     }
 
     if (h->active) {
@@ -550,6 +583,12 @@ ngx_gdrive_http_check(void)
         h = NULL;
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &h);
 
+        if (h->removing) {
+            /* cancelled meanwhile: nobody waits for its end */
+            ngx_gdrive_http_cancel(h);
+            continue;
+        }
+
         h->result = msg->data.result;
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &h->status);
 
@@ -645,9 +684,9 @@ ngx_gdrive_http_header(char *ptr, size_t size, size_t n, void *data)
             last--;
         }
 
-        /* seconds; an HTTP date is taken as a minute */
+        /* seconds, at most an hour; an HTTP date is taken as a minute */
         v = ngx_atoi(p, last - p);
-        h->retry_after = (v == NGX_ERROR) ? 60 : v;
+        h->retry_after = (v == NGX_ERROR) ? 60 : ngx_min(v, 3600);
     }
 
     return len;

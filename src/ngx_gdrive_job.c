@@ -98,6 +98,7 @@ struct ngx_gdrive_job_s {
     ngx_str_t                page_token; /* the next page's, escaped */
     ngx_str_t                start_token;
     const char              *outcome;    /* the result's status */
+    const char              *page_error; /* a page failed, once acked */
 
     /* child triggers and "deleted" results of a listing */
     ngx_gdrive_kafka_dr_t    child_dr;
@@ -175,6 +176,9 @@ static void ngx_gdrive_job_changes_page(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_page_done(ngx_gdrive_job_t *job,
     const char *next, const char *start);
 static void ngx_gdrive_job_next_page(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_page_fail(ngx_gdrive_job_t *job,
+    const char *code, const char *detail);
+static void ngx_gdrive_job_page_failed(ngx_gdrive_job_t *job);
 static ngx_int_t ngx_gdrive_job_child(ngx_gdrive_job_t *job,
     const char *action, const char *file_id, ngx_uint_t deleted);
 static void ngx_gdrive_job_child_delivered(void *data,
@@ -194,6 +198,7 @@ static void ngx_gdrive_job_dlq(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_delivered(void *data, rd_kafka_resp_err_t err,
     int32_t partition, int64_t offset);
 static void ngx_gdrive_job_retry(ngx_gdrive_job_t *job, ngx_msec_t delay);
+static void ngx_gdrive_job_output_retry(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_timer(ngx_event_t *ev);
 static void ngx_gdrive_job_terminal(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_free(ngx_gdrive_job_t *job);
@@ -524,6 +529,7 @@ ngx_gdrive_job_action(ngx_gdrive_job_t *job)
     job->deleted = 0;
     job->pages = 0;
     job->child_errors = 0;
+    job->page_error = NULL;
     job->outcome = NULL;
 
     switch (t->action) {
@@ -913,6 +919,13 @@ ngx_gdrive_job_store(ngx_gdrive_job_t *job)
     ngx_gdrive_status_job_stage(job->status_slot, "store");
 
     ngx_gdrive_s3_upload_start(u);
+
+    if (u->state == NULL) {
+        /* not started at all: no callback will come */
+        job->upload_busy = 0;
+        ngx_gdrive_job_fail(job, "internal_error",
+                            "the upload could not be started", 0, -1);
+    }
 }
 
 
@@ -1201,8 +1214,8 @@ ngx_gdrive_job_list_page(ngx_gdrive_job_t *job)
         mime = ngx_gdrive_job_json_str(f, "mimeType");
 
         if (id == NULL || !ngx_gdrive_drive_id_valid(id, ngx_strlen(id))) {
-            ngx_gdrive_job_fail(job, "upstream_error",
-                                "a listed file without a usable id", 0, -1);
+            ngx_gdrive_job_page_fail(job, "upstream_error",
+                                     "a listed file without a usable id");
             return;
         }
 
@@ -1272,7 +1285,7 @@ ngx_gdrive_job_changes(ngx_gdrive_job_t *job)
                                "&includeRemoved=true&supportsAllDrives=true"
                                "&includeItemsFromAllDrives=true"
                                "&fields=nextPageToken,newStartPageToken,"
-                               "changes(fileId,removed,"
+                               "changes(changeType,fileId,removed,"
                                "file(id,mimeType,trashed))%s%V",
                                &job->page_token, gmcf->list_page_size,
                                drive.len ? "&driveId=" : "", &drive);
@@ -1294,7 +1307,7 @@ ngx_gdrive_job_changes_page(ngx_gdrive_job_t *job)
 {
     json_t      *changes, *c, *f, *removed, *trashed;
     size_t       i;
-    const char  *id, *mime, *next, *start;
+    const char  *id, *mime, *next, *start, *type;
 
     if (job->page_token.len == 0) {
         /* a fresh start: nothing has changed since */
@@ -1322,10 +1335,16 @@ ngx_gdrive_job_changes_page(ngx_gdrive_job_t *job)
 
     json_array_foreach(changes, i, c) {
         id = ngx_gdrive_job_json_str(c, "fileId");
+        type = ngx_gdrive_job_json_str(c, "changeType");
+
+        if (id == NULL && type && ngx_strcmp(type, "file") != 0) {
+            /* a change of a shared drive itself, not of a file */
+            continue;
+        }
 
         if (id == NULL || !ngx_gdrive_drive_id_valid(id, ngx_strlen(id))) {
-            ngx_gdrive_job_fail(job, "upstream_error",
-                                "a change without a usable file id", 0, -1);
+            ngx_gdrive_job_page_fail(job, "upstream_error",
+                                     "a change without a usable file id");
             return;
         }
 
@@ -1356,9 +1375,9 @@ ngx_gdrive_job_changes_page(ngx_gdrive_job_t *job)
     start = ngx_gdrive_job_json_str(job->drive.json, "newStartPageToken");
 
     if (next == NULL && start == NULL) {
-        ngx_gdrive_job_fail(job, "upstream_error",
-                            "a changes page with neither a next page nor "
-                            "a new start token", 0, -1);
+        ngx_gdrive_job_page_fail(job, "upstream_error",
+                                 "a changes page with neither a next page "
+                                 "nor a new start token");
         return;
     }
 
@@ -1402,7 +1421,7 @@ ngx_gdrive_job_page_done(ngx_gdrive_job_t *job, const char *next,
 
 nomem:
 
-    ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
+    ngx_gdrive_job_page_fail(job, "internal_error", "out of memory");
 }
 
 
@@ -1548,17 +1567,47 @@ ngx_gdrive_job_child(ngx_gdrive_job_t *job, const char *action,
 
 failed:
 
-    /* what is already produced is acknowledged first, then the retry */
+    ngx_gdrive_job_page_fail(job, "kafka_error",
+                             "a child trigger was not produced");
 
-    job->child_errors++;
+    return NGX_ERROR;
+}
+
+
+/*
+ * A page that cannot be taken whole: what is already produced is
+ * acknowledged first, then the job fails once (the listing is retried
+ * from its start; child ids are the same again).
+ */
+
+static void
+ngx_gdrive_job_page_fail(ngx_gdrive_job_t *job, const char *code,
+    const char *detail)
+{
+    if (job->page_error == NULL) {
+        job->page_error = code;
+        ngx_cpystrn(job->detail, (u_char *) detail, sizeof(job->detail));
+    }
+
     job->listed = 1;
 
     if (job->pending == 0) {
-        ngx_gdrive_job_fail(job, "kafka_error",
-                            "a child trigger was not produced", 0, -1);
+        ngx_gdrive_job_page_failed(job);
     }
+}
 
-    return NGX_ERROR;
+
+static void
+ngx_gdrive_job_page_failed(ngx_gdrive_job_t *job)
+{
+    const char  *code;
+    u_char       detail[256];
+
+    code = job->page_error;
+    ngx_memcpy(detail, job->detail, sizeof(detail));
+    job->page_error = NULL;
+
+    ngx_gdrive_job_fail(job, code, (char *) detail, 0, -1);
 }
 
 
@@ -1587,6 +1636,18 @@ ngx_gdrive_job_child_delivered(void *data, rd_kafka_resp_err_t err,
             ngx_gdrive_job_free(job);
         }
 
+        return;
+    }
+
+    if (job->stage != NGX_GDRIVE_STAGE_LIST
+        && job->stage != NGX_GDRIVE_STAGE_CHANGES)
+    {
+        /* the listing is over: nothing waits for these reports */
+        return;
+    }
+
+    if (job->page_error) {
+        ngx_gdrive_job_page_failed(job);
         return;
     }
 
@@ -1814,8 +1875,7 @@ ngx_gdrive_job_result(ngx_gdrive_job_t *job)
 
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         free(json);
-        job->error = "kafka_error";
-        ngx_gdrive_job_retry(job, 0);
+        ngx_gdrive_job_output_retry(job);
         return;
     }
 
@@ -2033,7 +2093,7 @@ ngx_gdrive_job_dlq(ngx_gdrive_job_t *job)
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         /* producev owns the headers only when it succeeds */
         rd_kafka_headers_destroy(hdrs);
-        ngx_gdrive_job_retry(job, 0);
+        ngx_gdrive_job_output_retry(job);
         return;
     }
 
@@ -2077,8 +2137,24 @@ ngx_gdrive_job_delivered(void *data, rd_kafka_resp_err_t err,
                   "gdrive: job output not delivered: %s",
                   rd_kafka_err2str(err));
 
-    job->error = "kafka_error";
+    ngx_gdrive_job_output_retry(job);
+}
+
+
+/*
+ * The output is produced again: not an attempt of the job, and a DLQ
+ * record keeps the failure it reports.
+ */
+
+static void
+ngx_gdrive_job_output_retry(ngx_gdrive_job_t *job)
+{
+    if (!job->to_dlq) {
+        job->error = "kafka_error";
+    }
+
     ngx_gdrive_job_retry(job, 0);
+    job->attempt--;
 }
 
 
@@ -2104,6 +2180,12 @@ ngx_gdrive_job_retry(ngx_gdrive_job_t *job, ngx_msec_t at_least)
     }
 
     delay = (ngx_msec_t) ngx_random() % (cap + 1);
+
+    /* a server's Retry-After is honoured up to the longest wait we know */
+
+    if (at_least > ngx_max(gmcf->retry_max, gmcf->quota_pause)) {
+        at_least = ngx_max(gmcf->retry_max, gmcf->quota_pause);
+    }
 
     if (delay < at_least) {
         delay = at_least;
