@@ -652,9 +652,12 @@ ngx_gdrive_job_file(ngx_gdrive_job_t *job)
     job->stage = NGX_GDRIVE_STAGE_FILE;
     ngx_gdrive_status_job_stage(job->status_slot, "metadata");
 
-    if (ngx_gdrive_cache_get(&job->token.integration, &job->file_id,
-                             job->pool, &cached)
-        == NGX_OK)
+    /* a retry asks Drive again: the file may have changed under the job */
+
+    if (job->attempt == 0
+        && ngx_gdrive_cache_get(&job->token.integration, &job->file_id,
+                                job->pool, &cached)
+           == NGX_OK)
     {
         ngx_gdrive_metric_cache("metadata", "hit");
 

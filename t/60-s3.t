@@ -186,6 +186,24 @@ is($o->{result}{status}, 'uploaded', 'after the kill the trigger is redelivered 
 ok(sha256_hex(s3_object($o->{result}{payload}{key}) // '') eq sha256_hex(emulator_content($killed->{id})),
    'the object is whole');
 
+# a file that grows between its metadata and its download: the upload
+# fails in the middle of the stream (parts in flight), the job asks Drive
+# again and stores the new version
+my $grows = file(name => 'grows.bin', size => 20 * $MiB);
+emulator(POST => '/faults', { endpoint => 'files.media', file_id => $grows->{id},
+                              delay_ms => 1500, times => 1 });
+proxy(POST => '/faults', { method => 'PUT', match => "$grows->{id}.*partNumber=1|partNumber=1.*$grows->{id}",
+                           delay_ms => 1500, times => 1 });
+my $gid = trigger(file_id => $grows->{id});
+sleep 0.7;
+emulator(PATCH => "/files/$grows->{id}", { size => 30 * $MiB, content_seed => 3 });
+$o = outcome($gid, 120);
+is($o->{result}{status}, 'uploaded', 'a file that grew under the download is stored after a retry')
+    or diag explain $o;
+is($o->{result}{payload}{bytes}, 30 * $MiB, 'in its new size');
+cmp_ok($o->{result}{attempts}, '>=', 2, 'after a failed attempt');
+is_deeply([open_uploads()], [], 'and no multipart upload is left open');
+
 # --- bounded memory ----------------------------------------------------------------
 
 SKIP: {
