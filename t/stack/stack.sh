@@ -612,6 +612,26 @@ cmd_stop() {
     done
 }
 
+# Kafka 4.x may die while restarting on kept data (a start-up race of its
+# KRaft server: "raftManager is null"); another start goes through
+start_kafka_kept() {
+    local try i
+    for try in 1 2 3; do
+        start_kafka keep
+        for ((i = 0; i < 240; i++)); do
+            service_pid kafka >/dev/null || break
+            if port_open "$KAFKA_PORT"; then
+                sleep 3
+                break
+            fi
+            sleep 0.5
+        done
+        service_pid kafka >/dev/null && return 0
+        log "kafka exited during start-up (attempt $try)"
+        log_tail kafka 5
+    done
+}
+
 cmd_start() {
     local name
     check_names "$@"
@@ -623,7 +643,7 @@ cmd_start() {
     trap stop_topic_creation EXIT
     for name in "$@"; do
         case $name in
-            kafka) start_kafka keep ;;
+            kafka) start_kafka_kept ;;
             s3proxy) start_s3proxy keep ;;
             google-emulator) start_google ;;
         esac
