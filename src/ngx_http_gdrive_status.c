@@ -400,6 +400,8 @@ static void ngx_http_gdrive_metrics_histogram(ngx_http_gdrive_out_t *o,
 
 static ngx_int_t ngx_http_gdrive_status_json(ngx_http_request_t *r);
 static json_t *ngx_http_gdrive_rate_json(ngx_pool_t *pool);
+static json_t *ngx_http_gdrive_worker_json(ngx_gdrive_worker_status_t *st,
+    ngx_uint_t i);
 static void ngx_http_gdrive_rate_html(ngx_http_gdrive_out_t *o,
     ngx_pool_t *pool);
 static ngx_int_t ngx_http_gdrive_status_html(ngx_http_request_t *r);
@@ -1616,22 +1618,7 @@ ngx_http_gdrive_status_json(ngx_http_request_t *r)
             continue;
         }
 
-        w = json_object();
-        json_object_set_new(w, "worker", json_integer(i));
-        json_object_set_new(w, "pid", json_integer(st->pid));
-        json_object_set_new(w, "started", json_integer(st->started));
-        json_object_set_new(w, "inflight", json_integer(st->inflight));
-        json_object_set_new(w, "queued", json_integer(st->queued));
-        json_object_set_new(w, "inflight_peak",
-                            json_integer(st->inflight_peak));
-        json_object_set_new(w, "paused", json_boolean(st->paused));
-        json_object_set_new(w, "results", json_integer(st->results));
-        json_object_set_new(w, "dead_letters",
-                            json_integer(st->dead_letters));
-        json_object_set_new(w, "retries", json_integer(st->retries));
-        json_object_set_new(w, "cancelled", json_integer(st->cancelled));
-        json_object_set_new(w, "rss_bytes", json_integer(
-                                ngx_gdrive_process_rss((ngx_pid_t) st->pid)));
+        w = ngx_http_gdrive_worker_json(st, i);
 
         parts = json_array();
         n = ngx_min(st->nparts, NGX_GDRIVE_MAX_PARTITIONS);
@@ -1868,6 +1855,33 @@ ngx_http_gdrive_str_json(u_char *s, size_t len)
  * most recently used: how full, how long until a request passes, and a
  * hold (Retry-After) or an open quota circuit.
  */
+
+/* a worker's counters from its slot: the status page and diagnostics */
+
+static json_t *
+ngx_http_gdrive_worker_json(ngx_gdrive_worker_status_t *st, ngx_uint_t i)
+{
+    json_t  *w;
+
+    w = json_object();
+
+    json_object_set_new(w, "worker", json_integer(i));
+    json_object_set_new(w, "pid", json_integer(st->pid));
+    json_object_set_new(w, "started", json_integer(st->started));
+    json_object_set_new(w, "inflight", json_integer(st->inflight));
+    json_object_set_new(w, "queued", json_integer(st->queued));
+    json_object_set_new(w, "inflight_peak", json_integer(st->inflight_peak));
+    json_object_set_new(w, "paused", json_boolean(st->paused));
+    json_object_set_new(w, "results", json_integer(st->results));
+    json_object_set_new(w, "dead_letters", json_integer(st->dead_letters));
+    json_object_set_new(w, "retries", json_integer(st->retries));
+    json_object_set_new(w, "cancelled", json_integer(st->cancelled));
+    json_object_set_new(w, "rss_bytes", json_integer(
+                            ngx_gdrive_process_rss((ngx_pid_t) st->pid)));
+
+    return w;
+}
+
 
 static json_t *
 ngx_http_gdrive_rate_json(ngx_pool_t *pool)
@@ -2295,7 +2309,7 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_gdrive_diagnostics(ngx_http_request_t *r)
 {
-    json_t                       *root, *v, *conf, *s, *kopts, *workers, *w;
+    json_t                       *root, *v, *conf, *s, *kopts, *workers;
     ngx_uint_t                    i;
     ngx_keyval_t                 *kv;
     ngx_gdrive_sh_t              *sh;
@@ -2398,17 +2412,7 @@ ngx_http_gdrive_diagnostics(ngx_http_request_t *r)
             continue;
         }
 
-        w = json_object();
-        json_object_set_new(w, "worker", json_integer(i));
-        json_object_set_new(w, "pid", json_integer(st->pid));
-        json_object_set_new(w, "started", json_integer(st->started));
-        json_object_set_new(w, "inflight", json_integer(st->inflight));
-        json_object_set_new(w, "results", json_integer(st->results));
-        json_object_set_new(w, "dead_letters",
-                            json_integer(st->dead_letters));
-        json_object_set_new(w, "rss_bytes", json_integer(
-                                ngx_gdrive_process_rss((ngx_pid_t) st->pid)));
-        json_array_append_new(workers, w);
+        json_array_append_new(workers, ngx_http_gdrive_worker_json(st, i));
     }
 
     json_object_set_new(root, "workers", workers);
