@@ -195,7 +195,11 @@ emulator(POST => '/faults', { endpoint => 'files.media', file_id => $grows->{id}
 proxy(POST => '/faults', { method => 'PUT', match => "$grows->{id}.*partNumber=1|partNumber=1.*$grows->{id}",
                            delay_ms => 1500, times => 1 });
 my $gid = trigger(file_id => $grows->{id});
-sleep 0.7;
+ok(wait_until('its metadata is read', 60, sub {
+    # an answer's status is logged when it is sent: its body is made
+    grep { $_->{path} =~ /\Q$grows->{id}\E/ && defined $_->{status} }
+        @{ emulator(GET => '/requests?endpoint=files.get')->{requests} // [] };
+}), 'the job has read the metadata of the file');
 emulator(PATCH => "/files/$grows->{id}", { size => 30 * $MiB, content_seed => 3 });
 $o = outcome($gid, 120);
 is($o->{result}{status}, 'uploaded', 'a file that grew under the download is stored after a retry')
