@@ -29,6 +29,8 @@
 
 #define NGX_GDRIVE_VERSION            "0.2.0"
 
+#define NGX_GDRIVE_S3_MAX_PUT         ((size_t) 5 * 1024 * 1024 * 1024)
+
 
 /* what a location serves */
 #define NGX_HTTP_GDRIVE_LOC_NONE      0
@@ -575,6 +577,12 @@ struct ngx_gdrive_http_s {
     /* every response header line as it arrives, "\r\n" included */
     void                   (*header_handler)(ngx_gdrive_http_t *h,
                                 u_char *line, size_t len);
+    /* a request body of source_len bytes read as it is sent, instead of
+     * request_body; a source may return CURL_READFUNC_PAUSE and later
+     * call ngx_gdrive_http_resume() */
+    size_t                 (*source)(ngx_gdrive_http_t *h, u_char *p,
+                                     size_t len);
+    off_t                    source_len;
     void                    *data;
     const char              *method;      /* NULL: GET, or POST with a body */
     u_char                  *request_body;
@@ -713,10 +721,12 @@ ngx_int_t ngx_gdrive_drive_escape(ngx_pool_t *pool, const char *data,
  * or none: NGX_AGAIN means every part buffer is full or uploading, and
  * resume() will be called when one is free (the owner pauses its
  * download meanwhile).  finish() ends the stream; done() reports.  Below
- * gdrive_s3_multipart_threshold bytes the object is one PUT, above it a
- * multipart upload of gdrive_stream_buffers-sized parts, at most
- * gdrive_stream_buffers buffers in memory.  A failed or aborted multipart
- * upload is aborted on S3.  After abort() no callback comes.
+ * gdrive_s3_multipart_threshold bytes the object is one PUT (sent as it
+ * is written when it is larger than a buffer), above it a multipart
+ * upload of gdrive_stream_buffers-sized parts, at most
+ * gdrive_stream_buffers buffers in memory either way.  A failed or
+ * aborted multipart upload is aborted on S3.  After abort() no callback
+ * comes.
  */
 
 typedef struct ngx_gdrive_s3_upload_s  ngx_gdrive_s3_upload_t;

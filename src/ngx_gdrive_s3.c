@@ -6,7 +6,12 @@
  * below gdrive_s3_multipart_threshold, else a multipart upload of
  * gdrive_stream_buffers-sized parts: a buffer fills while full ones
  * upload, at most gdrive_stream_buffers of them in memory, and the owner
- * is told to pause when none is free.  Every request is signed with SigV4
+ * is told to pause when none is free.  A single PUT of a known size
+ * larger than one buffer is streamed: curl reads the buffers in the order
+ * they fill while the owner writes, and frees each once it is sent.  It
+ * carries Drive's md5 as Content-MD5, so S3 itself refuses (BadDigest)
+ * content that is not what Drive reported, and the stream is not hashed
+ * with md5 here; such a PUT cannot be retried here, its job is.  Every request is signed with SigV4
  * (ngx_gdrive_sigv4.c) and goes through ngx_gdrive_http.c on the event
  * loop; failed requests are retried here on a timer a few times before
  * the upload fails.  A multipart upload that does not complete is
@@ -120,9 +125,19 @@ struct ngx_gdrive_s3_s {
     size_t                   url_size;
 
     ngx_event_t              post;        /* the callbacks */
+
+    ngx_uint_t               fill_next;   /* stream: the buffer filled next */
+    ngx_uint_t               send_buf;    /* stream: the buffer read from */
+    size_t                   send_pos;    /* in it */
+    off_t                    sent;
+    ngx_event_t              unpause;     /* stream: the PUT reads again */
     u_char                   detail[256]; /* of the last failed request */
 
-    unsigned                 single:1;    /* a known size below threshold */
+    unsigned                 single:1;    /* a known size below a buffer */
+    unsigned                 stream:1;    /* a known size below threshold */
+    unsigned                 streaming:1; /* its PUT started */
+    unsigned                 send_paused:1;
+    unsigned                 drive_md5:1; /* stream: S3 checks Drive's md5 */
     unsigned                 sign_parts:1;
     unsigned                 multipart:1;
     unsigned                 creating:1;
@@ -170,6 +185,12 @@ static void ngx_gdrive_s3_buffer_full(ngx_gdrive_s3_t *s3,
 static void ngx_gdrive_s3_upload_part(ngx_gdrive_s3_t *s3,
     ngx_gdrive_s3_buf_t *b);
 static void ngx_gdrive_s3_complete(ngx_gdrive_s3_t *s3);
+static void ngx_gdrive_s3_stream_more(ngx_gdrive_s3_t *s3);
+static size_t ngx_gdrive_s3_stream_read(ngx_gdrive_http_t *h, u_char *p,
+    size_t len);
+static void ngx_gdrive_s3_unpause_handler(ngx_event_t *ev);
+static ngx_uint_t ngx_gdrive_s3_drive_md5(ngx_gdrive_s3_upload_t *u,
+    char *b64);
 static u_char *ngx_gdrive_s3_complete_xml(ngx_gdrive_s3_t *s3,
     size_t *len);
 static void ngx_gdrive_s3_fail(ngx_gdrive_s3_t *s3, const char *code,
@@ -225,6 +246,10 @@ ngx_gdrive_s3_upload_start(ngx_gdrive_s3_upload_t *u)
     s3->post.handler = ngx_gdrive_s3_post_handler;
     s3->post.data = s3;
     s3->post.log = u->log;
+
+    s3->unpause.handler = ngx_gdrive_s3_unpause_handler;
+    s3->unpause.data = s3;
+    s3->unpause.log = u->log;
 
     cln->handler = ngx_gdrive_s3_cleanup;
     cln->data = s3;
@@ -340,8 +365,16 @@ ngx_gdrive_s3_init(ngx_gdrive_s3_upload_t *u, ngx_gdrive_s3_t *s3)
 
     /* buffers: one of exactly the size for a small known size */
 
-    s3->single = (u->size >= 0
-                  && (size_t) u->size < gmcf->s3_multipart_threshold);
+    if (u->size >= 0 && (size_t) u->size < gmcf->s3_multipart_threshold) {
+        if ((size_t) u->size < gmcf->stream_buffers.size) {
+            s3->single = 1;
+
+        } else {
+            /* the configuration allows this only with unsigned payloads */
+            s3->stream = 1;
+        }
+    }
+
     s3->sign_parts = gmcf->s3_sign_parts ? 1 : 0;
 
     if (u->size >= 0 && (size_t) u->size < gmcf->stream_buffers.size) {
@@ -357,7 +390,7 @@ ngx_gdrive_s3_init(ngx_gdrive_s3_upload_t *u, ngx_gdrive_s3_t *s3)
      * A file that would need more than S3's 10000 parts fails at once:
      * growing the parts would break the memory bound the buffers promise.
      */
-    if (u->size >= 0 && !s3->single
+    if (u->size >= 0 && !s3->single && !s3->stream
         && (u->size + (off_t) s3->cap - 1) / (off_t) s3->cap
            > NGX_GDRIVE_S3_MAX_PARTS)
     {
@@ -367,14 +400,19 @@ ngx_gdrive_s3_init(ngx_gdrive_s3_upload_t *u, ngx_gdrive_s3_t *s3)
         return NGX_ERROR;
     }
 
+    /* a streamed PUT leaves the md5 check to S3: md5 costs more than the
+     * rest of the worker's work on the stream */
+    s3->drive_md5 = (s3->stream && ngx_gdrive_s3_drive_md5(u, NULL));
+
     s3->bufs = ngx_pcalloc(u->pool, s3->nbufs * sizeof(ngx_gdrive_s3_buf_t));
     s3->sha256 = ngx_gdrive_digest_create(NGX_GDRIVE_DIGEST_SHA256);
-    s3->md5 = ngx_gdrive_digest_create(NGX_GDRIVE_DIGEST_MD5);
+    s3->md5 = s3->drive_md5 ? NULL
+                            : ngx_gdrive_digest_create(NGX_GDRIVE_DIGEST_MD5);
     s3->ctl.http = ngx_gdrive_http_create(u->pool, u->log,
                                           NGX_GDRIVE_S3_MAX_BODY);
 
-    if (s3->bufs == NULL || s3->sha256 == NULL || s3->md5 == NULL
-        || s3->ctl.http == NULL)
+    if (s3->bufs == NULL || s3->sha256 == NULL
+        || (s3->md5 == NULL && !s3->drive_md5) || s3->ctl.http == NULL)
     {
         ngx_gdrive_s3_fail(s3, "internal_error", "out of memory", 0, -1);
         return NGX_ERROR;
@@ -446,7 +484,7 @@ ngx_gdrive_s3_upload_write(ngx_gdrive_s3_upload_t *u, u_char *p, size_t len)
     }
 
     if (ngx_gdrive_digest_update(s3->sha256, p, len) != 0
-        || ngx_gdrive_digest_update(s3->md5, p, len) != 0)
+        || (s3->md5 && ngx_gdrive_digest_update(s3->md5, p, len) != 0))
     {
         ngx_gdrive_s3_fail(s3, "internal_error", "digest failed", 0, -1);
         return NGX_ERROR;
@@ -455,8 +493,16 @@ ngx_gdrive_s3_upload_write(ngx_gdrive_s3_upload_t *u, u_char *p, size_t len)
     while (len) {
 
         if (s3->fill == NULL) {
-            for (i = 0; s3->bufs[i].state != NGX_GDRIVE_S3_BUF_FREE; i++) {
-                /* void: room was counted above */
+            if (s3->stream) {
+                /* in turn: curl frees them in the order they filled */
+                i = s3->fill_next;
+
+            } else {
+                for (i = 0; s3->bufs[i].state != NGX_GDRIVE_S3_BUF_FREE;
+                     i++)
+                {
+                    /* void: room was counted above */
+                }
             }
 
             b = &s3->bufs[i];
@@ -500,12 +546,23 @@ ngx_gdrive_s3_upload_write(ngx_gdrive_s3_upload_t *u, u_char *p, size_t len)
 
         if (b->len == s3->cap && !s3->single) {
             s3->fill = NULL;
+
+            if (s3->stream) {
+                b->state = NGX_GDRIVE_S3_BUF_FULL;
+                s3->fill_next = (s3->fill_next + 1) % s3->nbufs;
+                continue;
+            }
+
             ngx_gdrive_s3_buffer_full(s3, b);
 
             if (s3->failed) {
                 return NGX_ERROR;
             }
         }
+    }
+
+    if (s3->stream) {
+        ngx_gdrive_s3_stream_more(s3);
     }
 
     return NGX_OK;
@@ -535,14 +592,21 @@ ngx_gdrive_s3_upload_finish(ngx_gdrive_s3_upload_t *u)
     }
 
     if (ngx_gdrive_digest_final(s3->sha256, sha) != 0
-        || ngx_gdrive_digest_final(s3->md5, s3->md5_raw) != 0)
+        || (s3->md5 && ngx_gdrive_digest_final(s3->md5, s3->md5_raw) != 0))
     {
         ngx_gdrive_s3_fail(s3, "internal_error", "digest failed", 0, -1);
         return;
     }
 
     ngx_gdrive_hex((char *) s3->sha256_hex, sha, 32);
-    ngx_gdrive_hex((char *) md5_hex, s3->md5_raw, NGX_GDRIVE_MD5_LEN);
+
+    if (s3->drive_md5) {
+        /* Drive's, which S3 checks as the PUT's Content-MD5 */
+        ngx_strlow(md5_hex, u->md5.data, 32);
+
+    } else {
+        ngx_gdrive_hex((char *) md5_hex, s3->md5_raw, NGX_GDRIVE_MD5_LEN);
+    }
 
     ngx_memcpy(u->sha256, s3->sha256_hex, 64);
     ngx_memcpy(u->md5_hex, md5_hex, 32);
@@ -563,6 +627,16 @@ ngx_gdrive_s3_upload_finish(ngx_gdrive_s3_upload_t *u)
 
     b = s3->fill;
     s3->fill = NULL;
+
+    if (s3->stream) {
+        if (b) {
+            /* the last buffer, partly filled: curl frees it once sent */
+            b->state = NGX_GDRIVE_S3_BUF_FULL;
+        }
+
+        ngx_gdrive_s3_stream_more(s3);
+        return;
+    }
 
     if (!s3->multipart
         && (size_t) s3->bytes < s3->gmcf->s3_multipart_threshold)
@@ -623,6 +697,10 @@ ngx_gdrive_s3_cleanup(void *data)
 
     if (s3->post.posted) {
         ngx_delete_posted_event(&s3->post);
+    }
+
+    if (s3->unpause.posted) {
+        ngx_delete_posted_event(&s3->unpause);
     }
 }
 
@@ -731,6 +809,155 @@ ngx_gdrive_s3_complete(ngx_gdrive_s3_t *s3)
 
     s3->ctl.attempts = 0;
     ngx_gdrive_s3_start_req(&s3->ctl, NGX_GDRIVE_S3_COMPLETE);
+}
+
+
+/* a streamed PUT: started with the first bytes, read again with more */
+
+static void
+ngx_gdrive_s3_stream_more(ngx_gdrive_s3_t *s3)
+{
+    if (s3->failed) {
+        return;
+    }
+
+    if (!s3->streaming) {
+        s3->streaming = 1;
+        s3->ctl.attempts = 0;
+        ngx_gdrive_s3_start_req(&s3->ctl, NGX_GDRIVE_S3_PUT);
+        return;
+    }
+
+    /* not from inside the download's callback: from the event loop */
+
+    if (s3->send_paused && !s3->unpause.posted) {
+        ngx_post_event(&s3->unpause, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_gdrive_s3_unpause_handler(ngx_event_t *ev)
+{
+    ngx_gdrive_s3_t *s3 = ev->data;
+
+    if (s3->failed || s3->reported || !s3->send_paused) {
+        return;
+    }
+
+    s3->send_paused = 0;
+    ngx_gdrive_http_resume(s3->ctl.http);
+}
+
+
+/*
+ * curl asks for the next bytes of a streamed PUT: what the buffers hold,
+ * in order, a buffer freed (and the owner resumed) once sent; a pause
+ * when nothing is there yet.
+ */
+
+static size_t
+ngx_gdrive_s3_stream_read(ngx_gdrive_http_t *h, u_char *p, size_t len)
+{
+    ngx_gdrive_s3_req_t *req = h->data;
+
+    off_t                 left;
+    size_t                n, k;
+    ngx_gdrive_s3_t      *s3;
+    ngx_gdrive_s3_buf_t  *b;
+
+    s3 = req->s3;
+
+    if (s3->failed || s3->reported || s3->bufs == NULL) {
+        return CURL_READFUNC_ABORT;
+    }
+
+    left = s3->u->size - s3->sent;
+    n = 0;
+
+    while (n < len && left > 0) {
+        b = &s3->bufs[s3->send_buf];
+
+        if (b->state == NGX_GDRIVE_S3_BUF_FREE) {
+            break;
+        }
+
+        k = ngx_min(b->len - s3->send_pos, len - n);
+
+        if ((off_t) k > left) {
+            k = (size_t) left;
+        }
+
+        ngx_memcpy(p + n, b->start + s3->send_pos, k);
+
+        s3->send_pos += k;
+        s3->sent += k;
+        n += k;
+        left -= k;
+
+        if (s3->send_pos < b->len || b->state != NGX_GDRIVE_S3_BUF_FULL) {
+            if (k == 0) {
+                /* the buffer being filled has nothing more yet */
+                break;
+            }
+
+            continue;
+        }
+
+        b->len = 0;
+        b->state = NGX_GDRIVE_S3_BUF_FREE;
+        s3->send_pos = 0;
+        s3->send_buf = (s3->send_buf + 1) % s3->nbufs;
+
+        if (s3->want_resume) {
+            s3->want_resume = 0;
+            s3->post_resume = 1;
+            ngx_gdrive_s3_post(s3);
+        }
+    }
+
+    if (n == 0) {
+        if (s3->sent == s3->u->size) {
+            return 0;
+        }
+
+        s3->send_paused = 1;
+        return CURL_READFUNC_PAUSE;
+    }
+
+    return n;
+}
+
+
+/* Drive's md5Checksum as a Content-MD5 value (b64 may be NULL), if it is
+ * one */
+
+static ngx_uint_t
+ngx_gdrive_s3_drive_md5(ngx_gdrive_s3_upload_t *u, char *b64)
+{
+    u_char      raw[NGX_GDRIVE_MD5_LEN];
+    ngx_int_t   v;
+    ngx_uint_t  i;
+
+    if (u->md5.len != 2 * NGX_GDRIVE_MD5_LEN) {
+        return 0;
+    }
+
+    for (i = 0; i < NGX_GDRIVE_MD5_LEN; i++) {
+        v = ngx_hextoi(u->md5.data + 2 * i, 2);
+
+        if (v == NGX_ERROR) {
+            return 0;
+        }
+
+        raw[i] = (u_char) v;
+    }
+
+    if (b64) {
+        ngx_gdrive_base64(b64, raw, NGX_GDRIVE_MD5_LEN);
+    }
+
+    return 1;
 }
 
 
@@ -852,7 +1079,21 @@ ngx_gdrive_s3_send(ngx_gdrive_s3_t *s3, ngx_gdrive_s3_req_t *req,
 
     case NGX_GDRIVE_S3_PUT:
     case NGX_GDRIVE_S3_CREATE:
-        if (kind == NGX_GDRIVE_S3_PUT) {
+        if (kind == NGX_GDRIVE_S3_PUT && s3->stream) {
+            /* sent as it is read: the md5 known up front is Drive's */
+            method = "PUT";
+            hash = "UNSIGNED-PAYLOAD";
+
+            if (s3->drive_md5) {
+                (void) ngx_gdrive_s3_drive_md5(u, md5_b64);
+
+                hdr[nh++] = (ngx_gdrive_sigv4_pair_t) {
+                    "Content-MD5", 11, md5_b64, NGX_GDRIVE_MD5_BASE64_LEN };
+                hdr[nh++] = (ngx_gdrive_sigv4_pair_t) {
+                    "x-amz-meta-md5", 14, (char *) u->md5.data, 32 };
+            }
+
+        } else if (kind == NGX_GDRIVE_S3_PUT) {
             method = "PUT";
             hash = (char *) s3->sha256_hex;
 
@@ -988,6 +1229,10 @@ ngx_gdrive_s3_send(ngx_gdrive_s3_t *s3, ngx_gdrive_s3_req_t *req,
         h->request_body = (u_char *) "";
         h->request_len = 0;
 
+    } else if (kind == NGX_GDRIVE_S3_PUT && s3->stream) {
+        h->source = ngx_gdrive_s3_stream_read;
+        h->source_len = u->size;
+
     } else if (kind != NGX_GDRIVE_S3_HEAD && kind != NGX_GDRIVE_S3_ABORT) {
         h->request_body = req->body;
         h->request_len = req->len;
@@ -1081,7 +1326,8 @@ ngx_gdrive_s3_handler(ngx_gdrive_http_t *h)
     if (h->result == CURLE_OK && h->status >= 200 && h->status <= 299
         && (req->kind == NGX_GDRIVE_S3_PUT || req->kind == NGX_GDRIVE_S3_PART))
     {
-        ngx_gdrive_metric_s3_bytes((off_t) h->request_len);
+        ngx_gdrive_metric_s3_bytes(h->source ? h->source_len
+                                             : (off_t) h->request_len);
     }
 
     if (s3->wait_create) {
@@ -1359,7 +1605,14 @@ ngx_gdrive_s3_error(ngx_gdrive_s3_req_t *req, ngx_gdrive_http_t *h)
                          what, h->status,
                          code.len ? " " : "", &code);
 
-        if (h->status == 403) {
+        if (code.len == sizeof("BadDigest") - 1
+            && ngx_strncmp(code.data, "BadDigest", code.len) == 0)
+        {
+            /* not the content Drive reported (Content-MD5): the job, not
+             * this request, tries again */
+            ecode = "checksum_mismatch";
+
+        } else if (h->status == 403) {
             ecode = "s3_access_denied";
             permanent = 1;
 
@@ -1383,7 +1636,11 @@ ngx_gdrive_s3_error(ngx_gdrive_s3_req_t *req, ngx_gdrive_http_t *h)
 
     *p = '\0';
 
-    if (retry && req->attempts < NGX_GDRIVE_S3_ATTEMPTS) {
+    /* a streamed PUT has sent bytes that are gone: its job tries again */
+
+    if (retry && req->attempts < NGX_GDRIVE_S3_ATTEMPTS
+        && !(req->kind == NGX_GDRIVE_S3_PUT && s3->stream))
+    {
         if (h->retry_after >= 0) {
             delay = (ngx_msec_t) h->retry_after * 1000;
 
@@ -1497,6 +1754,10 @@ ngx_gdrive_s3_stop(ngx_gdrive_s3_t *s3, ngx_uint_t keep_ctl)
 
     if (s3->reported && s3->post.posted) {
         ngx_delete_posted_event(&s3->post);
+    }
+
+    if (s3->unpause.posted) {
+        ngx_delete_posted_event(&s3->unpause);
     }
 }
 

@@ -640,10 +640,21 @@ ngx_http_gdrive_init_main_conf(ngx_conf_t *cf, void *conf)
         gmcf->origin[NGX_GDRIVE_S_S3_MULTIPART_THRESHOLD] =
                               gmcf->origin[NGX_GDRIVE_S_STREAM_BUFFERS];
 
-    } else if (gmcf->s3_multipart_threshold > gmcf->stream_buffers.size) {
+    } else if (gmcf->s3_multipart_threshold > NGX_GDRIVE_S3_MAX_PUT) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"gdrive_s3_multipart_threshold\" %uz must not exceed "
-                      "the size of one \"gdrive_stream_buffers\" buffer (%uz)",
+                      "\"gdrive_s3_multipart_threshold\" %uz is above S3's "
+                      "limit for one PUT (5g)", gmcf->s3_multipart_threshold);
+        return NGX_CONF_ERROR;
+
+    } else if (gmcf->s3_multipart_threshold > gmcf->stream_buffers.size
+               && gmcf->s3_sign_parts)
+    {
+        /* a PUT larger than a buffer is sent as it is read: its payload
+         * cannot be hashed before it is signed */
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"gdrive_s3_multipart_threshold\" %uz exceeds one "
+                      "\"gdrive_stream_buffers\" buffer (%uz), which needs "
+                      "\"gdrive_s3_sign_parts off\"",
                       gmcf->s3_multipart_threshold,
                       gmcf->stream_buffers.size);
         return NGX_CONF_ERROR;
@@ -1616,12 +1627,13 @@ ngx_gdrive_parse_size(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
 {
     size_t  *sp = field;
 
-    ssize_t  v;
+    off_t  v;
 
-    v = ngx_parse_size(&args[0]);
+    /* ngx_parse_offset(): k, m and g */
+    v = ngx_parse_offset(&args[0]);
 
     if (v == NGX_ERROR) {
-        return "must be a size such as 512k or 8m";
+        return "must be a size such as 512k, 8m or 1g";
     }
 
     *sp = (size_t) v;
