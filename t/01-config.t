@@ -49,6 +49,9 @@ EOF2
 ($rc, $out) = nginx_t(conf($consumer, 'gdrive_status;'));
 is($rc, 0, 'a complete consumer configuration is accepted') or diag $out;
 
+($rc, $out) = nginx_t(conf("$consumer    gdrive_s3_multipart_threshold 5g;", 'gdrive_status;'));
+is($rc, 0, 'one PUT of up to 5g (streamed) is accepted') or diag $out;
+
 # [name, http block, env, expected message]
 my @bad = (
     ['flag that is not on/off',
@@ -63,6 +66,12 @@ my @bad = (
     ['stream buffers smaller than an S3 part',
      conf("$base gdrive_stream_buffers 4 1m;"), {},
      qr/"gdrive_stream_buffers" directive: the buffer size \(one S3 part\) must be from 5m/],
+    ['multipart threshold above what one PUT may carry',
+     conf("$base gdrive_s3_multipart_threshold 6g;"), {},
+     qr/"gdrive_s3_multipart_threshold" 6442450944 is above S3's limit for one PUT \(5g\)/],
+    ['streamed PUT with signed payloads',
+     conf("$base gdrive_s3_multipart_threshold 64m; gdrive_s3_sign_parts on;"), {},
+     qr/"gdrive_s3_multipart_threshold" 67108864 exceeds one "gdrive_stream_buffers" buffer \(8388608\), which needs "gdrive_s3_sign_parts off"/],
     ['unknown librdkafka property',
      conf("$base gdrive_kafka_option no.such.property 1;"), {},
      qr/invalid "gdrive_kafka_option" "no.such.property": .*No such configuration property/],

@@ -82,6 +82,9 @@ const server = http.createServer((req, res) => {
       ur.pipe(res);
     });
     up.on('error', () => res.destroy());
+    // a client that goes in the middle of its body leaves the server's
+    // request unfinished too, as a direct connection would
+    req.on('close', () => { if (!req.complete) up.destroy(); });
     req.pipe(up);
   };
 

@@ -231,8 +231,9 @@ sub s3_request {
     my ($method, $path, %o) = @_;
     my $env = { %{ stack_env() }, %ENV };
     my $secret = $o{secret} // $env->{AWS_SECRET_ACCESS_KEY};
+    # headers => 1 with HEAD: the response's header lines are the output
     my @cmd = ('curl', '-s', '-o', $o{output} // '-', '-w', '%{http_code}',
-               '-X', $method,
+               ($method eq 'HEAD' && $o{headers} ? '-I' : ('-X', $method)),
                '--aws-sigv4', "aws:amz:$env->{AWS_REGION}:s3",
                '--user', "$env->{AWS_ACCESS_KEY_ID}:$secret");
     # curl signs the payload hash it is given; S3 checks it against the body
