@@ -45,16 +45,40 @@ workers() { pgrep -P "$(cat "$DIR/nginx.pid")"; }
 cpu_ticks() { local t=0; for p in $(workers); do
     t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
 
+# where the time goes: "main other kafka switches" - CPU ticks of the
+# workers' nginx threads, of their other threads (librdkafka's), of the
+# stack's Kafka broker, and the workers' context switches
+KAFKA_PID=$(cat "$REPO/build/stack/kafka.pid" 2>/dev/null || true)
+split_ticks() {
+    local p t main=0 other=0 kafka=0 sw=0
+    for p in $(workers); do
+        for t in /proc/"$p"/task/*; do
+            if [ "${t##*/}" = "$p" ]; then
+                main=$((main + $(awk '{print $14 + $15}' "$t/stat")))
+            else
+                other=$((other + $(awk '{print $14 + $15}' "$t/stat")))
+            fi
+            sw=$((sw + $(awk '/ctxt_switches/ {s += $2} END {print s}' "$t/status")))
+        done
+    done
+    if [ -n "$KAFKA_PID" ] && [ -r "/proc/$KAFKA_PID/stat" ]; then
+        kafka=$(awk '{print $14 + $15}' "/proc/$KAFKA_PID/stat")
+    fi
+    echo "$main $other $kafka $sw"
+}
+
 # warm up: topic creation, connections to the broker
 curl -s -o /dev/null -X POST -H 'Content-Type: application/json' \
     -d '{"integration_id":"warm","action":"sync_changes"}' "http://127.0.0.1:$PORT/triggers"
 wrk -t2 -c"$CONNS" -d2s -s "$REPO/t/bench/post.lua" "http://127.0.0.1:$PORT/triggers" >/dev/null
 
 run() {   # name path batch
-    local before after out reqs rps p50 p99 non2xx
+    local before after out reqs rps p50 p99 non2xx s0 s1
     before=$(cpu_ticks)
+    s0=$(split_ticks)
     out=$(BATCH=$3 wrk -t2 -c"$CONNS" -d"${DUR}s" --latency -s "$REPO/t/bench/post.lua" \
           "http://127.0.0.1:$PORT$2")
+    s1=$(split_ticks)
     after=$(cpu_ticks)
     reqs=$(echo "$out" | awk '/requests in/ {print $1}')
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -66,6 +90,11 @@ run() {   # name path batch
     printf '%-10s batch=%-4s rps=%-10s triggers/s=%-10s p50=%-8sms p99=%-8sms cpu/request=%sus errors=%s\n' \
         "$1" "$3" "$rps" "$(awk -v r="$rps" -v b="$3" 'BEGIN{printf "%.0f", r*b}')" \
         "$p50" "$p99" "$cpu_us" "${non2xx:-0}"
+    awk -v a="$s0" -v b="$s1" -v hz="$HZ" -v n="$reqs" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        printf "           per request: nginx thread %.1fus, librdkafka threads %.1fus, Kafka broker %.1fus; %.2f context switches\n",
+            (y[1] - x[1]) / hz * 1e6 / n, (y[2] - x[2]) / hz * 1e6 / n,
+            (y[3] - x[3]) / hz * 1e6 / n, (y[4] - x[4]) / n }'
     eval "${1}_rps=$rps ${1}_cpu=$cpu_us ${1}_p99=$p99"
 }
 
