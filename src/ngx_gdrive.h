@@ -29,7 +29,7 @@
 
 #define NGX_GDRIVE_VERSION            "0.2.0"
 
-#define NGX_GDRIVE_S3_MAX_PUT         ((size_t) 5 * 1024 * 1024 * 1024)
+#define NGX_GDRIVE_S3_MAX_PUT         ((off_t) 5 * 1024 * 1024 * 1024)
 
 
 /* what a location serves */

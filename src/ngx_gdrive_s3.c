@@ -11,7 +11,9 @@
  * they fill while the owner writes, and frees each once it is sent.  It
  * carries Drive's md5 as Content-MD5, so S3 itself refuses (BadDigest)
  * content that is not what Drive reported, and the stream is not hashed
- * with md5 here; such a PUT cannot be retried here, its job is.  Every request is signed with SigV4
+ * with md5 here; its last byte waits for finish(), so S3 stores nothing
+ * of a download that did not end well.  Once it has sent bytes such a PUT
+ * cannot be retried here, its job is.  Every request is signed with SigV4
  * (ngx_gdrive_sigv4.c) and goes through ngx_gdrive_http.c on the event
  * loop; failed requests are retried here on a timer a few times before
  * the upload fails.  A multipart upload that does not complete is
@@ -853,7 +855,8 @@ ngx_gdrive_s3_unpause_handler(ngx_event_t *ev)
 /*
  * curl asks for the next bytes of a streamed PUT: what the buffers hold,
  * in order, a buffer freed (and the owner resumed) once sent; a pause
- * when nothing is there yet.
+ * when nothing is there yet.  The object's last byte waits for finish():
+ * S3 stores nothing before the download has ended and been checked.
  */
 
 static size_t
@@ -872,7 +875,7 @@ ngx_gdrive_s3_stream_read(ngx_gdrive_http_t *h, u_char *p, size_t len)
         return CURL_READFUNC_ABORT;
     }
 
-    left = s3->u->size - s3->sent;
+    left = s3->u->size - s3->sent - (s3->ended ? 0 : 1);
     n = 0;
 
     while (n < len && left > 0) {
@@ -1636,10 +1639,11 @@ ngx_gdrive_s3_error(ngx_gdrive_s3_req_t *req, ngx_gdrive_http_t *h)
 
     *p = '\0';
 
-    /* a streamed PUT has sent bytes that are gone: its job tries again */
+    /* a streamed PUT that has sent bytes cannot send them again: its job
+     * tries again */
 
     if (retry && req->attempts < NGX_GDRIVE_S3_ATTEMPTS
-        && !(req->kind == NGX_GDRIVE_S3_PUT && s3->stream))
+        && !(req->kind == NGX_GDRIVE_S3_PUT && s3->stream && s3->sent))
     {
         if (h->retry_after >= 0) {
             delay = (ngx_msec_t) h->retry_after * 1000;

@@ -640,7 +640,7 @@ ngx_http_gdrive_init_main_conf(ngx_conf_t *cf, void *conf)
         gmcf->origin[NGX_GDRIVE_S_S3_MULTIPART_THRESHOLD] =
                               gmcf->origin[NGX_GDRIVE_S_STREAM_BUFFERS];
 
-    } else if (gmcf->s3_multipart_threshold > NGX_GDRIVE_S3_MAX_PUT) {
+    } else if ((off_t) gmcf->s3_multipart_threshold > NGX_GDRIVE_S3_MAX_PUT) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"gdrive_s3_multipart_threshold\" %uz is above S3's "
                       "limit for one PUT (5g)", gmcf->s3_multipart_threshold);
@@ -1632,7 +1632,7 @@ ngx_gdrive_parse_size(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
     /* ngx_parse_offset(): k, m and g */
     v = ngx_parse_offset(&args[0]);
 
-    if (v == NGX_ERROR) {
+    if (v == NGX_ERROR || (uint64_t) v > NGX_MAX_SIZE_T_VALUE) {
         return "must be a size such as 512k, 8m or 1g";
     }
 

@@ -59,6 +59,7 @@ my $t = GDrive::Test->new(workers => 2, http => <<"EOF");
     gdrive_kafka_commit_interval 500ms;
     gdrive_kafka_session_timeout 6s;
     gdrive_retry attempts=3 base=50ms max=200ms;
+    gdrive_read_timeout 3s;
     gdrive_rate_limit 500r/s;
     gdrive_stream_buffers 3 5m;
     gdrive_s3_multipart_threshold 40m;
@@ -140,6 +141,13 @@ for my $case (['below a buffer' => 5 * $MiB - 1, 'buffered'],
 
 # --- Drive's md5 is the PUT's Content-MD5 ----------------------------------------
 
+sub listed_sizes {      # the sizes of the objects whose keys start with this
+    my ($key) = @_;
+    my ($code, $xml) = s3_request(GET => "/$env->{S3_BUCKET_NAME}?list-type=2&prefix=" . ($key =~ s{/}{%2F}gr));
+    $code eq '200' or BAIL_OUT("S3 does not list: $code $xml");
+    return $xml =~ m{<Size>(\d+)</Size>}g;
+}
+
 sub stored {            # whether any object's key starts with this
     my ($key) = @_;
     my ($code, $xml) = s3_request(GET => "/$env->{S3_BUCKET_NAME}?list-type=2&prefix=" . ($key =~ s{/}{%2F}gr));
@@ -167,6 +175,26 @@ cmp_ok($o->{result}{attempts}, '>=', 2, 'by a second attempt');
 ok(sha256_hex(s3_object($o->{result}{payload}{key}) // '') eq sha256_hex(emulator_content($cut->{id})),
    'the object is whole');
 ok(stored("${prefix}$int/$cut->{id}"), 'and listed');
+
+# every byte comes, but the download does not end (chunked, its last
+# chunk never sent): the PUT's last byte waits for the download's end, so
+# S3 stores nothing until the job's next attempt
+my $held = drive_file(name => 'held.bin', size => 12 * $MiB);
+emulator(POST => '/faults', { endpoint => 'files.media', file_id => $held->{id},
+                              stall_after_bytes => 12 * $MiB, chunked => JSON::PP::true(), times => 1 });
+my $hid = trigger(file_id => $held->{id});
+ok(wait_until('the download under way', 60, sub {
+    grep { $_->{path} =~ /\Q$held->{id}\E/ } @{ emulator(GET => '/requests?endpoint=files.media')->{requests} // [] };
+}), 'the download of a file that never ends has started');
+sleep 1.5;
+# (the store may list the unfinished PUT's temporary object: not whole)
+ok(!grep({ $_ == 12 * $MiB } listed_sizes("${prefix}$int/$held->{id}")),
+   'with every byte sent to the PUT but one, nothing is stored');
+$o = outcome($hid, 120);
+is($o->{result}{status}, 'uploaded', 'the job stores it on its next attempt') or diag explain $o;
+cmp_ok($o->{result}{attempts}, '>=', 2, 'not on the first');
+is($o->{result}{payload}{bytes}, 12 * $MiB, 'the result counts every byte');
+is($o->{result}{payload}{sha256}, sha256_hex(emulator_content($held->{id})), 'and has the sha256');
 
 # cut after more than the buffers hold: the PUT has sent some of it
 my $never = drive_file(name => 'never.bin', size => 24 * $MiB);

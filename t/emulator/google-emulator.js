@@ -541,6 +541,8 @@ async function pump(ctx, body) {
     sent += chunk.length;
     if (!res.write(chunk)) await drained(res);
   }
+  // a stall at the very end: every byte, but the response does not end
+  if (cut && cut.mode === 'stall' && sent >= cut.bytes) return;
   if (!ctx.closed) res.end();
 }
 
@@ -683,7 +685,8 @@ function serveBinary(ctx, f) {
     [start, end, status] = [r[0], r[1] + 1, 206];
     h['Content-Range'] = `bytes ${r[0]}-${r[1]}/${f.size}`;
   }
-  h['Content-Length'] = end - start;
+  // chunked: no length, so the body ends only with its last chunk
+  if (!ctx.chunked) h['Content-Length'] = end - start;
   return send(ctx, status, h, keystream(f.key, start, end));
 }
 
@@ -808,7 +811,7 @@ function cpReauthorize(ctx) {
 
 const FAULT_MATCH = ['endpoint', 'integration', 'file_id', 'page', 'times'];
 const FAULT_ACTIONS = ['status', 'reason', 'message', 'domain', 'error', 'retry_after', 'headers', 'body',
-  'invalid_grant', 'delay_ms', 'stall_after_bytes', 'truncate_after_bytes', 'reset'];
+  'invalid_grant', 'delay_ms', 'stall_after_bytes', 'truncate_after_bytes', 'reset', 'chunked'];
 const STATUS_DEFAULTS = {
   400: ['badRequest', 'Bad Request'], 401: ['authError', AUTH_MSG], 403: ['forbidden', 'Forbidden'],
   404: ['notFound', 'Not Found'], 429: ['rateLimitExceeded', 'Rate Limit Exceeded'],
@@ -839,8 +842,8 @@ function addFault(spec) {
   if (!Number.isInteger(f.times) || (f.times < 1 && f.times !== -1)) throw new AdminError(400, 'times must be a positive integer or -1 (forever)');
   if (f.status != null && !(Number.isInteger(f.status) && f.status >= 200 && f.status <= 599)) throw new AdminError(400, 'status must be an HTTP status code');
   for (const k of ['delay_ms', 'stall_after_bytes', 'truncate_after_bytes', 'page']) if (f[k] != null) toSize(f[k], k);
-  if (!['status', 'invalid_grant', 'delay_ms', 'stall_after_bytes', 'truncate_after_bytes', 'reset'].some((k) => f[k] != null && f[k] !== false)) {
-    throw new AdminError(400, 'fault has no effect: give status, invalid_grant, delay_ms, stall_after_bytes, truncate_after_bytes or reset');
+  if (!['status', 'invalid_grant', 'delay_ms', 'stall_after_bytes', 'truncate_after_bytes', 'reset', 'chunked'].some((k) => f[k] != null && f[k] !== false)) {
+    throw new AdminError(400, 'fault has no effect: give status, invalid_grant, delay_ms, stall_after_bytes, truncate_after_bytes, reset or chunked');
   }
   f.id = ++S.faultSeq;
   f.remaining = f.times;
@@ -875,6 +878,7 @@ async function applyFault(ctx, f) {
   }
   if (f.truncate_after_bytes != null) ctx.cut = { bytes: Number(f.truncate_after_bytes), mode: 'truncate' };
   else if (f.stall_after_bytes != null) ctx.cut = { bytes: Number(f.stall_after_bytes), mode: 'stall' };
+  if (f.chunked) ctx.chunked = true;
   if (!f.status && !f.invalid_grant) return false;
 
   const status = f.status || 400;
