@@ -11,7 +11,7 @@ DUR=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-64}
 PORT=${BENCH_PORT:-18470}
 DIR=$(mktemp -d /tmp/gdrive-bench-XXXXXX)
-TOPIC=bench-trigger-$$
+TOPIC=${BENCH_TOPIC:-bench-trigger-$$}
 HZ=$(getconf CLK_TCK)
 
 cat > "$DIR/nginx.conf" <<CONF
