@@ -99,4 +99,9 @@ is($bad->{status}, 401, 'emulator: a wrong token gets 401');
 ($st, $res) = emulator(GET => '/requests?endpoint=token');
 ok(($res->{counts}{token} // 0) >= 1, 'emulator: counts token requests');
 
+# the emulator's own checks: Google's documented answers and every fault
+# the other tests rely on (it resets the emulator when it is done)
+my $self = `bash $FindBin::Bin/emulator/selftest.sh 2>&1`;
+is($?, 0, 'emulator: its self-test passes') or diag $self;
+
 done_testing;

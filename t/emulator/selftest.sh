@@ -219,6 +219,9 @@ is "connection reset" "$CURLRC $ST" "52 000"
 admin POST /faults '{"endpoint":"files.media","stall_after_bytes":100}'
 drive "/drive/v3/files/bin1?alt=media" --max-time 1
 is "stalled download" "$CURLRC $(stat -c %s "$TMP/body")" "28 100"
+admin POST /faults '{"endpoint":"files.media","stall_after_bytes":3000000,"chunked":true}'
+drive "/drive/v3/files/bin1?alt=media" --max-time 1
+is "every byte of a chunked body that never ends" "$CURLRC $(stat -c %s "$TMP/body") $(hdr Content-Length)" "28 3000000 "
 admin POST /faults '{"endpoint":"files.get","delay_ms":600}'
 T0=$(date +%s%N); drive /drive/v3/files/bin1; T1=$(date +%s%N)
 check "delayed response ($(((T1 - T0) / 1000000)) ms)" test $(((T1 - T0) / 1000000)) -ge 600
