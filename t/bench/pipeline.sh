@@ -54,7 +54,7 @@ cleanup() {
     if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
-trap 'exit 1' INT TERM
+trap 'exit 1' INT TERM PIPE
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 now() { date +%s%N; }

@@ -39,6 +39,8 @@ CONF
 
 /usr/sbin/nginx -p "$DIR/" -c "$DIR/nginx.conf"
 trap '/usr/sbin/nginx -p "$DIR/" -c "$DIR/nginx.conf" -s quit; sleep 1; rm -rf "$DIR"' EXIT
+# stopped early (its output cut short, ^C): nginx is stopped all the same
+trap 'exit 1' INT TERM PIPE
 sleep 1
 
 workers() { pgrep -P "$(cat "$DIR/nginx.pid")"; }
