@@ -275,7 +275,7 @@ ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url)
     /*
      * Content (a sink's download, a part, a streamed PUT) moves in larger
      * pieces than curl's 16k and 64k: fewer system calls and callbacks
-     * per byte, a third less worker CPU for a large file here.  Only
+     * per byte: a fifth less worker CPU for a 1 GiB file here.  Only
      * while such a transfer runs.
      */
 
