@@ -15,7 +15,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Digest::MD5 qw(md5_hex);
 use Digest::SHA qw(sha256_hex);
-use GDrive::Test qw(repo_root unique_name s3_request stack_env json);
+use GDrive::Test qw(repo_root unique_name s3_request stack_env json consumer_conf);
 
 my $env = { %{ stack_env() }, %ENV };
 plan skip_all => 'the stack is not up (make stack)'
@@ -35,11 +35,7 @@ sub server {
     my $topic = unique_name('s3up');
     my $conf = <<"CONF";
     gdrive_zone gdrive 4m;
-    gdrive_consumer on;
-    gdrive_kafka_topic $topic;
-    gdrive_kafka_result_topic $topic.result;
-    gdrive_kafka_dlq_topic $topic.dlq;
-    gdrive_kafka_group group-$topic;
+@{[ consumer_conf($topic) ]}
     gdrive_stream_buffers 2 5m;
     gdrive_s3_sign_parts on;
     gdrive_google_api_debug on;

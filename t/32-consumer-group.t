@@ -10,7 +10,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use GDrive::Test qw(kafka_produce_lines kafka_consume unique_name wait_until
-                    json);
+                    json consumer_conf);
 
 plan skip_all => 'the stack is not up (make stack)'
     unless $ENV{KAFKA_BOOTSTRAP_SERVERS};
@@ -24,12 +24,7 @@ my @nginx = map {
     GDrive::Test->new(workers => 2, env => { CONTROL_PLANE_URL => undef },
                       http => <<"EOF")->run
     gdrive_zone gdrive 4m;
-    gdrive_consumer on;
-    gdrive_kafka_topic $topic;
-    gdrive_kafka_result_topic $topic.result;
-    gdrive_kafka_dlq_topic $topic.dlq;
-    gdrive_kafka_group group-$topic;
-
+@{[ consumer_conf($topic) ]}
     server {
         listen 127.0.0.1:%%PORT%%;
         location = /status { gdrive_status; }

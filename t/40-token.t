@@ -13,7 +13,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep time);
 use GDrive::Test qw(kafka_produce_lines kafka_consume unique_name
-                    wait_until emulator json);
+                    wait_until emulator json consumer_conf);
 
 plan skip_all => 'the stack is not up (make stack)'
     unless $ENV{KAFKA_BOOTSTRAP_SERVERS};
@@ -24,11 +24,7 @@ emulator(POST => '/reset');
 
 my $t = GDrive::Test->new(workers => 4, http => <<"EOF");
     gdrive_zone gdrive 4m;
-    gdrive_consumer on;
-    gdrive_kafka_topic $topic;
-    gdrive_kafka_result_topic $topic.result;
-    gdrive_kafka_dlq_topic $topic.dlq;
-    gdrive_kafka_group group-$topic;
+@{[ consumer_conf($topic) ]}
     gdrive_retry attempts=3 base=20ms max=100ms;
     gdrive_token_skew 1s;
 

@@ -16,7 +16,7 @@ use Digest::SHA qw(sha256_hex);
 use Time::HiRes qw(sleep time);
 use GDrive::Test qw(job_outcome drive_file kafka_produce_lines kafka_consume kafka_json_by_id
                     unique_name wait_until emulator emulator_content
-                    s3_object json);
+                    s3_object json consumer_conf);
 
 plan skip_all => 'the stack is not up (make stack)'
     unless $ENV{KAFKA_BOOTSTRAP_SERVERS};
@@ -28,11 +28,7 @@ my $int = "int-$run";
 
 my $t = GDrive::Test->new(workers => 2, http => <<"EOF");
     gdrive_zone gdrive 8m;
-    gdrive_consumer on;
-    gdrive_kafka_topic $topic;
-    gdrive_kafka_result_topic $topic.result;
-    gdrive_kafka_dlq_topic $topic.dlq;
-    gdrive_kafka_group group-$topic;
+@{[ consumer_conf($topic) ]}
     gdrive_kafka_commit_interval 500ms;
     gdrive_max_inflight 32;
     gdrive_retry attempts=4 base=50ms max=200ms;

@@ -13,7 +13,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep time);
 use GDrive::Test qw(kafka_produce_lines kafka_json_by_id unique_name
-                    wait_until emulator);
+                    wait_until emulator consumer_conf);
 
 plan skip_all => 'the stack is not up (make stack)'
     unless $ENV{KAFKA_BOOTSTRAP_SERVERS};
@@ -24,11 +24,7 @@ my ($slow, $fast) = ("slow-$run", "fast-$run");
 
 my $t = GDrive::Test->new(workers => 4, http => <<"EOF");
     gdrive_zone gdrive 4m;
-    gdrive_consumer on;
-    gdrive_kafka_topic $topic;
-    gdrive_kafka_result_topic $topic.result;
-    gdrive_kafka_dlq_topic $topic.dlq;
-    gdrive_kafka_group group-$topic;
+@{[ consumer_conf($topic) ]}
     gdrive_rate_limit 5r/s burst=5;
 
     server {

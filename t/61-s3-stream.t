@@ -16,11 +16,11 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Digest::MD5 qw(md5_hex);
 use Digest::SHA qw(sha256_hex);
-use IPC::Open2;
 use Time::HiRes qw(sleep time);
 use GDrive::Test qw(job_outcome drive_file kafka_produce_lines kafka_json_by_id
                     unique_name wait_until emulator emulator_content
-                    s3_object s3_request stack_env json repo_root);
+                    s3_object s3_request stack_env json fault_proxy
+                    consumer_conf);
 
 plan skip_all => 'the stack is not up (make stack)'
     unless $ENV{KAFKA_BOOTSTRAP_SERVERS};
@@ -28,20 +28,8 @@ plan skip_all => 'the stack is not up (make stack)'
 my $JSON = json();
 my $env = { %{ stack_env() }, %ENV };
 
-my $proxy_pid = open2(my $proxy_out, my $proxy_in, 'node',
-                      repo_root() . '/t/stack/fault-proxy.js',
-                      '--target', $env->{S3_ENDPOINT}, '--port', '0');
-my $line = <$proxy_out>;
-my ($proxy) = ($line // '') =~ m{(http://\S+)} or BAIL_OUT('the fault proxy did not start');
-END { kill 'TERM', $proxy_pid if $proxy_pid }
-
-sub proxy {
-    my ($method, $path, $body) = @_;
-    my $res = HTTP::Tiny->new->request($method, "$proxy/__proxy$path", {
-        headers => { 'content-type' => 'application/json' },
-        (defined $body ? (content => $JSON->encode($body)) : ()) });
-    return eval { $JSON->decode($res->{content}) };
-}
+my ($proxy, $proxy_api) = fault_proxy($env->{S3_ENDPOINT});
+sub proxy { $proxy_api->(@_) }
 
 my $topic = unique_name('s3s');
 my $prefix = "$topic/";
@@ -51,11 +39,7 @@ my $MiB = 1024 * 1024;
 
 my $t = GDrive::Test->new(workers => 2, http => <<"EOF");
     gdrive_zone gdrive 8m;
-    gdrive_consumer on;
-    gdrive_kafka_topic $topic;
-    gdrive_kafka_result_topic $topic.result;
-    gdrive_kafka_dlq_topic $topic.dlq;
-    gdrive_kafka_group group-$topic;
+@{[ consumer_conf($topic) ]}
     gdrive_kafka_commit_interval 500ms;
     gdrive_kafka_session_timeout 6s;
     gdrive_retry attempts=3 base=50ms max=200ms;

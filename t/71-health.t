@@ -21,7 +21,7 @@ use IO::Select;
 use IO::Socket::INET;
 use POSIX ();
 use GDrive::Test qw(kafka_produce kafka_produce_lines kafka_consume
-                    unique_name wait_until free_port);
+                    unique_name wait_until free_port consumer_conf);
 
 plan skip_all => 'the stack is not up (make stack)'
     unless $ENV{KAFKA_BOOTSTRAP_SERVERS};
@@ -135,11 +135,7 @@ kafka_produce_lines($topic, ['warm', '{"trigger_id":"warm-up","integration_id":"
 
 my $up = GDrive::Test->new(env => { CONTROL_PLANE_URL => undef }, http => <<"EOF");
     gdrive_zone gdrive 4m;
-    gdrive_consumer on;
-    gdrive_kafka_topic $topic;
-    gdrive_kafka_result_topic $topic.result;
-    gdrive_kafka_dlq_topic $topic.dlq;
-    gdrive_kafka_group group-$topic;
+@{[ consumer_conf($topic) ]}
     gdrive_health_interval 2s;
 
     server {

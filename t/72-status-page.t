@@ -13,7 +13,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use GDrive::Test qw(kafka_produce kafka_produce_lines kafka_consume
-                    unique_name wait_until emulator);
+                    unique_name wait_until emulator consumer_conf);
 
 plan skip_all => 'the stack is not up (make stack)'
     unless $ENV{KAFKA_BOOTSTRAP_SERVERS};
@@ -25,12 +25,7 @@ my $int = unique_name('int-page');
 # requests keeps its job in flight long enough to be seen
 my $t = GDrive::Test->new(workers => 2, http => <<"EOF");
     gdrive_zone gdrive 4m;
-    gdrive_consumer on;
-    gdrive_kafka_topic $topic;
-    gdrive_kafka_result_topic $topic.result;
-    gdrive_kafka_dlq_topic $topic.dlq;
-    gdrive_kafka_group group-$topic;
-
+@{[ consumer_conf($topic) ]}
     server {
         listen 127.0.0.1:%%PORT%%;
         location = /status { gdrive_status; }

@@ -18,6 +18,7 @@ use File::Path qw(make_path remove_tree);
 use File::Temp qw(tempdir);
 use HTTP::Tiny;
 use IO::Socket::INET;
+use IPC::Open2 qw(open2);
 use JSON::PP;
 use Scalar::Util qw(weaken);
 use POSIX qw(WNOHANG);
@@ -29,7 +30,7 @@ our @EXPORT_OK = qw(repo_root module_path nginx_bin free_port json
                     http_raw wait_until stack_env kafka_produce
                     kafka_produce_lines kafka_committed
                     kafka_consume kafka_offsets unique_name
-                    emulator s3_request);
+                    emulator s3_request consumer_conf fault_proxy);
 
 my $JSON = JSON::PP->new->canonical->allow_nonref;
 my @RUNNING;    # started nginx instances (weak references)
@@ -223,6 +224,39 @@ sub emulator {
     });
     my $data = eval { $JSON->decode($res->{content}) };
     return wantarray ? ($res->{status}, $data, $res) : $data;
+}
+
+# the consumer's lines of a test configuration: the topic, its result and
+# DLQ topics, and a group of its own
+sub consumer_conf {
+    my ($topic) = @_;
+    return join "\n", map { "    $_;" } 'gdrive_consumer on',
+        "gdrive_kafka_topic $topic", "gdrive_kafka_result_topic $topic.result",
+        "gdrive_kafka_dlq_topic $topic.dlq", "gdrive_kafka_group group-$topic";
+}
+
+# --- the fault-injecting proxy (t/stack/fault-proxy.js) -------------------------
+
+my @PROXIES;
+
+# a proxy in front of a URL: (its URL, a function that calls its control
+# API with method, path and an optional body, and returns the decoded
+# answer); stopped at exit
+sub fault_proxy {
+    my ($target) = @_;
+    my $pid = open2(my $out, my $in, 'node', repo_root() . '/t/stack/fault-proxy.js',
+                    '--target', $target, '--port', '0');
+    push @PROXIES, $pid;
+    my $line = <$out>;
+    my ($url) = ($line // '') =~ m{(http://\S+)} or croak 'the fault proxy did not start';
+    my $control = sub {
+        my ($method, $path, $body) = @_;
+        my $res = HTTP::Tiny->new(timeout => 30)->request($method, "$url/__proxy$path", {
+            headers => { 'content-type' => 'application/json' },
+            (defined $body ? (content => $JSON->encode($body)) : ()) });
+        return eval { $JSON->decode($res->{content}) };
+    };
+    return ($url, $control);
 }
 
 # --- S3 through curl's SigV4 ------------------------------------------------
@@ -473,6 +507,7 @@ END {
     for my $t (grep { defined } @RUNNING) {
         $t->stop if $t->{owner} == $$;
     }
+    kill 'TERM', @PROXIES if @PROXIES;
 }
 
 sub error_log {
