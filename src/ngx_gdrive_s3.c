@@ -192,7 +192,7 @@ static size_t ngx_gdrive_s3_stream_read(ngx_gdrive_http_t *h, u_char *p,
     size_t len);
 static void ngx_gdrive_s3_unpause_handler(ngx_event_t *ev);
 static ngx_uint_t ngx_gdrive_s3_drive_md5(ngx_gdrive_s3_upload_t *u,
-    char *b64);
+    u_char *raw);
 static u_char *ngx_gdrive_s3_complete_xml(ngx_gdrive_s3_t *s3,
     size_t *len);
 static void ngx_gdrive_s3_fail(ngx_gdrive_s3_t *s3, const char *code,
@@ -404,7 +404,7 @@ ngx_gdrive_s3_init(ngx_gdrive_s3_upload_t *u, ngx_gdrive_s3_t *s3)
 
     /* a streamed PUT leaves the md5 check to S3: md5 costs more than the
      * rest of the worker's work on the stream */
-    s3->drive_md5 = (s3->stream && ngx_gdrive_s3_drive_md5(u, NULL));
+    s3->drive_md5 = (s3->stream && ngx_gdrive_s3_drive_md5(u, s3->md5_raw));
 
     s3->bufs = ngx_pcalloc(u->pool, s3->nbufs * sizeof(ngx_gdrive_s3_buf_t));
     s3->sha256 = ngx_gdrive_digest_create(NGX_GDRIVE_DIGEST_SHA256);
@@ -932,13 +932,11 @@ ngx_gdrive_s3_stream_read(ngx_gdrive_http_t *h, u_char *p, size_t len)
 }
 
 
-/* Drive's md5Checksum as a Content-MD5 value (b64 may be NULL), if it is
- * one */
+/* Drive's md5Checksum as raw bytes, if it is an md5 */
 
 static ngx_uint_t
-ngx_gdrive_s3_drive_md5(ngx_gdrive_s3_upload_t *u, char *b64)
+ngx_gdrive_s3_drive_md5(ngx_gdrive_s3_upload_t *u, u_char *raw)
 {
-    u_char      raw[NGX_GDRIVE_MD5_LEN];
     ngx_int_t   v;
     ngx_uint_t  i;
 
@@ -954,10 +952,6 @@ ngx_gdrive_s3_drive_md5(ngx_gdrive_s3_upload_t *u, char *b64)
         }
 
         raw[i] = (u_char) v;
-    }
-
-    if (b64) {
-        ngx_gdrive_base64(b64, raw, NGX_GDRIVE_MD5_LEN);
     }
 
     return 1;
@@ -1088,7 +1082,7 @@ ngx_gdrive_s3_send(ngx_gdrive_s3_t *s3, ngx_gdrive_s3_req_t *req,
             hash = "UNSIGNED-PAYLOAD";
 
             if (s3->drive_md5) {
-                (void) ngx_gdrive_s3_drive_md5(u, md5_b64);
+                ngx_gdrive_base64(md5_b64, s3->md5_raw, NGX_GDRIVE_MD5_LEN);
 
                 hdr[nh++] = (ngx_gdrive_sigv4_pair_t) {
                     "Content-MD5", 11, md5_b64, NGX_GDRIVE_MD5_BASE64_LEN };
