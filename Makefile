@@ -97,7 +97,7 @@ $(BUILD)/fuzz/fuzz_message: t/fuzz/fuzz_message.c src/ngx_gdrive_message.c src/n
 	    t/fuzz/fuzz_message.c src/ngx_gdrive_message.c $(FUZZ_LIBS)
 
 # benchmarks against baselines measured in the same run (needs the stack)
-bench: all
+bench: deps all
 	bash t/bench/trigger.sh
 	bash t/bench/pipeline.sh
 

@@ -12,7 +12,17 @@ CONNS=${BENCH_CONNECTIONS:-64}
 PORT=${BENCH_PORT:-18470}
 DIR=$(mktemp -d /tmp/gdrive-bench-XXXXXX)
 TOPIC=${BENCH_TOPIC:-bench-trigger-$$}
+PARTITIONS=${BENCH_PARTITIONS:-4}
 HZ=$(getconf CLK_TCK)
+
+command -v wrk >/dev/null || { echo "trigger bench: wrk missing (apt-get install wrk)" >&2; exit 1; }
+
+# librdkafka sends one partition per produce request: the partition count
+# shapes the numbers, so the topic is made with a known one
+if [ -z "${BENCH_TOPIC:-}" ]; then
+    "$REPO/t/stack/kafka-tool.sh" topics --bootstrap-server "$KAFKA_BOOTSTRAP_SERVERS" \
+        --create --topic "$TOPIC" --partitions "$PARTITIONS" --replication-factor 1 >/dev/null
+fi
 
 cat > "$DIR/nginx.conf" <<CONF
 load_module $REPO/build/ngx_http_gdrive_worker_module.so;
@@ -100,6 +110,8 @@ run() {   # name path batch
     eval "${1}_rps=$rps ${1}_cpu=$cpu_us ${1}_p99=$p99"
 }
 
+echo "topic $TOPIC: $(kcat -b "$KAFKA_BOOTSTRAP_SERVERS" -L -t "$TOPIC" 2>/dev/null |
+    awk '/partitions:/ {print $4; exit}') partitions; $CONNS connections, ${DUR}s a run"
 run plain /plain 1
 run trigger /triggers 1
 run batch100 /triggers 100

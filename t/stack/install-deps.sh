@@ -3,7 +3,8 @@
 # (t/stack/stack.sh) need and the machine lacks: nginx and its source tree,
 # the libraries the module links, compilers for the unit and fuzz tests,
 # a Java 17+ runtime, Maven, Node.js, curl, kcat, procps, promtool
-# (prometheus) and Chromium for the operator page tests.
+# (prometheus), Chromium for the operator page tests, and wrk and jq for
+# the benchmarks and the soak.
 # For a fresh Debian bookworm, as root. Installs nothing that is already
 # there, and runs `apt-get update` only when something is missing, so a
 # second run is quick and needs no network.
@@ -44,6 +45,10 @@ command -v flock >/dev/null || need+=(util-linux)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v chromium >/dev/null || need+=(chromium)
 command -v setsid >/dev/null || need+=(util-linux)
+# the benchmarks and the soak (make bench, make soak) load nginx with wrk
+# and read results with jq
+command -v wrk >/dev/null || need+=(wrk)
+command -v jq >/dev/null || need+=(jq)
 
 if ((${#need[@]} == 0)); then
     log "nothing to install"
