@@ -101,6 +101,13 @@ bench: deps all
 	bash t/bench/trigger.sh
 	bash t/bench/pipeline.sh
 
+# the worker under load with faults for SOAK_SECONDS (600): nothing lost,
+# memory bounded; the stack is started (services already up are reused)
+# and left up
+soak: deps all
+	bash t/stack/stack.sh up
+	set -a && . $(BUILD)/stack.env && set +a && prove -v t/soak/soak.pl
+
 asan:
 	$(MAKE) BUILD=$(CURDIR)/build/asan \
 	    NGX_EXTRA_FLAGS="--with-cc-opt='-fsanitize=address,undefined -fno-omit-frame-pointer' --with-ld-opt='-fsanitize=address,undefined'"
