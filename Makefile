@@ -97,14 +97,16 @@ $(BUILD)/fuzz/fuzz_message: t/fuzz/fuzz_message.c src/ngx_gdrive_message.c src/n
 	    t/fuzz/fuzz_message.c src/ngx_gdrive_message.c $(FUZZ_LIBS)
 
 # benchmarks against baselines measured in the same run (needs the stack)
-bench: deps all
+bench: deps
+	$(MAKE) all
 	bash t/bench/trigger.sh
 	bash t/bench/pipeline.sh
 
 # the worker under load with faults for SOAK_SECONDS (600): nothing lost,
 # memory bounded; the stack is started (services already up are reused)
 # and left up
-soak: deps all
+soak: deps
+	$(MAKE) all
 	bash t/stack/stack.sh up
 	set -a && . $(BUILD)/stack.env && set +a && prove -v t/soak/soak.pl
 

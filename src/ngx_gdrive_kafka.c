@@ -337,6 +337,9 @@ ngx_gdrive_kafka_read_handler(ngx_event_t *rev)
         n = read(k->pipe[0], buf, sizeof(buf));
     } while (n == (ssize_t) sizeof(buf));
 
+    /* level-triggered methods (poll, select) must not drop the event */
+    rev->ready = 0;
+
     if (n == -1 && ngx_errno != NGX_EAGAIN) {
         ngx_log_error(NGX_LOG_ALERT, k->log, ngx_errno,
                       "gdrive: kafka event pipe read() failed");

@@ -6,7 +6,9 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+set -a
 . "$REPO/build/stack.env"
+set +a
 DUR=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-64}
 PORT=${BENCH_PORT:-18470}

@@ -4,7 +4,7 @@
 # the libraries the module links, compilers for the unit and fuzz tests,
 # a Java 17+ runtime, Maven, Node.js, curl, kcat, procps, promtool
 # (prometheus), Chromium for the operator page tests, and wrk and jq for
-# the benchmarks and the soak.
+# the benchmarks.
 # For a fresh Debian bookworm, as root. Installs nothing that is already
 # there, and runs `apt-get update` only when something is missing, so a
 # second run is quick and needs no network.
@@ -45,8 +45,7 @@ command -v flock >/dev/null || need+=(util-linux)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v chromium >/dev/null || need+=(chromium)
 command -v setsid >/dev/null || need+=(util-linux)
-# the benchmarks and the soak (make bench, make soak) load nginx with wrk
-# and read results with jq
+# the benchmarks (make bench) load nginx with wrk and read results with jq
 command -v wrk >/dev/null || need+=(wrk)
 command -v jq >/dev/null || need+=(jq)
 

@@ -468,9 +468,15 @@ sub worker_pids {
     my ($self) = @_;
     my $master = $self->master_pid or return;
     my @pids = split ' ', `pgrep -P $master 2>/dev/null`;
+    # a pid gone between pgrep and the read (a killed or exiting worker) is
+    # no worker
     return grep {
-        open my $fh, '<', "/proc/$_/cmdline" or next;
-        local $/; my $c = <$fh> // ''; $c =~ /worker process/
+        my $cmdline = '';
+        if (open my $fh, '<', "/proc/$_/cmdline") {
+            local $/;
+            $cmdline = <$fh> // '';
+        }
+        $cmdline =~ /worker process/
     } @pids;
 }
 
