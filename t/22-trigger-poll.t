@@ -10,22 +10,37 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use File::Temp qw(tempdir);
-use GDrive::Test qw(unique_name nginx_bin);
+use GDrive::Test qw(unique_name nginx_bin repo_root);
 
 plan skip_all => 'the stack is not up (make stack)'
     unless $ENV{KAFKA_BOOTSTRAP_SERVERS};
 
-# Debian's nginx (and a default build on Linux) has only epoll: this runs
-# with an nginx built --with-poll_module --with-select_module, given as
-# TEST_NGINX_BINARY, and with the module built for it (GDRIVE_MODULE)
+# Debian's nginx (and a default build on Linux) has only epoll: unless
+# TEST_NGINX_BINARY has the methods, t/stack/build-poll-nginx.sh builds an
+# nginx with them from Debian's source package, and the module with it
 my $probe = tempdir(CLEANUP => 1);
-my @methods = grep {
-    open my $fh, '>', "$probe/$_.conf" or die $!;
-    print $fh "events { use $_; }\n";
-    close $fh;
-    system(nginx_bin() . " -p $probe/ -t -q -c $probe/$_.conf >/dev/null 2>&1") == 0
-} qw(poll select);
-plan skip_all => 'this nginx has neither the poll nor the select method' unless @methods;
+mkdir "$probe/logs";    # the error log an nginx opens before its configuration
+
+sub methods {
+    return grep {
+        open my $fh, '>', "$probe/$_.conf" or die $!;
+        print $fh "pid $probe/nginx.pid;\nerror_log $probe/error.log;\nevents { use $_; }\n";
+        close $fh;
+        system(nginx_bin() . " -p $probe/ -t -q -c $probe/$_.conf >/dev/null 2>&1") == 0
+    } qw(poll select);
+}
+
+my @methods = methods();
+unless (@methods || $ENV{TEST_NGINX_BINARY}) {
+    my $build = `bash ${\ repo_root()}/t/stack/build-poll-nginx.sh`;
+    chomp $build;
+    plan skip_all => 'no nginx with poll or select could be built '
+                     . '(t/stack/build-poll-nginx.sh failed)' if $? || !$build;
+    $ENV{TEST_NGINX_BINARY} = "$build/objs/nginx";
+    $ENV{GDRIVE_MODULE} = "$build/objs/ngx_http_gdrive_worker_module.so";
+    @methods = methods();
+}
+is(scalar @methods, 2, 'the nginx under test has the poll and select methods');
 
 for my $method (@methods) {
     my $topic = unique_name("trigger-$method");
@@ -40,7 +55,6 @@ for my $method (@methods) {
         location = /triggers { gdrive_trigger; }
     }
 EOF
-    # the error log nginx opens before it reads its configuration
     mkdir $t->dir . '/logs';
     $t->run;
 

@@ -2,6 +2,7 @@
 # Installs with apt what the build, the tests and the local stack
 # (t/stack/stack.sh) need and the machine lacks: nginx and its source tree,
 # the libraries the module links, compilers for the unit and fuzz tests,
+# dpkg-dev (apt-get source: an nginx with poll and select for one test),
 # a Java 17+ runtime, Maven, Node.js, curl, kcat, procps, promtool
 # (prometheus), Chromium for the operator page tests, and wrk and jq for
 # the benchmarks.
@@ -17,7 +18,7 @@ need=()
 # Debian packages checked by name: the module's build and test tools
 for pkg in nginx nginx-dev librdkafka-dev libcurl4-openssl-dev \
            libjansson-dev libssl-dev pkg-config gcc make perl clang \
-           libclang-rt-14-dev; do
+           libclang-rt-14-dev dpkg-dev; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' ||
         need+=("$pkg")
 done
