@@ -80,6 +80,7 @@ typedef enum {
     NGX_GDRIVE_S_S3_PATH_STYLE,
     NGX_GDRIVE_S_S3_MULTIPART_THRESHOLD,
     NGX_GDRIVE_S_S3_SIGN_PARTS,
+    NGX_GDRIVE_S_S3_ON_DELETE,
     NGX_GDRIVE_S_RATE_LIMIT,
     NGX_GDRIVE_S_GLOBAL_RATE_LIMIT,
     NGX_GDRIVE_S_MAX_CONNECTIONS,
@@ -155,6 +156,7 @@ typedef struct {
     ngx_flag_t           s3_path_style;
     size_t               s3_multipart_threshold;
     ngx_flag_t           s3_sign_parts;
+    ngx_flag_t           s3_on_delete;  /* 1: delete, 0: keep */
 
     /* rates are in requests per 1000 seconds, as limit_req keeps them */
     ngx_uint_t           rate;
@@ -294,7 +296,7 @@ typedef struct {
 #define NGX_GDRIVE_M_TRIGGER_ST    12
 #define NGX_GDRIVE_M_ENDPOINTS     11
 #define NGX_GDRIVE_M_HTTP_ST       20
-#define NGX_GDRIVE_M_S3_OPS        7
+#define NGX_GDRIVE_M_S3_OPS        9
 #define NGX_GDRIVE_M_CACHES        3
 #define NGX_GDRIVE_M_CACHE_EVENTS  3
 #define NGX_GDRIVE_M_REFRESH       4

@@ -30,6 +30,7 @@
 #include <jansson.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_s3.h"
 
 
 #define NGX_GDRIVE_FOLDER_MIME    "application/vnd.google-apps.folder"
@@ -40,6 +41,16 @@
 #define NGX_GDRIVE_FILE_FIELDS                                                \
     "id,name,mimeType,size,md5Checksum,version,modifiedTime,"                 \
     "headRevisionId,driveId,trashed,shortcutDetails,exportLinks"
+
+/* what a listing and the changes feed ask for each file: the same */
+#define NGX_GDRIVE_LIST_FIELDS                                                \
+    "nextPageToken,incompleteSearch,files(" NGX_GDRIVE_FILE_FIELDS ")"
+#define NGX_GDRIVE_CHANGES_FIELDS                                             \
+    "nextPageToken,newStartPageToken,changes(changeType,fileId,removed,"     \
+    "file(" NGX_GDRIVE_FILE_FIELDS "))"
+
+/* a child trigger carries its file's metadata only up to this size */
+#define NGX_GDRIVE_CARRIED_MAX    (16 * 1024)
 
 /* quota circuit: how many pauses a job waits through before the DLQ */
 #define NGX_GDRIVE_QUOTA_WAITS    96
@@ -90,6 +101,8 @@ struct ngx_gdrive_job_s {
 
     ngx_gdrive_drive_t       drive;
     ngx_gdrive_s3_upload_t   upload;
+    ngx_gdrive_s3_delete_t   prune;      /* a gone file's objects */
+    ngx_str_t                list_drive; /* a narrowed listing's drive */
     ngx_event_t              resume;     /* posted: unpause the download */
     json_t                  *meta;       /* the file's metadata */
     ngx_str_t                file_id;    /* synced: a shortcut's target */
@@ -120,7 +133,11 @@ struct ngx_gdrive_job_s {
     unsigned                 auth_retried:1;
     unsigned                 export_link:1;
     unsigned                 listed:1;   /* the last page is in */
-    unsigned                 meta_cached:1;
+    unsigned                 meta_carried:1;
+    unsigned                 prune_busy:1;
+    unsigned                 pruned:1;   /* objects deleted: say how many */
+    unsigned                 narrow:1;   /* an incomplete listing */
+    unsigned                 narrowed:1; /* listed in the folder's drive */
 };
 
 
@@ -161,6 +178,9 @@ static void ngx_gdrive_job_action(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_drive_done(ngx_gdrive_drive_t *d);
 static void ngx_gdrive_job_file(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_file_meta(ngx_gdrive_job_t *job);
+static ngx_int_t ngx_gdrive_job_carried(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_gone(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_pruned(ngx_gdrive_s3_delete_t *d);
 static void ngx_gdrive_job_store(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_upload_ready(ngx_gdrive_s3_upload_t *u);
 static void ngx_gdrive_job_upload_resume(ngx_gdrive_s3_upload_t *u);
@@ -171,6 +191,8 @@ static size_t ngx_gdrive_job_sink(ngx_gdrive_drive_t *d, u_char *p,
 static void ngx_gdrive_job_content_done(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_list(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_list_page(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_list_drive(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_list_drive_done(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_changes(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_changes_page(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_page_done(ngx_gdrive_job_t *job,
@@ -180,9 +202,12 @@ static void ngx_gdrive_job_page_fail(ngx_gdrive_job_t *job,
     const char *code, const char *detail);
 static void ngx_gdrive_job_page_failed(ngx_gdrive_job_t *job);
 static ngx_int_t ngx_gdrive_job_child(ngx_gdrive_job_t *job,
-    const char *action, const char *file_id, ngx_uint_t deleted);
+    const char *action, const char *file_id, ngx_uint_t deleted,
+    json_t *file);
 static void ngx_gdrive_job_child_delivered(void *data,
     rd_kafka_resp_err_t err, int32_t partition, int64_t offset);
+static json_t *ngx_gdrive_job_deleted_file(const char *file_id,
+    json_t *meta);
 static ngx_int_t ngx_gdrive_job_set_token(ngx_gdrive_job_t *job,
     const char *token, size_t len, ngx_uint_t start);
 static void ngx_gdrive_job_stop_io(ngx_gdrive_job_t *job);
@@ -523,8 +548,13 @@ ngx_gdrive_job_action(ngx_gdrive_job_t *job)
     ngx_str_null(&job->shortcut_id);
     ngx_str_null(&job->page_token);
     ngx_str_null(&job->start_token);
+    ngx_str_null(&job->list_drive);
+    ngx_memzero(&job->upload, sizeof(ngx_gdrive_s3_upload_t));
     job->export_link = 0;
     job->listed = 0;
+    job->pruned = 0;
+    job->narrow = 0;
+    job->narrowed = 0;
     job->children = 0;
     job->deleted = 0;
     job->pages = 0;
@@ -618,7 +648,7 @@ ngx_gdrive_job_drive_done(ngx_gdrive_drive_t *d)
 
     case NGX_GDRIVE_STAGE_FILE:
         job->meta = d->json;
-        job->meta_cached = 0;
+        job->meta_carried = 0;
         d->json = NULL;
         ngx_gdrive_job_file_meta(job);
         return;
@@ -628,6 +658,11 @@ ngx_gdrive_job_drive_done(ngx_gdrive_drive_t *d)
         return;
 
     case NGX_GDRIVE_STAGE_LIST:
+        if (job->narrow && !job->narrowed) {
+            ngx_gdrive_job_list_drive_done(job);
+            return;
+        }
+
         ngx_gdrive_job_list_page(job);
         return;
 
@@ -641,44 +676,29 @@ ngx_gdrive_job_drive_done(ngx_gdrive_drive_t *d)
 }
 
 
-/* sync_file: the metadata, from the shared cache when it is fresh */
+/*
+ * sync_file: the metadata.  A trigger means "look at this file now": the
+ * metadata that the listing or changes page which made the trigger
+ * carried is used on the first attempt, else Drive is asked.  No cache
+ * decides here (README, "What a sync guarantees").
+ */
 
 static void
 ngx_gdrive_job_file(ngx_gdrive_job_t *job)
 {
-    char       *url;
-    ngx_str_t   cached;
+    char  *url;
 
     job->stage = NGX_GDRIVE_STAGE_FILE;
     ngx_gdrive_status_job_stage(job->status_slot, "metadata");
 
-    /* a retry asks Drive again: the file may have changed under the job */
-
-    if (job->attempt == 0
-        && ngx_gdrive_cache_get(&job->token.integration, &job->file_id,
-                                job->pool, &cached)
-           == NGX_OK)
+    if (job->trigger.drive_file && job->shortcut_id.len == 0
+        && ngx_gdrive_job_carried(job) == NGX_OK)
     {
-        ngx_gdrive_metric_cache("metadata", "hit");
-
-        job->meta = json_loadb((char *) cached.data, cached.len,
-                               JSON_ALLOW_NUL, NULL);
-
-        if (json_is_object(job->meta)) {
-            ngx_log_debug0(NGX_LOG_DEBUG_EVENT, &job->log, 0,
-                           "gdrive: metadata from the cache");
-            job->meta_cached = 1;
-            ngx_gdrive_job_file_meta(job);
-            return;
-        }
-
-        if (job->meta) {
-            json_decref(job->meta);
-            job->meta = NULL;
-        }
+        ngx_log_debug0(NGX_LOG_DEBUG_EVENT, &job->log, 0,
+                       "gdrive: metadata carried by the trigger");
+        ngx_gdrive_job_file_meta(job);
+        return;
     }
-
-    ngx_gdrive_metric_cache("metadata", "miss");
 
     url = ngx_gdrive_drive_url(job->pool, job->file_id.len + 256,
                                "/drive/v3/files/%V?supportsAllDrives=true"
@@ -695,8 +715,55 @@ ngx_gdrive_job_file(ngx_gdrive_job_t *job)
 
 
 /*
- * What the metadata says: a shortcut is followed once, a folder is not a
- * file, a Google Workspace file is exported, anything else downloaded.
+ * The trigger's drive_file, from the worker's own listing or changes
+ * page: Drive's answer of moments ago, and as untrusted as any answer.
+ * A retry asks Drive afresh, except for a file the feed found removed or
+ * trashed (only the deletion of its objects is retried).  An edit since
+ * the page is caught by the content check (md5, size) and retried.
+ */
+
+static ngx_int_t
+ngx_gdrive_job_carried(ngx_gdrive_job_t *job)
+{
+    json_t      *root, *file;
+    ngx_uint_t   gone;
+    const char  *id;
+
+    root = json_loadb(job->msg->payload, job->msg->len, 0, NULL);
+    file = json_object_get(root, "drive_file");
+    id = ngx_gdrive_job_json_str(file, "id");
+
+    if (!json_is_object(file) || id == NULL
+        || ngx_strlen(id) != job->file_id.len
+        || ngx_strncmp(id, job->file_id.data, job->file_id.len) != 0)
+    {
+        if (root) {
+            json_decref(root);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    gone = json_is_true(json_object_get(file, "removed"))
+           || json_is_true(json_object_get(file, "trashed"));
+
+    if (job->attempt && !gone) {
+        json_decref(root);
+        return NGX_DECLINED;
+    }
+
+    job->meta = json_incref(file);
+    job->meta_carried = 1;
+    json_decref(root);
+
+    return NGX_OK;
+}
+
+
+/*
+ * What the metadata says: a trashed file is gone, a shortcut is followed
+ * once, a folder is not a file, a Google Workspace file is exported,
+ * anything else downloaded.
  * The S3 key is {prefix}{integration}/{file}/{revision}: the content's
  * identity, so that a redelivery finds the object it already wrote.
  */
@@ -714,6 +781,16 @@ ngx_gdrive_job_file_meta(ngx_gdrive_job_t *job)
     ngx_http_gdrive_main_conf_t  *gmcf;
 
     gmcf = ngx_gdrive_worker.gmcf;
+
+    /* removed: only the changes feed says so, in a child's drive_file */
+
+    if (json_is_true(json_object_get(job->meta, "trashed"))
+        || json_is_true(json_object_get(job->meta, "removed")))
+    {
+        ngx_gdrive_job_gone(job);
+        return;
+    }
+
     mime = ngx_gdrive_job_json_str(job->meta, "mimeType");
 
     if (mime == NULL) {
@@ -722,8 +799,8 @@ ngx_gdrive_job_file_meta(ngx_gdrive_job_t *job)
         return;
     }
 
-    if (!job->meta_cached) {
-        /* an answer of files.get, not of the cache: keep it for others */
+    if (!job->meta_carried) {
+        /* what the worker saw of the file last: names its deletion */
         p = (u_char *) json_dumps(job->meta, JSON_COMPACT);
 
         if (p) {
@@ -895,6 +972,88 @@ ngx_gdrive_job_file_meta(ngx_gdrive_job_t *job)
     }
 
     ngx_gdrive_job_store(job);
+}
+
+
+/*
+ * Removed or trashed in Drive: nothing is downloaded; with
+ * gdrive_s3_on_delete delete every object of the file leaves the bucket
+ * first.  The result is "deleted".
+ */
+
+static void
+ngx_gdrive_job_gone(ngx_gdrive_job_t *job)
+{
+    size_t                        len;
+    ngx_str_t                    *prefix;
+    ngx_gdrive_s3_delete_t       *d;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_gdrive_worker.gmcf;
+
+    ngx_memzero(&job->upload, sizeof(ngx_gdrive_s3_upload_t));
+
+    if (!gmcf->s3_on_delete) {
+        ngx_log_error(NGX_LOG_INFO, &job->log, 0,
+                      "gdrive: \"%V\" is gone from Drive, its objects are "
+                      "kept", &job->file_id);
+
+        job->outcome = "deleted";
+        job->stage = NGX_GDRIVE_STAGE_RESULT;
+        ngx_gdrive_job_run(job);
+        return;
+    }
+
+    job->stage = NGX_GDRIVE_STAGE_STORE;
+    ngx_gdrive_status_job_stage(job->status_slot, "delete");
+
+    d = &job->prune;
+    ngx_memzero(d, sizeof(ngx_gdrive_s3_delete_t));
+
+    prefix = &gmcf->s3_prefix;
+    len = prefix->len + job->token.integration.len + job->file_id.len + 2;
+
+    d->prefix.data = ngx_pnalloc(job->pool, len);
+    if (d->prefix.data == NULL) {
+        ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
+        return;
+    }
+
+    d->prefix.len = ngx_sprintf(d->prefix.data, "%V%V/%V/", prefix,
+                                &job->token.integration, &job->file_id)
+                    - d->prefix.data;
+    d->pool = job->pool;
+    d->log = &job->log;
+    d->done = ngx_gdrive_job_pruned;
+    d->data = job;
+
+    ngx_gdrive_s3_delete_start(d);
+
+    if (d->state == NULL) {
+        ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
+        return;
+    }
+
+    job->prune_busy = 1;
+}
+
+
+static void
+ngx_gdrive_job_pruned(ngx_gdrive_s3_delete_t *d)
+{
+    ngx_gdrive_job_t *job = d->data;
+
+    job->prune_busy = 0;
+
+    if (d->rc != NGX_OK) {
+        ngx_gdrive_job_fail(job, d->code, d->detail, d->permanent, -1);
+        return;
+    }
+
+    job->pruned = 1;
+    job->outcome = "deleted";
+    job->stage = NGX_GDRIVE_STAGE_RESULT;
+    ngx_gdrive_job_run(job);
 }
 
 
@@ -1135,6 +1294,7 @@ ngx_gdrive_job_list(ngx_gdrive_job_t *job)
     u_char                       *p;
     char                         *url;
     ngx_str_t                     q, drive;
+    const char                   *corpora;
     ngx_gdrive_trigger_t         *t;
     ngx_http_gdrive_main_conf_t  *gmcf;
 
@@ -1161,23 +1321,34 @@ ngx_gdrive_job_list(ngx_gdrive_job_t *job)
         goto nomem;
     }
 
+    /*
+     * All drives at first; a listing Drive says is incomplete is listed
+     * again in the folder's own drive (or the user's corpus): Drive's
+     * advice for incompleteSearch.
+     */
+
     ngx_str_null(&drive);
+    corpora = "allDrives";
 
     if (t->drive_id.data) {
         drive.data = (u_char *) t->drive_id.data;
         drive.len = t->drive_id.len;
+        corpora = "drive";
+
+    } else if (job->narrowed) {
+        drive = job->list_drive;
+        corpora = drive.len ? "drive" : "user";
     }
 
     url = ngx_gdrive_drive_url(job->pool,
-                               q.len + drive.len + job->page_token.len + 256,
+                               q.len + drive.len + job->page_token.len + 512,
                                "/drive/v3/files?q=%V&pageSize=%ui"
-                               "&fields=nextPageToken,"
-                               "files(id,name,mimeType)"
+                               "&fields=%s"
                                "&supportsAllDrives=true"
                                "&includeItemsFromAllDrives=true"
                                "&corpora=%s%s%V%s%V",
                                &q, gmcf->list_page_size,
-                               drive.len ? "drive" : "allDrives",
+                               NGX_GDRIVE_LIST_FIELDS, corpora,
                                drive.len ? "&driveId=" : "", &drive,
                                job->page_token.len ? "&pageToken=" : "",
                                &job->page_token);
@@ -1210,6 +1381,31 @@ ngx_gdrive_job_list_page(ngx_gdrive_job_t *job)
         return;
     }
 
+    /* files may be missing from an incomplete page: none of it is used */
+
+    if (json_is_true(json_object_get(job->drive.json, "incompleteSearch"))) {
+
+        if (job->trigger.drive_id.data == NULL && !job->narrowed) {
+            ngx_log_error(NGX_LOG_INFO, &job->log, 0,
+                          "gdrive: the listing of all drives is incomplete, "
+                          "listing the folder's drive");
+
+            job->narrow = 1;
+            ngx_str_null(&job->page_token);
+
+            if (job->pending == 0) {
+                ngx_gdrive_job_next_page(job);
+            }
+
+            return;
+        }
+
+        ngx_gdrive_job_page_fail(job, "upstream_error",
+                                 "Drive's listing of the folder's drive is "
+                                 "incomplete (incompleteSearch)");
+        return;
+    }
+
     job->pages++;
 
     json_array_foreach(files, i, f) {
@@ -1227,14 +1423,16 @@ ngx_gdrive_job_list_page(ngx_gdrive_job_t *job)
                 continue;
             }
 
-            if (ngx_gdrive_job_child(job, "sync_folder", id, 0) != NGX_OK) {
+            if (ngx_gdrive_job_child(job, "sync_folder", id, 0, NULL)
+                != NGX_OK)
+            {
                 return;
             }
 
             continue;
         }
 
-        if (ngx_gdrive_job_child(job, "sync_file", id, 0) != NGX_OK) {
+        if (ngx_gdrive_job_child(job, "sync_file", id, 0, f) != NGX_OK) {
             return;
         }
     }
@@ -1242,6 +1440,71 @@ ngx_gdrive_job_list_page(ngx_gdrive_job_t *job)
     next = ngx_gdrive_job_json_str(job->drive.json, "nextPageToken");
 
     ngx_gdrive_job_page_done(job, next, NULL);
+}
+
+
+/* an incomplete listing: in which drive is the folder? */
+
+static void
+ngx_gdrive_job_list_drive(ngx_gdrive_job_t *job)
+{
+    char                  *url;
+    ngx_gdrive_trigger_t  *t;
+
+    t = &job->trigger;
+
+    url = ngx_gdrive_drive_url(job->pool, t->folder_id.len + 128,
+                               "/drive/v3/files/%*s?supportsAllDrives=true"
+                               "&fields=id,driveId", t->folder_id.len,
+                               t->folder_id.data);
+    if (url == NULL) {
+        ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
+        return;
+    }
+
+    job->drive.sink = NULL;
+    ngx_gdrive_drive_call(&job->drive, "files.get", url);
+}
+
+
+static void
+ngx_gdrive_job_list_drive_done(ngx_gdrive_job_t *job)
+{
+    size_t       len;
+    const char  *drive;
+
+    drive = ngx_gdrive_job_json_str(job->drive.json, "driveId");
+
+    ngx_str_null(&job->list_drive);
+
+    if (drive) {
+        len = ngx_strlen(drive);
+
+        if (!ngx_gdrive_drive_id_valid(drive, len)) {
+            ngx_gdrive_job_fail(job, "upstream_error",
+                                "Drive named the folder's drive with an "
+                                "unusable id", 0, -1);
+            return;
+        }
+
+        job->list_drive.data = ngx_pnalloc(job->pool, len);
+        if (job->list_drive.data == NULL) {
+            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
+                                -1);
+            return;
+        }
+
+        ngx_memcpy(job->list_drive.data, drive, len);
+        job->list_drive.len = len;
+    }
+
+    /* the listing starts over: children of earlier pages come again with
+     * the same ids, and the result counts the complete listing */
+    job->narrowed = 1;
+    job->children = 0;
+    job->pages = 0;
+
+    ngx_gdrive_job_list(job);
 }
 
 
@@ -1287,10 +1550,9 @@ ngx_gdrive_job_changes(ngx_gdrive_job_t *job)
                                "/drive/v3/changes?pageToken=%V&pageSize=%ui"
                                "&includeRemoved=true&supportsAllDrives=true"
                                "&includeItemsFromAllDrives=true"
-                               "&fields=nextPageToken,newStartPageToken,"
-                               "changes(changeType,fileId,removed,"
-                               "file(id,mimeType,trashed))%s%V",
+                               "&fields=%s%s%V",
                                &job->page_token, gmcf->list_page_size,
+                               NGX_GDRIVE_CHANGES_FIELDS,
                                drive.len ? "&driveId=" : "", &drive);
     if (url == NULL) {
         goto nomem;
@@ -1308,9 +1570,14 @@ nomem:
 static void
 ngx_gdrive_job_changes_page(ngx_gdrive_job_t *job)
 {
-    json_t      *changes, *c, *f, *removed, *trashed;
-    size_t       i;
-    const char  *id, *mime, *next, *start, *type;
+    json_t                       *changes, *c, *f, *removed, *trashed;
+    json_t                       *gone;
+    size_t                        i;
+    ngx_int_t                     rc;
+    const char                   *id, *mime, *next, *start, *type;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_gdrive_worker.gmcf;
 
     if (job->page_token.len == 0) {
         /* a fresh start: nothing has changed since */
@@ -1355,21 +1622,53 @@ ngx_gdrive_job_changes_page(ngx_gdrive_job_t *job)
         removed = json_object_get(c, "removed");
         trashed = f ? json_object_get(f, "trashed") : NULL;
 
+        mime = ngx_gdrive_job_json_str(f, "mimeType");
+
         if (json_is_true(removed) || json_is_true(trashed) || f == NULL) {
-            if (ngx_gdrive_job_child(job, NULL, id, 1) != NGX_OK) {
+
+            if (mime && ngx_strcmp(mime, NGX_GDRIVE_FOLDER_MIME) == 0) {
+                /* its files come as changes of their own */
+                continue;
+            }
+
+            /*
+             * keep: a "deleted" event at once; delete: a child whose
+             * job deletes the file's objects (and retries that alone)
+             */
+
+            if (!gmcf->s3_on_delete) {
+                rc = ngx_gdrive_job_child(job, NULL, id, 1, f);
+
+            } else {
+                gone = f ? json_incref(f)
+                         : json_pack("{sssb}", "id", id, "removed", 1);
+
+                rc = gone ? ngx_gdrive_job_child(job, "sync_file", id, 0,
+                                                 gone)
+                          : NGX_ERROR;
+
+                if (gone) {
+                    json_decref(gone);
+                }
+
+                if (rc != NGX_OK && gone == NULL) {
+                    ngx_gdrive_job_page_fail(job, "internal_error",
+                                             "out of memory");
+                }
+            }
+
+            if (rc != NGX_OK) {
                 return;
             }
 
             continue;
         }
 
-        mime = ngx_gdrive_job_json_str(f, "mimeType");
-
         if (mime && ngx_strcmp(mime, NGX_GDRIVE_FOLDER_MIME) == 0) {
             continue;
         }
 
-        if (ngx_gdrive_job_child(job, "sync_file", id, 0) != NGX_OK) {
+        if (ngx_gdrive_job_child(job, "sync_file", id, 0, f) != NGX_OK) {
             return;
         }
     }
@@ -1439,7 +1738,12 @@ static void
 ngx_gdrive_job_next_page(ngx_gdrive_job_t *job)
 {
     if (!job->listed) {
-        if (job->stage == NGX_GDRIVE_STAGE_LIST) {
+        if (job->stage == NGX_GDRIVE_STAGE_LIST && job->narrow
+            && !job->narrowed)
+        {
+            ngx_gdrive_job_list_drive(job);
+
+        } else if (job->stage == NGX_GDRIVE_STAGE_LIST) {
             ngx_gdrive_job_list(job);
 
         } else {
@@ -1469,13 +1773,13 @@ ngx_gdrive_job_next_page(ngx_gdrive_job_t *job)
 
 static ngx_int_t
 ngx_gdrive_job_child(ngx_gdrive_job_t *job, const char *action,
-    const char *file_id, ngx_uint_t deleted)
+    const char *file_id, ngx_uint_t deleted, json_t *file)
 {
     char                 *json;
     u_char                digest[20], id[41];
-    json_t               *root;
+    json_t               *root, *last;
     ngx_uint_t            folder;
-    ngx_str_t             key;
+    ngx_str_t             key, fid, cached;
     ngx_sha1_t            sha1;
     ngx_gdrive_trigger_t *t;
     rd_kafka_resp_err_t   err;
@@ -1503,8 +1807,30 @@ ngx_gdrive_job_child(ngx_gdrive_job_t *job, const char *action,
     if (deleted) {
         json_object_set_new(root, "action", json_string("sync_changes"));
         json_object_set_new(root, "status", json_string("deleted"));
+
+        /*
+         * A removed file comes without metadata: what the worker saw of
+         * it last (the metadata cache) names it, when it is there.
+         */
+
+        last = NULL;
+        fid.data = (u_char *) file_id;
+        fid.len = ngx_strlen(file_id);
+
+        if (file == NULL
+            && ngx_gdrive_cache_get(&job->token.integration, &fid, job->pool,
+                                    &cached)
+               == NGX_OK)
+        {
+            last = json_loadb((char *) cached.data, cached.len, 0, NULL);
+        }
+
         json_object_set_new(root, "file",
-                            json_pack("{ss}", "id", file_id));
+                            ngx_gdrive_job_deleted_file(file_id,
+                                                        file ? file : last));
+        if (last) {
+            json_decref(last);
+        }
 
     } else {
         json_object_set_new(root, "action", json_string(action));
@@ -1528,12 +1854,26 @@ ngx_gdrive_job_child(ngx_gdrive_job_t *job, const char *action,
                                 json_stringn(t->drive_id.data,
                                              t->drive_id.len));
         }
+
+        if (file && !folder) {
+            json_object_set(root, "drive_file", file);
+        }
     }
 
     json_object_set_new(root, "parent_trigger_id",
                         json_string((char *) job->id));
 
     json = json_dumps(root, JSON_COMPACT);
+
+    if (json && ngx_strlen(json) > NGX_GDRIVE_CARRIED_MAX
+        && json_object_get(root, "drive_file"))
+    {
+        /* metadata that large is not carried: the child asks Drive */
+        free(json);
+        json_object_del(root, "drive_file");
+        json = json_dumps(root, JSON_COMPACT);
+    }
+
     json_decref(root);
 
     if (json == NULL) {
@@ -1664,6 +2004,34 @@ ngx_gdrive_job_child_delivered(void *data, rd_kafka_resp_err_t err,
 }
 
 
+/* a deleted event's file: its id, and its name and type when known */
+
+static json_t *
+ngx_gdrive_job_deleted_file(const char *file_id, json_t *meta)
+{
+    json_t      *file;
+    const char  *v;
+
+    file = json_pack("{ss}", "id", file_id);
+
+    if (file == NULL || meta == NULL) {
+        return file;
+    }
+
+    v = ngx_gdrive_job_json_str(meta, "name");
+    if (v) {
+        json_object_set_new(file, "name", json_string(v));
+    }
+
+    v = ngx_gdrive_job_json_str(meta, "mimeType");
+    if (v) {
+        json_object_set_new(file, "mimeType", json_string(v));
+    }
+
+    return file;
+}
+
+
 /* a page token: kept raw for the result, escaped for the next URL */
 
 static ngx_int_t
@@ -1704,6 +2072,11 @@ ngx_gdrive_job_stop_io(ngx_gdrive_job_t *job)
     if (job->upload_busy) {
         job->upload_busy = 0;
         ngx_gdrive_s3_upload_abort(&job->upload);
+    }
+
+    if (job->prune_busy) {
+        job->prune_busy = 0;
+        ngx_gdrive_s3_delete_cancel(&job->prune);
     }
 }
 
@@ -1948,6 +2321,11 @@ ngx_gdrive_job_result_json(ngx_gdrive_job_t *job)
         }
 
         json_object_set_new(root, "file", file);
+    }
+
+    if (job->pruned) {
+        json_object_set_new(root, "deleted_objects",
+                            json_integer((json_int_t) job->prune.deleted));
     }
 
     if (u->key.len) {

@@ -32,6 +32,7 @@ enum {
     F_EXPORT_MIME_TYPE,
     F_DRIVE_ID,
     F_RECURSIVE,
+    F_DRIVE_FILE,
     F_LAST
 };
 
@@ -41,6 +42,7 @@ typedef enum {
     T_STRING,
     T_TRUE,
     T_FALSE,
+    T_OBJECT,
     T_OTHER
 } ngx_gdrive_type_e;
 
@@ -74,6 +76,7 @@ static const struct {
     { "export_mime_type", 16 },
     { "drive_id", 8 },
     { "recursive", 9 },
+    { "drive_file", 10 },
 };
 
 
@@ -563,6 +566,18 @@ ngx_gdrive_trigger_fields(ngx_gdrive_trigger_t *t, ngx_gdrive_seen_t *seen,
         t->recursive = (seen[F_RECURSIVE].type == T_TRUE);
     }
 
+    if (seen[F_DRIVE_FILE].type != T_NONE) {
+        if (seen[F_DRIVE_FILE].type != T_OBJECT
+            || t->action != NGX_GDRIVE_SYNC_FILE)
+        {
+            return ngx_gdrive_msg_fail(err, "invalid_message", "drive_file",
+                                       "field \"drive_file\" must be an "
+                                       "object, and only in a sync_file");
+        }
+
+        t->drive_file = 1;
+    }
+
     if (t->action == NGX_GDRIVE_SYNC_FILE && t->file_id.data == NULL) {
         return ngx_gdrive_msg_fail(err, "missing_field", "file_id",
                                    "field \"file_id\" is required for "
@@ -600,6 +615,8 @@ ngx_gdrive_scan_value(ngx_gdrive_scan_t *s, int depth, ngx_gdrive_seen_t *v)
                                        "JSON nested deeper than %d levels",
                                        NGX_GDRIVE_TRIGGER_MAX_DEPTH);
         }
+
+        v->type = T_OBJECT;
 
         return ngx_gdrive_scan_object(s, depth + 1, NULL);
 

@@ -57,6 +57,7 @@ typedef struct {
     ngx_gdrive_field_t     export_mime_type;
     ngx_gdrive_field_t     drive_id;
     int                    recursive;
+    int                    drive_file; /* carries Drive's metadata */
 
     char                  *decoded;  /* fields that came with escapes */
 } ngx_gdrive_trigger_t;

@@ -51,7 +51,8 @@ ngx_uint_t  ngx_gdrive_metric_http_st[NGX_GDRIVE_M_HTTP_ST] = {
 };
 
 const char  *ngx_gdrive_metric_s3_ops[NGX_GDRIVE_M_S3_OPS] = {
-    "head", "put", "create", "part", "complete", "abort", "other"
+    "head", "put", "create", "part", "complete", "abort", "list", "delete",
+    "other"
 };
 
 const char  *ngx_gdrive_metric_caches[NGX_GDRIVE_M_CACHES] = {

@@ -41,7 +41,7 @@
 #include <ngx_event.h>
 
 #include "ngx_gdrive.h"
-#include "ngx_gdrive_sigv4.h"
+#include "ngx_gdrive_s3.h"
 
 
 #define NGX_GDRIVE_S3_MAX_PARTS      10000    /* S3's limit */
@@ -118,9 +118,7 @@ struct ngx_gdrive_s3_s {
     u_char                   sha256_hex[NGX_GDRIVE_SHA256_HEX_LEN + 1];
     off_t                    bytes;
 
-    ngx_str_t                base;        /* scheme://host */
-    ngx_str_t                host;
-    ngx_str_t                path;        /* canonical path, not encoded */
+    ngx_gdrive_s3_target_t   target;
     ngx_str_t                upload_id;
     ngx_str_t                content_type;
     u_char                  *url;         /* scratch for each request */
@@ -206,8 +204,6 @@ static void ngx_gdrive_s3_post(ngx_gdrive_s3_t *s3);
 static void ngx_gdrive_s3_post_handler(ngx_event_t *ev);
 static void ngx_gdrive_s3_free(ngx_gdrive_s3_t *s3);
 static void ngx_gdrive_s3_cleanup(void *data);
-static ngx_int_t ngx_gdrive_s3_xml(u_char *body, size_t len, char *tag,
-    ngx_str_t *value);
 static ngx_uint_t ngx_gdrive_s3_printable(ngx_str_t *s);
 static const char *ngx_gdrive_s3_what(ngx_gdrive_s3_kind_e kind);
 
@@ -267,10 +263,7 @@ ngx_gdrive_s3_upload_start(ngx_gdrive_s3_upload_t *u)
 static ngx_int_t
 ngx_gdrive_s3_init(ngx_gdrive_s3_upload_t *u, ngx_gdrive_s3_t *s3)
 {
-    u_char                       *p, *host, *last;
-    size_t                        len;
     ngx_uint_t                    i;
-    ngx_str_t                     scheme, base_path;
     ngx_http_gdrive_main_conf_t  *gmcf;
 
     gmcf = s3->gmcf;
@@ -289,70 +282,31 @@ ngx_gdrive_s3_init(ngx_gdrive_s3_upload_t *u, ngx_gdrive_s3_t *s3)
         return NGX_ERROR;
     }
 
-    /* the endpoint: scheme://host[:port][/base path] */
+    switch (ngx_gdrive_s3_target(u->pool, gmcf, &u->key, &s3->target)) {
 
-    p = gmcf->s3_endpoint.data;
-    last = p + gmcf->s3_endpoint.len;
+    case NGX_OK:
+        break;
 
-    host = ngx_strlcasestrn(p, last, (u_char *) "://", 3 - 1);
-
-    if (host == NULL) {
+    case NGX_DECLINED:
         ngx_gdrive_s3_fail(s3, "s3_rejected", "gdrive_s3_endpoint is not "
                            "a URL", 1, -1);
         return NGX_ERROR;
-    }
 
-    scheme.data = p;
-    scheme.len = host - p;
-    host += 3;
-
-    for (p = host; p < last && *p != '/'; p++) { /* void */ }
-
-    base_path.data = p;
-    base_path.len = last - p;
-
-    while (base_path.len && base_path.data[base_path.len - 1] == '/') {
-        base_path.len--;
-    }
-
-    /* virtual-host style puts the bucket into the host name */
-
-    len = (p - host) + (gmcf->s3_path_style ? 0 : gmcf->s3_bucket.len + 1);
-    s3->host.data = ngx_pnalloc(u->pool, len);
-
-    s3->path.len = base_path.len + 1 + u->key.len
-                   + (gmcf->s3_path_style ? gmcf->s3_bucket.len + 1 : 0);
-    s3->path.data = ngx_pnalloc(u->pool, s3->path.len);
-
-    s3->base.len = scheme.len + 3 + len;
-    s3->base.data = ngx_pnalloc(u->pool, s3->base.len);
-
-    s3->url_size = s3->base.len + 3 * s3->path.len
-                   + sizeof("?partNumber=10000&uploadId=")
-                   + 3 * NGX_GDRIVE_S3_MAX_UPLOAD_ID;
-    s3->url = ngx_pnalloc(u->pool, s3->url_size);
-
-    if (s3->host.data == NULL || s3->path.data == NULL
-        || s3->base.data == NULL || s3->url == NULL)
-    {
+    default:
         ngx_gdrive_s3_fail(s3, "internal_error", "out of memory", 0, -1);
         return NGX_ERROR;
     }
 
-    if (gmcf->s3_path_style) {
-        s3->host.len = ngx_cpymem(s3->host.data, host, p - host)
-                       - s3->host.data;
-        ngx_sprintf(s3->path.data, "%V/%V/%V", &base_path, &gmcf->s3_bucket,
-                    &u->key);
+    s3->url_size = ngx_gdrive_s3_url_size(&s3->target,
+                                         sizeof("?partNumber=10000"
+                                                "&uploadId=")
+                                         + 3 * NGX_GDRIVE_S3_MAX_UPLOAD_ID);
+    s3->url = ngx_pnalloc(u->pool, s3->url_size);
 
-    } else {
-        s3->host.len = ngx_sprintf(s3->host.data, "%V.%*s",
-                                   &gmcf->s3_bucket, p - host, host)
-                       - s3->host.data;
-        ngx_sprintf(s3->path.data, "%V/%V", &base_path, &u->key);
+    if (s3->url == NULL) {
+        ngx_gdrive_s3_fail(s3, "internal_error", "out of memory", 0, -1);
+        return NGX_ERROR;
     }
-
-    ngx_sprintf(s3->base.data, "%V://%V", &scheme, &s3->host);
 
     /* a type Drive reports goes into a header: printable ASCII only */
 
@@ -961,7 +915,7 @@ ngx_gdrive_s3_drive_md5(ngx_gdrive_s3_upload_t *u, u_char *raw)
 static u_char *
 ngx_gdrive_s3_complete_xml(ngx_gdrive_s3_t *s3, size_t *len)
 {
-    u_char      *xml, *p, *e, *last;
+    u_char      *xml, *p;
     size_t       n;
     ngx_str_t   *etag;
     ngx_uint_t   i;
@@ -989,26 +943,7 @@ ngx_gdrive_s3_complete_xml(ngx_gdrive_s3_t *s3, size_t *len)
                         i + 1);
 
         /* an ETag comes quoted; XML wants the quotes as entities */
-        last = etag[i].data + etag[i].len;
-
-        for (e = etag[i].data; e < last; e++) {
-            switch (*e) {
-            case '"':
-                p = ngx_cpymem(p, "&quot;", 6);
-                break;
-            case '&':
-                p = ngx_cpymem(p, "&amp;", 5);
-                break;
-            case '<':
-                p = ngx_cpymem(p, "&lt;", 4);
-                break;
-            case '>':
-                p = ngx_cpymem(p, "&gt;", 4);
-                break;
-            default:
-                *p++ = *e;
-            }
-        }
+        p = ngx_gdrive_s3_xml_escape(p, &etag[i]);
 
         p = ngx_cpymem(p, "</ETag></Part>", sizeof("</ETag></Part>") - 1);
     }
@@ -1043,30 +978,19 @@ static ngx_int_t
 ngx_gdrive_s3_send(ngx_gdrive_s3_t *s3, ngx_gdrive_s3_req_t *req,
     ngx_gdrive_http_t *h, ngx_gdrive_s3_kind_e kind)
 {
-    int                           n;
-    char                          date[NGX_GDRIVE_SIGV4_DATE_LEN + 1];
-    char                          auth[1024], md5_b64[32];
-    u_char                        line[1024], num[NGX_INT_T_LEN], *p, *last;
-    size_t                        i, nh, nq;
-    const char                   *hash, *method;
-    ngx_gdrive_s3_upload_t       *u;
-    ngx_gdrive_sigv4_t            s;
-    ngx_gdrive_sigv4_pair_t       hdr[12], q[2];
-    ngx_http_gdrive_main_conf_t  *gmcf;
+    int                       n;
+    char                      md5_b64[32];
+    u_char                    num[NGX_INT_T_LEN];
+    size_t                    nh, nq;
+    const char               *hash, *method;
+    ngx_gdrive_s3_upload_t   *u;
+    ngx_gdrive_sigv4_pair_t   hdr[12], q[2];
 
     u = s3->u;
-    gmcf = s3->gmcf;
-
-    ngx_gdrive_sigv4_date(ngx_time(), date);
 
     nh = 0;
     nq = 0;
     hash = NGX_GDRIVE_SIGV4_EMPTY_SHA256;
-
-    hdr[nh++] = (ngx_gdrive_sigv4_pair_t) {
-        "Host", 4, (char *) s3->host.data, s3->host.len };
-    hdr[nh++] = (ngx_gdrive_sigv4_pair_t) {
-        "x-amz-date", 10, date, NGX_GDRIVE_SIGV4_DATE_LEN };
 
     switch (kind) {
 
@@ -1158,55 +1082,6 @@ ngx_gdrive_s3_send(ngx_gdrive_s3_t *s3, ngx_gdrive_s3_req_t *req,
         break;
     }
 
-    hdr[nh++] = (ngx_gdrive_sigv4_pair_t) {
-        "x-amz-content-sha256", 20, hash, ngx_strlen(hash) };
-
-    ngx_memzero(&s, sizeof(ngx_gdrive_sigv4_t));
-
-    s.method = method;
-    s.path = (char *) s3->path.data;
-    s.path_len = s3->path.len;
-    s.query = q;
-    s.nquery = nq;
-    s.headers = hdr;
-    s.nheaders = nh;
-    s.payload_hash = hash;
-    s.date = date;
-    s.region = (char *) gmcf->s3_region.data;
-    s.region_len = gmcf->s3_region.len;
-    s.service = "s3";
-    s.access_key = (char *) gmcf->s3_access_key.data;
-    s.access_key_len = gmcf->s3_access_key.len;
-    s.secret_key = (char *) gmcf->s3_secret_key.data;
-    s.secret_key_len = gmcf->s3_secret_key.len;
-
-    if (ngx_gdrive_sigv4_sign(&s, auth, sizeof(auth)) < 0) {
-        ngx_log_error(NGX_LOG_ALERT, u->log, 0,
-                      "gdrive: s3 %s of \"%V\" could not be signed",
-                      ngx_gdrive_s3_what(kind), &u->key);
-        return NGX_ERROR;
-    }
-
-    /* the URL, encoded as the canonical request is */
-
-    p = ngx_cpymem(s3->url, s3->base.data, s3->base.len);
-    p += ngx_gdrive_sigv4_encode((char *) p, (char *) s3->path.data,
-                                 s3->path.len, 1);
-
-    for (i = 0; i < nq; i++) {
-        *p++ = i ? '&' : '?';
-        p += ngx_gdrive_sigv4_encode((char *) p, q[i].name, q[i].name_len,
-                                     0);
-
-        if (q[i].value) {
-            *p++ = '=';
-            p += ngx_gdrive_sigv4_encode((char *) p, q[i].value,
-                                         q[i].value_len, 0);
-        }
-    }
-
-    *p = '\0';
-
     ngx_gdrive_http_reset(h);
 
     h->handler = (kind == NGX_GDRIVE_S3_ABORT) ? ngx_gdrive_s3_abort_done
@@ -1235,6 +1110,185 @@ ngx_gdrive_s3_send(ngx_gdrive_s3_t *s3, ngx_gdrive_s3_req_t *req,
         h->request_len = req->len;
     }
 
+    if (ngx_gdrive_s3_sign_start(h, s3->gmcf, &s3->target, method, q, nq,
+                                 hdr, nh, hash, s3->url)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, u->log, 0,
+                      "gdrive: s3 %s of \"%V\" could not be started",
+                      ngx_gdrive_s3_what(kind), &u->key);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Where requests about a key (or, with an empty key, the bucket) go:
+ * gdrive_s3_endpoint is scheme://host[:port][/base path]; path-style
+ * puts the bucket into the path, virtual-host style into the host name.
+ * NGX_DECLINED: the endpoint is not a URL.
+ */
+
+ngx_int_t
+ngx_gdrive_s3_target(ngx_pool_t *pool, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *key, ngx_gdrive_s3_target_t *t)
+{
+    u_char     *p, *host, *last;
+    size_t      len;
+    ngx_str_t   scheme, base_path;
+
+    p = gmcf->s3_endpoint.data;
+    last = p + gmcf->s3_endpoint.len;
+
+    host = ngx_strlcasestrn(p, last, (u_char *) "://", 3 - 1);
+
+    if (host == NULL) {
+        return NGX_DECLINED;
+    }
+
+    scheme.data = p;
+    scheme.len = host - p;
+    host += 3;
+
+    for (p = host; p < last && *p != '/'; p++) { /* void */ }
+
+    base_path.data = p;
+    base_path.len = last - p;
+
+    while (base_path.len && base_path.data[base_path.len - 1] == '/') {
+        base_path.len--;
+    }
+
+    len = (p - host) + (gmcf->s3_path_style ? 0 : gmcf->s3_bucket.len + 1);
+    t->host.data = ngx_pnalloc(pool, len);
+
+    t->path.len = base_path.len + 1 + key->len
+                  + (gmcf->s3_path_style ? gmcf->s3_bucket.len + 1 : 0);
+    t->path.data = ngx_pnalloc(pool, t->path.len);
+
+    t->base.len = scheme.len + 3 + len;
+    t->base.data = ngx_pnalloc(pool, t->base.len);
+
+    if (t->host.data == NULL || t->path.data == NULL
+        || t->base.data == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    if (gmcf->s3_path_style) {
+        t->host.len = ngx_cpymem(t->host.data, host, p - host)
+                      - t->host.data;
+        ngx_sprintf(t->path.data, "%V/%V/%V", &base_path, &gmcf->s3_bucket,
+                    key);
+
+    } else {
+        t->host.len = ngx_sprintf(t->host.data, "%V.%*s",
+                                  &gmcf->s3_bucket, p - host, host)
+                      - t->host.data;
+        ngx_sprintf(t->path.data, "%V/%V", &base_path, key);
+    }
+
+    ngx_sprintf(t->base.data, "%V://%V", &scheme, &t->host);
+
+    return NGX_OK;
+}
+
+
+/* room for a URL of the target with a query of up to query bytes */
+
+size_t
+ngx_gdrive_s3_url_size(ngx_gdrive_s3_target_t *t, size_t query)
+{
+    return t->base.len + 3 * t->path.len + query + 1;
+}
+
+
+/*
+ * Signs a request with SigV4 and starts it on h, whose handler and body
+ * the caller has set: Host, x-amz-date and x-amz-content-sha256 are
+ * added to the caller's headers, the URL is written into url (of
+ * ngx_gdrive_s3_url_size() bytes) encoded as the canonical request is,
+ * and every header line is built in scratch space (curl copies both).
+ */
+
+ngx_int_t
+ngx_gdrive_s3_sign_start(ngx_gdrive_http_t *h,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_gdrive_s3_target_t *t,
+    const char *method, ngx_gdrive_sigv4_pair_t *q, size_t nq,
+    ngx_gdrive_sigv4_pair_t *extra, size_t nextra, const char *hash,
+    u_char *url)
+{
+    int                       n;
+    char                      date[NGX_GDRIVE_SIGV4_DATE_LEN + 1];
+    char                      auth[1024];
+    u_char                    line[1024], *p, *last;
+    size_t                    i, nh;
+    ngx_gdrive_sigv4_t        s;
+    ngx_gdrive_sigv4_pair_t   hdr[NGX_GDRIVE_SIGV4_MAX_PAIRS];
+
+    if (nextra + 3 > NGX_GDRIVE_SIGV4_MAX_PAIRS) {
+        return NGX_ERROR;
+    }
+
+    ngx_gdrive_sigv4_date(ngx_time(), date);
+
+    nh = 0;
+
+    hdr[nh++] = (ngx_gdrive_sigv4_pair_t) {
+        "Host", 4, (char *) t->host.data, t->host.len };
+    hdr[nh++] = (ngx_gdrive_sigv4_pair_t) {
+        "x-amz-date", 10, date, NGX_GDRIVE_SIGV4_DATE_LEN };
+
+    for (i = 0; i < nextra; i++) {
+        hdr[nh++] = extra[i];
+    }
+
+    hdr[nh++] = (ngx_gdrive_sigv4_pair_t) {
+        "x-amz-content-sha256", 20, hash, ngx_strlen(hash) };
+
+    ngx_memzero(&s, sizeof(ngx_gdrive_sigv4_t));
+
+    s.method = method;
+    s.path = (char *) t->path.data;
+    s.path_len = t->path.len;
+    s.query = q;
+    s.nquery = nq;
+    s.headers = hdr;
+    s.nheaders = nh;
+    s.payload_hash = hash;
+    s.date = date;
+    s.region = (char *) gmcf->s3_region.data;
+    s.region_len = gmcf->s3_region.len;
+    s.service = "s3";
+    s.access_key = (char *) gmcf->s3_access_key.data;
+    s.access_key_len = gmcf->s3_access_key.len;
+    s.secret_key = (char *) gmcf->s3_secret_key.data;
+    s.secret_key_len = gmcf->s3_secret_key.len;
+
+    if (ngx_gdrive_sigv4_sign(&s, auth, sizeof(auth)) < 0) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(url, t->base.data, t->base.len);
+    p += ngx_gdrive_sigv4_encode((char *) p, (char *) t->path.data,
+                                 t->path.len, 1);
+
+    for (i = 0; i < nq; i++) {
+        *p++ = i ? '&' : '?';
+        p += ngx_gdrive_sigv4_encode((char *) p, q[i].name, q[i].name_len,
+                                     0);
+
+        if (q[i].value) {
+            *p++ = '=';
+            p += ngx_gdrive_sigv4_encode((char *) p, q[i].value,
+                                         q[i].value_len, 0);
+        }
+    }
+
+    *p = '\0';
+
     last = line + sizeof(line) - 1;
 
     for (i = 0; i < nh; i++) {
@@ -1260,7 +1314,7 @@ ngx_gdrive_s3_send(ngx_gdrive_s3_t *s3, ngx_gdrive_s3_req_t *req,
         return NGX_ERROR;
     }
 
-    return ngx_gdrive_http_start(h, (char *) s3->url);
+    return ngx_gdrive_http_start(h, (char *) url);
 }
 
 
@@ -1463,7 +1517,6 @@ ngx_gdrive_s3_create_done(ngx_gdrive_s3_t *s3, ngx_gdrive_http_t *h)
 static ngx_int_t
 ngx_gdrive_s3_upload_id(ngx_gdrive_s3_t *s3, ngx_gdrive_http_t *h)
 {
-    u_char     *p, *q, *last;
     ngx_str_t   id;
 
     if (ngx_gdrive_s3_xml(h->body, h->len, "UploadId", &id) != NGX_OK
@@ -1479,34 +1532,7 @@ ngx_gdrive_s3_upload_id(ngx_gdrive_s3_t *s3, ngx_gdrive_http_t *h)
 
     /* the XML escapes of an id are undone: it is signed as it is */
 
-    p = s3->upload_id.data;
-    last = id.data + id.len;
-
-    for (q = id.data; q < last; q++) {
-        if (*q == '&') {
-            if (last - q >= 5 && ngx_strncmp(q, "&amp;", 5) == 0) {
-                *p++ = '&';
-                q += 4;
-                continue;
-            }
-
-            if (last - q >= 4 && ngx_strncmp(q, "&lt;", 4) == 0) {
-                *p++ = '<';
-                q += 3;
-                continue;
-            }
-
-            if (last - q >= 4 && ngx_strncmp(q, "&gt;", 4) == 0) {
-                *p++ = '>';
-                q += 3;
-                continue;
-            }
-        }
-
-        *p++ = *q;
-    }
-
-    s3->upload_id.len = p - s3->upload_id.data;
+    s3->upload_id.len = ngx_gdrive_s3_xml_unescape(s3->upload_id.data, &id);
 
     return NGX_OK;
 }
@@ -1938,7 +1964,9 @@ ngx_gdrive_s3_free(ngx_gdrive_s3_t *s3)
 
 /* the text of the first <tag>...</tag> in an XML body */
 
-static ngx_int_t
+/* the text of the first <tag> of an S3 answer, as it is (escaped) */
+
+ngx_int_t
 ngx_gdrive_s3_xml(u_char *body, size_t len, char *tag, ngx_str_t *value)
 {
     u_char  *p, *q, *last;
@@ -1971,6 +1999,86 @@ ngx_gdrive_s3_xml(u_char *body, size_t len, char *tag, ngx_str_t *value)
     value->len = q - p;
 
     return NGX_OK;
+}
+
+
+/* text into XML: at most 6 bytes for each of src; returns the end */
+
+u_char *
+ngx_gdrive_s3_xml_escape(u_char *dst, ngx_str_t *src)
+{
+    u_char  *e, *last;
+
+    last = src->data + src->len;
+
+    for (e = src->data; e < last; e++) {
+        switch (*e) {
+        case '"':
+            dst = ngx_cpymem(dst, "&quot;", 6);
+            break;
+        case '\'':
+            dst = ngx_cpymem(dst, "&apos;", 6);
+            break;
+        case '&':
+            dst = ngx_cpymem(dst, "&amp;", 5);
+            break;
+        case '<':
+            dst = ngx_cpymem(dst, "&lt;", 4);
+            break;
+        case '>':
+            dst = ngx_cpymem(dst, "&gt;", 4);
+            break;
+        default:
+            *dst++ = *e;
+        }
+    }
+
+    return dst;
+}
+
+
+/* XML's five entities undone into dst (at most src->len bytes) */
+
+size_t
+ngx_gdrive_s3_xml_unescape(u_char *dst, ngx_str_t *src)
+{
+    u_char      *p, *q, *last;
+    ngx_uint_t   i;
+
+    static const struct {
+        const char  *entity;
+        size_t       len;
+        u_char       c;
+    } entities[] = {
+        { "&amp;", 5, '&' }, { "&lt;", 4, '<' }, { "&gt;", 4, '>' },
+        { "&quot;", 6, '"' }, { "&apos;", 6, '\'' }
+    };
+
+    p = dst;
+    last = src->data + src->len;
+
+    for (q = src->data; q < last; q++) {
+        if (*q == '&') {
+            for (i = 0; i < sizeof(entities) / sizeof(entities[0]); i++) {
+                if ((size_t) (last - q) >= entities[i].len
+                    && ngx_strncmp(q, entities[i].entity, entities[i].len)
+                       == 0)
+                {
+                    break;
+                }
+            }
+
+            if (i < sizeof(entities) / sizeof(entities[0])) {
+                *p++ = entities[i].c;
+                q += entities[i].len - 1;
+                continue;
+            }
+        }
+
+        *p++ = *q;
+    }
+
+    return p - dst;
 }
 
 

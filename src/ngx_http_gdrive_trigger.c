@@ -141,7 +141,7 @@ static void
 ngx_http_gdrive_trigger_body(ngx_http_request_t *r)
 {
     int                          batch;
-    size_t                       n;
+    size_t                       n, i;
     ngx_int_t                    rc;
     ngx_str_t                    body;
     ngx_gdrive_trigger_t        *triggers;
@@ -173,6 +173,28 @@ ngx_http_gdrive_trigger_body(ngx_http_request_t *r)
     {
         ngx_http_finalize_request(r, ngx_http_gdrive_trigger_invalid(r, &err));
         return;
+    }
+
+    /*
+     * Drive's metadata in a trigger is what the worker's own listings
+     * hand to their children; from outside it could name any revision.
+     */
+
+    for (i = 0; i < n; i++) {
+        if (triggers[i].drive_file) {
+            err.code = "invalid_message";
+            err.field = "drive_file";
+            err.index = batch ? (long) i : -1;
+            ngx_cpystrn((u_char *) err.detail,
+                        (u_char *) "field \"drive_file\" is made by the "
+                        "worker's own listings, not accepted over HTTP",
+                        sizeof(err.detail));
+
+            ngx_gdrive_triggers_free(triggers, n);
+            ngx_http_finalize_request(r,
+                                      ngx_http_gdrive_trigger_invalid(r, &err));
+            return;
+        }
     }
 
     rc = ngx_http_gdrive_trigger_produce(r, triggers, n, batch);

@@ -87,6 +87,9 @@ static char *ngx_gdrive_parse_topic(ngx_conf_t *cf,
 static char *ngx_gdrive_parse_flag(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
     void *field, void *post);
+static char *ngx_gdrive_parse_on_delete(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
 static char *ngx_gdrive_parse_num(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
     void *field, void *post);
@@ -205,6 +208,8 @@ ngx_gdrive_setting(S3_MULTIPART_THRESHOLD, NULL, NULL,
     ngx_gdrive_parse_size, 0, 0, 0);
 ngx_gdrive_setting(S3_SIGN_PARTS, NULL, "off",
     ngx_gdrive_parse_flag, 0, 0, 0);
+ngx_gdrive_setting(S3_ON_DELETE, "GDRIVE_S3_ON_DELETE", "keep",
+    ngx_gdrive_parse_on_delete, 0, 0, 0);
 ngx_gdrive_setting(RATE_LIMIT, "GDRIVE_API_RATE_LIMIT", "10r/s",
     ngx_gdrive_parse_rate, 0, 0, 0);
 ngx_gdrive_setting(GLOBAL_RATE_LIMIT, "GDRIVE_API_GLOBAL_RATE_LIMIT",
@@ -344,6 +349,8 @@ static ngx_command_t  ngx_http_gdrive_commands[] = {
                      s3_multipart_threshold, S3_MULTIPART_THRESHOLD),
     ngx_gdrive_value("gdrive_s3_sign_parts", NGX_CONF_FLAG,
                      s3_sign_parts, S3_SIGN_PARTS),
+    ngx_gdrive_value("gdrive_s3_on_delete", NGX_CONF_TAKE1,
+                     s3_on_delete, S3_ON_DELETE),
     ngx_gdrive_value("gdrive_rate_limit", NGX_CONF_TAKE12,
                      rate, RATE_LIMIT),
     ngx_gdrive_value("gdrive_global_rate_limit", NGX_CONF_TAKE12,
@@ -1494,6 +1501,28 @@ ngx_gdrive_parse_topic(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
     *str = args[0];
 
     return NULL;
+}
+
+
+/* what a file removed or trashed in Drive does to its objects */
+
+static char *
+ngx_gdrive_parse_on_delete(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    ngx_flag_t  *fp = field;
+
+    if (args[0].len == 4 && ngx_strncmp(args[0].data, "keep", 4) == 0) {
+        *fp = 0;
+        return NULL;
+    }
+
+    if (args[0].len == 6 && ngx_strncmp(args[0].data, "delete", 6) == 0) {
+        *fp = 1;
+        return NULL;
+    }
+
+    return "must be \"keep\" or \"delete\"";
 }
 
 

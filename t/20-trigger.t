@@ -126,6 +126,9 @@ my @bad = (
     ['garbage after batch',"[$ok] x",                                  'invalid_message'],
     ['bad item in batch',  "[$ok,$ok,{\"integration_id\":\"i\"}]",     'missing_field', 'action', 2],
     ['oversized trigger',  '{"integration_id":"i","action":"sync_changes","pad":"' . ('p' x 70000) . '"}', 'invalid_message'],
+    ['metadata from outside', '{"integration_id":"i","action":"sync_file","file_id":"f","drive_file":{"id":"f","headRevisionId":"r"}}', 'invalid_message', 'drive_file'],
+    ['metadata in a batch',   "[$ok,{\"integration_id\":\"i\",\"action\":\"sync_file\",\"file_id\":\"f\",\"drive_file\":{\"id\":\"f\"}}]", 'invalid_message', 'drive_file', 1],
+    ['metadata not an object', '{"integration_id":"i","action":"sync_file","file_id":"f","drive_file":"f"}', 'invalid_message', 'drive_file'],
 );
 
 my $before = () = kafka_consume($topic);

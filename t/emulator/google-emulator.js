@@ -63,7 +63,7 @@ const MAGIC = {
 };
 const TEXT = Buffer.from('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,');
 
-const DEFAULT_CONFIG = { token_ttl: 3599, export_limit: 10485760, export_content_length: false };
+const DEFAULT_CONFIG = { token_ttl: 3599, export_limit: 10485760, export_content_length: false, incomplete_search: false };
 const MAX_LOG = 100000;
 const ENDPOINTS = ['token', 'files.get', 'files.media', 'files.export', 'files.exportLink', 'files.list',
   'changes.startPageToken', 'changes.list', 'cp.credentials', 'cp.reauthorize'];
@@ -124,6 +124,10 @@ function toSize(v, what = 'size') {
 function setConfig(c) {
   for (const [k, v] of Object.entries(c || {})) {
     if (k === 'export_content_length') S.config[k] = !!v;
+    else if (k === 'incomplete_search') {
+      if (![true, false, 'always'].includes(v)) throw new AdminError(400, 'incomplete_search must be true, false or "always"');
+      S.config[k] = v;
+    }
     else if (k === 'token_ttl' || k === 'export_limit') S.config[k] = toSize(v, k);
     else throw new AdminError(400, `unknown config key: ${k}`);
   }
@@ -731,14 +735,23 @@ async function filesList(ctx) {
     throw new ApiError(403, 'teamDriveIncludeItemsRequired', 'The includeItemsFromAllDrives parameter must be set to true when driveId is specified.', { location: 'includeItemsFromAllDrives' });
   }
   if (q.has('pageToken') && !ctx.listToken) throw invalidValue('pageToken');
+  const skipShared = S.config.incomplete_search === true && corpora === 'allDrives';
   const items = [...S.files.values()]
     .filter((f) => (!f.driveId || allDrives) && (!driveId || f.driveId === driveId) && pred(f))
+    .filter((f) => !(skipShared && f.driveId))
     .sort(order);
   const start = ctx.listToken ? ctx.listToken.o : 0;
   const page = items.slice(start, start + pageSize);
   const out = { kind: 'drive#fileList' };
   if (start + pageSize < items.length) out.nextPageToken = encodeListToken({ o: start + pageSize, p: ctx.page + 1 });
-  out.incompleteSearch = false;
+  // Drive documents incompleteSearch: "This can occur when searching multiple
+  // drives with the 'allDrives' corpora, but all corpora couldn't be searched",
+  // and advises narrowing the corpus to 'user' or 'drive'. Modelled here:
+  // incomplete_search true makes allDrives listings skip shared drives (their
+  // files are missing from the page); 'always' makes every listing incomplete.
+  const incomplete = S.config.incomplete_search === 'always'
+    || (S.config.incomplete_search === true && corpora === 'allDrives');
+  out.incompleteSearch = incomplete;
   if (wantsSums(subMask(tree, 'files'))) for (const f of page) await ensureSums(f);
   const base = baseUrl(ctx);
   out.files = page.map((f) => fileMeta(f, base));

@@ -86,6 +86,35 @@ main(void)
            i, bad[i].index, err.index);
     }
 
+    /* Drive's metadata carried by a child trigger: an object, sync_file */
+
+    rc = parse("{\"integration_id\":\"i\",\"action\":\"sync_file\","
+               "\"file_id\":\"f\",\"drive_file\":{\"id\":\"f\"}}",
+               &t, &n, &batch, &err);
+    ok(rc == 0 && t[0].drive_file == 1, "drive_file is recorded");
+    if (rc == 0) {
+        ngx_gdrive_triggers_free(t, n);
+    }
+
+    rc = parse("{\"integration_id\":\"i\",\"action\":\"sync_file\","
+               "\"file_id\":\"f\"}", &t, &n, &batch, &err);
+    ok(rc == 0 && t[0].drive_file == 0, "no drive_file, none recorded");
+    if (rc == 0) {
+        ngx_gdrive_triggers_free(t, n);
+    }
+
+    rc = parse("{\"integration_id\":\"i\",\"action\":\"sync_folder\","
+               "\"folder_id\":\"f\",\"drive_file\":{\"id\":\"f\"}}",
+               &t, &n, &batch, &err);
+    ok(rc != 0 && strcmp(err.field, "drive_file") == 0,
+       "drive_file only in a sync_file");
+
+    rc = parse("{\"integration_id\":\"i\",\"action\":\"sync_file\","
+               "\"file_id\":\"f\",\"drive_file\":[1]}",
+               &t, &n, &batch, &err);
+    ok(rc != 0 && strcmp(err.field, "drive_file") == 0,
+       "drive_file must be an object");
+
     /* one trigger, every field */
 
     const char *full = "{\"trigger_id\":\"t-1:a.b\",\"integration_id\":\"int-9\","
