@@ -67,6 +67,10 @@ typedef enum {
     NGX_GDRIVE_S_GOOGLE_REFRESH_TOKEN,
     NGX_GDRIVE_S_GOOGLE_API_DEBUG,
     NGX_GDRIVE_S_CONTROL_PLANE_URL,
+    NGX_GDRIVE_S_CONTROL_PLANE_TOKEN,
+    NGX_GDRIVE_S_CONTROL_PLANE_CERTIFICATE,
+    NGX_GDRIVE_S_CONTROL_PLANE_CERTIFICATE_KEY,
+    NGX_GDRIVE_S_GOOGLE_TRUSTED_HOSTS,
     NGX_GDRIVE_S_TOKEN_SKEW,
     NGX_GDRIVE_S_ACKNOWLEDGE_ABUSE,
     NGX_GDRIVE_S_QUOTA_PAUSE,
@@ -81,6 +85,8 @@ typedef enum {
     NGX_GDRIVE_S_S3_MULTIPART_THRESHOLD,
     NGX_GDRIVE_S_S3_SIGN_PARTS,
     NGX_GDRIVE_S_S3_ON_DELETE,
+    NGX_GDRIVE_S_S3_SSE,
+    NGX_GDRIVE_S_S3_STORAGE_CLASS,
     NGX_GDRIVE_S_RATE_LIMIT,
     NGX_GDRIVE_S_GLOBAL_RATE_LIMIT,
     NGX_GDRIVE_S_MAX_CONNECTIONS,
@@ -141,6 +147,10 @@ typedef struct {
     ngx_str_t            google_refresh_token;
     ngx_flag_t           google_api_debug;
     ngx_str_t            control_plane_url;
+    ngx_str_t            control_plane_token;
+    ngx_str_t            control_plane_certificate;
+    ngx_str_t            control_plane_certificate_key;
+    ngx_array_t         *google_trusted_hosts;    /* of ngx_str_t */
     ngx_msec_t           token_skew;
     ngx_flag_t           acknowledge_abuse;
     ngx_msec_t           quota_pause;
@@ -157,6 +167,9 @@ typedef struct {
     size_t               s3_multipart_threshold;
     ngx_flag_t           s3_sign_parts;
     ngx_flag_t           s3_on_delete;  /* 1: delete, 0: keep */
+    ngx_str_t            s3_sse;        /* "", AES256 or aws:kms */
+    ngx_str_t            s3_sse_key;    /* a KMS key's ARN or id */
+    ngx_str_t            s3_storage_class;
 
     /* rates are in requests per 1000 seconds, as limit_req keeps them */
     ngx_uint_t           rate;
@@ -611,6 +624,8 @@ void ngx_gdrive_http_done(void);
 ngx_gdrive_http_t *ngx_gdrive_http_create(ngx_pool_t *pool, ngx_log_t *log,
     size_t max_body);
 ngx_int_t ngx_gdrive_http_header_add(ngx_gdrive_http_t *h, const char *line);
+/* a value from outside may go into a header: no CR, LF or NUL */
+ngx_uint_t ngx_gdrive_header_safe(ngx_str_t *value);
 ngx_int_t ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url);
 void ngx_gdrive_http_resume(ngx_gdrive_http_t *h);
 void ngx_gdrive_http_cancel(ngx_gdrive_http_t *h);
@@ -676,6 +691,10 @@ struct ngx_gdrive_drive_s {
     void                   (*waiting)(ngx_gdrive_drive_t *d,
                                       ngx_uint_t waiting);
     void                    *data;
+    /* a header line sent with the call (a resource key), or NULL */
+    const char              *header;
+    /* follow up to 5 redirects, to trusted hosts only (export links) */
+    unsigned                 follow:1;
 
     /* the answer */
     ngx_int_t                rc;          /* NGX_OK, NGX_ERROR */
@@ -700,8 +719,10 @@ struct ngx_gdrive_drive_s {
     unsigned                 sink_failed:1;
     unsigned                 cleanup_set:1;
     unsigned                 wait_global:1;
+    ngx_uint_t               redirects;
 };
 
+ngx_uint_t ngx_gdrive_drive_trusted(const char *url);
 void ngx_gdrive_drive_call(ngx_gdrive_drive_t *d, const char *endpoint,
     char *url);
 void ngx_gdrive_drive_resume(ngx_gdrive_drive_t *d);
@@ -742,6 +763,9 @@ struct ngx_gdrive_s3_upload_s {
     ngx_str_t                md5;         /* expected hex md5, or empty */
     ngx_str_t                drive_id;    /* x-amz-meta-drive-file-id */
     ngx_str_t                version;     /* x-amz-meta-drive-version */
+    ngx_str_t                integration; /* x-amz-meta-integration-id */
+    ngx_str_t                trigger;     /* x-amz-meta-trigger-id */
+    ngx_str_t                name;        /* x-amz-meta-drive-name, UTF-8 */
 
     void                   (*ready)(ngx_gdrive_s3_upload_t *u);
     void                   (*resume)(ngx_gdrive_s3_upload_t *u);

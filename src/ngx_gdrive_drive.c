@@ -32,6 +32,9 @@ static void ngx_gdrive_drive_fail(ngx_gdrive_drive_t *d, const char *code,
     ngx_uint_t permanent, const char *detail);
 static void ngx_gdrive_drive_classify(ngx_gdrive_drive_t *d);
 static void ngx_gdrive_drive_cleanup(void *data);
+static ngx_int_t ngx_gdrive_drive_redirect(ngx_gdrive_drive_t *d);
+static ngx_int_t ngx_gdrive_drive_authority(const char *url, ngx_str_t *scheme,
+    ngx_str_t *authority, ngx_str_t *host, ngx_str_t *port);
 
 
 /*
@@ -71,6 +74,7 @@ ngx_gdrive_drive_call(ngx_gdrive_drive_t *d, const char *endpoint, char *url)
     d->retry_after = -1;
     d->bytes = 0;
     d->waited = 0;
+    d->redirects = 0;
     d->active = 1;
 
     d->wait.handler = ngx_gdrive_drive_go;
@@ -139,9 +143,26 @@ ngx_gdrive_drive_go(ngx_event_t *ev)
         h->sink = ngx_gdrive_drive_sink;
     }
 
-    if (d->token.len > NGX_GDRIVE_TOKEN_MAX_LEN) {
+    if (d->token.len > NGX_GDRIVE_TOKEN_MAX_LEN
+        || !ngx_gdrive_header_safe(&d->token))
+    {
         ngx_gdrive_drive_fail(d, "auth_invalid", 0,
-                              "the access token is too long");
+                              "the access token is too long or holds a "
+                              "line break");
+        return;
+    }
+
+    /*
+     * The bearer token goes to trusted hosts only: an export link or a
+     * redirect comes from Drive's data, and is refused before anything
+     * is sent when its host is not one of them.
+     */
+
+    if (!ngx_gdrive_drive_trusted(d->url)) {
+        ngx_gdrive_drive_fail(d, "untrusted_link", 1,
+                              "a link to a host that is not trusted with "
+                              "the Google token (gdrive_google_trusted_hosts)"
+                              ": refused, nothing was sent");
         return;
     }
 
@@ -150,7 +171,8 @@ ngx_gdrive_drive_go(ngx_event_t *ev)
     if (ngx_gdrive_http_header_add(h, line) != NGX_OK
         || ngx_gdrive_http_header_add(h, d->sink ? "Accept: */*"
                                       : "Accept: application/json")
-           != NGX_OK)
+           != NGX_OK
+        || (d->header && ngx_gdrive_http_header_add(h, d->header) != NGX_OK))
     {
         ngx_explicit_memzero(line, sizeof(line));
         ngx_gdrive_drive_fail(d, "internal_error", 0,
@@ -296,6 +318,19 @@ ngx_gdrive_drive_done(ngx_gdrive_http_t *h)
         return;
     }
 
+    if (d->follow && (h->status == 301 || h->status == 302
+                      || h->status == 303 || h->status == 307
+                      || h->status == 308))
+    {
+        if (ngx_gdrive_drive_redirect(d) == NGX_OK) {
+            return;
+        }
+
+        /* d says why */
+        d->handler(d);
+        return;
+    }
+
     if (h->status < 200 || h->status > 299) {
         ngx_gdrive_drive_classify(d);
         return;
@@ -319,6 +354,219 @@ ngx_gdrive_drive_done(ngx_gdrive_http_t *h)
 
     d->rc = NGX_OK;
     d->handler(d);
+}
+
+
+/*
+ * An export link's redirect (Google's links answer with one to a content
+ * host): at most 5, each checked as the link was before anything is sent
+ * to it.  NGX_OK: the next request is under way.
+ */
+
+static ngx_int_t
+ngx_gdrive_drive_redirect(ngx_gdrive_drive_t *d)
+{
+    char    *location;
+    size_t   len;
+
+    location = NULL;
+    (void) curl_easy_getinfo(d->http->easy, CURLINFO_REDIRECT_URL, &location);
+
+    if (location == NULL || *location == '\0') {
+        ngx_snprintf(d->detail, sizeof(d->detail) - 1,
+                     "%s: HTTP %l without a Location%Z", d->endpoint,
+                     d->status);
+        d->rc = NGX_ERROR;
+        d->code = "upstream_error";
+        d->permanent = 0;
+        return NGX_ERROR;
+    }
+
+    if (++d->redirects > 5) {
+        ngx_snprintf(d->detail, sizeof(d->detail) - 1,
+                     "%s: more than 5 redirects%Z", d->endpoint);
+        d->rc = NGX_ERROR;
+        d->code = "upstream_error";
+        d->permanent = 0;
+        return NGX_ERROR;
+    }
+
+    len = ngx_strlen(location);
+
+    if (len > 8192) {
+        ngx_snprintf(d->detail, sizeof(d->detail) - 1,
+                     "%s: a redirect of %uz bytes%Z", d->endpoint, len);
+        d->rc = NGX_ERROR;
+        d->code = "upstream_error";
+        d->permanent = 1;
+        return NGX_ERROR;
+    }
+
+    d->url = ngx_pnalloc(d->pool, len + 1);
+    if (d->url == NULL) {
+        d->rc = NGX_ERROR;
+        d->code = "internal_error";
+        d->permanent = 0;
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(d->url, location, len + 1);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, d->log, 0,
+                   "gdrive: Drive %s redirected (%ui)", d->endpoint,
+                   d->redirects);
+
+    d->active = 1;
+    d->rc = NGX_ERROR;
+    d->status = 0;
+
+    ngx_post_event(&d->wait, &ngx_posted_events);
+
+    return NGX_OK;
+}
+
+
+/*
+ * May a URL have the Google token?  The scheme and authority of
+ * gdrive_google_api_url exactly (so a local stack works), or https on
+ * the default port to a host of gdrive_google_trusted_hosts ("*.domain":
+ * any name below it).  A URL with user information never.
+ */
+
+ngx_uint_t
+ngx_gdrive_drive_trusted(const char *url)
+{
+    size_t                        n;
+    ngx_str_t                     scheme, auth, host, port;
+    ngx_str_t                     api_scheme, api_auth, api_host, api_port;
+    ngx_str_t                    *pat;
+    ngx_uint_t                    i;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_gdrive_worker.gmcf;
+
+    if (ngx_gdrive_drive_authority(url, &scheme, &auth, &host, &port)
+        != NGX_OK)
+    {
+        return 0;
+    }
+
+    if (ngx_gdrive_drive_authority((char *) gmcf->google_api_url.data,
+                                   &api_scheme, &api_auth, &api_host,
+                                   &api_port)
+        == NGX_OK
+        && scheme.len == api_scheme.len
+        && ngx_strncasecmp(scheme.data, api_scheme.data, scheme.len) == 0
+        && auth.len == api_auth.len
+        && ngx_strncasecmp(auth.data, api_auth.data, auth.len) == 0)
+    {
+        return 1;
+    }
+
+    if (scheme.len != 5 || ngx_strncasecmp(scheme.data, (u_char *) "https", 5)
+                           != 0
+        || (port.len && !(port.len == 3
+                          && ngx_strncmp(port.data, "443", 3) == 0)))
+    {
+        return 0;
+    }
+
+    if (gmcf->google_trusted_hosts == NULL) {
+        return 0;
+    }
+
+    pat = gmcf->google_trusted_hosts->elts;
+
+    for (i = 0; i < gmcf->google_trusted_hosts->nelts; i++) {
+
+        if (pat[i].len > 2 && pat[i].data[0] == '*' && pat[i].data[1] == '.')
+        {
+            /* ".domain" at the end of a longer host */
+            n = pat[i].len - 1;
+
+            if (host.len > n
+                && ngx_strncasecmp(host.data + host.len - n,
+                                   pat[i].data + 1, n)
+                   == 0)
+            {
+                return 1;
+            }
+
+            continue;
+        }
+
+        if (host.len == pat[i].len
+            && ngx_strncasecmp(host.data, pat[i].data, host.len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_gdrive_drive_authority(const char *url, ngx_str_t *scheme,
+    ngx_str_t *authority, ngx_str_t *host, ngx_str_t *port)
+{
+    u_char  *p, *start, *last, *colon;
+
+    if (url == NULL) {
+        return NGX_ERROR;
+    }
+
+    start = (u_char *) url;
+    last = start + ngx_strlen(url);
+
+    p = ngx_strlcasestrn(start, last, (u_char *) "://", 3 - 1);
+    if (p == NULL || p == start) {
+        return NGX_ERROR;
+    }
+
+    scheme->data = start;
+    scheme->len = p - start;
+
+    authority->data = p + 3;
+
+    for (p = authority->data; p < last && *p != '/' && *p != '?'
+                              && *p != '#'; p++)
+    {
+        if (*p == '@' || *p == '\\' || *p <= 0x20 || *p >= 0x7f) {
+            /* user information, or what curl would read another way */
+            return NGX_ERROR;
+        }
+    }
+
+    authority->len = p - authority->data;
+
+    if (authority->len == 0) {
+        return NGX_ERROR;
+    }
+
+    colon = NULL;
+
+    if (authority->data[0] != '[') {
+        colon = ngx_strlchr(authority->data, p, ':');
+    }
+
+    host->data = authority->data;
+    host->len = colon ? (size_t) (colon - host->data) : authority->len;
+
+    if (colon) {
+        port->data = colon + 1;
+        port->len = p - port->data;
+
+    } else {
+        ngx_str_null(port);
+    }
+
+    /* a trailing dot names the same host: not one a pattern is for */
+    if (host->len == 0 || host->data[host->len - 1] == '.') {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -410,7 +658,13 @@ ngx_gdrive_drive_classify(ngx_gdrive_drive_t *d)
         }
     }
 
-    if (ngx_strcmp(reason, "cannotDownloadAbusiveFile") == 0) {
+    if (ngx_strcmp(reason, "fileNotDownloadable") == 0) {
+        /* alt=media on a Docs editors file: metadata that said binary
+         * is out of date, and the retry asks Drive afresh */
+        d->reason = "fileNotDownloadable";
+        d->code = "not_downloadable";
+
+    } else if (ngx_strcmp(reason, "cannotDownloadAbusiveFile") == 0) {
         d->reason = "cannotDownloadAbusiveFile";
         d->code = "abusive_file";
 

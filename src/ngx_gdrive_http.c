@@ -252,6 +252,23 @@ ngx_gdrive_http_header_add(ngx_gdrive_http_t *h, const char *line)
 }
 
 
+ngx_uint_t
+ngx_gdrive_header_safe(ngx_str_t *value)
+{
+    size_t  i;
+
+    for (i = 0; i < value->len; i++) {
+        if (value->data[i] == '\r' || value->data[i] == '\n'
+            || value->data[i] == '\0')
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 ngx_int_t
 ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url)
 {

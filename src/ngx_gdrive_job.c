@@ -40,7 +40,7 @@
 /* what files.get asks for: what the key, the export and the result use */
 #define NGX_GDRIVE_FILE_FIELDS                                                \
     "id,name,mimeType,size,md5Checksum,version,modifiedTime,"                 \
-    "headRevisionId,driveId,trashed,shortcutDetails,exportLinks"
+    "headRevisionId,driveId,trashed,shortcutDetails,exportLinks,resourceKey"
 
 /* what a listing and the changes feed ask for each file: the same */
 #define NGX_GDRIVE_LIST_FIELDS                                                \
@@ -182,6 +182,7 @@ static ngx_int_t ngx_gdrive_job_carried(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_gone(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_pruned(ngx_gdrive_s3_delete_t *d);
 static void ngx_gdrive_job_store(ngx_gdrive_job_t *job);
+static ngx_int_t ngx_gdrive_job_resource_key(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_upload_ready(ngx_gdrive_s3_upload_t *u);
 static void ngx_gdrive_job_upload_resume(ngx_gdrive_s3_upload_t *u);
 static void ngx_gdrive_job_upload_done(ngx_gdrive_s3_upload_t *u);
@@ -710,6 +711,8 @@ ngx_gdrive_job_file(ngx_gdrive_job_t *job)
     }
 
     job->drive.sink = NULL;
+    job->drive.header = NULL;
+    job->drive.follow = 0;
     ngx_gdrive_drive_call(&job->drive, "files.get", url);
 }
 
@@ -964,6 +967,17 @@ ngx_gdrive_job_file_meta(ngx_gdrive_job_t *job)
                  - u->key.data;
 
     u->drive_id = job->file_id;
+    u->integration = job->token.integration;
+    u->trigger.data = job->id;
+    u->trigger.len = ngx_strlen(job->id);
+
+    v = ngx_gdrive_job_json_str(job->meta, "name");
+
+    if (v) {
+        u->name.data = (u_char *) v;
+        u->name.len = ngx_strlen(v);
+    }
+
     v = ngx_gdrive_job_json_str(job->meta, "version");
 
     if (v) {
@@ -1091,6 +1105,44 @@ ngx_gdrive_job_store(ngx_gdrive_job_t *job)
 }
 
 
+/*
+ * A file shared by link behind a resource key (Drive's 2021 security
+ * update) is read with X-Goog-Drive-Resource-Keys: {id}/{key}.  The key
+ * comes from metadata, data from outside: Drive's charset only.
+ */
+
+static ngx_int_t
+ngx_gdrive_job_resource_key(ngx_gdrive_job_t *job)
+{
+    u_char      *line;
+    size_t       len;
+    const char  *key;
+
+    job->drive.header = NULL;
+
+    key = ngx_gdrive_job_json_str(job->meta, "resourceKey");
+
+    if (key == NULL || !ngx_gdrive_drive_id_valid(key, ngx_strlen(key))) {
+        return NGX_OK;
+    }
+
+    len = sizeof("X-Goog-Drive-Resource-Keys: /") + job->file_id.len
+          + ngx_strlen(key);
+
+    line = ngx_pnalloc(job->pool, len);
+    if (line == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(line, "X-Goog-Drive-Resource-Keys: %V/%s%Z", &job->file_id,
+                key);
+
+    job->drive.header = (char *) line;
+
+    return NGX_OK;
+}
+
+
 /* the object is not there: download into it */
 
 static void
@@ -1110,6 +1162,11 @@ ngx_gdrive_job_upload_ready(ngx_gdrive_s3_upload_t *u)
     ngx_gdrive_status_job_stage(job->status_slot, "content");
     job->drive.sink = ngx_gdrive_job_sink;
     job->drive.sink_failed = 0;
+    job->drive.follow = 0;
+
+    if (ngx_gdrive_job_resource_key(job) != NGX_OK) {
+        goto nomem;
+    }
 
     if (job->export_type.len == 0) {
         url = ngx_gdrive_drive_url(job->pool, job->file_id.len + 128,
@@ -1181,6 +1238,8 @@ ngx_gdrive_job_upload_ready(ngx_gdrive_s3_upload_t *u)
 
     ngx_memcpy(url, link, ngx_strlen(link) + 1);
 
+    /* Google's export links redirect to a content host */
+    job->drive.follow = 1;
     ngx_gdrive_drive_call(&job->drive, "files.exportLink", url);
     return;
 
@@ -1357,6 +1416,8 @@ ngx_gdrive_job_list(ngx_gdrive_job_t *job)
     }
 
     job->drive.sink = NULL;
+    job->drive.header = NULL;
+    job->drive.follow = 0;
     ngx_gdrive_drive_call(&job->drive, "files.list", url);
     return;
 
@@ -1463,6 +1524,8 @@ ngx_gdrive_job_list_drive(ngx_gdrive_job_t *job)
     }
 
     job->drive.sink = NULL;
+    job->drive.header = NULL;
+    job->drive.follow = 0;
     ngx_gdrive_drive_call(&job->drive, "files.get", url);
 }
 
@@ -1524,6 +1587,8 @@ ngx_gdrive_job_changes(ngx_gdrive_job_t *job)
     job->stage = NGX_GDRIVE_STAGE_CHANGES;
     ngx_gdrive_status_job_stage(job->status_slot, "changes");
     job->drive.sink = NULL;
+    job->drive.header = NULL;
+    job->drive.follow = 0;
 
     ngx_str_null(&drive);
 

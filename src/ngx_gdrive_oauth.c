@@ -43,6 +43,7 @@ static ngx_gdrive_token_node_t *ngx_gdrive_token_node(
     ngx_uint_t create);
 static void ngx_gdrive_token_credentials(ngx_gdrive_token_req_t *req);
 static void ngx_gdrive_token_credentials_done(ngx_gdrive_http_t *h);
+static ngx_int_t ngx_gdrive_token_cp_auth(ngx_gdrive_token_req_t *req);
 static void ngx_gdrive_token_refresh(ngx_gdrive_token_req_t *req);
 static void ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h);
 static void ngx_gdrive_token_reauthorize(ngx_gdrive_token_req_t *req);
@@ -240,8 +241,69 @@ ngx_gdrive_token_credentials(ngx_gdrive_token_req_t *req)
         return;
     }
 
+    if (ngx_gdrive_token_cp_auth(req) != NGX_OK) {
+        return;
+    }
+
     ngx_gdrive_token_send(req, url, ngx_gdrive_token_credentials_done,
                           "control plane credentials");
+}
+
+
+/*
+ * The control plane is authenticated: gdrive_control_plane_token as a
+ * bearer token (never logged), and a client certificate for mutual TLS.
+ */
+
+static ngx_int_t
+ngx_gdrive_token_cp_auth(ngx_gdrive_token_req_t *req)
+{
+    u_char                       *line, *p;
+    size_t                        len;
+    ngx_int_t                     rc;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_gdrive_worker.gmcf;
+
+    if (gmcf->control_plane_certificate.len) {
+        curl_easy_setopt(req->http->easy, CURLOPT_SSLCERT,
+                         gmcf->control_plane_certificate.data);
+        curl_easy_setopt(req->http->easy, CURLOPT_SSLKEY,
+                         gmcf->control_plane_certificate_key.data);
+    }
+
+    if (gmcf->control_plane_token.len == 0) {
+        return NGX_OK;
+    }
+
+    if (!ngx_gdrive_header_safe(&gmcf->control_plane_token)) {
+        ngx_gdrive_token_fail(req, "control_plane_denied",
+                              "gdrive_control_plane_token holds a line "
+                              "break or a NUL and is not sent", 1);
+        return NGX_ERROR;
+    }
+
+    len = sizeof("Authorization: Bearer ") + gmcf->control_plane_token.len;
+
+    line = ngx_pnalloc(req->pool, len);
+    if (line == NULL) {
+        ngx_gdrive_token_fail(req, "internal_error", "out of memory", 0);
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(line, "Authorization: Bearer %V%Z",
+                    &gmcf->control_plane_token);
+
+    rc = ngx_gdrive_http_header_add(req->http, (char *) line);
+
+    ngx_explicit_memzero(line, p - line);
+
+    if (rc != NGX_OK) {
+        ngx_gdrive_token_fail(req, "internal_error", "out of memory", 0);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -250,11 +312,14 @@ ngx_gdrive_token_credentials_done(ngx_gdrive_http_t *h)
 {
     ngx_gdrive_token_req_t *req = h->data;
 
-    json_t        *root;
-    ngx_str_t     *dst[3];
-    ngx_uint_t     i;
-    const char    *v;
-    json_error_t   jerr;
+    json_t                       *root;
+    ngx_str_t                    *dst[3], *conf[3];
+    ngx_uint_t                    i;
+    const char                   *v;
+    json_error_t                  jerr;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_gdrive_worker.gmcf;
 
     static const char  *names[3] = {
         "client_id", "client_secret", "refresh_token"
@@ -264,31 +329,58 @@ ngx_gdrive_token_credentials_done(ngx_gdrive_http_t *h)
                                      h->result == CURLE_OK ? h->status : 0,
                                      ngx_current_msec - h->started);
 
-    if (ngx_gdrive_token_classify(req, h, "the control plane") != NGX_OK) {
+    if (ngx_gdrive_token_classify(req, h, NULL) != NGX_OK) {
         return;
     }
 
     root = json_loadb((char *) h->body, h->len, 0, &jerr);
 
+    /*
+     * Only refresh_token is required: the platform's own OAuth client is
+     * configured once (gdrive_google_client_id / _secret), and a client
+     * in the answer overrides it.
+     */
+
     dst[0] = &req->client_id;
     dst[1] = &req->client_secret;
     dst[2] = &req->refresh_token;
+    conf[0] = &gmcf->google_client_id;
+    conf[1] = &gmcf->google_client_secret;
+    conf[2] = NULL;
 
     for (i = 0; i < 3; i++) {
         v = json_string_value(json_object_get(root, names[i]));
 
-        if (v == NULL || *v == '\0') {
-            json_decref(root);
-            ngx_gdrive_token_fail(req, "auth_invalid",
-                                  "the control plane's credentials lack "
-                                  "client_id, client_secret or "
-                                  "refresh_token", 1);
-            return;
+        if (v && *v) {
+            dst[i]->len = ngx_strlen(v);
+            dst[i]->data = ngx_pstrdup(req->pool, &(ngx_str_t) {
+                                              dst[i]->len, (u_char *) v });
+            if (dst[i]->data == NULL) {
+                json_decref(root);
+                ngx_gdrive_token_fail(req, "internal_error", "out of memory",
+                                      0);
+                return;
+            }
+
+            continue;
         }
 
-        dst[i]->len = ngx_strlen(v);
-        dst[i]->data = ngx_pstrdup(req->pool, &(ngx_str_t) {
-                                              dst[i]->len, (u_char *) v });
+        if (conf[i] && conf[i]->len) {
+            *dst[i] = *conf[i];
+            continue;
+        }
+
+        json_decref(root);
+
+        ngx_gdrive_token_fail(req, "auth_invalid",
+                              i == 2 ? "the control plane's answer has no "
+                                       "refresh_token"
+                                     : "the control plane's answer has no "
+                                       "client_id or client_secret, and "
+                                       "gdrive_google_client_id or "
+                                       "gdrive_google_client_secret is not "
+                                       "set", 1);
+        return;
     }
 
     json_decref(root);
@@ -505,6 +597,10 @@ ngx_gdrive_token_reauthorize(ngx_gdrive_token_req_t *req)
         return;
     }
 
+    if (ngx_gdrive_token_cp_auth(req) != NGX_OK) {
+        return;
+    }
+
     curl_easy_setopt(req->http->easy, CURLOPT_COPYPOSTFIELDS,
                      "{\"reason\":\"invalid_grant\"}");
     (void) ngx_gdrive_http_header_add(req->http,
@@ -559,15 +655,23 @@ ngx_gdrive_token_reauthorize_done(ngx_gdrive_http_t *h)
 }
 
 
-/* transport and status errors shared by the control plane and OAuth */
+/*
+ * Transport and status errors shared by the control plane (what NULL)
+ * and OAuth.  The control plane's 401 and 403 are a deployment error
+ * that fails every job: said at "error", with the control plane's own
+ * words.
+ */
 
 static ngx_int_t
 ngx_gdrive_token_classify(ngx_gdrive_token_req_t *req, ngx_gdrive_http_t *h,
     const char *what)
 {
+    u_char  *p, *last, answer[160];
+
     if (h->result != CURLE_OK) {
         ngx_log_error(NGX_LOG_WARN, req->log, 0,
-                      "gdrive: %s not reached: %s", what,
+                      "gdrive: %s not reached: %s",
+                      what ? what : "the control plane",
                       h->error[0] ? h->error : curl_easy_strerror(h->result));
         ngx_gdrive_token_fail(req, "upstream_error",
                               curl_easy_strerror(h->result), 0);
@@ -578,19 +682,48 @@ ngx_gdrive_token_classify(ngx_gdrive_token_req_t *req, ngx_gdrive_http_t *h,
         return NGX_OK;
     }
 
-    ngx_log_error(NGX_LOG_WARN, req->log, 0,
-                  "gdrive: %s answered HTTP %l", what, h->status);
-
     req->retry_after = h->retry_after;
+
+    if (what == NULL && (h->status == 401 || h->status == 403)) {
+
+        /* the answer as printable text, bounded: it is data from outside */
+
+        last = answer;
+
+        for (p = h->body; p && p < h->body + h->len
+                          && last < answer + sizeof(answer) - 1; p++)
+        {
+            *last++ = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
+        }
+
+        ngx_log_error(NGX_LOG_ERR, req->log, 0,
+                      "gdrive: the control plane refused the worker's "
+                      "credentials for integration \"%V\": HTTP %l \"%*s\"; "
+                      "check gdrive_control_plane_token and the client "
+                      "certificate", &req->integration, h->status,
+                      (size_t) (last - answer), answer);
+
+        ngx_gdrive_token_fail(req, "control_plane_denied",
+                              h->status == 401
+                              ? "the control plane answered 401: the "
+                                "worker's credentials are refused"
+                              : "the control plane answered 403: the "
+                                "worker may not read these credentials", 1);
+        return NGX_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, req->log, 0,
+                  "gdrive: %s answered HTTP %l",
+                  what ? what : "the control plane", h->status);
 
     if (h->status == 429) {
         ngx_gdrive_token_fail(req, "rate_limited", "HTTP 429", 0);
 
-    } else if (h->status >= 500) {
+    } else if (h->status >= 500 || h->status == 408) {
         ngx_gdrive_token_fail(req, "upstream_error", "HTTP 5xx", 0);
 
-    } else if (h->status == 404) {
-        ngx_gdrive_token_fail(req, "auth_invalid",
+    } else if (what == NULL && h->status == 404) {
+        ngx_gdrive_token_fail(req, "integration_unknown",
                               "the control plane does not know the "
                               "integration", 1);
 

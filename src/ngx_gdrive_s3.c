@@ -119,6 +119,7 @@ struct ngx_gdrive_s3_s {
     off_t                    bytes;
 
     ngx_gdrive_s3_target_t   target;
+    ngx_str_t                meta_name;   /* x-amz-meta-drive-name */
     ngx_str_t                upload_id;
     ngx_str_t                content_type;
     u_char                  *url;         /* scratch for each request */
@@ -196,6 +197,8 @@ static u_char *ngx_gdrive_s3_complete_xml(ngx_gdrive_s3_t *s3,
 static void ngx_gdrive_s3_fail(ngx_gdrive_s3_t *s3, const char *code,
     const char *detail, ngx_uint_t permanent, ngx_int_t retry_after);
 static void ngx_gdrive_s3_stop(ngx_gdrive_s3_t *s3, ngx_uint_t keep_ctl);
+static size_t ngx_gdrive_s3_object_headers(ngx_gdrive_s3_t *s3,
+    ngx_gdrive_sigv4_pair_t *hdr);
 static ngx_int_t ngx_gdrive_s3_upload_id(ngx_gdrive_s3_t *s3,
     ngx_gdrive_http_t *h);
 static void ngx_gdrive_s3_abort_multipart(ngx_gdrive_s3_t *s3);
@@ -984,7 +987,7 @@ ngx_gdrive_s3_send(ngx_gdrive_s3_t *s3, ngx_gdrive_s3_req_t *req,
     size_t                    nh, nq;
     const char               *hash, *method;
     ngx_gdrive_s3_upload_t   *u;
-    ngx_gdrive_sigv4_pair_t   hdr[12], q[2];
+    ngx_gdrive_sigv4_pair_t   hdr[24], q[2];
 
     u = s3->u;
 
@@ -1051,6 +1054,8 @@ ngx_gdrive_s3_send(ngx_gdrive_s3_t *s3, ngx_gdrive_s3_req_t *req,
                 "x-amz-meta-drive-version", 24, (char *) u->version.data,
                 u->version.len };
         }
+
+        nh += ngx_gdrive_s3_object_headers(s3, &hdr[nh]);
 
         break;
 
@@ -1121,6 +1126,138 @@ ngx_gdrive_s3_send(ngx_gdrive_s3_t *s3, ngx_gdrive_s3_req_t *req,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * What PutObject and CreateMultipartUpload carry besides the content:
+ * server-side encryption and the storage class (never on parts), and
+ * metadata that names the file's origin from S3 alone, within S3's 2 KB
+ * of user metadata: the Drive name, percent-encoded UTF-8 (metadata is
+ * ASCII), is cut to what is left.  At most 6 pairs.
+ */
+
+static size_t
+ngx_gdrive_s3_object_headers(ngx_gdrive_s3_t *s3, ngx_gdrive_sigv4_pair_t *hdr)
+{
+    size_t                        n, used, room, len;
+    u_char                       *p, *q, *last;
+    ngx_gdrive_s3_upload_t       *u;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    static u_char  hex[] = "0123456789ABCDEF";
+
+    u = s3->u;
+    gmcf = s3->gmcf;
+    n = 0;
+
+    if (gmcf->s3_sse.len) {
+        hdr[n++] = (ngx_gdrive_sigv4_pair_t) {
+            "x-amz-server-side-encryption", 28, (char *) gmcf->s3_sse.data,
+            gmcf->s3_sse.len };
+
+        if (gmcf->s3_sse_key.len) {
+            hdr[n++] = (ngx_gdrive_sigv4_pair_t) {
+                "x-amz-server-side-encryption-aws-kms-key-id", 43,
+                (char *) gmcf->s3_sse_key.data, gmcf->s3_sse_key.len };
+        }
+    }
+
+    if (gmcf->s3_storage_class.len) {
+        hdr[n++] = (ngx_gdrive_sigv4_pair_t) {
+            "x-amz-storage-class", 19, (char *) gmcf->s3_storage_class.data,
+            gmcf->s3_storage_class.len };
+    }
+
+    /* S3 counts user metadata as the sum of its names (after
+     * "x-amz-meta-") and values; the md5, file id and version came first */
+
+    used = sizeof("md5") - 1 + 32 + sizeof("drive-file-id") - 1
+           + u->drive_id.len + sizeof("drive-version") - 1 + u->version.len;
+
+    if (u->md5.len == 32 && ngx_gdrive_s3_printable(&u->md5)) {
+        hdr[n++] = (ngx_gdrive_sigv4_pair_t) {
+            "x-amz-meta-drive-md5", 20, (char *) u->md5.data, 32 };
+        used += sizeof("drive-md5") - 1 + 32;
+    }
+
+    if (u->integration.len && ngx_gdrive_s3_printable(&u->integration)) {
+        hdr[n++] = (ngx_gdrive_sigv4_pair_t) {
+            "x-amz-meta-integration-id", 25, (char *) u->integration.data,
+            u->integration.len };
+        used += sizeof("integration-id") - 1 + u->integration.len;
+    }
+
+    if (u->trigger.len && ngx_gdrive_s3_printable(&u->trigger)) {
+        hdr[n++] = (ngx_gdrive_sigv4_pair_t) {
+            "x-amz-meta-trigger-id", 21, (char *) u->trigger.data,
+            u->trigger.len };
+        used += sizeof("trigger-id") - 1 + u->trigger.len;
+    }
+
+    room = 2048 - sizeof("drive-name") + 1;
+
+    if (u->name.len == 0 || used >= room) {
+        return n;
+    }
+
+    room -= used;
+
+    if (s3->meta_name.data == NULL) {
+        len = ngx_min(3 * u->name.len, room);
+
+        s3->meta_name.data = ngx_pnalloc(u->pool, len);
+        if (s3->meta_name.data == NULL) {
+            return n;
+        }
+
+        /*
+         * Unreserved bytes as they are, others as %XX; a name that does
+         * not fit ends before the first byte of a character that does
+         * not, never inside a %XX or a UTF-8 sequence.
+         */
+
+        p = s3->meta_name.data;
+        last = p + len;
+
+        for (q = u->name.data; q < u->name.data + u->name.len; q++) {
+
+            if ((*q & 0xc0) != 0x80) {
+                /* a character starts here: does it fit whole? */
+                for (len = 1;
+                     q + len < u->name.data + u->name.len
+                     && (q[len] & 0xc0) == 0x80;
+                     len++)
+                { /* void */ }
+
+                if ((size_t) (last - p) < 3 * len) {
+                    break;
+                }
+            }
+
+            if ((*q >= 'A' && *q <= 'Z') || (*q >= 'a' && *q <= 'z')
+                || (*q >= '0' && *q <= '9') || *q == '-' || *q == '.'
+                || *q == '_' || *q == '~')
+            {
+                *p++ = *q;
+
+            } else {
+                *p++ = '%';
+                *p++ = hex[*q >> 4];
+                *p++ = hex[*q & 0xf];
+            }
+        }
+
+        s3->meta_name.len = p - s3->meta_name.data;
+    }
+
+    if (s3->meta_name.len) {
+        hdr[n++] = (ngx_gdrive_sigv4_pair_t) {
+            "x-amz-meta-drive-name", 21, (char *) s3->meta_name.data,
+            s3->meta_name.len };
+    }
+
+    return n;
 }
 
 
@@ -1223,7 +1360,7 @@ ngx_gdrive_s3_sign_start(ngx_gdrive_http_t *h,
     int                       n;
     char                      date[NGX_GDRIVE_SIGV4_DATE_LEN + 1];
     char                      auth[1024];
-    u_char                    line[1024], *p, *last;
+    u_char                    line[4096], *p, *last;
     size_t                    i, nh;
     ngx_gdrive_sigv4_t        s;
     ngx_gdrive_sigv4_pair_t   hdr[NGX_GDRIVE_SIGV4_MAX_PAIRS];
@@ -1400,7 +1537,14 @@ ngx_gdrive_s3_handler(ngx_gdrive_http_t *h)
         return;
     }
 
-    if (h->result == CURLE_OK && h->status == 404
+    /*
+     * HEAD: 404, nothing there.  AWS answers 403 instead when the caller
+     * lacks s3:ListBucket (HeadObject's documentation), which the minimal
+     * policy does not grant: unknown, so upload.  A 403 to the PUT is
+     * s3_access_denied.
+     */
+
+    if (h->result == CURLE_OK && (h->status == 404 || h->status == 403)
         && req->kind == NGX_GDRIVE_S3_HEAD)
     {
         s3->post_ready = 1;

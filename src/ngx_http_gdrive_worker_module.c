@@ -87,6 +87,15 @@ static char *ngx_gdrive_parse_topic(ngx_conf_t *cf,
 static char *ngx_gdrive_parse_flag(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
     void *field, void *post);
+static char *ngx_gdrive_parse_hosts(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_sse(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_storage_class(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
 static char *ngx_gdrive_parse_on_delete(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
     void *field, void *post);
@@ -182,6 +191,15 @@ ngx_gdrive_setting(GOOGLE_API_DEBUG, "GOOGLE_API_DEBUG", "off",
     ngx_gdrive_parse_flag, 0, 0, 0);
 ngx_gdrive_setting(CONTROL_PLANE_URL, "CONTROL_PLANE_URL", NULL,
     ngx_gdrive_parse_url, 0, 0, 0);
+ngx_gdrive_setting(CONTROL_PLANE_TOKEN, "CONTROL_PLANE_TOKEN", NULL,
+    ngx_gdrive_parse_str, 0, 0, NGX_GDRIVE_SECRET);
+ngx_gdrive_setting(CONTROL_PLANE_CERTIFICATE, NULL, NULL,
+    ngx_gdrive_parse_path, 0, 0, 0);
+ngx_gdrive_setting(CONTROL_PLANE_CERTIFICATE_KEY, NULL, NULL,
+    ngx_gdrive_parse_path, 0, 0, 0);
+ngx_gdrive_setting(GOOGLE_TRUSTED_HOSTS, NULL,
+    "*.google.com *.googleapis.com *.googleusercontent.com",
+    ngx_gdrive_parse_hosts, 0, 0, 0);
 ngx_gdrive_setting(TOKEN_SKEW, NULL, "60s",
     ngx_gdrive_parse_msec, 0, 1800000, 0);
 ngx_gdrive_setting(ACKNOWLEDGE_ABUSE, NULL, "off",
@@ -210,6 +228,10 @@ ngx_gdrive_setting(S3_SIGN_PARTS, NULL, "off",
     ngx_gdrive_parse_flag, 0, 0, 0);
 ngx_gdrive_setting(S3_ON_DELETE, "GDRIVE_S3_ON_DELETE", "keep",
     ngx_gdrive_parse_on_delete, 0, 0, 0);
+ngx_gdrive_setting(S3_SSE, "GDRIVE_S3_SSE", "off",
+    ngx_gdrive_parse_sse, 0, 0, 0);
+ngx_gdrive_setting(S3_STORAGE_CLASS, "GDRIVE_S3_STORAGE_CLASS", NULL,
+    ngx_gdrive_parse_storage_class, 0, 0, 0);
 ngx_gdrive_setting(RATE_LIMIT, "GDRIVE_API_RATE_LIMIT", "10r/s",
     ngx_gdrive_parse_rate, 0, 0, 0);
 ngx_gdrive_setting(GLOBAL_RATE_LIMIT, "GDRIVE_API_GLOBAL_RATE_LIMIT",
@@ -323,6 +345,15 @@ static ngx_command_t  ngx_http_gdrive_commands[] = {
                      google_api_debug, GOOGLE_API_DEBUG),
     ngx_gdrive_value("gdrive_control_plane_url", NGX_CONF_TAKE1,
                      control_plane_url, CONTROL_PLANE_URL),
+    ngx_gdrive_value("gdrive_control_plane_token", NGX_CONF_TAKE1,
+                     control_plane_token, CONTROL_PLANE_TOKEN),
+    ngx_gdrive_value("gdrive_control_plane_certificate", NGX_CONF_TAKE1,
+                     control_plane_certificate, CONTROL_PLANE_CERTIFICATE),
+    ngx_gdrive_value("gdrive_control_plane_certificate_key", NGX_CONF_TAKE1,
+                     control_plane_certificate_key,
+                     CONTROL_PLANE_CERTIFICATE_KEY),
+    ngx_gdrive_value("gdrive_google_trusted_hosts", NGX_CONF_1MORE,
+                     google_trusted_hosts, GOOGLE_TRUSTED_HOSTS),
     ngx_gdrive_value("gdrive_token_skew", NGX_CONF_TAKE1,
                      token_skew, TOKEN_SKEW),
     ngx_gdrive_value("gdrive_acknowledge_abuse", NGX_CONF_FLAG,
@@ -351,6 +382,10 @@ static ngx_command_t  ngx_http_gdrive_commands[] = {
                      s3_sign_parts, S3_SIGN_PARTS),
     ngx_gdrive_value("gdrive_s3_on_delete", NGX_CONF_TAKE1,
                      s3_on_delete, S3_ON_DELETE),
+    ngx_gdrive_value("gdrive_s3_sse", NGX_CONF_TAKE12,
+                     s3_sse, S3_SSE),
+    ngx_gdrive_value("gdrive_s3_storage_class", NGX_CONF_TAKE1,
+                     s3_storage_class, S3_STORAGE_CLASS),
     ngx_gdrive_value("gdrive_rate_limit", NGX_CONF_TAKE12,
                      rate, RATE_LIMIT),
     ngx_gdrive_value("gdrive_global_rate_limit", NGX_CONF_TAKE12,
@@ -722,6 +757,18 @@ ngx_http_gdrive_init_main_conf(ngx_conf_t *cf, void *conf)
                 return NGX_CONF_ERROR;
             }
         }
+    }
+
+    if ((gmcf->set[NGX_GDRIVE_S_CONTROL_PLANE_CERTIFICATE]
+         == NGX_GDRIVE_FROM_UNSET)
+        != (gmcf->set[NGX_GDRIVE_S_CONTROL_PLANE_CERTIFICATE_KEY]
+            == NGX_GDRIVE_FROM_UNSET))
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"gdrive_control_plane_certificate\" and "
+                      "\"gdrive_control_plane_certificate_key\" go "
+                      "together: one is set without the other");
+        return NGX_CONF_ERROR;
     }
 
     for (i = NGX_GDRIVE_S_S3_BUCKET; i <= NGX_GDRIVE_S_S3_SECRET_KEY; i++) {
@@ -1496,6 +1543,144 @@ ngx_gdrive_parse_topic(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
         || (args[0].len == 2 && ngx_strncmp(args[0].data, "..", 2) == 0))
     {
         return "\".\" and \"..\" are not allowed";
+    }
+
+    *str = args[0];
+
+    return NULL;
+}
+
+
+/*
+ * Hosts that may receive the Google bearer token besides the host of
+ * gdrive_google_api_url: "host" exactly, "*.domain" any name below it.
+ */
+
+static char *
+ngx_gdrive_parse_hosts(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    ngx_array_t  **ap = field;
+
+    u_char      *p, *name;
+    size_t       len;
+    ngx_str_t   *h;
+    ngx_uint_t   i;
+
+    *ap = ngx_array_create(cf->pool, n, sizeof(ngx_str_t));
+    if (*ap == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        name = args[i].data;
+        len = args[i].len;
+
+        if (len > 2 && name[0] == '*' && name[1] == '.') {
+            name += 2;
+            len -= 2;
+        }
+
+        if (len == 0 || len > 253) {
+            return "must be host names such as www.googleapis.com or "
+                   "*.googleusercontent.com";
+        }
+
+        for (p = name; p < name + len; p++) {
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                  || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'))
+            {
+                return "must be host names such as www.googleapis.com or "
+                       "*.googleusercontent.com";
+            }
+        }
+
+        h = ngx_array_push(*ap);
+        if (h == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        h->len = args[i].len;
+        h->data = ngx_pnalloc(cf->pool, h->len);
+        if (h->data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_strlow(h->data, args[i].data, h->len);
+    }
+
+    return NULL;
+}
+
+
+/* server-side encryption: off, AES256, or aws:kms [key=ARN] */
+
+static char *
+ngx_gdrive_parse_sse(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    u_char     *p;
+    ngx_str_t   key;
+
+    ngx_str_null(&gmcf->s3_sse);
+    ngx_str_null(&gmcf->s3_sse_key);
+
+    if (args[0].len == 3 && ngx_strncmp(args[0].data, "off", 3) == 0) {
+        return n == 1 ? NULL : "takes no key= when \"off\"";
+    }
+
+    if (args[0].len == 6 && ngx_strncmp(args[0].data, "AES256", 6) == 0) {
+        gmcf->s3_sse = args[0];
+        return n == 1 ? NULL : "takes no key= with AES256";
+    }
+
+    if (args[0].len != 7 || ngx_strncmp(args[0].data, "aws:kms", 7) != 0) {
+        return "must be \"off\", \"AES256\" or \"aws:kms [key=ARN]\"";
+    }
+
+    gmcf->s3_sse = args[0];
+
+    if (n == 1) {
+        return NULL;
+    }
+
+    if (ngx_gdrive_param(&args[1], "key=", &key) != NGX_OK || key.len == 0
+        || key.len > 2048)
+    {
+        return "expected key=ARN (or a key id) after aws:kms";
+    }
+
+    for (p = key.data; p < key.data + key.len; p++) {
+        if (*p <= 0x20 || *p >= 0x7f) {
+            return "key= must be printable ASCII without spaces";
+        }
+    }
+
+    gmcf->s3_sse_key = key;
+
+    return NULL;
+}
+
+
+/* S3's storage classes are upper-case words: STANDARD_IA, GLACIER_IR */
+
+static char *
+ngx_gdrive_parse_storage_class(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post)
+{
+    ngx_str_t  *str = field;
+
+    u_char  *p;
+
+    if (args[0].len == 0 || args[0].len > 64) {
+        return "must be an S3 storage class such as STANDARD_IA";
+    }
+
+    for (p = args[0].data; p < args[0].data + args[0].len; p++) {
+        if (!((*p >= 'A' && *p <= 'Z') || *p == '_')) {
+            return "must be an S3 storage class such as STANDARD_IA";
+        }
     }
 
     *str = args[0];

@@ -63,10 +63,11 @@ const MAGIC = {
 };
 const TEXT = Buffer.from('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,');
 
-const DEFAULT_CONFIG = { token_ttl: 3599, export_limit: 10485760, export_content_length: false, incomplete_search: false };
+const DEFAULT_CONFIG = { token_ttl: 3599, export_limit: 10485760, export_content_length: false, incomplete_search: false,
+  cp_token: null };
 const MAX_LOG = 100000;
-const ENDPOINTS = ['token', 'files.get', 'files.media', 'files.export', 'files.exportLink', 'files.list',
-  'changes.startPageToken', 'changes.list', 'cp.credentials', 'cp.reauthorize'];
+const ENDPOINTS = ['token', 'files.get', 'files.media', 'files.export', 'files.exportLink', 'files.exportContent',
+  'files.list', 'changes.startPageToken', 'changes.list', 'cp.credentials', 'cp.reauthorize'];
 const JSON_TYPE = 'application/json; charset=UTF-8';
 const AUTH_MSG = 'Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie '
   + 'or other valid authentication credential.';
@@ -124,6 +125,7 @@ function toSize(v, what = 'size') {
 function setConfig(c) {
   for (const [k, v] of Object.entries(c || {})) {
     if (k === 'export_content_length') S.config[k] = !!v;
+    else if (k === 'cp_token') S.config[k] = v == null || v === '' ? null : String(v);
     else if (k === 'incomplete_search') {
       if (![true, false, 'always'].includes(v)) throw new AdminError(400, 'incomplete_search must be true, false or "always"');
       S.config[k] = v;
@@ -141,7 +143,8 @@ function registerRefreshToken(b) {
   else if (!S.clients.has(clientId)) throw new AdminError(400, 'client_secret is required for a new client_id');
   const rt = String(b.refresh_token), integ = String(b.integration_id);
   S.refreshTokens.set(rt, { integration: integ, client_id: clientId, revoked: false });
-  S.integrations.set(integ, { integration_id: integ, client_id: clientId, client_secret: S.clients.get(clientId), refresh_token: rt });
+  S.integrations.set(integ, { integration_id: integ, client_id: clientId, client_secret: S.clients.get(clientId), refresh_token: rt,
+    refresh_token_only: !!b.refresh_token_only });
   return S.integrations.get(integ);
 }
 
@@ -163,7 +166,7 @@ function recordChange(id, driveId, removed) {
 
 const FILE_SPEC_KEYS = new Set(['id', 'name', 'mimeType', 'size', 'parents', 'driveId', 'seed', 'abusive', 'exportSize',
   'shortcutTarget', 'shortcutTargetMimeType', 'trashed', 'canDownload', 'md5Checksum', 'sha256Checksum',
-  'createdTime', 'modifiedTime']);
+  'createdTime', 'modifiedTime', 'resourceKey', 'exportLinksBase']);
 
 function upsertFile(spec) {
   if (!spec || typeof spec !== 'object' || Array.isArray(spec)) throw new AdminError(400, 'file spec must be an object');
@@ -183,6 +186,8 @@ function upsertFile(spec) {
     shortcutTarget: spec.shortcutTarget != null ? String(spec.shortcutTarget) : undefined,
     shortcutTargetMimeType: spec.shortcutTargetMimeType,
     md5Checksum: spec.md5Checksum, sha256Checksum: spec.sha256Checksum,
+    resourceKey: spec.resourceKey != null ? String(spec.resourceKey) : undefined,
+    exportLinksBase: spec.exportLinksBase != null ? String(spec.exportLinksBase) : undefined,
     version: old ? old.version + 1 : 1,
     createdTime: spec.createdTime || (old && old.createdTime) || t,
     modifiedTime: spec.modifiedTime || t,
@@ -280,6 +285,7 @@ function ensureSums(f) {
 function fileMeta(f, base) {
   const m = { kind: 'drive#file', id: f.id, name: f.name, mimeType: f.mimeType, parents: [...f.parents] };
   if (f.driveId) m.driveId = f.driveId;
+  if (f.resourceKey) m.resourceKey = f.resourceKey;
   Object.assign(m, { trashed: f.trashed, version: String(f.version), createdTime: f.createdTime, modifiedTime: f.modifiedTime });
   if (isBinary(f)) {
     const c = sumCache.get(f.keyHex);
@@ -297,7 +303,7 @@ function fileMeta(f, base) {
   const targets = EXPORTS[f.mimeType];
   if (targets) {
     m.exportLinks = Object.fromEntries(targets.map((t) =>
-      [t, `${base}/export-links/${encodeURIComponent(f.id)}?mimeType=${encodeURIComponent(t)}`]));
+      [t, `${f.exportLinksBase || base}/export-links/${encodeURIComponent(f.id)}?mimeType=${encodeURIComponent(t)}`]));
   }
   m.capabilities = { canDownload: f.canDownload, canListChildren: f.mimeType === FOLDER };
   return m;
@@ -565,7 +571,8 @@ function gerr(ctx, code, reason, message, extra = {}) {
 
 const authError = (headers = {}) => new ApiError(401, 'authError', AUTH_MSG, {
   location: 'Authorization', locationType: 'header', status: 'UNAUTHENTICATED', domain: 'global',
-  headers: { 'WWW-Authenticate': 'Bearer realm="https://accounts.google.com/"', ...headers },
+  // RFC 6750 section 3.1, as Google sends it for an expired or revoked token
+  headers: { 'WWW-Authenticate': 'Bearer realm="https://accounts.google.com/", error="invalid_token"', ...headers },
 });
 
 function oauthError(ctx, status, error, description, headers = {}) {
@@ -634,6 +641,16 @@ function lookup(ctx, needsAllDrives) {
   return f;
 }
 
+// Files shared by link behind a resource key: Drive answers 404 to a content
+// request without X-Goog-Drive-Resource-Keys: {fileId}/{resourceKey}
+// (Drive API "Access link-shared files using resource keys").
+function requireResourceKey(ctx, f) {
+  if (!f.resourceKey) return;
+  const want = `${f.id}/${f.resourceKey}`;
+  const given = String(ctx.req.headers['x-goog-drive-resource-keys'] || '').split(',').map((x) => x.trim());
+  if (!given.includes(want)) throw new ApiError(404, 'notFound', `File not found: ${f.id}.`, { location: 'fileId' });
+}
+
 function intParam(q, name, dflt, min, max) {
   if (!q.has(name)) return dflt;
   const v = q.get(name), n = Number(v);
@@ -655,6 +672,7 @@ async function filesGet(ctx) {
 }
 
 function media(ctx, f) {
+  requireResourceKey(ctx, f);
   if (!isBinary(f)) {
     throw new ApiError(403, 'fileNotDownloadable', 'Only files with binary content can be downloaded. Use Export with Docs Editors files.', { location: 'alt' });
   }
@@ -709,12 +727,35 @@ function exportResponse(ctx, f, { limited, withLength }) {
 
 function filesExport(ctx) {
   requireAuth(ctx);
-  return exportResponse(ctx, lookup(ctx, false), { limited: true });
+  const f = lookup(ctx, false);
+  requireResourceKey(ctx, f);
+  return exportResponse(ctx, f, { limited: true });
 }
+
+// Google's exportLinks answer with a redirect to a content host (a
+// googleusercontent.com URL that carries its own signature, no bearer
+// token needed); modelled as /export-content with an HMAC and an expiry.
+const LINK_KEY = crypto.randomBytes(32);
+const linkSig = (id, mt, exp) => crypto.createHmac('sha256', LINK_KEY).update(`${id}\0${mt}\0${exp}`).digest('base64url');
 
 function exportLink(ctx) {
   requireAuth(ctx);
-  return exportResponse(ctx, lookup(ctx, false), { limited: false });
+  const f = lookup(ctx, false);
+  requireResourceKey(ctx, f);
+  const mt = ctx.query.get('mimeType') || '';
+  const exp = String(Date.now() + 60000);
+  const loc = `${baseUrl(ctx)}/export-content/${encodeURIComponent(f.id)}?mimeType=${encodeURIComponent(mt)}`
+    + `&exp=${exp}&sig=${linkSig(f.id, mt, exp)}`;
+  return send(ctx, 307, { Location: loc, 'Content-Type': 'text/html; charset=UTF-8' }, `<a href="${loc}">moved</a>`);
+}
+
+function exportContent(ctx) {
+  const f = lookup(ctx, false);
+  const q = ctx.query, mt = q.get('mimeType') || '', exp = q.get('exp') || '';
+  if (!(Number(exp) > Date.now()) || q.get('sig') !== linkSig(f.id, mt, exp)) {
+    throw new ApiError(403, 'forbidden', 'The link has expired or is not valid.');
+  }
+  return exportResponse(ctx, f, { limited: false });
 }
 
 async function filesList(ctx) {
@@ -805,15 +846,32 @@ async function changesList(ctx) {
 
 // ------------------------------------------------------- control plane
 
+// A control plane authenticates its callers: with cp_token set, a request
+// without "Authorization: Bearer <cp_token>" gets 401.
+function cpAuthorized(ctx) {
+  if (!S.config.cp_token) return true;
+  const h = ctx.req.headers.authorization || '';
+  if (h === `Bearer ${S.config.cp_token}`) return true;
+  sendJson(ctx, 401, { error: 'unauthorized', message: h ? 'invalid token' : 'missing bearer token' },
+    { 'WWW-Authenticate': 'Bearer realm="control-plane"' });
+  return false;
+}
+
 function cpCredentials(ctx) {
   if (ctx.req.method !== 'GET' && ctx.req.method !== 'HEAD') return sendJson(ctx, 405, { error: 'method_not_allowed' });
+  if (!cpAuthorized(ctx)) return undefined;
   const i = S.integrations.get(ctx.integration);
   if (!i) return sendJson(ctx, 404, { error: 'not_found' });
-  return sendJson(ctx, 200, { ...i });
+  // the multi-tenant shape: one OAuth client in the worker's configuration,
+  // one refresh token per connected user
+  if (i.refresh_token_only) return sendJson(ctx, 200, { refresh_token: i.refresh_token });
+  const { refresh_token_only: _, ...answer } = i;
+  return sendJson(ctx, 200, answer);
 }
 
 function cpReauthorize(ctx) {
   if (ctx.req.method !== 'POST') return sendJson(ctx, 405, { error: 'method_not_allowed' });
+  if (!cpAuthorized(ctx)) return undefined;
   let body = null;
   try { body = ctx.rawBody.length ? JSON.parse(ctx.rawBody) : null; } catch { body = ctx.rawBody.toString(); }
   S.reauthorizations.push({ integration_id: ctx.integration, time_ms: ctx.time, body });
@@ -824,7 +882,7 @@ function cpReauthorize(ctx) {
 
 const FAULT_MATCH = ['endpoint', 'integration', 'file_id', 'page', 'times'];
 const FAULT_ACTIONS = ['status', 'reason', 'message', 'domain', 'error', 'retry_after', 'headers', 'body',
-  'invalid_grant', 'delay_ms', 'stall_after_bytes', 'truncate_after_bytes', 'reset', 'chunked'];
+  'invalid_grant', 'delay_ms', 'stall_after_bytes', 'truncate_after_bytes', 'reset', 'chunked', 'redirect'];
 const STATUS_DEFAULTS = {
   400: ['badRequest', 'Bad Request'], 401: ['authError', AUTH_MSG], 403: ['forbidden', 'Forbidden'],
   404: ['notFound', 'Not Found'], 429: ['rateLimitExceeded', 'Rate Limit Exceeded'],
@@ -855,8 +913,8 @@ function addFault(spec) {
   if (!Number.isInteger(f.times) || (f.times < 1 && f.times !== -1)) throw new AdminError(400, 'times must be a positive integer or -1 (forever)');
   if (f.status != null && !(Number.isInteger(f.status) && f.status >= 200 && f.status <= 599)) throw new AdminError(400, 'status must be an HTTP status code');
   for (const k of ['delay_ms', 'stall_after_bytes', 'truncate_after_bytes', 'page']) if (f[k] != null) toSize(f[k], k);
-  if (!['status', 'invalid_grant', 'delay_ms', 'stall_after_bytes', 'truncate_after_bytes', 'reset', 'chunked'].some((k) => f[k] != null && f[k] !== false)) {
-    throw new AdminError(400, 'fault has no effect: give status, invalid_grant, delay_ms, stall_after_bytes, truncate_after_bytes, reset or chunked');
+  if (!['status', 'invalid_grant', 'delay_ms', 'stall_after_bytes', 'truncate_after_bytes', 'reset', 'chunked', 'redirect'].some((k) => f[k] != null && f[k] !== false)) {
+    throw new AdminError(400, 'fault has no effect: give status, invalid_grant, delay_ms, stall_after_bytes, truncate_after_bytes, reset, chunked or redirect');
   }
   f.id = ++S.faultSeq;
   f.remaining = f.times;
@@ -892,6 +950,10 @@ async function applyFault(ctx, f) {
   if (f.truncate_after_bytes != null) ctx.cut = { bytes: Number(f.truncate_after_bytes), mode: 'truncate' };
   else if (f.stall_after_bytes != null) ctx.cut = { bytes: Number(f.stall_after_bytes), mode: 'stall' };
   if (f.chunked) ctx.chunked = true;
+  if (f.redirect) {
+    await send(ctx, f.status || 307, { Location: String(f.redirect), 'Content-Type': 'text/html; charset=UTF-8' }, 'moved');
+    return true;
+  }
   if (!f.status && !f.invalid_grant) return false;
 
   const status = f.status || 400;
@@ -1054,6 +1116,12 @@ function classify(ctx) {
     ctx.fileId = safeDecode(m[1]);
     return drive('files.exportLink', exportLink);
   }
+  if ((m = /^\/export-content\/([^/]+)$/.exec(p))) {
+    ctx.fileId = safeDecode(m[1]);
+    ctx.endpoint = 'files.exportContent';
+    ctx.authorization = !!ctx.req.headers.authorization;
+    return getOnly(exportContent);
+  }
   if (p === '/drive/v3/files') {
     const pm = /'((?:[^'\\]|\\.)*)'\s+in\s+parents/.exec(q.get('q') || '');
     ctx.fileId = pm ? pm[1].replace(/\\(.)/g, '$1') : undefined;
@@ -1089,6 +1157,7 @@ function logRequest(ctx) {
   const e = {
     endpoint: ctx.endpoint || 'unknown', method: ctx.req.method, path: redactPath(ctx.req.url),
     status: null, time_ms: ctx.time, integration: ctx.integration ?? null,
+    authorization: !!ctx.req.headers.authorization,
   };
   S.requests.push(e);
   if (S.requests.length > MAX_LOG + 10000) S.requests.splice(0, S.requests.length - MAX_LOG);

@@ -11,12 +11,27 @@
 //   POST   /__proxy/faults    {"method":"PUT","match":"partNumber=2",
 //                             "status":500,"times":1,"delay_ms":0}
 //                             (status 0 with "reset":true drops the connection)
-//   GET    /__proxy/requests  [{"method","url","status","fault"}] in order
+//   GET    /__proxy/requests  [{"method","url","status","fault","headers"}]
+//                             in order (request headers, names lower-case)
 //   DELETE /__proxy/requests  clears the log
+//   POST   /__proxy/mode      {"no_list_bucket":true, "require_sse":"AES256"}
+//
+// Modes model what AWS does and the S3 server behind does not:
+// - no_list_bucket: a caller without s3:ListBucket. AWS documents (HeadObject,
+//   GetObject) that a request for a key that does not exist then gets 403
+//   AccessDenied instead of 404 NoSuchKey; ListObjectsV2 is refused with 403.
+// - require_sse: a bucket policy that denies s3:PutObject without
+//   x-amz-server-side-encryption (AWS's "Requiring server-side encryption"
+//   example). PutObject and CreateMultipartUpload without the header, or with
+//   it unsigned, get 403 AccessDenied; with it, the header is taken off and
+//   the request signed again with the stack's keys (the S3 server behind
+//   does not implement SSE), and the answer says x-amz-server-side-encryption
+//   as AWS's does.
 
 'use strict';
 
 const http = require('http');
+const crypto = require('crypto');
 
 function arg(name, dflt) {
   const i = process.argv.indexOf(`--${name}`);
@@ -27,6 +42,39 @@ const target = new URL(arg('target', 'http://127.0.0.1:19000'));
 const port = Number(arg('port', '0'));
 const faults = [];
 const log = [];
+const mode = { no_list_bucket: false, require_sse: null };
+
+const KEY_ID = process.env.AWS_ACCESS_KEY_ID || '';
+const SECRET = process.env.AWS_SECRET_ACCESS_KEY || '';
+
+const hmac = (k, s) => crypto.createHmac('sha256', k).update(s).digest();
+const sha256 = (s) => crypto.createHash('sha256').update(s).digest('hex');
+
+// SigV4 of a request whose path and query are sent encoded as AWS's
+// canonical form wants them (the module's are)
+function sign(method, url, headers, signed) {
+  const auth = headers.authorization || '';
+  const m = /Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request/.exec(auth);
+  if (!m) return null;
+  const [, , day, region, service] = m;
+  const q = url.indexOf('?');
+  const path = q < 0 ? url : url.slice(0, q);
+  const query = q < 0 ? '' : url.slice(q + 1).split('&').filter(Boolean)
+    .map((p) => (p.includes('=') ? p : `${p}=`)).sort().join('&');
+  const canonHeaders = signed.map((h) => `${h}:${String(headers[h]).trim().replace(/\s+/g, ' ')}\n`).join('');
+  const creq = [method, path, query, canonHeaders, signed.join(';'), headers['x-amz-content-sha256']].join('\n');
+  const scope = `${day}/${region}/${service}/aws4_request`;
+  const sts = ['AWS4-HMAC-SHA256', headers['x-amz-date'], scope, sha256(creq)].join('\n');
+  let k = hmac(`AWS4${SECRET}`, day);
+  for (const part of [region, service, 'aws4_request']) k = hmac(k, part);
+  return `AWS4-HMAC-SHA256 Credential=${KEY_ID}/${scope}, SignedHeaders=${signed.join(';')}, `
+    + `Signature=${hmac(k, sts).toString('hex')}`;
+}
+
+const signedHeaders = (h) => ((/SignedHeaders=([^,\s]+)/.exec(h.authorization || '') || [])[1] || '').split(';');
+const isBucketPath = (u) => /^\/[^/?]+\/?(\?|$)/.test(u);
+const isPutObject = (req) => (req.method === 'PUT' && !/[?&]partNumber=/.test(req.url))
+  || (req.method === 'POST' && /[?&]uploads(=|&|$)/.test(req.url));
 
 function admin(req, res, body) {
   const send = (status, obj) => {
@@ -40,6 +88,10 @@ function admin(req, res, body) {
       faults.push({ times: 1, ...one, re: new RegExp(one.match || '') });
     }
     return send(200, { pending: faults.length });
+  }
+  if (req.url === '/__proxy/mode' && req.method === 'POST') {
+    Object.assign(mode, JSON.parse(body.toString() || '{}'));
+    return send(200, mode);
   }
   if (req.url === '/__proxy/requests' && req.method === 'GET') return send(200, log);
   if (req.url === '/__proxy/requests' && req.method === 'DELETE') {
@@ -68,17 +120,51 @@ const server = http.createServer((req, res) => {
     return;
   }
 
-  const entry = { method: req.method, url: req.url, status: null };
+  const entry = { method: req.method, url: req.url, status: null, headers: { ...req.headers } };
   log.push(entry);
   const fault = takeFault(req);
 
+  const refuse = (status, code) => {
+    const answer = () => {
+      entry.status = status;
+      const b = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code>`
+        + '<Message>Access Denied</Message></Error>';
+      res.writeHead(status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(b) });
+      res.end(req.method === 'HEAD' ? undefined : b);
+    };
+    if (req.complete) return answer();
+    req.resume();
+    req.on('end', answer);
+    return undefined;
+  };
+
   const forward = () => {
+    let headers = req.headers, extra = null;
+    if (mode.no_list_bucket && req.method === 'GET' && isBucketPath(req.url) && /[?&]list-type=/.test(req.url)) {
+      return refuse(403, 'AccessDenied');
+    }
+    if (mode.require_sse && isPutObject(req)) {
+      const sse = req.headers['x-amz-server-side-encryption'];
+      if (sse !== mode.require_sse || !signedHeaders(req.headers).includes('x-amz-server-side-encryption')) {
+        return refuse(403, 'AccessDenied');
+      }
+      headers = { ...req.headers };
+      const keep = signedHeaders(req.headers).filter((h) => !h.startsWith('x-amz-server-side-encryption'));
+      for (const h of Object.keys(headers)) if (h.startsWith('x-amz-server-side-encryption')) delete headers[h];
+      headers.authorization = sign(req.method, req.url, headers, keep);
+      extra = ['x-amz-server-side-encryption', sse];
+    }
     const up = http.request({
       host: target.hostname, port: target.port, method: req.method, path: req.url,
-      headers: req.headers,
+      headers,
     }, (ur) => {
-      entry.status = ur.statusCode;
-      res.writeHead(ur.statusCode, ur.rawHeaders);
+      let status = ur.statusCode;
+      if (mode.no_list_bucket && status === 404 && (req.method === 'HEAD' || req.method === 'GET')) {
+        ur.resume();
+        return refuse(403, 'AccessDenied');
+      }
+      entry.status = status;
+      res.writeHead(status, extra ? [...ur.rawHeaders, ...extra] : ur.rawHeaders);
       ur.pipe(res);
     });
     up.on('error', () => res.destroy());
