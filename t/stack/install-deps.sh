@@ -38,6 +38,8 @@ command -v mvn >/dev/null || need+=(maven)
 # to work on the emulator (it has no dependencies of its own)
 command -v node >/dev/null || need+=(nodejs npm)
 command -v curl >/dev/null || need+=(curl)
+# t/54-control-plane-tls.t makes its own CA and certificates
+command -v openssl >/dev/null || need+=(openssl)
 command -v kcat >/dev/null || need+=(kcat)
 command -v ps >/dev/null || need+=(procps)
 command -v flock >/dev/null || need+=(util-linux)
