@@ -305,7 +305,7 @@ typedef struct {
  */
 
 #define NGX_GDRIVE_M_OUTCOMES      7
-#define NGX_GDRIVE_M_CODES         23
+#define NGX_GDRIVE_M_CODES         27
 #define NGX_GDRIVE_M_TRIGGER_ST    12
 #define NGX_GDRIVE_M_ENDPOINTS     11
 #define NGX_GDRIVE_M_HTTP_ST       20

@@ -30,7 +30,8 @@ const char  *ngx_gdrive_metric_codes[NGX_GDRIVE_M_CODES] = {
     "permission_denied", "export_too_large", "s3_access_denied", "s3_error",
     "quota_exhausted", "abusive_file", "kafka_error", "internal_error",
     "unsupported_type", "bad_request", "checksum_mismatch", "size_mismatch",
-    "file_too_large", "s3_rejected", "other"
+    "file_too_large", "s3_rejected", "integration_unknown",
+    "control_plane_denied", "not_downloadable", "untrusted_link", "other"
 };
 
 /* the last entry of a status list stands for every other status */

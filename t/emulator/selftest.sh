@@ -94,7 +94,7 @@ drive "/drive/v3/files/bin1?fields=id,bogus"
 is "invalid field selection" "$ST $(js 'd.error.errors[0].reason')" "400 invalidParameter"
 req GET /drive/v3/files/bin1
 is "no token 401" "$ST $(js 'd.error.status + " " + d.error.errors[0].reason')" "401 UNAUTHENTICATED authError"
-is "WWW-Authenticate" "$(hdr WWW-Authenticate)" 'Bearer realm="https://accounts.google.com/"'
+is "WWW-Authenticate" "$(hdr WWW-Authenticate)" 'Bearer realm="https://accounts.google.com/", error="invalid_token"'
 drive "/drive/v3/files/shared1"
 is "shared drive file hidden without supportsAllDrives" "$ST" 404
 drive "/drive/v3/files/shared1?supportsAllDrives=true&fields=driveId"
@@ -137,8 +137,13 @@ drive "/drive/v3/files/doc-edge/export?mimeType=application/pdf"
 is "export of exactly 10 MB" "$ST $(stat -c %s "$TMP/body")" "200 10485760"
 drive "/drive/v3/files/doc-big?fields=exportLinks"
 LINK=$(js 'd.exportLinks["application/pdf"]')
-ST=$(curl -s -o "$TMP/big.pdf" -w '%{http_code}' -H "Authorization: Bearer $AT" "$LINK")
+ST=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' -H "Authorization: Bearer $AT" "$LINK")
+check "export link redirects to the content host" grep -q '^307 .*/export-content/doc-big?' <<<"$ST"
+ST=$(curl -s -L -o "$TMP/big.pdf" -w '%{http_code}' -H "Authorization: Bearer $AT" "$LINK")
 is "export link has no size limit" "$ST $(stat -c %s "$TMP/big.pdf")" "200 10485761"
+CONTENT=$(curl -s -o /dev/null -w '%{redirect_url}' -H "Authorization: Bearer $AT" "$LINK")
+is "the content host needs no token" "$(curl -s -o /dev/null -w '%{http_code}' "$CONTENT")" 200
+is "a tampered content link is refused" "$(curl -s -o /dev/null -w '%{http_code}' "${CONTENT}x")" 403
 is "export link without token" "$(curl -s -o /dev/null -w '%{http_code}' "$LINK")" 401
 admin POST /config '{"export_limit":20000000}'
 drive "/drive/v3/files/doc-big/export?mimeType=application/pdf"
@@ -240,7 +245,7 @@ drive /drive/v3/files/bin1
 is "403 userRateLimitExceeded" "$ST $(js 'd.error.message')" "403 User Rate Limit Exceeded"
 admin POST /faults '{"endpoint":"*","status":401}'
 drive /drive/v3/changes/startPageToken
-is "401 fault" "$ST $(js 'd.error.status') $(hdr WWW-Authenticate)" '401 UNAUTHENTICATED Bearer realm="https://accounts.google.com/"'
+is "401 fault" "$ST $(js 'd.error.status') $(hdr WWW-Authenticate)" '401 UNAUTHENTICATED Bearer realm="https://accounts.google.com/", error="invalid_token"'
 admin POST /refresh_tokens '{"refresh_token":"1//acme-rt","integration_id":"acme","client_id":"acme.apps.googleusercontent.com","client_secret":"acme-secret"}'
 token acme.apps.googleusercontent.com acme-secret 1//acme-rt
 AT2=$(js d.access_token)
