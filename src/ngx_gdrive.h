@@ -333,7 +333,7 @@ typedef struct {
     ngx_atomic_t         cache[NGX_GDRIVE_M_CACHES][NGX_GDRIVE_M_CACHE_EVENTS];
     ngx_atomic_t         s3[NGX_GDRIVE_M_S3_OPS][NGX_GDRIVE_M_HTTP_ST];
     ngx_atomic_t         s3_bytes;
-    ngx_atomic_t         dlq[2];                    /* produced, replayed */
+    ngx_atomic_t         dlq[3];          /* produced, replayed, dropped */
     ngx_atomic_t         token_refresh[NGX_GDRIVE_M_REFRESH];
 } ngx_gdrive_metrics_t;
 
@@ -563,7 +563,8 @@ rd_kafka_resp_err_t ngx_gdrive_kafka_store_offset(ngx_gdrive_kafka_t *k,
     const char *topic, int32_t partition, int64_t offset);
 ngx_int_t ngx_gdrive_kafka_watch(ngx_gdrive_kafka_t *k,
     rd_kafka_queue_t *queue);
-ngx_int_t ngx_gdrive_kafka_produce(ngx_gdrive_kafka_t *k,
+ngx_uint_t ngx_gdrive_kafka_permanent(rd_kafka_resp_err_t err);
+rd_kafka_resp_err_t ngx_gdrive_kafka_produce(ngx_gdrive_kafka_t *k,
     rd_kafka_topic_t *rkt, ngx_str_t *key, u_char *value, size_t len,
     ngx_uint_t free_value, rd_kafka_headers_t *headers,
     ngx_gdrive_kafka_dr_t *dr);

@@ -166,7 +166,8 @@ ngx_gdrive_drive_go(ngx_event_t *ev)
         return;
     }
 
-    ngx_sprintf((u_char *) line, "Authorization: Bearer %V%Z", &d->token);
+    *ngx_snprintf((u_char *) line, sizeof(line) - 1,
+                  "Authorization: Bearer %V", &d->token) = '\0';
 
     if (ngx_gdrive_http_header_add(h, line) != NGX_OK
         || ngx_gdrive_http_header_add(h, d->sink ? "Accept: */*"

@@ -52,6 +52,9 @@
 /* a child trigger carries its file's metadata only up to this size */
 #define NGX_GDRIVE_CARRIED_MAX    (16 * 1024)
 
+/* a dead letter refused whole is cut in half down to this */
+#define NGX_GDRIVE_DLQ_MIN_VALUE  1024
+
 /* quota circuit: how many pauses a job waits through before the DLQ */
 #define NGX_GDRIVE_QUOTA_WAITS    96
 
@@ -138,6 +141,7 @@ struct ngx_gdrive_job_s {
     unsigned                 pruned:1;   /* objects deleted: say how many */
     unsigned                 narrow:1;   /* an incomplete listing */
     unsigned                 narrowed:1; /* listed in the folder's drive */
+    size_t                   dlq_len;    /* the DLQ value, once cut */
 };
 
 
@@ -225,6 +229,8 @@ static void ngx_gdrive_job_delivered(void *data, rd_kafka_resp_err_t err,
     int32_t partition, int64_t offset);
 static void ngx_gdrive_job_retry(ngx_gdrive_job_t *job, ngx_msec_t delay);
 static void ngx_gdrive_job_output_retry(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_output_failed(ngx_gdrive_job_t *job,
+    rd_kafka_resp_err_t err);
 static void ngx_gdrive_job_timer(ngx_event_t *ev);
 static void ngx_gdrive_job_terminal(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_free(ngx_gdrive_job_t *job);
@@ -2316,7 +2322,7 @@ ngx_gdrive_job_result(ngx_gdrive_job_t *job)
 
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         free(json);
-        ngx_gdrive_job_output_retry(job);
+        ngx_gdrive_job_output_failed(job, err);
         return;
     }
 
@@ -2476,8 +2482,8 @@ ngx_gdrive_job_result_json(ngx_gdrive_job_t *job)
 static void
 ngx_gdrive_job_dlq(ngx_gdrive_job_t *job)
 {
-    u_char                buf[64];
-    size_t                len;
+    u_char                buf[NGX_MAXHOSTNAMELEN + NGX_INT64_LEN + 2];
+    size_t                len, value_len;
     ngx_str_t             key;
     rd_kafka_headers_t   *hdrs, *orig;
     rd_kafka_resp_err_t   err;
@@ -2501,10 +2507,11 @@ ngx_gdrive_job_dlq(ngx_gdrive_job_t *job)
     rd_kafka_header_add(hdrs, "__connect.errors.topic", -1,
                         ngx_gdrive_engine.topic, -1);
 
-    len = ngx_sprintf(buf, "%D", job->msg->partition) - buf;
+    len = ngx_snprintf(buf, sizeof(buf), "%D", job->msg->partition) - buf;
     rd_kafka_header_add(hdrs, "__connect.errors.partition", -1, buf, len);
 
-    len = ngx_sprintf(buf, "%O", (off_t) job->msg->offset) - buf;
+    len = ngx_snprintf(buf, sizeof(buf), "%O", (off_t) job->msg->offset)
+          - buf;
     rd_kafka_header_add(hdrs, "__connect.errors.offset", -1, buf, len);
 
     rd_kafka_header_add(hdrs, "__connect.errors.exception.class.name", -1,
@@ -2514,15 +2521,27 @@ ngx_gdrive_job_dlq(ngx_gdrive_job_t *job)
     rd_kafka_header_add(hdrs, "gdrive.error.code", -1, job->error, -1);
     rd_kafka_header_add(hdrs, "gdrive.error.message", -1, job->detail, -1);
 
-    len = ngx_sprintf(buf, "%ui", job->attempt + 1) - buf;
+    len = ngx_snprintf(buf, sizeof(buf), "%ui", job->attempt + 1) - buf;
     rd_kafka_header_add(hdrs, "gdrive.error.attempts", -1, buf, len);
 
     rd_kafka_header_add(hdrs, "gdrive.error.time", -1,
                         ngx_cached_http_log_iso8601.data,
                         ngx_cached_http_log_iso8601.len);
 
-    len = ngx_sprintf(buf, "%V/%P", &ngx_cycle->hostname, ngx_pid) - buf;
+    len = ngx_snprintf(buf, sizeof(buf), "%V/%P", &ngx_cycle->hostname,
+                       ngx_pid)
+          - buf;
     rd_kafka_header_add(hdrs, "gdrive.error.worker", -1, buf, len);
+
+    /* a value the dead-letter topic refused whole goes cut, and says so */
+
+    value_len = job->msg->len;
+
+    if (job->dlq_len && job->dlq_len < value_len) {
+        value_len = job->dlq_len;
+        len = ngx_snprintf(buf, sizeof(buf), "%uz", job->msg->len) - buf;
+        rd_kafka_header_add(hdrs, "gdrive.error.truncated", -1, buf, len);
+    }
 
     if (job->id[0] != '-') {
         rd_kafka_header_add(hdrs, "gdrive.trigger_id", -1, job->id, -1);
@@ -2533,13 +2552,13 @@ ngx_gdrive_job_dlq(ngx_gdrive_job_t *job)
 
     err = ngx_gdrive_kafka_produce(ngx_gdrive_worker.producer,
                                    ngx_gdrive_worker.dlq_topic, &key,
-                                   job->msg->payload, job->msg->len, 0,
+                                   job->msg->payload, value_len, 0,
                                    hdrs, &job->dr);
 
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         /* producev owns the headers only when it succeeds */
         rd_kafka_headers_destroy(hdrs);
-        ngx_gdrive_job_output_retry(job);
+        ngx_gdrive_job_output_failed(job, err);
         return;
     }
 
@@ -2583,7 +2602,65 @@ ngx_gdrive_job_delivered(void *data, rd_kafka_resp_err_t err,
                   "gdrive: job output not delivered: %s",
                   rd_kafka_err2str(err));
 
-    ngx_gdrive_job_output_retry(job);
+    ngx_gdrive_job_output_failed(job, err);
+}
+
+
+/*
+ * A result or DLQ record Kafka did not take.  A transient error is
+ * retried until it is taken: the partition waits rather than lose the
+ * message.  A permanent one (too large, invalid, not authorized) would
+ * stall the partition for good: a refused result goes to the DLQ; a
+ * refused dead letter goes again with its value cut in half, down to
+ * 1 KiB, and only if even that is refused is the message dropped, with
+ * an alert and a metric, and its offset stored.
+ */
+
+static void
+ngx_gdrive_job_output_failed(ngx_gdrive_job_t *job, rd_kafka_resp_err_t err)
+{
+    size_t  len;
+
+    if (!ngx_gdrive_kafka_permanent(err)) {
+        ngx_gdrive_job_output_retry(job);
+        return;
+    }
+
+    if (!job->to_dlq) {
+        ngx_snprintf(job->detail, sizeof(job->detail) - 1,
+                     "the result topic refused the result: %s%Z",
+                     rd_kafka_err2str(err));
+        job->error = "kafka_error";
+        job->to_dlq = 1;
+        job->stage = NGX_GDRIVE_STAGE_DLQ;
+        ngx_gdrive_job_retry(job, 0);
+        job->attempt--;
+        return;
+    }
+
+    len = job->dlq_len ? job->dlq_len : job->msg->len;
+
+    if (len > NGX_GDRIVE_DLQ_MIN_VALUE) {
+        job->dlq_len = ngx_max(len / 2, NGX_GDRIVE_DLQ_MIN_VALUE);
+
+        ngx_log_error(NGX_LOG_WARN, &job->log, 0,
+                      "gdrive: the dead-letter topic refused the record "
+                      "(%s): sending its value cut to %uz of %uz bytes",
+                      rd_kafka_err2str(err), job->dlq_len, job->msg->len);
+
+        /* at once: at most 10 halvings, each a produce */
+        ngx_gdrive_job_dlq(job);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ALERT, &job->log, 0,
+                  "gdrive: the dead-letter topic refuses the record even "
+                  "cut to %uz bytes (%s): the message is dropped, its "
+                  "offset stored; it failed with %s: %s",
+                  len, rd_kafka_err2str(err), job->error, job->detail);
+
+    ngx_gdrive_metric_dlq("dropped", 1);
+    ngx_gdrive_job_terminal(job);
 }
 
 

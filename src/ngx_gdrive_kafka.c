@@ -196,7 +196,8 @@ ngx_gdrive_kafka_producer(ngx_cycle_t *cycle,
      * acks=all and retries without duplicates or reordering.
      */
 
-    ngx_sprintf((u_char *) value, "%M%Z", gmcf->kafka_delivery_timeout);
+    *ngx_snprintf((u_char *) value, sizeof(value) - 1, "%M",
+                  gmcf->kafka_delivery_timeout) = '\0';
 
     if (ngx_gdrive_kafka_conf_set(cycle->log, conf, "enable.idempotence",
                                   "true") != NGX_OK
@@ -359,7 +360,33 @@ ngx_gdrive_kafka_read_handler(ngx_event_t *rev)
 }
 
 
-ngx_int_t
+/*
+ * A produce error that no retry mends: the record is too large or
+ * invalid for the topic, or the worker may not write to it.
+ */
+
+ngx_uint_t
+ngx_gdrive_kafka_permanent(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+        return 1;
+
+    default:
+        return 0;
+    }
+}
+
+
+rd_kafka_resp_err_t
 ngx_gdrive_kafka_produce(ngx_gdrive_kafka_t *k, rd_kafka_topic_t *rkt,
     ngx_str_t *key, u_char *value, size_t len, ngx_uint_t free_value,
     rd_kafka_headers_t *headers, ngx_gdrive_kafka_dr_t *dr)
@@ -562,10 +589,14 @@ ngx_gdrive_kafka_consumer(ngx_cycle_t *cycle,
         NULL
     };
 
-    ngx_sprintf((u_char *) poll_ms, "%M%Z", gmcf->kafka_max_poll_interval);
-    ngx_sprintf((u_char *) session_ms, "%M%Z", gmcf->kafka_session_timeout);
-    ngx_sprintf((u_char *) fetch_min, "%ui%Z", gmcf->kafka_fetch_min_bytes);
-    ngx_sprintf((u_char *) fetch_wait, "%M%Z", gmcf->kafka_fetch_max_wait);
+    *ngx_snprintf((u_char *) poll_ms, sizeof(poll_ms) - 1, "%M",
+                  gmcf->kafka_max_poll_interval) = '\0';
+    *ngx_snprintf((u_char *) session_ms, sizeof(session_ms) - 1, "%M",
+                  gmcf->kafka_session_timeout) = '\0';
+    *ngx_snprintf((u_char *) fetch_min, sizeof(fetch_min) - 1, "%ui",
+                  gmcf->kafka_fetch_min_bytes) = '\0';
+    *ngx_snprintf((u_char *) fetch_wait, sizeof(fetch_wait) - 1, "%M",
+                  gmcf->kafka_fetch_max_wait) = '\0';
     ngx_sprintf((u_char *) commit_ms, "%M%Z", gmcf->kafka_commit_interval);
 
     k = ngx_pcalloc(cycle->pool, sizeof(ngx_gdrive_kafka_t));

@@ -305,7 +305,10 @@ ngx_gdrive_metric_dlq(const char *event, ngx_uint_t n)
         return;
     }
 
-    ngx_gdrive_metric_add(m->dlq[ngx_strcmp(event, "replayed") == 0], n);
+    /* "produced", "replayed", "dropped" */
+    ngx_gdrive_metric_add(m->dlq[ngx_strcmp(event, "replayed") == 0 ? 1
+                                 : ngx_strcmp(event, "dropped") == 0 ? 2
+                                 : 0], n);
 }
 
 
@@ -547,7 +550,7 @@ ngx_gdrive_process_rss(ngx_pid_t pid)
     ngx_fd_t    fd;
     ngx_uint_t  pages;
 
-    ngx_sprintf(name, "/proc/%P/statm%Z", pid);
+    *ngx_snprintf(name, sizeof(name) - 1, "/proc/%P/statm", pid) = '\0';
 
     fd = ngx_open_file(name, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
     if (fd == NGX_INVALID_FILE) {

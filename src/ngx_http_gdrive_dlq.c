@@ -367,8 +367,8 @@ ngx_http_gdrive_dlq_list(ngx_http_gdrive_dlq_ctx_t *ctx)
     topic = (char *) ctx->gmcf->kafka_dlq_topic.data;
 
     /* assigned, never joined nor committed: the group id is a formality */
-    ngx_sprintf((u_char *) group, "%V.dlq-inspect%Z",
-                &ctx->gmcf->kafka_group);
+    *ngx_snprintf((u_char *) group, sizeof(group) - 1, "%V.dlq-inspect",
+                  &ctx->gmcf->kafka_group) = '\0';
 
     rk = ngx_http_gdrive_dlq_client(ctx, RD_KAFKA_CONSUMER, group, err,
                                     sizeof(err));
@@ -498,7 +498,8 @@ ngx_http_gdrive_dlq_replay(ngx_http_gdrive_dlq_ctx_t *ctx)
 
     topic = (char *) ctx->gmcf->kafka_dlq_topic.data;
 
-    ngx_sprintf((u_char *) group, "%V.dlq-replay%Z", &ctx->gmcf->kafka_group);
+    *ngx_snprintf((u_char *) group, sizeof(group) - 1, "%V.dlq-replay",
+                  &ctx->gmcf->kafka_group) = '\0';
 
     rk = ngx_http_gdrive_dlq_client(ctx, RD_KAFKA_CONSUMER, group, err,
                                     sizeof(err));
@@ -613,8 +614,8 @@ ngx_http_gdrive_dlq_replay(ngx_http_gdrive_dlq_ctx_t *ctx)
             }
         }
 
-        ngx_sprintf((u_char *) from, "%s/%D/%L%Z", topic, msg->partition,
-                    msg->offset);
+        *ngx_snprintf((u_char *) from, sizeof(from) - 1, "%s/%D/%L", topic,
+                      msg->partition, msg->offset) = '\0';
         rd_kafka_header_add(hdrs, "gdrive.replayed_from", -1, from, -1);
 
         rc = rd_kafka_producev(pk,
@@ -655,7 +656,8 @@ ngx_http_gdrive_dlq_replay(ngx_http_gdrive_dlq_ctx_t *ctx)
         if (next[i] >= 0) {
             rd_kafka_topic_partition_list_add(commit, topic, parts[i])
                 ->offset = next[i];
-            ngx_sprintf((u_char *) from, "%D%Z", parts[i]);
+            *ngx_snprintf((u_char *) from, sizeof(from) - 1, "%D",
+                          parts[i]) = '\0';
             json_object_set_new(ranges, from, json_integer(next[i]));
         }
     }

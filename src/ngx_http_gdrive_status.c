@@ -1322,8 +1322,8 @@ ngx_http_gdrive_metrics_handler(ngx_http_request_t *r)
             continue;
         }
 
-        ngx_sprintf(labels, "endpoint=\"%s\",%Z",
-                    ngx_gdrive_metric_endpoints[i]);
+        *ngx_snprintf(labels, sizeof(labels) - 1, "endpoint=\"%s\",",
+                      ngx_gdrive_metric_endpoints[i]) = '\0';
         ngx_http_gdrive_metrics_histogram(&o,
             "gdrive_google_request_duration_seconds", (char *) labels,
             &m->google_duration[i]);
@@ -1442,8 +1442,12 @@ ngx_http_gdrive_metrics_handler(ngx_http_request_t *r)
         "# HELP gdrive_dlq_records_replayed_total Dead letters replayed "
         "onto the trigger topic (acknowledged).\n"
         "# TYPE gdrive_dlq_records_replayed_total counter\n"
-        "gdrive_dlq_records_replayed_total %uA\n",
-        m->dlq[0], m->dlq[1]);
+        "gdrive_dlq_records_replayed_total %uA\n"
+        "# HELP gdrive_dlq_records_dropped_total Messages whose dead letter "
+        "the dead-letter topic refused even cut to 1 KiB (offset stored).\n"
+        "# TYPE gdrive_dlq_records_dropped_total counter\n"
+        "gdrive_dlq_records_dropped_total %uA\n",
+        m->dlq[0], m->dlq[1], m->dlq[2]);
 
     if (gmcf->consumer && hs->checked) {
         ngx_http_gdrive_out_printf(&o,
