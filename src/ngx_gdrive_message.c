@@ -691,6 +691,9 @@ ngx_gdrive_scan_object(ngx_gdrive_scan_t *s, int depth,
     ngx_gdrive_seen_t *fields)
 {
     int                 i, known;
+    char                decoded[6 * 32];
+    size_t              name_len;
+    const char         *name;
     ngx_gdrive_seen_t   key, value;
 
     s->p++;    /* '{' */
@@ -715,11 +718,28 @@ ngx_gdrive_scan_object(ngx_gdrive_scan_t *s, int depth,
 
         known = -1;
 
-        if (fields && !key.escaped) {
+        /*
+         * Names are compared as decoded: "integration\u005fid" is
+         * integration_id, and so a second one is refused as a duplicate
+         * (other consumers of the topic would read the last of them).
+         * A field name escaped whole takes at most 6 bytes a character.
+         */
+
+        if (fields) {
+            name = (const char *) key.start;
+            name_len = key.len;
+
+            if (key.escaped && key.len <= sizeof(decoded)) {
+                name_len = ngx_gdrive_unescape(key.start, key.len, decoded);
+                name = decoded;
+
+            } else if (key.escaped) {
+                name_len = 0;
+            }
+
             for (i = 0; i < F_LAST; i++) {
-                if (key.len == ngx_gdrive_fields[i].len
-                    && memcmp(key.start, ngx_gdrive_fields[i].name, key.len)
-                       == 0)
+                if (name_len == ngx_gdrive_fields[i].len
+                    && memcmp(name, ngx_gdrive_fields[i].name, name_len) == 0)
                 {
                     known = i;
                     break;
@@ -1067,8 +1087,10 @@ ngx_gdrive_unescape(const unsigned char *p, size_t len, char *out)
 static int
 ngx_gdrive_valid_id(const char *s, size_t len)
 {
-    size_t  i;
+    size_t  i, dots;
     char    c;
+
+    dots = 0;
 
     for (i = 0; i < len; i++) {
         c = s[i];
@@ -1079,9 +1101,17 @@ ngx_gdrive_valid_id(const char *s, size_t len)
         {
             return 0;
         }
+
+        dots += (c == '.');
     }
 
-    return 1;
+    /*
+     * Ids go into URL paths (the control plane's) and S3 keys as one
+     * segment: "." and ".." would be a dot segment there, and an id of
+     * dots alone names nothing.
+     */
+
+    return dots < len;
 }
 
 

@@ -60,6 +60,9 @@ static void ngx_http_gdrive_dlq_done(ngx_event_t *ev);
 static void ngx_http_gdrive_dlq_cleanup(void *data);
 static rd_kafka_t *ngx_http_gdrive_dlq_client(ngx_http_gdrive_dlq_ctx_t *ctx,
     rd_kafka_type_t type, const char *group, char *err, size_t size);
+static ngx_int_t ngx_http_gdrive_dlq_int(json_t *root, const char *name,
+    json_int_t min, json_int_t max, json_int_t *value);
+static ngx_uint_t ngx_http_gdrive_dlq_json_type(ngx_http_request_t *r);
 static int ngx_http_gdrive_dlq_partitions(rd_kafka_t *rk, const char *topic,
     int32_t **parts);
 static json_t *ngx_http_gdrive_dlq_record(const rd_kafka_message_t *msg);
@@ -126,7 +129,8 @@ ngx_http_gdrive_dlq_handler(ngx_http_request_t *r)
 static void
 ngx_http_gdrive_dlq_body(ngx_http_request_t *r)
 {
-    json_t                     *root, *v;
+    json_t                     *root;
+    json_int_t                  count, partition, from, to;
     ngx_int_t                   rc;
     ngx_str_t                   body;
     json_error_t                jerr;
@@ -150,55 +154,113 @@ ngx_http_gdrive_dlq_body(ngx_http_request_t *r)
         return;
     }
 
-    if (body.len) {
-        root = json_loadb((char *) body.data, body.len, 0, &jerr);
+    /*
+     * A state-changing request is JSON, said so in its Content-Type: a
+     * form a web page posts (through a port-forward, say) is neither.
+     */
 
-        if (root == NULL || !json_is_object(root)) {
-            json_decref(root);
-            ngx_http_finalize_request(r,
-                ngx_http_gdrive_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                           "invalid_request",
-                                           "expected {\"count\":N} or "
-                                           "{\"partition\":P,\"from\":O,"
-                                           "\"to\":O}"));
-            return;
-        }
-
-        if ((v = json_object_get(root, "count")) != NULL) {
-            ctx.count = json_is_integer(v) ? json_integer_value(v) : 0;
-        }
-
-        if ((v = json_object_get(root, "partition")) != NULL) {
-            ctx.partition = json_is_integer(v) ? json_integer_value(v) : -2;
-            ctx.from = json_integer_value(json_object_get(root, "from"));
-            ctx.to = json_integer_value(json_object_get(root, "to"));
-
-            if (!json_is_integer(json_object_get(root, "from"))
-                || !json_is_integer(json_object_get(root, "to")))
-            {
-                ctx.from = -1;
-            }
-        }
-
-        json_decref(root);
-    }
-
-    if (ctx.count < 1 || ctx.count > 100000
-        || ctx.partition < -1
-        || (ctx.partition >= 0
-            && (ctx.from < 0 || ctx.to < ctx.from
-                || ctx.to - ctx.from >= 100000)))
-    {
+    if (!ngx_http_gdrive_dlq_json_type(r) || body.len == 0) {
         ngx_http_finalize_request(r,
-            ngx_http_gdrive_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                       "invalid_request",
-                                       "count is 1..100000; a range is "
-                                       "partition, from and to (inclusive), "
-                                       "at most 100000 records"));
+            ngx_http_gdrive_send_error(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                       "unsupported_media_type",
+                                       "a replay is a POST of "
+                                       "Content-Type: application/json with "
+                                       "a JSON object, {} for the defaults"));
         return;
     }
 
+    root = json_loadb((char *) body.data, body.len, 0, &jerr);
+
+    if (root == NULL || !json_is_object(root)
+        || ngx_http_gdrive_dlq_int(root, "count", 1, 100000, &count)
+           != NGX_OK
+        || ngx_http_gdrive_dlq_int(root, "partition", 0, NGX_MAX_INT32_VALUE,
+                                   &partition)
+           != NGX_OK
+        || ngx_http_gdrive_dlq_int(root, "from", 0, NGX_MAX_OFF_T_VALUE,
+                                   &from)
+           != NGX_OK
+        || ngx_http_gdrive_dlq_int(root, "to", 0, NGX_MAX_OFF_T_VALUE, &to)
+           != NGX_OK
+        || (partition >= 0) != (from >= 0) || (from >= 0) != (to >= 0)
+        || (count >= 0 && partition >= 0)
+        || (partition >= 0 && (to < from || to - from >= 100000)))
+    {
+        json_decref(root);
+        ngx_http_finalize_request(r,
+            ngx_http_gdrive_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                       "invalid_request",
+                                       "expected {\"count\":N} (N 1..100000) "
+                                       "or {\"partition\":P,\"from\":O,"
+                                       "\"to\":O} (whole numbers, from <= "
+                                       "to, at most 100000 records)"));
+        return;
+    }
+
+    json_decref(root);
+
+    if (count >= 0) {
+        ctx.count = (long) count;
+    }
+
+    if (partition >= 0) {
+        ctx.partition = (int32_t) partition;
+        ctx.from = from;
+        ctx.to = to;
+    }
+
     ngx_http_finalize_request(r, ngx_http_gdrive_dlq_post(r, &ctx));
+}
+
+
+/*
+ * An optional member that must be a whole number in [min, max]: -1 when
+ * absent; a float, a string, a negative or an overflow is NGX_ERROR.
+ */
+
+static ngx_int_t
+ngx_http_gdrive_dlq_int(json_t *root, const char *name, json_int_t min,
+    json_int_t max, json_int_t *value)
+{
+    json_t  *v;
+
+    v = json_object_get(root, name);
+
+    if (v == NULL) {
+        *value = -1;
+        return NGX_OK;
+    }
+
+    if (!json_is_integer(v) || json_integer_value(v) < min
+        || json_integer_value(v) > max)
+    {
+        return NGX_ERROR;
+    }
+
+    *value = json_integer_value(v);
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_gdrive_dlq_json_type(ngx_http_request_t *r)
+{
+    ngx_str_t  *type;
+
+    if (r->headers_in.content_type == NULL) {
+        return 0;
+    }
+
+    type = &r->headers_in.content_type->value;
+
+    return type->len >= sizeof("application/json") - 1
+           && ngx_strncasecmp(type->data, (u_char *) "application/json",
+                              sizeof("application/json") - 1)
+              == 0
+           && (type->len == sizeof("application/json") - 1
+               || type->data[sizeof("application/json") - 1] == ';'
+               || type->data[sizeof("application/json") - 1] == ' ');
 }
 
 

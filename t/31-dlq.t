@@ -58,21 +58,50 @@ $r = $t->http_json(PUT => '/dlq');
 is($r->{status}, 405, 'PUT is 405');
 like($r->{headers}{allow} // '', qr/POST/, 'with Allow');
 
-$r = $t->http_json(POST => '/dlq', body => 'nonsense');
+sub replay {
+    my ($body) = @_;
+    return $t->http_json(POST => '/dlq', body => $body,
+                         headers => { 'content-type' => 'application/json' });
+}
+
+$r = replay('nonsense');
 is($r->{status}, 400, 'a bad replay request is 400');
 is($r->{json}{error}, 'invalid_request', 'with a JSON error');
 
+# a state-changing request is JSON and says so: no replay from a form
+$r = $t->http_json(POST => '/dlq', body => '{"count":1}',
+                   headers => { 'content-type' => 'application/x-www-form-urlencoded' });
+is($r->{status}, 415, 'a replay posted as a form is 415');
+is($r->{json}{error}, 'unsupported_media_type', 'with a JSON error');
+is($t->http_json(POST => '/dlq', body => '{"count":1}')->{status}, 415,
+   'a replay without a Content-Type is 415');
+is(replay('')->{status}, 415, 'an empty replay request is 415');
+
+# numbers are whole and in range: no overflow turns a range into a count
+for my $bad ('{"partition":4294967295,"from":0,"to":1}', '{"partition":-1,"from":0,"to":1}',
+             '{"partition":0,"from":-5,"to":1}', '{"partition":0,"from":3,"to":1}',
+             '{"partition":0.5,"from":0,"to":1}', '{"partition":"0","from":0,"to":1}',
+             '{"partition":0,"from":0}', '{"count":0}', '{"count":100001}', '{"count":2.5}',
+             '{"count":"2"}', '{"count":-1}', '{"count":99999999999999999999}',
+             '{"count":1,"partition":0,"from":0,"to":0}', '{"partition":0,"from":0,"to":100000}',
+             '[1]') {
+    is(replay($bad)->{status}, 400, "400 for $bad");
+}
+for my $bad ('0', '-1', '1.5', 'x', '99999999999999999999', '1001') {
+    is($t->http_json(GET => "/dlq?limit=$bad")->{status}, 400, "400 for GET limit=$bad");
+}
+
 # --- replay ------------------------------------------------------------------
 
-$r = $t->http_json(POST => '/dlq', body => '{"count":2}');
+$r = replay('{"count":2}');
 is($r->{status}, 200, 'a replay of two');
 is($r->{json}{replayed}, 2, 'replays two');
 ok($r->{json}{position_committed}, 'and commits its position');
 
-$r = $t->http_json(POST => '/dlq', body => '{"count":100}');
+$r = replay('{"count":100}');
 is($r->{json}{replayed}, 4, 'the next call replays the other four');
 
-$r = $t->http_json(POST => '/dlq', body => '{}');
+$r = replay('{}');
 is($r->{json}{replayed}, 0, 'a third call finds nothing left');
 
 my @back = kafka_consume($topic);
@@ -90,11 +119,10 @@ is($bin->{payload}, "\xff\xfe\x00", 'a binary value byte for byte');
 
 # an explicit range is replayed as asked and leaves the position alone
 my $p = $three->{headers}{'gdrive.replayed_from'} =~ m{/(\d+)/(\d+)$} ? [$1, $2] : [0, 0];
-$r = $t->http_json(POST => '/dlq',
-                   body => qq({"partition":$p->[0],"from":$p->[1],"to":$p->[1]}));
+$r = replay(qq({"partition":$p->[0],"from":$p->[1],"to":$p->[1]}));
 is($r->{json}{replayed}, 1, 'a range of one record is replayed');
 ok(!$r->{json}{position_committed}, 'without moving the position');
-is($t->http_json(POST => '/dlq', body => '{}')->{json}{replayed}, 0,
+is(replay('{}')->{json}{replayed}, 0,
    'the position is where it was');
 
 $t->stop;

@@ -115,6 +115,50 @@ main(void)
     ok(rc != 0 && strcmp(err.field, "drive_file") == 0,
        "drive_file must be an object");
 
+    /* member names are compared decoded; ids are never dot segments */
+
+    rc = parse("{\"integration_id\":\"i\",\"integration\\u005fid\":\"j\","
+               "\"action\":\"sync_changes\"}", &t, &n, &batch, &err);
+    ok(rc != 0 && strcmp(err.field, "integration_id") == 0
+       && strstr(err.detail, "twice") != NULL,
+       "an escaped second integration_id is a duplicate");
+
+    rc = parse("{\"\\u0069ntegration_id\":\"int-7\",\"action\":\"sync_changes\"}",
+               &t, &n, &batch, &err);
+    ok(rc == 0 && field_is(&t[0].integration_id, "int-7"),
+       "an escaped field name is the field");
+    if (rc == 0) {
+        ngx_gdrive_triggers_free(t, n);
+    }
+
+    {
+        static const char  *dots[] = { ".", "..", "...", NULL };
+        char                body[128];
+        int                 k;
+
+        for (k = 0; dots[k]; k++) {
+            snprintf(body, sizeof(body), "{\"integration_id\":\"%s\","
+                     "\"action\":\"sync_changes\"}", dots[k]);
+            rc = parse(body, &t, &n, &batch, &err);
+            ok(rc != 0 && strcmp(err.field, "integration_id") == 0,
+               "integration_id \"%s\" is refused", dots[k]);
+
+            snprintf(body, sizeof(body), "{\"trigger_id\":\"%s\","
+                     "\"integration_id\":\"i\",\"action\":\"sync_changes\"}",
+                     dots[k]);
+            rc = parse(body, &t, &n, &batch, &err);
+            ok(rc != 0 && strcmp(err.field, "trigger_id") == 0,
+               "trigger_id \"%s\" is refused", dots[k]);
+        }
+
+        rc = parse("{\"integration_id\":\"a.b..c\",\"action\":\"sync_changes\"}",
+                   &t, &n, &batch, &err);
+        ok(rc == 0, "dots inside an id are fine");
+        if (rc == 0) {
+            ngx_gdrive_triggers_free(t, n);
+        }
+    }
+
     /* one trigger, every field */
 
     const char *full = "{\"trigger_id\":\"t-1:a.b\",\"integration_id\":\"int-9\","
