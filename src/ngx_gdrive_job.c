@@ -220,7 +220,7 @@ static json_t *ngx_gdrive_job_result_json(ngx_gdrive_job_t *job);
 static const char *ngx_gdrive_job_json_str(json_t *obj, const char *name);
 static ngx_int_t ngx_gdrive_job_export_default(const char *mime,
     ngx_str_t *type);
-static const char *ngx_gdrive_job_export_ext(ngx_str_t *type);
+static void ngx_gdrive_job_export_ext(ngx_str_t *type, u_char *ext);
 static void ngx_gdrive_job_fail(ngx_gdrive_job_t *job, const char *code,
     const char *detail, ngx_uint_t permanent, ngx_int_t retry_after);
 static void ngx_gdrive_job_result(ngx_gdrive_job_t *job);
@@ -785,7 +785,8 @@ ngx_gdrive_job_file_meta(ngx_gdrive_job_t *job)
     json_t                       *details;
     ngx_str_t                     revision, *prefix;
     ngx_int_t                     size;
-    const char                   *mime, *target, *rev, *ext, *v;
+    u_char                        ext[11];
+    const char                   *mime, *target, *rev, *v;
     ngx_gdrive_s3_upload_t       *u;
     ngx_http_gdrive_main_conf_t  *gmcf;
 
@@ -881,7 +882,7 @@ ngx_gdrive_job_file_meta(ngx_gdrive_job_t *job)
         }
 
         v = ngx_gdrive_job_json_str(job->meta, "version");
-        ext = ngx_gdrive_job_export_ext(&job->export_type);
+        ngx_gdrive_job_export_ext(&job->export_type, ext);
 
         revision.data = ngx_pnalloc(job->pool, 64);
         if (revision.data == NULL) {
@@ -2198,12 +2199,19 @@ ngx_gdrive_job_export_default(const char *mime, ngx_str_t *type)
 }
 
 
-/* the key's suffix for an export, so that two formats do not collide */
+/*
+ * The key's suffix for an export, so that two formats never share a key:
+ * every format Drive's "Export MIME types" lists has its extension, and
+ * any other type a short stable hash of its name ("x" and 8 hex digits of
+ * its SHA-1).  ext has room for 10 bytes and the NUL.
+ */
 
-static const char *
-ngx_gdrive_job_export_ext(ngx_str_t *type)
+static void
+ngx_gdrive_job_export_ext(ngx_str_t *type, u_char *ext)
 {
+    u_char      digest[20];
     ngx_uint_t  i;
+    ngx_sha1_t  sha1;
 
     static struct {
         ngx_str_t    type;
@@ -2219,24 +2227,43 @@ ngx_gdrive_job_export_ext(ngx_str_t *type)
         { ngx_string("application/vnd.oasis.opendocument.text"), "odt" },
         { ngx_string("application/vnd.oasis.opendocument.spreadsheet"),
           "ods" },
+        { ngx_string("application/x-vnd.oasis.opendocument.spreadsheet"),
+          "xods" },
+        { ngx_string("application/vnd.oasis.opendocument.presentation"),
+          "odp" },
+        { ngx_string("application/rtf"), "rtf" },
+        { ngx_string("application/epub+zip"), "epub" },
+        { ngx_string("application/zip"), "zip" },
         { ngx_string("text/plain"), "txt" },
         { ngx_string("text/html"), "html" },
+        { ngx_string("text/markdown"), "md" },
+        { ngx_string("text/x-markdown"), "xmd" },
         { ngx_string("text/csv"), "csv" },
+        { ngx_string("text/tab-separated-values"), "tsv" },
         { ngx_string("image/png"), "png" },
         { ngx_string("image/jpeg"), "jpg" },
         { ngx_string("image/svg+xml"), "svg" },
+        { ngx_string("application/vnd.google-apps.script+json"), "json" },
+        { ngx_string("video/mp4"), "mp4" },
         { ngx_null_string, NULL }
     };
 
     for (i = 0; exts[i].ext; i++) {
         if (exts[i].type.len == type->len
-            && ngx_strncmp(exts[i].type.data, type->data, type->len) == 0)
+            && ngx_strncasecmp(exts[i].type.data, type->data, type->len)
+               == 0)
         {
-            return exts[i].ext;
+            ngx_cpystrn(ext, (u_char *) exts[i].ext, 11);
+            return;
         }
     }
 
-    return "bin";
+    ngx_sha1_init(&sha1);
+    ngx_sha1_update(&sha1, type->data, type->len);
+    ngx_sha1_final(digest, &sha1);
+
+    ext[0] = 'x';
+    *ngx_hex_dump(ext + 1, digest, 4) = '\0';
 }
 
 

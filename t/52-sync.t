@@ -165,6 +165,17 @@ is($o->{result}{payload}{key}, "$topic/$int/$f->{id}/r$meta->{headRevisionId}",
 is(sha256_hex(s3_object($o->{result}{payload}{key}) // ''), sha256_hex(emulator_content($f->{id})),
    'with the current content');
 
+# every export format has a key of its own: RTF then EPUB of one Doc
+my $doc = drive_file(name => 'Minutes', mimeType => 'application/vnd.google-apps.document', exportSize => 3000);
+$o = outcome(sync(action => 'sync_file', file_id => $doc->{id}, export_mime_type => 'application/rtf'));
+is($o->{result}{status}, 'uploaded', 'a Doc exported as RTF');
+like($o->{result}{payload}{key} // '', qr/\.rtf$/, 'under an .rtf key');
+$o = outcome(sync(action => 'sync_file', file_id => $doc->{id}, export_mime_type => 'application/epub+zip'));
+is($o->{result}{status}, 'uploaded', 'the same Doc as EPUB is uploaded, not found unchanged');
+like($o->{result}{payload}{key} // '', qr/\.epub$/, 'under an .epub key');
+is(s3_object($o->{result}{payload}{key}), emulator_content($doc->{id}, 'application/epub+zip'),
+   'and the object is the EPUB');
+
 # 2 and 4: trash, then sync_file: deleted, objects removed, nothing uploaded
 my $keys_before = s3_count("$topic/$int/$f->{id}/");
 cmp_ok($keys_before, '>=', 4, 'the file has several revisions stored');

@@ -50,16 +50,25 @@ const OOXML = 'application/vnd.openxmlformats-officedocument.';
 const DOCX = OOXML + 'wordprocessingml.document';
 const XLSX = OOXML + 'spreadsheetml.sheet';
 const PPTX = OOXML + 'presentationml.presentation';
+// Drive's documented "Export MIME types" for each Docs editors type.
 const EXPORTS = {
-  [GA + 'document']: ['application/pdf', DOCX, 'text/plain', 'text/html'],
-  [GA + 'spreadsheet']: [XLSX, 'text/csv', 'application/pdf'],
-  [GA + 'presentation']: [PPTX, 'application/pdf'],
-  [GA + 'drawing']: ['image/png', 'application/pdf'],
+  [GA + 'document']: ['application/pdf', DOCX, 'text/plain', 'text/html', 'application/zip', 'application/rtf',
+    'application/vnd.oasis.opendocument.text', 'application/epub+zip', 'text/markdown'],
+  [GA + 'spreadsheet']: [XLSX, 'text/csv', 'application/pdf', 'application/x-vnd.oasis.opendocument.spreadsheet',
+    'application/vnd.oasis.opendocument.spreadsheet', 'application/zip', 'text/tab-separated-values'],
+  [GA + 'presentation']: [PPTX, 'application/pdf', 'application/vnd.oasis.opendocument.presentation', 'text/plain',
+    'image/jpeg', 'image/png', 'image/svg+xml'],
+  [GA + 'drawing']: ['image/png', 'application/pdf', 'image/jpeg', 'image/svg+xml'],
 };
 // Leading bytes make exports recognisable by type sniffers; the rest is filler.
 const MAGIC = {
   'application/pdf': '%PDF-1.4\n', 'image/png': '\x89PNG\r\n\x1a\n', 'text/html': '<!DOCTYPE html>\n',
-  [DOCX]: 'PK\x03\x04', [XLSX]: 'PK\x03\x04', [PPTX]: 'PK\x03\x04',
+  [DOCX]: 'PK\x03\x04', [XLSX]: 'PK\x03\x04', [PPTX]: 'PK\x03\x04', 'application/zip': 'PK\x03\x04',
+  'application/epub+zip': 'PK\x03\x04', 'application/rtf': '{\\rtf1', 'image/jpeg': '\xff\xd8\xff',
+  'application/vnd.oasis.opendocument.text': 'PK\x03\x04',
+  'application/vnd.oasis.opendocument.spreadsheet': 'PK\x03\x04',
+  'application/x-vnd.oasis.opendocument.spreadsheet': 'PK\x03\x04',
+  'application/vnd.oasis.opendocument.presentation': 'PK\x03\x04',
 };
 const TEXT = Buffer.from('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,');
 
