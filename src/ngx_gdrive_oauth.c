@@ -44,6 +44,7 @@ static ngx_gdrive_token_node_t *ngx_gdrive_token_node(
 static void ngx_gdrive_token_credentials(ngx_gdrive_token_req_t *req);
 static void ngx_gdrive_token_credentials_done(ngx_gdrive_http_t *h);
 static ngx_int_t ngx_gdrive_token_cp_auth(ngx_gdrive_token_req_t *req);
+static ngx_uint_t ngx_gdrive_token_b64token(const char *p);
 static void ngx_gdrive_token_refresh(ngx_gdrive_token_req_t *req);
 static void ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h);
 static void ngx_gdrive_token_reauthorize(ngx_gdrive_token_req_t *req);
@@ -511,8 +512,11 @@ ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h)
     token = json_string_value(json_object_get(root, "access_token"));
     expires_in = json_integer_value(json_object_get(root, "expires_in"));
 
+    /* the token goes into a header: RFC 6750's b64token charset only */
+
     if (token == NULL || *token == '\0'
-        || ngx_strlen(token) > NGX_GDRIVE_TOKEN_MAX)
+        || ngx_strlen(token) > NGX_GDRIVE_TOKEN_MAX
+        || !ngx_gdrive_token_b64token(token))
     {
         json_decref(root);
         ngx_gdrive_metric_token_refresh("error");
@@ -524,6 +528,11 @@ ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h)
 
     if (expires_in <= 0) {
         expires_in = 3600;
+    }
+
+    if (expires_in > 86400) {
+        /* Google's last an hour: a larger number is not to be trusted */
+        expires_in = 86400;
     }
 
     req->token.len = ngx_strlen(token);
@@ -652,6 +661,23 @@ ngx_gdrive_token_reauthorize_done(ngx_gdrive_http_t *h)
     }
 
     ngx_gdrive_token_fail(req, req->code, req->detail, 1);
+}
+
+
+static ngx_uint_t
+ngx_gdrive_token_b64token(const char *p)
+{
+    for ( /* void */ ; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'
+              || *p == '_' || *p == '~' || *p == '+' || *p == '/'
+              || *p == '='))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 

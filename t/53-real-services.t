@@ -260,6 +260,29 @@ $o = outcome(trigger(integration_id => $int, action => 'sync_file', file_id => $
 is($o->{result}{status}, 'uploaded', 'a 401 invalid_token on the download is ridden out');
 cmp_ok(scalar(requests('token', $int, $since)), '>=', 1, 'with a fresh token');
 
+# an access token that would smuggle a header line is not used
+my $ievil = "intx-$run";
+emulator(POST => '/refresh_tokens', { refresh_token => "1//rt-$ievil", integration_id => $ievil });
+emulator(POST => '/faults', { endpoint => 'token', integration => $ievil, status => 200, times => -1,
+                              body => { access_token => "ya29.a\r\nX-Injected: 1", expires_in => 3599,
+                                        token_type => 'Bearer' } });
+$since = int(time * 1000);
+$o = outcome(trigger(integration_id => $ievil, action => 'sync_changes'));
+is($o->{dead}{headers}{'gdrive.error.code'}, 'upstream_error',
+   'an access token with a line break is refused');
+like($o->{dead}{headers}{'gdrive.error.message'} // '', qr/no usable access_token/, 'as unusable');
+is(scalar(requests('changes.startPageToken', $ievil, $since)), 0, 'and never sent');
+emulator(DELETE => '/faults');
+
+# ids of dots never reach a URL path
+$since = int(time * 1000);
+kafka_produce_lines($topic, ['..', qq({"trigger_id":"dots-$run","integration_id":"..","action":"sync_changes"})]);
+$o = outcome("dots-$run");
+is($o->{dead}{headers}{'gdrive.error.code'}, 'invalid_message', 'an integration id ".." is an invalid message');
+is(scalar(grep { $_->{path} =~ m{/integrations/\.} }
+          @{ emulator(GET => "/requests?since=$since")->{requests} // [] }), 0,
+   'and the control plane never saw a dot segment');
+
 is_deeply([$t->alerts], [], 'nginx logged no alert');
 $t->stop;
 
