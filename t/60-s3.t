@@ -137,11 +137,15 @@ is(scalar(grep { $_->{method} ne 'HEAD' } @{ proxy(GET => '/requests') }), 0,
 
 # --- S3 failures ----------------------------------------------------------------
 
+# a 403 to the HEAD is AWS's answer for a missing key without
+# s3:ListBucket: not a refusal (t/53-real-services.t); a 403 to the PUT is
 my $denied = file(name => 'denied.bin', size => 10);
 proxy(POST => '/faults', { method => 'HEAD', match => $denied->{id}, status => 403,
                            code => 'AccessDenied', times => -1 });
+proxy(POST => '/faults', { method => 'PUT', match => $denied->{id}, status => 403,
+                           code => 'AccessDenied', times => -1 });
 $o = outcome(trigger(file_id => $denied->{id}));
-is($o->{dead}{headers}{'gdrive.error.code'}, 's3_access_denied', 'S3 403 goes to the DLQ as s3_access_denied');
+is($o->{dead}{headers}{'gdrive.error.code'}, 's3_access_denied', 'S3 403 to the PUT goes to the DLQ as s3_access_denied');
 is($o->{dead}{headers}{'gdrive.error.attempts'}, 1, 'at once');
 
 my $flaky = file(name => 'flaky.bin', size => 12 * $MiB);
