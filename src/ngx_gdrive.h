@@ -71,6 +71,7 @@ typedef enum {
     NGX_GDRIVE_S_CONTROL_PLANE_CERTIFICATE,
     NGX_GDRIVE_S_CONTROL_PLANE_CERTIFICATE_KEY,
     NGX_GDRIVE_S_GOOGLE_TRUSTED_HOSTS,
+    NGX_GDRIVE_S_INTEGRATIONS,
     NGX_GDRIVE_S_TOKEN_SKEW,
     NGX_GDRIVE_S_ACKNOWLEDGE_ABUSE,
     NGX_GDRIVE_S_QUOTA_PAUSE,
@@ -151,6 +152,7 @@ typedef struct {
     ngx_str_t            control_plane_certificate;
     ngx_str_t            control_plane_certificate_key;
     ngx_array_t         *google_trusted_hosts;    /* of ngx_str_t */
+    ngx_array_t         *integrations;            /* allowed, or NULL */
     ngx_msec_t           token_skew;
     ngx_flag_t           acknowledge_abuse;
     ngx_msec_t           quota_pause;
@@ -305,7 +307,7 @@ typedef struct {
  */
 
 #define NGX_GDRIVE_M_OUTCOMES      7
-#define NGX_GDRIVE_M_CODES         27
+#define NGX_GDRIVE_M_CODES         28
 #define NGX_GDRIVE_M_TRIGGER_ST    12
 #define NGX_GDRIVE_M_ENDPOINTS     11
 #define NGX_GDRIVE_M_HTTP_ST       20
@@ -627,6 +629,9 @@ ngx_gdrive_http_t *ngx_gdrive_http_create(ngx_pool_t *pool, ngx_log_t *log,
 ngx_int_t ngx_gdrive_http_header_add(ngx_gdrive_http_t *h, const char *line);
 /* a value from outside may go into a header: no CR, LF or NUL */
 ngx_uint_t ngx_gdrive_header_safe(ngx_str_t *value);
+/* gdrive_integrations: may this integration be synced? */
+ngx_uint_t ngx_gdrive_integration_allowed(ngx_http_gdrive_main_conf_t *gmcf,
+    const char *id, size_t len);
 ngx_int_t ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url);
 void ngx_gdrive_http_resume(ngx_gdrive_http_t *h);
 void ngx_gdrive_http_cancel(ngx_gdrive_http_t *h);

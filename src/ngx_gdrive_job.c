@@ -470,6 +470,16 @@ ngx_gdrive_job_run(ngx_gdrive_job_t *job)
         ngx_cpystrn(job->id, (u_char *) job->trigger.trigger_id.data,
                     ngx_min(sizeof(job->id),
                             job->trigger.trigger_id.len + 1));
+
+        if (!ngx_gdrive_integration_allowed(ngx_gdrive_worker.gmcf,
+                                            job->trigger.integration_id.data,
+                                            job->trigger.integration_id.len))
+        {
+            ngx_gdrive_job_fail(job, "integration_not_allowed",
+                                "the integration is not one of "
+                                "gdrive_integrations", 1, -1);
+            return;
+        }
         ngx_gdrive_status_job_id(job->status_slot, job->id,
                                  ngx_strlen(job->id));
 

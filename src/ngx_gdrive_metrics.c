@@ -31,7 +31,8 @@ const char  *ngx_gdrive_metric_codes[NGX_GDRIVE_M_CODES] = {
     "quota_exhausted", "abusive_file", "kafka_error", "internal_error",
     "unsupported_type", "bad_request", "checksum_mismatch", "size_mismatch",
     "file_too_large", "s3_rejected", "integration_unknown",
-    "control_plane_denied", "not_downloadable", "untrusted_link", "other"
+    "control_plane_denied", "not_downloadable", "untrusted_link",
+    "integration_not_allowed", "other"
 };
 
 /* the last entry of a status list stands for every other status */

@@ -178,9 +178,23 @@ ngx_http_gdrive_trigger_body(ngx_http_request_t *r)
     /*
      * Drive's metadata in a trigger is what the worker's own listings
      * hand to their children; from outside it could name any revision.
+     * With gdrive_integrations, only those integrations are synced.
      */
 
     for (i = 0; i < n; i++) {
+        if (!ngx_gdrive_integration_allowed(ngx_gdrive_worker.gmcf,
+                                            triggers[i].integration_id.data,
+                                            triggers[i].integration_id.len))
+        {
+            ngx_gdrive_triggers_free(triggers, n);
+            ngx_http_finalize_request(r,
+                ngx_http_gdrive_send_error(r, NGX_HTTP_FORBIDDEN,
+                                           "integration_not_allowed",
+                                           "the integration is not one of "
+                                           "gdrive_integrations"));
+            return;
+        }
+
         if (triggers[i].drive_file) {
             err.code = "invalid_message";
             err.field = "drive_file";

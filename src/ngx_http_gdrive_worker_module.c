@@ -90,6 +90,9 @@ static char *ngx_gdrive_parse_flag(ngx_conf_t *cf,
 static char *ngx_gdrive_parse_hosts(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
     void *field, void *post);
+static char *ngx_gdrive_parse_integrations(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
 static char *ngx_gdrive_parse_sse(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
     void *field, void *post);
@@ -200,6 +203,8 @@ ngx_gdrive_setting(CONTROL_PLANE_CERTIFICATE_KEY, NULL, NULL,
 ngx_gdrive_setting(GOOGLE_TRUSTED_HOSTS, NULL,
     "*.google.com *.googleapis.com *.googleusercontent.com",
     ngx_gdrive_parse_hosts, 0, 0, 0);
+ngx_gdrive_setting(INTEGRATIONS, "GDRIVE_INTEGRATIONS", NULL,
+    ngx_gdrive_parse_integrations, 0, 0, 0);
 ngx_gdrive_setting(TOKEN_SKEW, NULL, "60s",
     ngx_gdrive_parse_msec, 0, 1800000, 0);
 ngx_gdrive_setting(ACKNOWLEDGE_ABUSE, NULL, "off",
@@ -354,6 +359,8 @@ static ngx_command_t  ngx_http_gdrive_commands[] = {
                      CONTROL_PLANE_CERTIFICATE_KEY),
     ngx_gdrive_value("gdrive_google_trusted_hosts", NGX_CONF_1MORE,
                      google_trusted_hosts, GOOGLE_TRUSTED_HOSTS),
+    ngx_gdrive_value("gdrive_integrations", NGX_CONF_1MORE,
+                     integrations, INTEGRATIONS),
     ngx_gdrive_value("gdrive_token_skew", NGX_CONF_TAKE1,
                      token_skew, TOKEN_SKEW),
     ngx_gdrive_value("gdrive_acknowledge_abuse", NGX_CONF_FLAG,
@@ -1613,6 +1620,81 @@ ngx_gdrive_parse_hosts(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
 }
 
 
+/*
+ * The integrations that may be synced, as ids or lists of them separated
+ * by spaces or commas (the environment variable's form); none: any.
+ */
+
+static char *
+ngx_gdrive_parse_integrations(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post)
+{
+    ngx_array_t  **ap = field;
+
+    u_char      *p, *start, *last;
+    ngx_str_t   *id;
+    ngx_uint_t   i, dots;
+
+    *ap = ngx_array_create(cf->pool, 8, sizeof(ngx_str_t));
+    if (*ap == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        p = args[i].data;
+        last = p + args[i].len;
+
+        while (p < last) {
+            while (p < last && (*p == ' ' || *p == ',' || *p == '\t')) {
+                p++;
+            }
+
+            start = p;
+            dots = 0;
+
+            while (p < last && *p != ' ' && *p != ',' && *p != '\t') {
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                      || (*p >= '0' && *p <= '9') || *p == '.' || *p == '_'
+                      || *p == ':' || *p == '-'))
+                {
+                    return "must be integration ids: 1 to 128 of "
+                           "[A-Za-z0-9._:-], not only dots";
+                }
+
+                dots += (*p == '.');
+                p++;
+            }
+
+            if (p == start) {
+                continue;
+            }
+
+            if (p - start > NGX_GDRIVE_ID_MAX_LEN
+                || dots == (ngx_uint_t) (p - start))
+            {
+                return "must be integration ids: 1 to 128 of "
+                       "[A-Za-z0-9._:-], not only dots";
+            }
+
+            id = ngx_array_push(*ap);
+            if (id == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            id->data = start;
+            id->len = p - start;
+        }
+    }
+
+    if ((*ap)->nelts == 0) {
+        return "names no integration id";
+    }
+
+    return NULL;
+}
+
+
 /* server-side encryption: off, AES256, or aws:kms [key=ARN] */
 
 static char *
@@ -2272,4 +2354,29 @@ ngx_gdrive_parse_percent(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
     *np = v;
 
     return NULL;
+}
+
+
+ngx_uint_t
+ngx_gdrive_integration_allowed(ngx_http_gdrive_main_conf_t *gmcf,
+    const char *id, size_t len)
+{
+    ngx_str_t   *allowed;
+    ngx_uint_t   i;
+
+    if (gmcf->integrations == NULL) {
+        return 1;
+    }
+
+    allowed = gmcf->integrations->elts;
+
+    for (i = 0; i < gmcf->integrations->nelts; i++) {
+        if (allowed[i].len == len
+            && ngx_strncmp(allowed[i].data, id, len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
