@@ -97,6 +97,10 @@ is($inst{EXPOSE}, '8080', 'exposing 8080');
 
 my $conf = slurp("$root/t/docker/nginx.conf");
 like($conf, qr/^\s*listen 8080;/m, 'where the image configuration listens');
+my ($ops) = $conf =~ /listen 127\.0\.0\.1:8081;(.*?)^    \}/ms;
+like($ops // '', qr/gdrive_status;.*gdrive_dlq;/s, 'status and DLQ tools on a loopback listener');
+my ($pub) = $conf =~ /listen 8080;(.*?)^    \}/ms;
+unlike($pub // '', qr/gdrive_(?:status|dlq);/, 'and not on the public one');
 unlike($conf, qr/^\s*(user|worker_processes)\b/m,
        'the configuration leaves user and worker_processes alone');
 like($conf, qr{^include /etc/nginx/modules-enabled/\*\.conf;}m,
@@ -139,6 +143,8 @@ my $port = free_port();
 (my $c = $conf) =~ s{/tmp/}{$run/}g;
 $c =~ s{^include /etc/nginx/modules-enabled/\*\.conf;}{load_module $so;}m;
 $c =~ s/listen 8080;/listen 127.0.0.1:$port;/;
+my $admin_port = free_port();
+$c =~ s/listen 127\.0\.0\.1:8081;/listen 127.0.0.1:$admin_port;/;
 my $cfile = "$tmp/nginx.conf";
 open my $fh, '>', $cfile or die;
 print $fh $c;

@@ -97,6 +97,16 @@ like($out, qr/"gdrive_google_client_id" is not set .*no control plane is set/,
 ($rc, $out) = nginx_t(%required, GDRIVE_API_RATE_LIMIT => 'fast');
 is($rc, 0, 'a variable whose directive is in the file is not read');
 
+# the admin locations: status, diagnostics and the DLQ tools only on a
+# loopback listener; triggers need a secret and are rate limited
+my @servers = $example =~ /^    server \{\n(.*?)^    \}\n/msg;
+my @admin = grep { /\bgdrive_(?:status|dlq);/ } @servers;
+ok(@admin && !(grep { !/^\s*listen 127\.0\.0\.1:\d+;/m } @admin),
+   'gdrive_status and gdrive_dlq are served on loopback listeners only');
+my ($public) = grep { /\bgdrive_trigger;/ } @servers;
+like($public // '', qr/limit_req zone=/, 'triggers are rate limited');
+like($public // '', qr/if \(\$trigger_secret_ok = 0\) \{\s*return 401/, 'and need the shared secret');
+
 # every gdrive_* directive of the example is the module's and in the README
 
 open $fh, '<', "$root/README.md" or die $!;
