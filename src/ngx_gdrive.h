@@ -627,6 +627,7 @@ void ngx_gdrive_http_done(void);
 ngx_gdrive_http_t *ngx_gdrive_http_create(ngx_pool_t *pool, ngx_log_t *log,
     size_t max_body);
 ngx_int_t ngx_gdrive_http_header_add(ngx_gdrive_http_t *h, const char *line);
+ngx_int_t ngx_gdrive_http_body_room(ngx_gdrive_http_t *h, size_t size);
 /* a value from outside may go into a header: no CR, LF or NUL */
 ngx_uint_t ngx_gdrive_header_safe(ngx_str_t *value);
 /* gdrive_integrations: may this integration be synced? */

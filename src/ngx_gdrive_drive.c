@@ -259,13 +259,8 @@ ngx_gdrive_drive_sink(ngx_gdrive_http_t *h, u_char *p, size_t len)
     if (status < 200 || status > 299) {
         n = ngx_min(len, h->max_body - h->len);
 
-        if (h->body == NULL) {
-            h->body = ngx_pnalloc(h->pool, h->max_body);
-            if (h->body == NULL) {
-                return 0;
-            }
-
-            h->cap = h->max_body;
+        if (ngx_gdrive_http_body_room(h, h->max_body) != NGX_OK) {
+            return 0;
         }
 
         ngx_memcpy(h->body + h->len, p, n);

@@ -188,8 +188,6 @@ ngx_gdrive_http_reset(ngx_gdrive_http_t *h)
     h->source = NULL;
     h->source_len = 0;
     h->header_handler = NULL;
-    h->body = NULL;
-    h->cap = 0;
     h->len = 0;
 
     ngx_gdrive_http_defaults(h);
@@ -475,8 +473,15 @@ ngx_gdrive_http_cleanup(void *data)
     curl_easy_cleanup(h->easy);
     curl_slist_free_all(h->headers);
 
+    if (h->body) {
+        ngx_free(h->body);
+    }
+
     h->easy = NULL;
     h->headers = NULL;
+    h->body = NULL;
+    h->cap = 0;
+    h->len = 0;
 }
 
 
@@ -670,8 +675,7 @@ ngx_gdrive_http_write(char *ptr, size_t size, size_t n, void *data)
 {
     ngx_gdrive_http_t *h = data;
 
-    u_char  *body;
-    size_t   len, cap;
+    size_t   len;
 
     len = size * n;
 
@@ -684,27 +688,54 @@ ngx_gdrive_http_write(char *ptr, size_t size, size_t n, void *data)
         return 0;
     }
 
-    if (h->len + len > h->cap) {
-        cap = ngx_max(h->cap * 2, h->len + len);
-        cap = ngx_min(ngx_max(cap, 4096), h->max_body);
-
-        body = ngx_pnalloc(h->pool, cap);
-        if (body == NULL) {
-            return 0;
-        }
-
-        if (h->len) {
-            ngx_memcpy(body, h->body, h->len);
-        }
-
-        h->body = body;
-        h->cap = cap;
+    if (ngx_gdrive_http_body_room(h, h->len + len) != NGX_OK) {
+        return 0;
     }
 
     ngx_memcpy(h->body + h->len, ptr, len);
     h->len += len;
 
     return len;
+}
+
+
+/*
+ * The body buffer grows on the heap, the old one freed, and is kept for
+ * the object's next request: a listing of many pages costs the largest
+ * page, not the sum of them (from the pool, every page's buffers stayed
+ * until the job's end).  Freed with the object.
+ */
+
+ngx_int_t
+ngx_gdrive_http_body_room(ngx_gdrive_http_t *h, size_t size)
+{
+    u_char  *body;
+    size_t   cap;
+
+    if (size <= h->cap) {
+        return NGX_OK;
+    }
+
+    cap = ngx_max(h->cap * 2, size);
+    cap = ngx_min(ngx_max(cap, 4096), ngx_max(h->max_body, size));
+
+    body = ngx_alloc(cap, h->log);
+    if (body == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (h->len) {
+        ngx_memcpy(body, h->body, h->len);
+    }
+
+    if (h->body) {
+        ngx_free(h->body);
+    }
+
+    h->body = body;
+    h->cap = cap;
+
+    return NGX_OK;
 }
 
 

@@ -1,0 +1,85 @@
+#!/usr/bin/perl
+
+# A listing's memory is one page, whatever the folder's size: a folder of
+# 20,000 files, listed 1,000 at a time with every child's metadata, grows
+# the worker by about one page's worth while its pages come and go (each
+# page's body once stayed in the job's pool until the job ended).
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(sleep);
+use GDrive::Test qw(job_outcome drive_file kafka_produce_lines unique_name emulator
+                    consumer_conf);
+
+plan skip_all => 'the stack is not up (make stack)'
+    unless $ENV{KAFKA_BOOTSTRAP_SERVERS};
+plan skip_all => 'memory is not measured under sanitizers'
+    if $ENV{GDRIVE_NGINX_PRELOAD};
+
+my $topic = unique_name('bigfolder');
+my $t = GDrive::Test->new(workers => 1, http => <<"EOF");
+    gdrive_zone gdrive 8m;
+@{[ consumer_conf($topic) ]}
+    gdrive_kafka_commit_interval 500ms;
+    gdrive_list_page_size 1000;
+    gdrive_rate_limit 1000r/s;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location = /status { gdrive_status; }
+    }
+EOF
+$t->run;
+
+my $int = unique_name('int');
+emulator(POST => '/refresh_tokens', { refresh_token => "1//rt-$int", integration_id => $int });
+
+my $folder = drive_file(name => 'huge', mimeType => 'application/vnd.google-apps.folder');
+my $r = emulator(POST => "/folders/$folder->{id}/populate",
+                 { count => 20000, size => 1, prefix => 'a-rather-long-file-name-for-a-realistic-page-' });
+is($r->{count}, 20000, 'a folder of 20,000 files');
+
+sub rss {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/status" or return;
+    while (<$fh>) { return $1 * 1024 if /^VmRSS:\s+(\d+) kB/ }
+    return;
+}
+
+# warm the worker with a small listing first: its first job's pool and
+# librdkafka's buffers are not the listing's
+my $small = drive_file(name => 'small', mimeType => 'application/vnd.google-apps.folder');
+emulator(POST => "/folders/$small->{id}/populate", { count => 1000, size => 1 });
+kafka_produce_lines($topic, [$int, qq({"trigger_id":"warm-$int","integration_id":"$int","action":"sync_folder","folder_id":"$small->{id}"})]);
+is(job_outcome($topic, "warm-$int", 120)->{result}{children}, 1000, 'a small folder first');
+
+my ($pid) = $t->worker_pids;
+my $base = rss($pid);
+my $peak = $base;
+kafka_produce_lines($topic, [$int, qq({"trigger_id":"big-$int","integration_id":"$int","action":"sync_folder","folder_id":"$folder->{id}"})]);
+# sampled by a process of its own: reading the result topic is slow
+my $sampler = open(my $samples, '-|') // die "fork: $!";
+if (!$sampler) {
+    for (1 .. 6000) {
+        my $m = rss($pid) // last;
+        print "$m\n";
+        sleep 0.02;
+    }
+    exit 0;
+}
+my $o = job_outcome($topic, "big-$int", 180);
+kill 'TERM', $sampler;
+while (my $m = <$samples>) { chomp $m; $peak = $m if $m > $peak }
+close $samples;
+is($o->{result}{children}, 20000, 'the big folder is fanned out whole');
+is($o->{result}{pages}, 20, 'over 20 pages');
+my $grew = ($peak - $base) / 1024 / 1024;
+diag sprintf 'worker RSS %.1f MiB, peak %.1f MiB during the listing (+%.1f MiB)',
+     $base / 1048576, $peak / 1048576, $grew;
+cmp_ok($grew, '<', 24, 'the listing grew the worker by a few pages\' worth, not by 20 pages');
+is_deeply([$t->alerts], [], 'nginx logged no alert');
+
+done_testing;
