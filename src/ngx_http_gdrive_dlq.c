@@ -29,6 +29,7 @@
 #if (NGX_THREADS)
 
 #define NGX_HTTP_GDRIVE_DLQ_WAIT  10000     /* ms, per blocking call */
+#define NGX_HTTP_GDRIVE_DLQ_MAX_VALUE  (64 * 1024)  /* bytes of a value shown */
 
 
 typedef struct {
@@ -60,6 +61,21 @@ static void ngx_http_gdrive_dlq_done(ngx_event_t *ev);
 static void ngx_http_gdrive_dlq_cleanup(void *data);
 static rd_kafka_t *ngx_http_gdrive_dlq_client(ngx_http_gdrive_dlq_ctx_t *ctx,
     rd_kafka_type_t type, const char *group, char *err, size_t size);
+/* a record kept for the listing: its place in time, and its JSON */
+typedef struct {
+    int64_t                      ts;
+    int32_t                      partition;
+    int64_t                      offset;
+    json_t                      *rec;
+} ngx_http_gdrive_dlq_kept_t;
+
+
+static int ngx_http_gdrive_dlq_older(ngx_http_gdrive_dlq_kept_t *a,
+    ngx_http_gdrive_dlq_kept_t *b);
+static void ngx_http_gdrive_dlq_sift_up(ngx_http_gdrive_dlq_kept_t *heap,
+    size_t i);
+static void ngx_http_gdrive_dlq_sift_down(ngx_http_gdrive_dlq_kept_t *heap,
+    size_t n, size_t i);
 static ngx_int_t ngx_http_gdrive_dlq_int(json_t *root, const char *name,
     json_int_t min, json_int_t max, json_int_t *value);
 static ngx_uint_t ngx_http_gdrive_dlq_json_type(ngx_http_request_t *r);
@@ -417,10 +433,12 @@ ngx_http_gdrive_dlq_list(ngx_http_gdrive_dlq_ctx_t *ctx)
 {
     int                               i, n, open;
     char                              err[512], group[300];
+    size_t                            k, kept;
     int32_t                          *parts;
     int64_t                           lo, hi, *end;
-    json_t                           *records, *out;
+    json_t                           *out;
     rd_kafka_t                       *rk;
+    ngx_http_gdrive_dlq_kept_t       *heap, e;
     const char                       *topic;
     rd_kafka_message_t               *msg;
     rd_kafka_topic_partition_list_t  *assign;
@@ -452,8 +470,31 @@ ngx_http_gdrive_dlq_list(ngx_http_gdrive_dlq_ctx_t *ctx)
 
     end = calloc(n + 1, sizeof(int64_t));
     assign = rd_kafka_topic_partition_list_new(n + 1);
-    records = json_array();
     open = 0;
+
+    /*
+     * The newest "limit" records across partitions: a min-heap on time of
+     * at most "limit" of them, so that memory is the limit, not the limit
+     * times the partitions, and each record is a log step, not a scan.
+     */
+
+    heap = calloc(ctx->count + 1, sizeof(ngx_http_gdrive_dlq_kept_t));
+    kept = 0;
+
+    if (end == NULL || assign == NULL || heap == NULL) {
+        free(end);
+        free(heap);
+        free(parts);
+
+        if (assign) {
+            rd_kafka_topic_partition_list_destroy(assign);
+        }
+
+        rd_kafka_destroy(rk);
+        ngx_http_gdrive_dlq_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                 "internal_error", "out of memory");
+        return;
+    }
 
     /* the last "limit" records of every partition, newest kept below */
 
@@ -485,7 +526,21 @@ ngx_http_gdrive_dlq_list(ngx_http_gdrive_dlq_ctx_t *ctx)
         }
 
         if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            json_array_append_new(records, ngx_http_gdrive_dlq_record(msg));
+            e.ts = rd_kafka_message_timestamp(msg, NULL);
+            e.partition = msg->partition;
+            e.offset = msg->offset;
+
+            if (kept < (size_t) ctx->count) {
+                e.rec = ngx_http_gdrive_dlq_record(msg);
+                heap[kept++] = e;
+                ngx_http_gdrive_dlq_sift_up(heap, kept - 1);
+
+            } else if (ngx_http_gdrive_dlq_older(&heap[0], &e)) {
+                json_decref(heap[0].rec);
+                e.rec = ngx_http_gdrive_dlq_record(msg);
+                heap[0] = e;
+                ngx_http_gdrive_dlq_sift_down(heap, kept, 0);
+            }
 
             for (i = 0; i < n; i++) {
                 if (parts[i] == msg->partition && end[i]
@@ -506,36 +561,99 @@ ngx_http_gdrive_dlq_list(ngx_http_gdrive_dlq_ctx_t *ctx)
     free(parts);
     free(end);
 
-    /* the newest first, at most "limit" */
+    /* the newest first: the heap taken apart, oldest first, from the end */
 
     out = json_array();
 
-    while (json_array_size(out) < (size_t) ctx->count
-           && json_array_size(records))
-    {
-        size_t   best = 0, k;
-        int64_t  ts, best_ts = INT64_MIN;
-
-        for (k = 0; k < json_array_size(records); k++) {
-            ts = json_integer_value(json_object_get(
-                                  json_array_get(records, k), "timestamp"));
-            if (ts > best_ts) {
-                best_ts = ts;
-                best = k;
-            }
-        }
-
-        json_array_append(out, json_array_get(records, best));
-        json_array_remove(records, best);
+    for (k = kept; k > 0; k--) {
+        json_array_append_new(out, json_null());
     }
 
-    json_decref(records);
+    while (kept) {
+        e = heap[0];
+        heap[0] = heap[--kept];
+        ngx_http_gdrive_dlq_sift_down(heap, kept, 0);
+        json_array_set_new(out, kept, e.rec);
+    }
+
+    free(heap);
 
     ctx->status = NGX_HTTP_OK;
     ctx->json = ngx_http_gdrive_dlq_dump(json_pack("{s:s,s:I,s:o}",
                               "topic", topic,
                               "count", (json_int_t) json_array_size(out),
                               "records", out));
+}
+
+
+/* is a older than b: by time, then partition and offset for a total order */
+
+static int
+ngx_http_gdrive_dlq_older(ngx_http_gdrive_dlq_kept_t *a,
+    ngx_http_gdrive_dlq_kept_t *b)
+{
+    if (a->ts != b->ts) {
+        return a->ts < b->ts;
+    }
+
+    if (a->partition != b->partition) {
+        return a->partition > b->partition;
+    }
+
+    return a->offset < b->offset;
+}
+
+
+static void
+ngx_http_gdrive_dlq_sift_up(ngx_http_gdrive_dlq_kept_t *heap, size_t i)
+{
+    size_t                      parent;
+    ngx_http_gdrive_dlq_kept_t  t;
+
+    while (i > 0) {
+        parent = (i - 1) / 2;
+
+        if (!ngx_http_gdrive_dlq_older(&heap[i], &heap[parent])) {
+            return;
+        }
+
+        t = heap[i];
+        heap[i] = heap[parent];
+        heap[parent] = t;
+        i = parent;
+    }
+}
+
+
+static void
+ngx_http_gdrive_dlq_sift_down(ngx_http_gdrive_dlq_kept_t *heap, size_t n,
+    size_t i)
+{
+    size_t                      l, r, m;
+    ngx_http_gdrive_dlq_kept_t  t;
+
+    for ( ;; ) {
+        l = 2 * i + 1;
+        r = l + 1;
+        m = i;
+
+        if (l < n && ngx_http_gdrive_dlq_older(&heap[l], &heap[m])) {
+            m = l;
+        }
+
+        if (r < n && ngx_http_gdrive_dlq_older(&heap[r], &heap[m])) {
+            m = r;
+        }
+
+        if (m == i) {
+            return;
+        }
+
+        t = heap[i];
+        heap[i] = heap[m];
+        heap[m] = t;
+        i = m;
+    }
 }
 
 
@@ -879,7 +997,7 @@ static json_t *
 ngx_http_gdrive_dlq_record(const rd_kafka_message_t *msg)
 {
     rd_kafka_timestamp_type_t  type;
-    size_t               i, hlen;
+    size_t               i, hlen, len;
     json_t              *rec, *headers, *s;
     ngx_str_t            src, dst;
     const char          *name;
@@ -896,14 +1014,23 @@ ngx_http_gdrive_dlq_record(const rd_kafka_message_t *msg)
         json_object_set_new(rec, "key", s ? s : json_null());
     }
 
-    s = json_stringn(msg->payload ? msg->payload : "", msg->len);
+    /* a dead letter may be far larger than a trigger: show 64 KiB of it */
+
+    len = ngx_min(msg->len, NGX_HTTP_GDRIVE_DLQ_MAX_VALUE);
+
+    if (len < msg->len) {
+        json_object_set_new(rec, "value_bytes", json_integer(msg->len));
+        json_object_set_new(rec, "value_truncated", json_true());
+    }
+
+    s = json_stringn(msg->payload ? msg->payload : "", len);
 
     if (s) {
         json_object_set_new(rec, "value", s);
 
     } else {
         src.data = msg->payload;
-        src.len = msg->len;
+        src.len = len;
         dst.len = ngx_base64_encoded_length(src.len);
         dst.data = malloc(dst.len + 1);
 
