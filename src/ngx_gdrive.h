@@ -97,6 +97,7 @@ typedef enum {
     NGX_GDRIVE_S_SSL_VERIFY,
     NGX_GDRIVE_S_CA_FILE,
     NGX_GDRIVE_S_MAX_INFLIGHT,
+    NGX_GDRIVE_S_MAX_QUEUED_BYTES,
     NGX_GDRIVE_S_RETRY,
     NGX_GDRIVE_S_METADATA_CACHE,
     NGX_GDRIVE_S_STREAM_BUFFERS,
@@ -190,6 +191,7 @@ typedef struct {
 
     /* jobs */
     ngx_uint_t           max_inflight;
+    size_t               max_queued_bytes;
     ngx_uint_t           retry_attempts;
     ngx_msec_t           retry_base;
     ngx_msec_t           retry_max;
@@ -246,6 +248,7 @@ typedef struct {
     ngx_atomic_t         inflight;
     ngx_atomic_t         inflight_peak;
     ngx_atomic_t         queued;         /* taken, waiting to start */
+    ngx_atomic_t         taken_bytes;    /* of the messages taken */
     ngx_atomic_t         paused;
     ngx_atomic_t         results;        /* jobs ended with a result */
     ngx_atomic_t         dead_letters;   /* jobs ended in the DLQ */

@@ -154,6 +154,8 @@ typedef struct {
     ngx_uint_t               max_inflight;
     ngx_uint_t               max_taken;
     ngx_uint_t               low_watermark;
+    size_t                   bytes;      /* of the messages taken */
+    size_t                   max_bytes;
     ngx_queue_t              waiting;    /* taken, to start in order */
     ngx_event_t              shutdown;
     char                     topic[250];
@@ -167,6 +169,8 @@ static void ngx_gdrive_job_assigned(void *data,
 static void ngx_gdrive_job_revoked(void *data,
     rd_kafka_topic_partition_list_t *parts);
 static ngx_uint_t ngx_gdrive_job_room(void *data);
+static void ngx_gdrive_job_untake(ngx_gdrive_engine_t *e,
+    ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_exiting(void *data);
 static void ngx_gdrive_job_closed(void *data);
 static void ngx_gdrive_job_shutdown_handler(ngx_event_t *ev);
@@ -264,6 +268,7 @@ ngx_gdrive_job_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
     ngx_queue_init(&e->waiting);
     e->max_inflight = gmcf->max_inflight;
     e->max_taken = gmcf->max_inflight + gmcf->kafka_max_poll_records;
+    e->max_bytes = gmcf->max_queued_bytes;
     e->low_watermark = gmcf->max_inflight + gmcf->kafka_max_poll_records / 2;
 
     ngx_cpystrn((u_char *) e->topic, gmcf->kafka_topic.data,
@@ -302,8 +307,24 @@ ngx_gdrive_job_room(void *data)
 {
     ngx_gdrive_engine_t *e = data;
 
-    return (e->inflight < e->max_taken && !e->exiting)
+    /*
+     * Room by count and by bytes: up to 64 KiB a trigger, but a message
+     * refused as too large may be megabytes, and waiting ones are whole.
+     */
+
+    return (e->inflight < e->max_taken && e->bytes < e->max_bytes
+            && !e->exiting)
            ? e->max_taken - e->inflight : 0;
+}
+
+
+/* a message taken is given up: ended, cancelled or handed back */
+
+static void
+ngx_gdrive_job_untake(ngx_gdrive_engine_t *e, ngx_gdrive_job_t *job)
+{
+    e->inflight--;
+    e->bytes -= job->msg->len + job->msg->key_len;
 }
 
 
@@ -366,6 +387,7 @@ ngx_gdrive_job_message(void *data, rd_kafka_message_t *msg)
     ngx_queue_insert_tail(&part->jobs, &job->queue);
 
     e->inflight++;
+    e->bytes += msg->len + msg->key_len;
 
     if (e->running >= e->max_inflight) {
         ngx_gdrive_status_job_stage(job->status_slot, "queued");
@@ -2787,7 +2809,7 @@ ngx_gdrive_job_terminal(ngx_gdrive_job_t *job)
     part = job->part;
 
     job->terminal = 1;
-    e->inflight--;
+    ngx_gdrive_job_untake(e, job);
     e->running--;
 
     if (job->to_dlq) {
@@ -2842,7 +2864,8 @@ ngx_gdrive_job_terminal(ngx_gdrive_job_t *job)
     ngx_gdrive_job_status(e);
 
     if (e->consumer->paused && !e->exiting
-        && e->inflight <= e->low_watermark)
+        && e->inflight <= e->low_watermark
+        && e->bytes <= e->max_bytes / 2)
     {
         ngx_gdrive_kafka_consumer_pause(e->consumer, 0);
     }
@@ -2891,7 +2914,7 @@ ngx_gdrive_job_revoked(void *data, rd_kafka_topic_partition_list_t *parts)
             ngx_queue_remove(q);
 
             if (!job->terminal) {
-                e->inflight--;
+                ngx_gdrive_job_untake(e, job);
                 ngx_gdrive_worker.status->cancelled++;
                 ngx_gdrive_status_job_end(job->status_slot);
                 job->status_slot = -1;
@@ -2937,7 +2960,8 @@ ngx_gdrive_job_revoked(void *data, rd_kafka_topic_partition_list_t *parts)
     ngx_gdrive_job_status(e);
 
     if (e->consumer->paused && !e->exiting
-        && e->inflight <= e->low_watermark)
+        && e->inflight <= e->low_watermark
+        && e->bytes <= e->max_bytes / 2)
     {
         ngx_gdrive_kafka_consumer_pause(e->consumer, 0);
     }
@@ -3013,7 +3037,7 @@ ngx_gdrive_job_exiting(void *data)
         ngx_queue_remove(q);
         ngx_queue_remove(&job->queue);
 
-        e->inflight--;
+        ngx_gdrive_job_untake(e, job);
         ngx_gdrive_worker.status->cancelled++;
         ngx_gdrive_status_job_end(job->status_slot);
         ngx_gdrive_job_free(job);
@@ -3083,6 +3107,7 @@ ngx_gdrive_job_status(ngx_gdrive_engine_t *e)
 
     st->inflight = e->running + e->parked;
     st->queued = e->inflight - e->running - e->parked;
+    st->taken_bytes = e->bytes;
 
     if (e->running > st->inflight_peak) {
         st->inflight_peak = e->running;

@@ -1135,6 +1135,10 @@ ngx_http_gdrive_metrics_handler(ngx_http_request_t *r)
           "Messages a worker has taken and will start when a running job "
           "ends.",
           offsetof(ngx_gdrive_worker_status_t, queued) },
+        { "gdrive_jobs_taken_bytes",
+          "Bytes of the messages a worker has taken (running and queued), "
+          "held under gdrive_max_queued_bytes.",
+          offsetof(ngx_gdrive_worker_status_t, taken_bytes) },
         { "gdrive_consumer_paused",
           "Whether a worker's consumer is paused by backpressure (1) or "
           "fetching (0).",

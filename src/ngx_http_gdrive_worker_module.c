@@ -253,6 +253,8 @@ ngx_gdrive_setting(SSL_VERIFY, NULL, "on",
     ngx_gdrive_parse_flag, 0, 0, 0);
 ngx_gdrive_setting(CA_FILE, NULL, NULL,
     ngx_gdrive_parse_path, 0, 0, 0);
+ngx_gdrive_setting(MAX_QUEUED_BYTES, "GDRIVE_MAX_QUEUED_BYTES", "64m",
+    ngx_gdrive_parse_size, 0, 0, 0);
 ngx_gdrive_setting(MAX_INFLIGHT, "GDRIVE_MAX_INFLIGHT", "16",
     ngx_gdrive_parse_num, 1, 10000, 0);
 ngx_gdrive_setting(RETRY, NULL, "attempts=5 base=1s max=32s",
@@ -411,6 +413,8 @@ static ngx_command_t  ngx_http_gdrive_commands[] = {
                      ca_file, CA_FILE),
     ngx_gdrive_value("gdrive_max_inflight", NGX_CONF_TAKE1,
                      max_inflight, MAX_INFLIGHT),
+    ngx_gdrive_value("gdrive_max_queued_bytes", NGX_CONF_TAKE1,
+                     max_queued_bytes, MAX_QUEUED_BYTES),
     ngx_gdrive_value("gdrive_retry", NGX_CONF_TAKE123,
                      retry_attempts, RETRY),
     ngx_gdrive_value("gdrive_metadata_cache", NGX_CONF_TAKE12,
@@ -678,6 +682,16 @@ ngx_http_gdrive_init_main_conf(ngx_conf_t *cf, void *conf)
         } else {
             ngx_str_set(&gmcf->origin[NGX_GDRIVE_S_S3_PATH_STYLE], "off");
         }
+    }
+
+    /* at least one trigger of the largest size must fit */
+
+    if (gmcf->max_queued_bytes < 2 * NGX_GDRIVE_TRIGGER_MAX_SIZE) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"gdrive_max_queued_bytes\" %uz is below 128k, "
+                      "two triggers of the largest size",
+                      gmcf->max_queued_bytes);
+        return NGX_CONF_ERROR;
     }
 
     if (gmcf->set[NGX_GDRIVE_S_S3_MULTIPART_THRESHOLD]
