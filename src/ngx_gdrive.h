@@ -283,7 +283,9 @@ typedef struct {
     ngx_atomic_t                passed;
     ngx_atomic_t                waited;       /* takes told to wait */
     ngx_atomic_t                holds;
-    ngx_atomic_t                evictions;
+    ngx_atomic_t                evictions;    /* live buckets, for room */
+    ngx_atomic_t                expired;      /* idle buckets dropped */
+    ngx_atomic_t                refused;      /* no room: told to wait */
     ngx_atomic_t                unlimited;    /* passed for want of room */
 } ngx_gdrive_rate_zone_t;
 

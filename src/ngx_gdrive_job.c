@@ -186,6 +186,8 @@ static void ngx_gdrive_job_action(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_drive_done(ngx_gdrive_drive_t *d);
 static void ngx_gdrive_job_file(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_file_meta(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_files_get(ngx_gdrive_job_t *job, ngx_str_t *id,
+    const char *fields);
 static ngx_int_t ngx_gdrive_job_carried(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_gone(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_pruned(ngx_gdrive_s3_delete_t *d);
@@ -725,8 +727,6 @@ ngx_gdrive_job_drive_done(ngx_gdrive_drive_t *d)
 static void
 ngx_gdrive_job_file(ngx_gdrive_job_t *job)
 {
-    char  *url;
-
     job->stage = NGX_GDRIVE_STAGE_FILE;
     ngx_gdrive_status_job_stage(job->status_slot, "metadata");
 
@@ -739,10 +739,21 @@ ngx_gdrive_job_file(ngx_gdrive_job_t *job)
         return;
     }
 
-    url = ngx_gdrive_drive_url(job->pool, job->file_id.len + 256,
+    ngx_gdrive_job_files_get(job, &job->file_id, NGX_GDRIVE_FILE_FIELDS);
+}
+
+
+/* files.get of a file or folder: its JSON metadata, the fields asked */
+
+static void
+ngx_gdrive_job_files_get(ngx_gdrive_job_t *job, ngx_str_t *id,
+    const char *fields)
+{
+    char  *url;
+
+    url = ngx_gdrive_drive_url(job->pool, id->len + ngx_strlen(fields) + 64,
                                "/drive/v3/files/%V?supportsAllDrives=true"
-                               "&fields=%s", &job->file_id,
-                               NGX_GDRIVE_FILE_FIELDS);
+                               "&fields=%s", id, fields);
     if (url == NULL) {
         ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
         return;
@@ -1548,24 +1559,12 @@ ngx_gdrive_job_list_page(ngx_gdrive_job_t *job)
 static void
 ngx_gdrive_job_list_drive(ngx_gdrive_job_t *job)
 {
-    char                  *url;
-    ngx_gdrive_trigger_t  *t;
+    ngx_str_t  folder;
 
-    t = &job->trigger;
+    folder.data = (u_char *) job->trigger.folder_id.data;
+    folder.len = job->trigger.folder_id.len;
 
-    url = ngx_gdrive_drive_url(job->pool, t->folder_id.len + 128,
-                               "/drive/v3/files/%*s?supportsAllDrives=true"
-                               "&fields=id,driveId", t->folder_id.len,
-                               t->folder_id.data);
-    if (url == NULL) {
-        ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
-        return;
-    }
-
-    job->drive.sink = NULL;
-    job->drive.header = NULL;
-    job->drive.follow = 0;
-    ngx_gdrive_drive_call(&job->drive, "files.get", url);
+    ngx_gdrive_job_files_get(job, &folder, "id,driveId");
 }
 
 

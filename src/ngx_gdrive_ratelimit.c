@@ -26,6 +26,8 @@
 
 /* a drained bucket idle this long is the same as none: removed */
 #define NGX_GDRIVE_RATE_IDLE       60000
+#define NGX_GDRIVE_RATE_SCAN       64      /* buckets looked at to evict */
+#define NGX_GDRIVE_RATE_FULL_WAIT  1000    /* ms a newcomer waits for room */
 
 
 typedef struct {
@@ -42,7 +44,9 @@ static ngx_gdrive_rate_node_t *ngx_gdrive_rate_node(ngx_gdrive_shm_ctx_t *ctx,
     ngx_str_t *key, uint64_t now);
 static void ngx_gdrive_rate_expire(ngx_gdrive_shm_ctx_t *ctx, uint64_t now,
     ngx_uint_t force);
-static void ngx_gdrive_rate_nomem(void);
+static void ngx_gdrive_rate_drop(ngx_gdrive_shm_ctx_t *ctx,
+    ngx_gdrive_rate_node_t *node);
+static void ngx_gdrive_rate_full(void);
 static size_t ngx_gdrive_rate_cost(void);
 
 
@@ -100,6 +104,16 @@ ngx_gdrive_rate_take(ngx_str_t *integration, ngx_uint_t *global)
         w = ngx_gdrive_bucket_wait(&node->bucket, now, gmcf->rate,
                                    gmcf->burst);
         wait = ngx_max(wait, w);
+
+    } else if (integration->len && integration->len <= NGX_GDRIVE_ID_MAX_LEN)
+    {
+        /*
+         * No room, and every bucket that could go holds a Retry-After or
+         * an open quota circuit, which newcomers must not wipe out: the
+         * newcomer waits for room, it is not failed.
+         */
+        wait = ngx_max(wait, NGX_GDRIVE_RATE_FULL_WAIT);
+        rz->refused++;
     }
 
     if (wait == 0) {
@@ -129,7 +143,7 @@ ngx_gdrive_rate_take(ngx_str_t *integration, ngx_uint_t *global)
     if (node == NULL && integration->len
         && integration->len <= NGX_GDRIVE_ID_MAX_LEN)
     {
-        ngx_gdrive_rate_nomem();
+        ngx_gdrive_rate_full();
     }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
@@ -184,7 +198,7 @@ ngx_gdrive_rate_hold(ngx_str_t *integration, ngx_msec_t ms, ngx_uint_t quota)
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     if (node == NULL) {
-        ngx_gdrive_rate_nomem();
+        ngx_gdrive_rate_full();
         return;
     }
 
@@ -332,6 +346,11 @@ ngx_gdrive_rate_node(ngx_gdrive_shm_ctx_t *ctx, ngx_str_t *key, uint64_t now)
 
     ngx_gdrive_rate_expire(ctx, now, rz->buckets >= rz->max_buckets);
 
+    if (rz->buckets >= rz->max_buckets) {
+        /* every bucket looked at is held: the newcomer waits */
+        return NULL;
+    }
+
     size = offsetof(ngx_gdrive_rate_node_t, key) + key->len;
 
     for (i = 0; /* void */ ; i++) {
@@ -363,8 +382,10 @@ ngx_gdrive_rate_node(ngx_gdrive_shm_ctx_t *ctx, ngx_str_t *key, uint64_t now)
 
 /*
  * Under the zone's mutex.  Removes up to two buckets from the LRU end
- * that are drained, idle and not held (they mean nothing), and with force
- * the least recently used one first, whatever it holds (an eviction).
+ * that are drained, idle and not held (they mean nothing); with force,
+ * first the least recently used bucket that holds nothing, looked for
+ * among the NGX_GDRIVE_RATE_SCAN oldest (an eviction).  A held bucket, a
+ * Retry-After or an open quota circuit, is never evicted.
  */
 
 static void
@@ -378,7 +399,24 @@ ngx_gdrive_rate_expire(ngx_gdrive_shm_ctx_t *ctx, uint64_t now,
 
     rz = &ctx->sh->rate;
 
-    for (n = force ? 0 : 1; n < 3; n++) {
+    if (force) {
+        n = 0;
+
+        for (q = ngx_queue_last(&rz->lru);
+             q != ngx_queue_sentinel(&rz->lru) && n < NGX_GDRIVE_RATE_SCAN;
+             q = ngx_queue_prev(q), n++)
+        {
+            node = ngx_queue_data(q, ngx_gdrive_rate_node_t, queue);
+
+            if (node->held_until <= now) {
+                rz->evictions++;
+                ngx_gdrive_rate_drop(ctx, node);
+                break;
+            }
+        }
+    }
+
+    for (n = 0; n < 2; n++) {
 
         if (ngx_queue_empty(&rz->lru)) {
             return;
@@ -387,27 +425,32 @@ ngx_gdrive_rate_expire(ngx_gdrive_shm_ctx_t *ctx, uint64_t now,
         q = ngx_queue_last(&rz->lru);
         node = ngx_queue_data(q, ngx_gdrive_rate_node_t, queue);
 
-        if (n == 0) {
-            rz->evictions++;
-
-        } else if (node->held_until > now
-                   || now < node->bucket.last + NGX_GDRIVE_RATE_IDLE
-                   || ngx_gdrive_bucket_level(&node->bucket, now,
-                                              ngx_gdrive_worker.gmcf->rate))
+        if (node->held_until > now
+            || now < node->bucket.last + NGX_GDRIVE_RATE_IDLE
+            || ngx_gdrive_bucket_level(&node->bucket, now,
+                                       ngx_gdrive_worker.gmcf->rate))
         {
             return;
         }
 
-        ngx_queue_remove(q);
-        ngx_rbtree_delete(&rz->rbtree, &node->sn.node);
-        ngx_slab_free_locked(ctx->shpool, node);
-        rz->buckets--;
+        rz->expired++;
+        ngx_gdrive_rate_drop(ctx, node);
     }
 }
 
 
 static void
-ngx_gdrive_rate_nomem(void)
+ngx_gdrive_rate_drop(ngx_gdrive_shm_ctx_t *ctx, ngx_gdrive_rate_node_t *node)
+{
+    ngx_queue_remove(&node->queue);
+    ngx_rbtree_delete(&ctx->sh->rate.rbtree, &node->sn.node);
+    ngx_slab_free_locked(ctx->shpool, node);
+    ctx->sh->rate.buckets--;
+}
+
+
+static void
+ngx_gdrive_rate_full(void)
 {
     /* once per process: a full zone would say it on every request */
 
@@ -419,8 +462,9 @@ ngx_gdrive_rate_nomem(void)
 
     ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                   "gdrive: no room for a rate limit bucket in the shared "
-                  "zone: requests of such integrations pass under the "
-                  "global limit only; make \"gdrive_zone\" larger");
+                  "zone, and the buckets there hold Retry-After waits or "
+                  "open quota circuits: new integrations wait for room; "
+                  "make \"gdrive_zone\" larger");
 }
 
 

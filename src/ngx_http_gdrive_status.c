@@ -1357,6 +1357,20 @@ ngx_http_gdrive_metrics_handler(ngx_http_request_t *r)
     }
 
     ngx_http_gdrive_out_printf(&o,
+        "# HELP gdrive_ratelimit_evictions_total Rate limit buckets dropped "
+        "from the shared zone, by cause: expired (idle and empty), lru (a "
+        "live bucket for a newcomer; held ones never are).\n"
+        "# TYPE gdrive_ratelimit_evictions_total counter\n"
+        "gdrive_ratelimit_evictions_total{cause=\"expired\"} %uA\n"
+        "gdrive_ratelimit_evictions_total{cause=\"lru\"} %uA\n"
+        "# HELP gdrive_ratelimit_refused_total Drive requests of an "
+        "integration without a bucket told to wait: the zone's buckets "
+        "all hold Retry-After waits or quota circuits.\n"
+        "# TYPE gdrive_ratelimit_refused_total counter\n"
+        "gdrive_ratelimit_refused_total %uA\n",
+        sh->rate.expired, sh->rate.evictions, sh->rate.refused);
+
+    ngx_http_gdrive_out_printf(&o,
         "# HELP gdrive_token_refreshes_total OAuth access token refreshes "
         "by result.\n"
         "# TYPE gdrive_token_refreshes_total counter\n");
