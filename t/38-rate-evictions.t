@@ -19,7 +19,7 @@ plan skip_all => 'the stack is not up (make stack)'
 
 my $topic = unique_name('flood');
 # the smallest zone: a quarter of it, 256 buckets, for the rate limiter
-my $t = GDrive::Test->new(workers => 1, env => { CONTROL_PLANE_URL => undef }, http => <<"EOF");
+my $t = GDrive::Test->new(workers => 1, http => <<"EOF");
     gdrive_zone gdrive 256k;
 @{[ consumer_conf($topic) ]}
     gdrive_kafka_commit_interval 500ms;
@@ -36,6 +36,9 @@ $t->run;
 
 my $run = unique_name('q');
 my $q = "quota-$run";
+for my $i ($q, map { "flood-$_-$run" } 1 .. 300) {
+    emulator(POST => '/refresh_tokens', { refresh_token => "1//rt-$i", integration_id => $i });
+}
 
 sub starts {
     my ($since) = @_;
