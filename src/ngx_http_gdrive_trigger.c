@@ -22,6 +22,15 @@
 
 typedef struct ngx_http_gdrive_post_s  ngx_http_gdrive_post_t;
 
+
+/* a trigger body as it arrives: grown with what came, up to max */
+typedef struct {
+    u_char                      *data;
+    size_t                       len;
+    size_t                       cap;
+    size_t                       max;
+} ngx_http_gdrive_body_t;
+
 typedef struct {
     ngx_gdrive_kafka_dr_t     dr;
     ngx_http_gdrive_post_t   *post;
@@ -45,7 +54,9 @@ struct ngx_http_gdrive_post_s {
 };
 
 
-static void ngx_http_gdrive_trigger_body(ngx_http_request_t *r);
+static void ngx_http_gdrive_trigger_read(ngx_http_request_t *r);
+static void ngx_http_gdrive_trigger_body(ngx_http_request_t *r,
+    ngx_http_gdrive_body_t *body);
 static ngx_int_t ngx_http_gdrive_trigger_produce(ngx_http_request_t *r,
     ngx_gdrive_trigger_t *triggers, size_t n, ngx_uint_t batch);
 static void ngx_http_gdrive_trigger_delivered(void *data,
@@ -71,6 +82,7 @@ ngx_http_gdrive_trigger_handler(ngx_http_request_t *r)
 {
     ngx_int_t                    rc;
     ngx_str_t                   *ct;
+    ngx_http_gdrive_body_t      *body;
     ngx_http_gdrive_loc_conf_t  *glcf;
 
     if (r->method != NGX_HTTP_POST) {
@@ -124,12 +136,29 @@ ngx_http_gdrive_trigger_handler(ngx_http_request_t *r)
                                               "worker is not running");
     }
 
-    /* the whole body in one memory buffer: merge sized the buffer */
-    r->request_body_in_single_buf = 1;
+    /*
+     * The body is read unbuffered, through nginx's client_body_buffer_size
+     * buffer, into one of ours that grows with what arrived, up to the
+     * location's limit: a chunked body that stalls after its first chunk
+     * costs what it sent, not the limit.  Nothing goes to a temporary
+     * file, which would have to be read back with a blocking read.
+     */
 
-    rc = ngx_http_read_client_request_body(r, ngx_http_gdrive_trigger_body);
+    body = ngx_pcalloc(r->pool, sizeof(ngx_http_gdrive_body_t));
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    body->max = glcf->trigger_max_body;
+    ngx_http_set_ctx(r, body, ngx_http_gdrive_worker_module);
+
+    r->request_body_no_buffering = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_gdrive_trigger_read);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        /* nginx's answer goes out as the module's JSON error */
+        ngx_http_set_ctx(r, NULL, ngx_http_gdrive_worker_module);
         return rc;
     }
 
@@ -137,36 +166,132 @@ ngx_http_gdrive_trigger_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * The body's post handler and then its read handler: what arrived is
+ * taken out of nginx's buffers (which frees them for more), until the
+ * body is whole.
+ */
+
 static void
-ngx_http_gdrive_trigger_body(ngx_http_request_t *r)
+ngx_http_gdrive_trigger_read(ngx_http_request_t *r)
+{
+    size_t                   n, cap;
+    u_char                  *p;
+    ngx_int_t                rc;
+    ngx_chain_t             *cl;
+    ngx_http_gdrive_body_t  *body;
+
+    body = ngx_http_get_module_ctx(r, ngx_http_gdrive_worker_module);
+
+    for ( ;; ) {
+
+        for (cl = r->request_body->bufs; cl; cl = cl->next) {
+            n = cl->buf->last - cl->buf->pos;
+
+            if (n == 0) {
+                continue;
+            }
+
+            if (body->len + n > body->max) {
+                ngx_http_set_ctx(r, NULL, ngx_http_gdrive_worker_module);
+                r->keepalive = 0;
+                r->lingering_close = 1;
+                ngx_http_finalize_request(r,
+                    ngx_http_gdrive_send_error(r,
+                                       NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                       "payload_too_large",
+                                       "the body is larger than this "
+                                       "location accepts"));
+                return;
+            }
+
+            if (body->len + n > body->cap) {
+                cap = ngx_max(body->cap * 2, body->len + n);
+                cap = ngx_min(ngx_max(cap, 4096), body->max);
+
+                p = ngx_pnalloc(r->pool, cap);
+                if (p == NULL) {
+                    ngx_http_set_ctx(r, NULL, ngx_http_gdrive_worker_module);
+                    ngx_http_finalize_request(r,
+                                         NGX_HTTP_INTERNAL_SERVER_ERROR);
+                    return;
+                }
+
+                if (body->len) {
+                    ngx_memcpy(p, body->data, body->len);
+                    ngx_pfree(r->pool, body->data);
+                }
+
+                body->data = p;
+                body->cap = cap;
+            }
+
+            body->len = ngx_cpymem(body->data + body->len, cl->buf->pos, n)
+                        - body->data;
+            cl->buf->pos = cl->buf->last;
+        }
+
+        r->request_body->bufs = NULL;
+
+        if (!r->reading_body) {
+            break;
+        }
+
+        rc = ngx_http_read_unbuffered_request_body(r);
+
+        if (rc == NGX_HTTP_REQUEST_TIME_OUT) {
+            /*
+             * nginx would close the connection without a word: the
+             * client is told why, as JSON, and the connection closes
+             */
+            ngx_http_set_ctx(r, NULL, ngx_http_gdrive_worker_module);
+            r->connection->timedout = 0;
+            r->keepalive = 0;
+            r->lingering_close = 0;
+            ngx_http_finalize_request(r,
+                ngx_http_gdrive_send_error(r, NGX_HTTP_REQUEST_TIME_OUT,
+                                           "request_timeout",
+                                           "the body did not arrive within "
+                                           "client_body_timeout"));
+            return;
+        }
+
+        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+            /* 400 for a bad chunk and the like: JSON, by the filter */
+            ngx_http_set_ctx(r, NULL, ngx_http_gdrive_worker_module);
+            ngx_http_finalize_request(r, rc);
+            return;
+        }
+
+        if (rc == NGX_AGAIN && r->request_body->bufs == NULL) {
+            r->read_event_handler = ngx_http_gdrive_trigger_read;
+            return;
+        }
+    }
+
+    ngx_http_set_ctx(r, NULL, ngx_http_gdrive_worker_module);
+    r->read_event_handler = ngx_http_block_reading;
+
+    ngx_http_gdrive_trigger_body(r, body);
+}
+
+
+static void
+ngx_http_gdrive_trigger_body(ngx_http_request_t *r,
+    ngx_http_gdrive_body_t *body)
 {
     int                          batch;
     size_t                       n, i;
     ngx_int_t                    rc;
-    ngx_str_t                    body;
     ngx_gdrive_trigger_t        *triggers;
     ngx_gdrive_msg_error_t       err;
     ngx_http_gdrive_loc_conf_t  *glcf;
 
     glcf = ngx_http_get_module_loc_conf(r, ngx_http_gdrive_worker_module);
 
-    rc = ngx_http_gdrive_request_body(r, glcf->trigger_max_body, &body);
-
-    if (rc == NGX_ERROR) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    if (rc == NGX_DECLINED) {
-        ngx_http_finalize_request(r,
-            ngx_http_gdrive_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                       "payload_too_large",
-                                       "the body is larger than this "
-                                       "location accepts"));
-        return;
-    }
-
-    if (ngx_gdrive_trigger_parse_body(body.data, body.len,
+    if (ngx_gdrive_trigger_parse_body(body->data ? body->data
+                                                 : (u_char *) "",
+                                      body->len,
                                       glcf->trigger_max_batch,
                                       &triggers, &n, &batch, &err)
         != 0)

@@ -1020,9 +1020,9 @@ ngx_http_gdrive_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     /*
      * The body limit is client_max_body_size; "0" (no limit) still means
-     * at most a full batch of the largest triggers.  The body buffer is
-     * made as large, so that a body is never written to a temporary file
-     * that would have to be read back with a blocking read.
+     * at most a full batch of the largest triggers.  The body is read
+     * unbuffered into a buffer that grows with what arrived (never to a
+     * temporary file), so client_body_buffer_size stays as configured.
      */
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
@@ -1032,10 +1032,6 @@ ngx_http_gdrive_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->trigger_max_body == 0) {
         conf->trigger_max_body = conf->trigger_max_batch
                                  * (NGX_GDRIVE_TRIGGER_MAX_SIZE + 1);
-    }
-
-    if (clcf->client_body_buffer_size < conf->trigger_max_body) {
-        clcf->client_body_buffer_size = conf->trigger_max_body;
     }
 
     return NGX_CONF_OK;
