@@ -571,6 +571,7 @@ rd_kafka_resp_err_t ngx_gdrive_kafka_store_offset(ngx_gdrive_kafka_t *k,
 ngx_int_t ngx_gdrive_kafka_watch(ngx_gdrive_kafka_t *k,
     rd_kafka_queue_t *queue);
 ngx_uint_t ngx_gdrive_kafka_permanent(rd_kafka_resp_err_t err);
+ngx_uint_t ngx_gdrive_kafka_too_large(rd_kafka_resp_err_t err);
 rd_kafka_resp_err_t ngx_gdrive_kafka_produce(ngx_gdrive_kafka_t *k,
     rd_kafka_topic_t *rkt, ngx_str_t *key, u_char *value, size_t len,
     ngx_uint_t free_value, rd_kafka_headers_t *headers,

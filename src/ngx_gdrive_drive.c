@@ -415,6 +415,7 @@ ngx_gdrive_drive_redirect(ngx_gdrive_drive_t *d)
     d->active = 1;
     d->rc = NGX_ERROR;
     d->status = 0;
+    d->waited = 0;
 
     ngx_post_event(&d->wait, &ngx_posted_events);
 

@@ -2548,8 +2548,12 @@ ngx_gdrive_job_dlq(ngx_gdrive_job_t *job)
 
     ngx_gdrive_status_job_stage(job->status_slot, "dlq");
 
-    if (rd_kafka_message_headers(job->msg, &orig)
-        == RD_KAFKA_RESP_ERR_NO_ERROR)
+    /* a record being cut leaves the original headers out: they may be
+     * what the topic refuses */
+
+    if (job->dlq_len == 0
+        && rd_kafka_message_headers(job->msg, &orig)
+           == RD_KAFKA_RESP_ERR_NO_ERROR)
     {
         hdrs = rd_kafka_headers_copy(orig);
 
@@ -2698,7 +2702,7 @@ ngx_gdrive_job_output_failed(ngx_gdrive_job_t *job, rd_kafka_resp_err_t err)
 
     len = job->dlq_len ? job->dlq_len : job->msg->len;
 
-    if (len > NGX_GDRIVE_DLQ_MIN_VALUE) {
+    if (len > NGX_GDRIVE_DLQ_MIN_VALUE && ngx_gdrive_kafka_too_large(err)) {
         job->dlq_len = ngx_max(len / 2, NGX_GDRIVE_DLQ_MIN_VALUE);
 
         ngx_log_error(NGX_LOG_WARN, &job->log, 0,
@@ -2712,9 +2716,9 @@ ngx_gdrive_job_output_failed(ngx_gdrive_job_t *job, rd_kafka_resp_err_t err)
     }
 
     ngx_log_error(NGX_LOG_ALERT, &job->log, 0,
-                  "gdrive: the dead-letter topic refuses the record even "
-                  "cut to %uz bytes (%s): the message is dropped, its "
-                  "offset stored; it failed with %s: %s",
+                  "gdrive: the dead-letter topic refuses the record of "
+                  "%uz bytes (%s): the message is dropped, its offset "
+                  "stored; it failed with %s: %s",
                   len, rd_kafka_err2str(err), job->error, job->detail);
 
     ngx_gdrive_metric_dlq("dropped", 1);

@@ -386,6 +386,17 @@ ngx_gdrive_kafka_permanent(rd_kafka_resp_err_t err)
 }
 
 
+/* a record the topic takes only smaller */
+
+ngx_uint_t
+ngx_gdrive_kafka_too_large(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE
+           || err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE
+           || err == RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE;
+}
+
+
 rd_kafka_resp_err_t
 ngx_gdrive_kafka_produce(ngx_gdrive_kafka_t *k, rd_kafka_topic_t *rkt,
     ngx_str_t *key, u_char *value, size_t len, ngx_uint_t free_value,

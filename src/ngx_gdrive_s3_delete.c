@@ -54,6 +54,7 @@ static void ngx_gdrive_s3_delete_fail(ngx_gdrive_s3_deleter_t *s,
 static void ngx_gdrive_s3_delete_end(ngx_gdrive_s3_deleter_t *s);
 static void ngx_gdrive_s3_delete_done(ngx_event_t *ev);
 static void ngx_gdrive_s3_delete_cleanup(void *data);
+static void ngx_gdrive_s3_delete_stop(ngx_gdrive_s3_deleter_t *s);
 
 
 void
@@ -139,11 +140,18 @@ ngx_gdrive_s3_delete_start(ngx_gdrive_s3_delete_t *d)
 void
 ngx_gdrive_s3_delete_cancel(ngx_gdrive_s3_delete_t *d)
 {
-    ngx_gdrive_s3_deleter_t  *s;
+    if (d->state) {
+        ngx_gdrive_s3_delete_stop(d->state);
+    }
+}
 
-    s = d->state;
 
-    if (s == NULL || s->reported) {
+/* this deleter's requests stopped: another may own d by now (a retry) */
+
+static void
+ngx_gdrive_s3_delete_stop(ngx_gdrive_s3_deleter_t *s)
+{
+    if (s->reported) {
         return;
     }
 
@@ -169,7 +177,7 @@ ngx_gdrive_s3_delete_cleanup(void *data)
 {
     ngx_gdrive_s3_deleter_t  *s = data;
 
-    ngx_gdrive_s3_delete_cancel(s->d);
+    ngx_gdrive_s3_delete_stop(s);
 }
 
 

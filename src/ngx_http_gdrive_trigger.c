@@ -55,6 +55,7 @@ struct ngx_http_gdrive_post_s {
 
 
 static void ngx_http_gdrive_trigger_read(ngx_http_request_t *r);
+static void ngx_http_gdrive_trigger_body_mark(void *data);
 static void ngx_http_gdrive_trigger_body(ngx_http_request_t *r,
     ngx_http_gdrive_body_t *body);
 static ngx_int_t ngx_http_gdrive_trigger_produce(ngx_http_request_t *r,
@@ -82,6 +83,7 @@ ngx_http_gdrive_trigger_handler(ngx_http_request_t *r)
 {
     ngx_int_t                    rc;
     ngx_str_t                   *ct;
+    ngx_pool_cleanup_t          *cln;
     ngx_http_gdrive_body_t      *body;
     ngx_http_gdrive_loc_conf_t  *glcf;
 
@@ -150,7 +152,21 @@ ngx_http_gdrive_trigger_handler(ngx_http_request_t *r)
     }
 
     body->max = glcf->trigger_max_body;
-    ngx_http_set_ctx(r, body, ngx_http_gdrive_worker_module);
+
+    /*
+     * Found again through the request pool's cleanups, not the module's
+     * context: that slot is the error filter's, which must still turn
+     * whatever nginx answers meanwhile (HTTP/2 finalizes on its own) into
+     * the module's JSON.
+     */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_gdrive_trigger_body_mark;
+    cln->data = body;
 
     r->request_body_no_buffering = 1;
 
@@ -158,11 +174,18 @@ ngx_http_gdrive_trigger_handler(ngx_http_request_t *r)
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         /* nginx's answer goes out as the module's JSON error */
-        ngx_http_set_ctx(r, NULL, ngx_http_gdrive_worker_module);
         return rc;
     }
 
     return NGX_DONE;
+}
+
+
+/* marks the request pool's cleanup that holds the body being read */
+
+static void
+ngx_http_gdrive_trigger_body_mark(void *data)
+{
 }
 
 
@@ -179,9 +202,27 @@ ngx_http_gdrive_trigger_read(ngx_http_request_t *r)
     u_char                  *p;
     ngx_int_t                rc;
     ngx_chain_t             *cl;
+    ngx_pool_cleanup_t      *cln;
     ngx_http_gdrive_body_t  *body;
 
-    body = ngx_http_get_module_ctx(r, ngx_http_gdrive_worker_module);
+    body = NULL;
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_gdrive_trigger_body_mark) {
+            body = cln->data;
+            break;
+        }
+    }
+
+    if (body == NULL || r->request_body == NULL || r != r->main) {
+        /* a body nginx discarded, or a subrequest's: nothing to read */
+        ngx_http_finalize_request(r,
+            ngx_http_gdrive_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                       "invalid_request",
+                                       "the trigger location takes its "
+                                       "own requests' bodies only"));
+        return;
+    }
 
     for ( ;; ) {
 
@@ -193,7 +234,6 @@ ngx_http_gdrive_trigger_read(ngx_http_request_t *r)
             }
 
             if (body->len + n > body->max) {
-                ngx_http_set_ctx(r, NULL, ngx_http_gdrive_worker_module);
                 r->keepalive = 0;
                 r->lingering_close = 1;
                 ngx_http_finalize_request(r,
@@ -211,7 +251,6 @@ ngx_http_gdrive_trigger_read(ngx_http_request_t *r)
 
                 p = ngx_pnalloc(r->pool, cap);
                 if (p == NULL) {
-                    ngx_http_set_ctx(r, NULL, ngx_http_gdrive_worker_module);
                     ngx_http_finalize_request(r,
                                          NGX_HTTP_INTERNAL_SERVER_ERROR);
                     return;
@@ -244,8 +283,8 @@ ngx_http_gdrive_trigger_read(ngx_http_request_t *r)
              * nginx would close the connection without a word: the
              * client is told why, as JSON, and the connection closes
              */
-            ngx_http_set_ctx(r, NULL, ngx_http_gdrive_worker_module);
             r->connection->timedout = 0;
+            r->reading_body = 0;
             r->keepalive = 0;
             r->lingering_close = 0;
             ngx_http_finalize_request(r,
@@ -258,7 +297,6 @@ ngx_http_gdrive_trigger_read(ngx_http_request_t *r)
 
         if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
             /* 400 for a bad chunk and the like: JSON, by the filter */
-            ngx_http_set_ctx(r, NULL, ngx_http_gdrive_worker_module);
             ngx_http_finalize_request(r, rc);
             return;
         }
@@ -269,7 +307,6 @@ ngx_http_gdrive_trigger_read(ngx_http_request_t *r)
         }
     }
 
-    ngx_http_set_ctx(r, NULL, ngx_http_gdrive_worker_module);
     r->read_event_handler = ngx_http_block_reading;
 
     ngx_http_gdrive_trigger_body(r, body);

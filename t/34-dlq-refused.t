@@ -98,7 +98,7 @@ is($next->{result}{status}, 'changes_listed', 'a refused dead letter does not st
 ok(wait_until('committed past both', 30, sub {
     (kafka_committed("group-$topic", $topic)->{0} // 0) >= 2 }), 'its offset is stored');
 my @alerts = $t->alerts;
-is(scalar(grep { /refuses the record even cut to 1024 bytes.*dropped/ } @alerts), 1,
+is(scalar(grep { /refuses the record of 1024 bytes.*dropped/ } @alerts), 1,
    'one alert says the message was dropped and why') or diag explain \@alerts;
 my $metrics = $t->http(GET => '/metrics')->{content} // '';
 like($metrics, qr/^gdrive_dlq_records_dropped_total 1$/m, 'and a metric counts it');
