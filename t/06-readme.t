@@ -23,12 +23,13 @@ sub slurp {
     return scalar <$fh>;
 }
 
-my $src = slurp('src/ngx_http_gdrive_worker_module.c');
+my $src = slurp('src/ngx_http_gdrive_worker_module.c')
+          . slurp('src/ngx_gdrive_conf.c');
 my $readme = slurp('README.md');
 
 # the settings table: ngx_gdrive_setting(ID, env, default, ...)
 my %setting;
-while ($src =~ /^ngx_gdrive_setting\((\w+),\s*(NULL|"[^"]*"),\s*(NULL|"[^"]*")/mg)
+while ($src =~ /^\s*ngx_gdrive_setting\((\w+),\s*(NULL|"[^"]*"),\s*(NULL|"[^"]*")/mg)
 {
     my ($id, $env, $def) = ($1, $2, $3);
     s/^"|"$//g for $env, $def;

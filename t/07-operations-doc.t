@@ -29,7 +29,8 @@ sub slurp {
 }
 
 my $doc = slurp('docs/operations.md');
-my $module = slurp('src/ngx_http_gdrive_worker_module.c');
+my $module = slurp('src/ngx_http_gdrive_worker_module.c')
+             . slurp('src/ngx_gdrive_conf.c');
 my $status = slurp('src/ngx_http_gdrive_status.c');
 my $metrics = slurp('src/ngx_gdrive_metrics.c');
 
@@ -41,7 +42,7 @@ my $all = join "\n", map { slurp("src/$_") } @sources;
 # --- what the source has ---------------------------------------------------
 
 my %env;
-while ($module =~ /^ngx_gdrive_setting\(\w+,\s*"([A-Z0-9_]+)"/mg) {
+while ($module =~ /^\s*ngx_gdrive_setting\(\w+,\s*"([A-Z0-9_]+)"/mg) {
     $env{$1} = 1;
 }
 cmp_ok(scalar keys %env, '>=', 30, 'the settings table\'s variables are found');
