@@ -7,8 +7,10 @@
  * are rare operator requests that read a topic from its end or from a
  * committed position, which librdkafka only offers as blocking calls
  * (metadata, watermarks, consume with a timeout, commit): they run in an
- * nginx thread pool task with short-lived clients of their own, and the
- * event loop only posts the task and sends the answer.
+ * nginx thread pool task with the blocking client of the Kafka layer
+ * (ngx_gdrive_kafka_admin.c), and the event loop only posts the task and
+ * sends the answer.  This file keeps the HTTP side: arguments, JSON and
+ * the task.
  *
  * Replay commits its own position (group "<gdrive_kafka_group>.dlq-replay")
  * only after every replayed record is acknowledged by the trigger topic,
@@ -24,6 +26,7 @@
 #include <jansson.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_kafka_admin.h"
 
 
 #if (NGX_THREADS)
@@ -53,14 +56,6 @@ typedef struct {
 } ngx_http_gdrive_dlq_ctx_t;
 
 
-static void ngx_http_gdrive_dlq_body(ngx_http_request_t *r);
-static ngx_int_t ngx_http_gdrive_dlq_post(ngx_http_request_t *r,
-    ngx_http_gdrive_dlq_ctx_t *ctx);
-static void ngx_http_gdrive_dlq_thread(void *data, ngx_log_t *log);
-static void ngx_http_gdrive_dlq_done(ngx_event_t *ev);
-static void ngx_http_gdrive_dlq_cleanup(void *data);
-static rd_kafka_t *ngx_http_gdrive_dlq_client(ngx_http_gdrive_dlq_ctx_t *ctx,
-    rd_kafka_type_t type, const char *group, char *err, size_t size);
 /* a record kept for the listing: its place in time, and its JSON */
 typedef struct {
     int64_t                      ts;
@@ -70,6 +65,12 @@ typedef struct {
 } ngx_http_gdrive_dlq_kept_t;
 
 
+static void ngx_http_gdrive_dlq_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_gdrive_dlq_post(ngx_http_request_t *r,
+    ngx_http_gdrive_dlq_ctx_t *ctx);
+static void ngx_http_gdrive_dlq_thread(void *data, ngx_log_t *log);
+static void ngx_http_gdrive_dlq_done(ngx_event_t *ev);
+static void ngx_http_gdrive_dlq_cleanup(void *data);
 static int ngx_http_gdrive_dlq_older(ngx_http_gdrive_dlq_kept_t *a,
     ngx_http_gdrive_dlq_kept_t *b);
 static void ngx_http_gdrive_dlq_sift_up(ngx_http_gdrive_dlq_kept_t *heap,
@@ -79,15 +80,32 @@ static void ngx_http_gdrive_dlq_sift_down(ngx_http_gdrive_dlq_kept_t *heap,
 static ngx_int_t ngx_http_gdrive_dlq_int(json_t *root, const char *name,
     json_int_t min, json_int_t max, json_int_t *value);
 static ngx_uint_t ngx_http_gdrive_dlq_json_type(ngx_http_request_t *r);
-static int ngx_http_gdrive_dlq_partitions(rd_kafka_t *rk, const char *topic,
-    int32_t **parts);
-static json_t *ngx_http_gdrive_dlq_record(const rd_kafka_message_t *msg);
-static void ngx_http_gdrive_dlq_list(ngx_http_gdrive_dlq_ctx_t *ctx);
-static void ngx_http_gdrive_dlq_replay(ngx_http_gdrive_dlq_ctx_t *ctx);
+static json_t *ngx_http_gdrive_dlq_record(ngx_gdrive_kafka_admin_t *ka,
+    ngx_gdrive_kafka_record_t *msg);
+static void ngx_http_gdrive_dlq_list(ngx_http_gdrive_dlq_ctx_t *ctx,
+    ngx_log_t *log);
+static int ngx_http_gdrive_dlq_list_start(ngx_http_gdrive_dlq_ctx_t *ctx,
+    ngx_gdrive_kafka_admin_t *ka, const char *topic, int32_t *parts, int n,
+    int64_t *end, int64_t *start);
+static size_t ngx_http_gdrive_dlq_list_read(ngx_http_gdrive_dlq_ctx_t *ctx,
+    ngx_gdrive_kafka_admin_t *ka, int32_t *parts, int n, int64_t *end,
+    int open, ngx_http_gdrive_dlq_kept_t *heap);
+static char *ngx_http_gdrive_dlq_list_json(const char *topic,
+    ngx_http_gdrive_dlq_kept_t *heap, size_t kept);
+static void ngx_http_gdrive_dlq_replay(ngx_http_gdrive_dlq_ctx_t *ctx,
+    ngx_log_t *log);
+static int ngx_http_gdrive_dlq_replay_start(ngx_http_gdrive_dlq_ctx_t *ctx,
+    ngx_gdrive_kafka_admin_t *ka, const char *topic, int32_t *parts, int n,
+    int64_t *end, int64_t *next, int64_t *start);
+static ngx_uint_t ngx_http_gdrive_dlq_replay_copy(
+    ngx_http_gdrive_dlq_ctx_t *ctx, ngx_gdrive_kafka_admin_t *ka,
+    const char *topic, int32_t *parts, int n, int64_t *end, int64_t *next,
+    int open);
+static void ngx_http_gdrive_dlq_replay_result(ngx_http_gdrive_dlq_ctx_t *ctx,
+    ngx_gdrive_kafka_admin_t *ka, const char *topic, int32_t *parts, int n,
+    int64_t *next, ngx_uint_t produced);
 static void ngx_http_gdrive_dlq_fail(ngx_http_gdrive_dlq_ctx_t *ctx,
     ngx_uint_t status, const char *code, const char *detail);
-static void ngx_http_gdrive_dlq_dr(rd_kafka_t *rk,
-    const rd_kafka_message_t *msg, void *opaque);
 static char *ngx_http_gdrive_dlq_dump(json_t *obj);
 static ngx_msec_t ngx_http_gdrive_dlq_now(void);
 
@@ -412,7 +430,7 @@ ngx_http_gdrive_dlq_done(ngx_event_t *ev)
 }
 
 
-/* in a thread of the pool: blocking librdkafka calls are fine here */
+/* in a thread of the pool: blocking Kafka calls are fine here */
 
 static void
 ngx_http_gdrive_dlq_thread(void *data, ngx_log_t *log)
@@ -420,29 +438,25 @@ ngx_http_gdrive_dlq_thread(void *data, ngx_log_t *log)
     ngx_http_gdrive_dlq_ctx_t *ctx = data;
 
     if (ctx->replay) {
-        ngx_http_gdrive_dlq_replay(ctx);
+        ngx_http_gdrive_dlq_replay(ctx, log);
 
     } else {
-        ngx_http_gdrive_dlq_list(ctx);
+        ngx_http_gdrive_dlq_list(ctx, log);
     }
 }
 
 
 static void
-ngx_http_gdrive_dlq_list(ngx_http_gdrive_dlq_ctx_t *ctx)
+ngx_http_gdrive_dlq_list(ngx_http_gdrive_dlq_ctx_t *ctx, ngx_log_t *log)
 {
-    int                               i, n, open;
-    char                              err[512], group[300];
-    size_t                            k, kept;
-    int32_t                          *parts;
-    int64_t                           lo, hi, *end;
-    json_t                           *out;
-    rd_kafka_t                       *rk;
-    ngx_http_gdrive_dlq_kept_t       *heap, e;
-    const char                       *topic;
-    rd_kafka_message_t               *msg;
-    rd_kafka_topic_partition_list_t  *assign;
-    ngx_msec_t                        deadline;
+    int                          n, open;
+    char                         err[512], group[300];
+    size_t                       kept;
+    int32_t                     *parts;
+    int64_t                     *end, *start;
+    const char                  *topic;
+    ngx_gdrive_kafka_admin_t    *ka;
+    ngx_http_gdrive_dlq_kept_t  *heap;
 
     topic = (char *) ctx->gmcf->kafka_dlq_topic.data;
 
@@ -450,18 +464,19 @@ ngx_http_gdrive_dlq_list(ngx_http_gdrive_dlq_ctx_t *ctx)
     *ngx_snprintf((u_char *) group, sizeof(group) - 1, "%V.dlq-inspect",
                   &ctx->gmcf->kafka_group) = '\0';
 
-    rk = ngx_http_gdrive_dlq_client(ctx, RD_KAFKA_CONSUMER, group, err,
-                                    sizeof(err));
-    if (rk == NULL) {
+    ka = ngx_gdrive_kafka_admin_open(log, ctx->gmcf, group, 0, err,
+                                     sizeof(err));
+    if (ka == NULL) {
         ngx_http_gdrive_dlq_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                  "kafka_unavailable", err);
         return;
     }
 
-    n = ngx_http_gdrive_dlq_partitions(rk, topic, &parts);
+    n = ngx_gdrive_kafka_admin_partitions(ka, topic, &parts,
+                                          NGX_HTTP_GDRIVE_DLQ_WAIT);
 
     if (n < 0) {
-        rd_kafka_destroy(rk);
+        ngx_gdrive_kafka_admin_close(ka);
         ngx_http_gdrive_dlq_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                  "kafka_unavailable",
                                  "the DLQ topic's metadata did not come");
@@ -469,8 +484,7 @@ ngx_http_gdrive_dlq_list(ngx_http_gdrive_dlq_ctx_t *ctx)
     }
 
     end = calloc(n + 1, sizeof(int64_t));
-    assign = rd_kafka_topic_partition_list_new(n + 1);
-    open = 0;
+    start = calloc(n + 1, sizeof(int64_t));
 
     /*
      * The newest "limit" records across partitions: a min-heap on time of
@@ -479,89 +493,132 @@ ngx_http_gdrive_dlq_list(ngx_http_gdrive_dlq_ctx_t *ctx)
      */
 
     heap = calloc(ctx->count + 1, sizeof(ngx_http_gdrive_dlq_kept_t));
-    kept = 0;
 
-    if (end == NULL || assign == NULL || heap == NULL) {
+    if (parts == NULL || end == NULL || start == NULL || heap == NULL) {
         free(end);
+        free(start);
         free(heap);
         free(parts);
-
-        if (assign) {
-            rd_kafka_topic_partition_list_destroy(assign);
-        }
-
-        rd_kafka_destroy(rk);
+        ngx_gdrive_kafka_admin_close(ka);
         ngx_http_gdrive_dlq_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                  "internal_error", "out of memory");
         return;
     }
 
-    /* the last "limit" records of every partition, newest kept below */
+    open = ngx_http_gdrive_dlq_list_start(ctx, ka, topic, parts, n, end,
+                                          start);
+
+    kept = ngx_http_gdrive_dlq_list_read(ctx, ka, parts, n, end, open, heap);
+
+    ngx_gdrive_kafka_admin_close(ka);
+    free(parts);
+    free(end);
+    free(start);
+
+    ctx->status = NGX_HTTP_OK;
+    ctx->json = ngx_http_gdrive_dlq_list_json(topic, heap, kept);
+
+    free(heap);
+}
+
+
+/* the last "limit" records of every partition: how many partitions */
+
+static int
+ngx_http_gdrive_dlq_list_start(ngx_http_gdrive_dlq_ctx_t *ctx,
+    ngx_gdrive_kafka_admin_t *ka, const char *topic, int32_t *parts, int n,
+    int64_t *end, int64_t *start)
+{
+    int      i, open;
+    int64_t  lo, hi;
+
+    open = 0;
 
     for (i = 0; i < n; i++) {
-        if (rd_kafka_query_watermark_offsets(rk, topic, parts[i], &lo, &hi,
-                                             NGX_HTTP_GDRIVE_DLQ_WAIT)
-            != RD_KAFKA_RESP_ERR_NO_ERROR || hi <= lo)
+        start[i] = NGX_GDRIVE_KAFKA_ADMIN_SKIP;
+
+        if (ngx_gdrive_kafka_admin_watermarks(ka, topic, parts[i], &lo, &hi,
+                                              NGX_HTTP_GDRIVE_DLQ_WAIT)
+            != NGX_OK || hi <= lo)
         {
             continue;
         }
 
         end[i] = hi;
-        rd_kafka_topic_partition_list_add(assign, topic, parts[i])->offset =
-                                          ngx_max(lo, hi - ctx->count);
+        start[i] = ngx_max(lo, hi - ctx->count);
         open++;
     }
 
     if (open) {
-        rd_kafka_assign(rk, assign);
+        (void) ngx_gdrive_kafka_admin_assign(ka, topic, parts, start, n);
     }
 
+    return open;
+}
+
+
+/* the newest records kept in the heap: how many */
+
+static size_t
+ngx_http_gdrive_dlq_list_read(ngx_http_gdrive_dlq_ctx_t *ctx,
+    ngx_gdrive_kafka_admin_t *ka, int32_t *parts, int n, int64_t *end,
+    int open, ngx_http_gdrive_dlq_kept_t *heap)
+{
+    int                          i;
+    size_t                       kept;
+    ngx_msec_t                   deadline;
+    ngx_gdrive_kafka_record_t    rec;
+    ngx_http_gdrive_dlq_kept_t   e;
+
+    kept = 0;
     deadline = ngx_http_gdrive_dlq_now() + NGX_HTTP_GDRIVE_DLQ_WAIT;
 
-    while (open > 0 && (ngx_msec_int_t) (deadline - ngx_http_gdrive_dlq_now()) > 0) {
-        msg = rd_kafka_consumer_poll(rk, 500);
-
-        if (msg == NULL) {
+    while (open > 0
+           && (ngx_msec_int_t) (deadline - ngx_http_gdrive_dlq_now()) > 0)
+    {
+        if (ngx_gdrive_kafka_admin_read(ka, &rec, 500) != NGX_OK) {
             continue;
         }
 
-        if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            e.ts = rd_kafka_message_timestamp(msg, NULL);
-            e.partition = msg->partition;
-            e.offset = msg->offset;
+        e.ts = rec.timestamp;
+        e.partition = rec.partition;
+        e.offset = rec.offset;
 
-            if (kept < (size_t) ctx->count) {
-                e.rec = ngx_http_gdrive_dlq_record(msg);
-                heap[kept++] = e;
-                ngx_http_gdrive_dlq_sift_up(heap, kept - 1);
+        if (kept < (size_t) ctx->count) {
+            e.rec = ngx_http_gdrive_dlq_record(ka, &rec);
+            heap[kept++] = e;
+            ngx_http_gdrive_dlq_sift_up(heap, kept - 1);
 
-            } else if (ngx_http_gdrive_dlq_older(&heap[0], &e)) {
-                json_decref(heap[0].rec);
-                e.rec = ngx_http_gdrive_dlq_record(msg);
-                heap[0] = e;
-                ngx_http_gdrive_dlq_sift_down(heap, kept, 0);
-            }
-
-            for (i = 0; i < n; i++) {
-                if (parts[i] == msg->partition && end[i]
-                    && msg->offset + 1 >= end[i])
-                {
-                    end[i] = 0;
-                    open--;
-                }
-            }
+        } else if (ngx_http_gdrive_dlq_older(&heap[0], &e)) {
+            json_decref(heap[0].rec);
+            e.rec = ngx_http_gdrive_dlq_record(ka, &rec);
+            heap[0] = e;
+            ngx_http_gdrive_dlq_sift_down(heap, kept, 0);
         }
 
-        rd_kafka_message_destroy(msg);
+        for (i = 0; i < n; i++) {
+            if (parts[i] == rec.partition && end[i]
+                && rec.offset + 1 >= end[i])
+            {
+                end[i] = 0;
+                open--;
+            }
+        }
     }
 
-    rd_kafka_topic_partition_list_destroy(assign);
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-    free(parts);
-    free(end);
+    return kept;
+}
 
-    /* the newest first: the heap taken apart, oldest first, from the end */
+
+/* the newest first: the heap taken apart, oldest first, from the end */
+
+static char *
+ngx_http_gdrive_dlq_list_json(const char *topic,
+    ngx_http_gdrive_dlq_kept_t *heap, size_t kept)
+{
+    size_t                      k;
+    json_t                     *out;
+    ngx_http_gdrive_dlq_kept_t  e;
 
     out = json_array();
 
@@ -576,10 +633,7 @@ ngx_http_gdrive_dlq_list(ngx_http_gdrive_dlq_ctx_t *ctx)
         json_array_set_new(out, kept, e.rec);
     }
 
-    free(heap);
-
-    ctx->status = NGX_HTTP_OK;
-    ctx->json = ngx_http_gdrive_dlq_dump(json_pack("{s:s,s:I,s:o}",
+    return ngx_http_gdrive_dlq_dump(json_pack("{s:s,s:I,s:o}",
                               "topic", topic,
                               "count", (json_int_t) json_array_size(out),
                               "records", out));
@@ -658,50 +712,34 @@ ngx_http_gdrive_dlq_sift_down(ngx_http_gdrive_dlq_kept_t *heap, size_t n,
 
 
 static void
-ngx_http_gdrive_dlq_replay(ngx_http_gdrive_dlq_ctx_t *ctx)
+ngx_http_gdrive_dlq_replay(ngx_http_gdrive_dlq_ctx_t *ctx, ngx_log_t *log)
 {
-    int                               i, n, open;
-    char                              err[512], group[300], from[300];
-    size_t                            size, hlen;
-    int32_t                          *parts;
-    int64_t                           lo, hi, *end, *next;
-    json_t                           *ranges;
-    rd_kafka_t                       *rk, *pk;
-    const char                       *topic, *name;
-    const void                       *hval;
-    ngx_msec_t                        deadline;
-    ngx_uint_t                        produced;
-    rd_kafka_headers_t               *orig, *hdrs;
-    rd_kafka_message_t               *msg;
-    rd_kafka_resp_err_t               rc;
-    rd_kafka_topic_partition_list_t  *assign, *commit;
+    int                        n, open;
+    char                       err[512], group[300];
+    int32_t                   *parts;
+    int64_t                   *end, *next, *start;
+    const char                *topic;
+    ngx_uint_t                 produced;
+    ngx_gdrive_kafka_admin_t  *ka;
 
     topic = (char *) ctx->gmcf->kafka_dlq_topic.data;
 
     *ngx_snprintf((u_char *) group, sizeof(group) - 1, "%V.dlq-replay",
                   &ctx->gmcf->kafka_group) = '\0';
 
-    rk = ngx_http_gdrive_dlq_client(ctx, RD_KAFKA_CONSUMER, group, err,
-                                    sizeof(err));
-    pk = rk ? ngx_http_gdrive_dlq_client(ctx, RD_KAFKA_PRODUCER, NULL, err,
-                                         sizeof(err))
-            : NULL;
-
-    if (pk == NULL) {
-        if (rk) {
-            rd_kafka_destroy(rk);
-        }
-
+    ka = ngx_gdrive_kafka_admin_open(log, ctx->gmcf, group, 1, err,
+                                     sizeof(err));
+    if (ka == NULL) {
         ngx_http_gdrive_dlq_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                  "kafka_unavailable", err);
         return;
     }
 
-    n = ngx_http_gdrive_dlq_partitions(rk, topic, &parts);
+    n = ngx_gdrive_kafka_admin_partitions(ka, topic, &parts,
+                                          NGX_HTTP_GDRIVE_DLQ_WAIT);
 
     if (n < 0) {
-        rd_kafka_destroy(pk);
-        rd_kafka_destroy(rk);
+        ngx_gdrive_kafka_admin_close(ka);
         ngx_http_gdrive_dlq_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                  "kafka_unavailable",
                                  "the DLQ topic's metadata did not come");
@@ -710,19 +748,68 @@ ngx_http_gdrive_dlq_replay(ngx_http_gdrive_dlq_ctx_t *ctx)
 
     end = calloc(n + 1, sizeof(int64_t));
     next = calloc(n + 1, sizeof(int64_t));
-    assign = rd_kafka_topic_partition_list_new(n + 1);
+    start = calloc(n + 1, sizeof(int64_t));
+
+    if (parts == NULL || end == NULL || next == NULL || start == NULL) {
+        free(parts);
+        free(end);
+        free(next);
+        free(start);
+        ngx_gdrive_kafka_admin_close(ka);
+        ngx_http_gdrive_dlq_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                 "internal_error", "out of memory");
+        return;
+    }
+
+    open = ngx_http_gdrive_dlq_replay_start(ctx, ka, topic, parts, n, end,
+                                            next, start);
+
+    produced = ngx_http_gdrive_dlq_replay_copy(ctx, ka, topic, parts, n, end,
+                                               next, open);
+
+    /* acknowledged by the trigger topic before the position moves */
+    ngx_gdrive_kafka_admin_flush(ka, NGX_HTTP_GDRIVE_DLQ_WAIT * 3,
+                                 &ctx->delivered, &ctx->failed);
+
+    ngx_gdrive_metric_dlq("replayed", ctx->delivered);
+
+    ngx_http_gdrive_dlq_replay_result(ctx, ka, topic, parts, n, next,
+                                      produced);
+
+    ngx_gdrive_kafka_admin_close(ka);
+    free(parts);
+    free(end);
+    free(next);
+    free(start);
+}
+
+
+/*
+ * Where each partition is read from and up to: the range asked, or from
+ * the replay group's committed position to the end.  How many are read.
+ */
+
+static int
+ngx_http_gdrive_dlq_replay_start(ngx_http_gdrive_dlq_ctx_t *ctx,
+    ngx_gdrive_kafka_admin_t *ka, const char *topic, int32_t *parts, int n,
+    int64_t *end, int64_t *next, int64_t *start)
+{
+    int      i, open;
+    int64_t  lo, hi;
+
     open = 0;
 
     for (i = 0; i < n; i++) {
-        next[i] = -1;
+        next[i] = NGX_GDRIVE_KAFKA_ADMIN_SKIP;
+        start[i] = NGX_GDRIVE_KAFKA_ADMIN_SKIP;
 
         if (ctx->partition >= 0 && parts[i] != ctx->partition) {
             continue;
         }
 
-        if (rd_kafka_query_watermark_offsets(rk, topic, parts[i], &lo, &hi,
-                                             NGX_HTTP_GDRIVE_DLQ_WAIT)
-            != RD_KAFKA_RESP_ERR_NO_ERROR || hi <= lo)
+        if (ngx_gdrive_kafka_admin_watermarks(ka, topic, parts[i], &lo, &hi,
+                                              NGX_HTTP_GDRIVE_DLQ_WAIT)
+            != NGX_OK || hi <= lo)
         {
             continue;
         }
@@ -734,22 +821,40 @@ ngx_http_gdrive_dlq_replay(ngx_http_gdrive_dlq_ctx_t *ctx)
             }
 
             end[i] = ngx_min(hi, ctx->to + 1);
-            rd_kafka_topic_partition_list_add(assign, topic, parts[i])
-                ->offset = ngx_max(lo, ctx->from);
+            start[i] = ngx_max(lo, ctx->from);
 
         } else {
             /* from the replay group's committed position */
             end[i] = hi;
-            rd_kafka_topic_partition_list_add(assign, topic, parts[i])
-                ->offset = RD_KAFKA_OFFSET_STORED;
+            start[i] = NGX_GDRIVE_KAFKA_ADMIN_STORED;
         }
 
         open++;
     }
 
     if (open) {
-        rd_kafka_assign(rk, assign);
+        (void) ngx_gdrive_kafka_admin_assign(ka, topic, parts, start, n);
     }
+
+    return open;
+}
+
+
+/* the records copied to the trigger topic: how many were produced */
+
+static ngx_uint_t
+ngx_http_gdrive_dlq_replay_copy(ngx_http_gdrive_dlq_ctx_t *ctx,
+    ngx_gdrive_kafka_admin_t *ka, const char *topic, int32_t *parts, int n,
+    int64_t *end, int64_t *next, int open)
+{
+    int                         i;
+    char                        from[300];
+    ngx_msec_t                  deadline;
+    ngx_uint_t                  produced;
+    ngx_gdrive_kafka_record_t   rec;
+
+    /* the original headers; the failure's own are left behind */
+    static const char  *skip[] = { "__connect.errors.", "gdrive.", NULL };
 
     produced = 0;
     deadline = ngx_http_gdrive_dlq_now() + NGX_HTTP_GDRIVE_DLQ_WAIT;
@@ -757,260 +862,112 @@ ngx_http_gdrive_dlq_replay(ngx_http_gdrive_dlq_ctx_t *ctx)
     while (open > 0 && produced < (ngx_uint_t) ctx->count
            && (ngx_msec_int_t) (deadline - ngx_http_gdrive_dlq_now()) > 0)
     {
-        msg = rd_kafka_consumer_poll(rk, 500);
-
-        if (msg == NULL) {
+        if (ngx_gdrive_kafka_admin_read(ka, &rec, 500) != NGX_OK) {
             continue;
         }
 
         for (i = 0; i < n; i++) {
-            if (parts[i] == msg->partition) {
+            if (parts[i] == rec.partition) {
                 break;
             }
         }
 
-        if (msg->err || i == n || end[i] == 0 || msg->offset >= end[i]) {
-            rd_kafka_message_destroy(msg);
+        if (i == n || end[i] == 0 || rec.offset >= end[i]) {
             continue;
         }
 
-        /* the original headers; the failure's own are left behind */
-
-        hdrs = rd_kafka_headers_new(8);
-
-        if (rd_kafka_message_headers(msg, &orig)
-            == RD_KAFKA_RESP_ERR_NO_ERROR)
-        {
-            for (size = 0;
-                 rd_kafka_header_get_all(orig, size, &name, &hval, &hlen)
-                 == RD_KAFKA_RESP_ERR_NO_ERROR;
-                 size++)
-            {
-                if (ngx_strncmp(name, "__connect.errors.", 17) != 0
-                    && ngx_strncmp(name, "gdrive.", 7) != 0)
-                {
-                    rd_kafka_header_add(hdrs, name, -1, hval, hlen);
-                }
-            }
-        }
-
         *ngx_snprintf((u_char *) from, sizeof(from) - 1, "%s/%D/%L", topic,
-                      msg->partition, msg->offset) = '\0';
-        rd_kafka_header_add(hdrs, "gdrive.replayed_from", -1, from, -1);
+                      rec.partition, rec.offset) = '\0';
 
-        rc = rd_kafka_producev(pk,
-                 RD_KAFKA_V_TOPIC((char *) ctx->gmcf->kafka_topic.data),
-                 RD_KAFKA_V_KEY(msg->key, msg->key_len),
-                 RD_KAFKA_V_VALUE(msg->payload, msg->len),
-                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                 RD_KAFKA_V_HEADERS(hdrs),
-                 RD_KAFKA_V_OPAQUE(ctx),
-                 RD_KAFKA_V_END);
-
-        if (rc != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            rd_kafka_headers_destroy(hdrs);
-            rd_kafka_message_destroy(msg);
+        if (ngx_gdrive_kafka_admin_forward(ka,
+                                   (char *) ctx->gmcf->kafka_topic.data,
+                                   skip, "gdrive.replayed_from", from)
+            != NGX_OK)
+        {
             break;
         }
 
         produced++;
-        next[i] = msg->offset + 1;
+        next[i] = rec.offset + 1;
 
         if (next[i] >= end[i]) {
             end[i] = 0;
             open--;
         }
-
-        rd_kafka_message_destroy(msg);
     }
 
-    /* acknowledged by the trigger topic before the position moves */
-    rd_kafka_flush(pk, NGX_HTTP_GDRIVE_DLQ_WAIT * 3);
+    return produced;
+}
 
-    ngx_gdrive_metric_dlq("replayed", ctx->delivered);
 
-    ranges = json_object();
-    commit = rd_kafka_topic_partition_list_new(n + 1);
+/* the answer; the position moves only when every copy was acknowledged */
 
-    for (i = 0; i < n; i++) {
-        if (next[i] >= 0) {
-            rd_kafka_topic_partition_list_add(commit, topic, parts[i])
-                ->offset = next[i];
-            *ngx_snprintf((u_char *) from, sizeof(from) - 1, "%D",
-                          parts[i]) = '\0';
-            json_object_set_new(ranges, from, json_integer(next[i]));
-        }
-    }
+static void
+ngx_http_gdrive_dlq_replay_result(ngx_http_gdrive_dlq_ctx_t *ctx,
+    ngx_gdrive_kafka_admin_t *ka, const char *topic, int32_t *parts, int n,
+    int64_t *next, ngx_uint_t produced)
+{
+    int          i;
+    char         name[32];
+    json_t      *ranges;
+    const char  *error;
 
-    rc = RD_KAFKA_RESP_ERR_NO_ERROR;
-
-    if (ctx->delivered == produced && ctx->failed == 0) {
-        if (ctx->partition < 0 && commit->cnt) {
-            rc = rd_kafka_commit(rk, commit, 0);
-        }
-
-        ctx->status = (rc == RD_KAFKA_RESP_ERR_NO_ERROR)
-                      ? NGX_HTTP_OK : NGX_HTTP_SERVICE_UNAVAILABLE;
-        ctx->json = ngx_http_gdrive_dlq_dump(json_pack(
-                          "{s:s,s:s,s:I,s:o,s:b,s:s?}",
-                          "from", topic,
-                          "to", (char *) ctx->gmcf->kafka_topic.data,
-                          "replayed", (json_int_t) produced,
-                          "next_offsets", ranges,
-                          "position_committed",
-                          ctx->partition < 0
-                          && rc == RD_KAFKA_RESP_ERR_NO_ERROR,
-                          "error", rc ? rd_kafka_err2str(rc) : NULL));
-
-    } else {
-        json_decref(ranges);
+    if (ctx->delivered != produced || ctx->failed != 0) {
         ngx_http_gdrive_dlq_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                  "kafka_unavailable",
                                  "not every replayed record was "
                                  "acknowledged: the position did not move");
+        return;
     }
 
-    rd_kafka_topic_partition_list_destroy(commit);
-    rd_kafka_topic_partition_list_destroy(assign);
-    rd_kafka_destroy(pk);
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-    free(parts);
-    free(end);
-    free(next);
-}
+    ranges = json_object();
 
-
-static void
-ngx_http_gdrive_dlq_dr(rd_kafka_t *rk, const rd_kafka_message_t *msg,
-    void *opaque)
-{
-    ngx_http_gdrive_dlq_ctx_t *ctx = msg->_private;
-
-    /* served by rd_kafka_flush() in the task's own thread */
-
-    if (msg->err) {
-        ctx->failed++;
-
-    } else {
-        ctx->delivered++;
-    }
-}
-
-
-/* a client of the task's own: no log queue, nobody serves one here */
-
-static rd_kafka_t *
-ngx_http_gdrive_dlq_client(ngx_http_gdrive_dlq_ctx_t *ctx,
-    rd_kafka_type_t type, const char *group, char *err, size_t size)
-{
-    ngx_uint_t        i;
-    rd_kafka_t       *rk;
-    ngx_keyval_t     *kv;
-    rd_kafka_conf_t  *conf;
-
-    conf = rd_kafka_conf_new();
-
-    if (rd_kafka_conf_set(conf, "bootstrap.servers",
-                          (char *) ctx->gmcf->kafka_brokers.data, err, size)
-        != RD_KAFKA_CONF_OK)
-    {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-
-    rd_kafka_conf_set(conf, "client.id", "nginx-gdrive-worker-dlq", err,
-                      size);
-
-    if (ctx->gmcf->kafka_options) {
-        kv = ctx->gmcf->kafka_options->elts;
-
-        for (i = 0; i < ctx->gmcf->kafka_options->nelts; i++) {
-            rd_kafka_conf_set(conf, (char *) kv[i].key.data,
-                              (char *) kv[i].value.data, err, size);
+    for (i = 0; i < n; i++) {
+        if (next[i] >= 0) {
+            *ngx_snprintf((u_char *) name, sizeof(name) - 1, "%D",
+                          parts[i]) = '\0';
+            json_object_set_new(ranges, name, json_integer(next[i]));
         }
     }
 
-    if (type == RD_KAFKA_PRODUCER) {
-        rd_kafka_conf_set(conf, "enable.idempotence", "true", err, size);
-        rd_kafka_conf_set_dr_msg_cb(conf, ngx_http_gdrive_dlq_dr);
+    error = NULL;
 
-    } else {
-        rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, size);
-        rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", err,
-                          size);
-        rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, size);
-        rd_kafka_conf_set(conf, "group.id", group, err, size);
+    if (ctx->partition < 0) {
+        error = ngx_gdrive_kafka_admin_commit(ka, topic, parts, next, n);
     }
 
-    err[0] = '\0';
-
-    rk = rd_kafka_new(type, conf, err, size);
-
-    if (rk == NULL) {
-        rd_kafka_conf_destroy(conf);
-    }
-
-    return rk;
-}
-
-
-static int
-ngx_http_gdrive_dlq_partitions(rd_kafka_t *rk, const char *topic,
-    int32_t **parts)
-{
-    int                        i, n;
-    rd_kafka_topic_t          *rkt;
-    const rd_kafka_metadata_t *md;
-
-    rkt = rd_kafka_topic_new(rk, topic, NULL);
-    if (rkt == NULL) {
-        return -1;
-    }
-
-    if (rd_kafka_metadata(rk, 0, rkt, &md, NGX_HTTP_GDRIVE_DLQ_WAIT)
-        != RD_KAFKA_RESP_ERR_NO_ERROR)
-    {
-        rd_kafka_topic_destroy(rkt);
-        return -1;
-    }
-
-    n = (md->topic_cnt == 1 && md->topics[0].err == 0)
-        ? md->topics[0].partition_cnt : 0;
-
-    *parts = calloc(n + 1, sizeof(int32_t));
-
-    for (i = 0; i < n; i++) {
-        (*parts)[i] = md->topics[0].partitions[i].id;
-    }
-
-    rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
-
-    return n;
+    ctx->status = (error == NULL) ? NGX_HTTP_OK
+                                  : NGX_HTTP_SERVICE_UNAVAILABLE;
+    ctx->json = ngx_http_gdrive_dlq_dump(json_pack(
+                      "{s:s,s:s,s:I,s:o,s:b,s:s?}",
+                      "from", topic,
+                      "to", (char *) ctx->gmcf->kafka_topic.data,
+                      "replayed", (json_int_t) produced,
+                      "next_offsets", ranges,
+                      "position_committed",
+                      ctx->partition < 0 && error == NULL,
+                      "error", error));
 }
 
 
 /* a record as JSON: text where it is UTF-8, else base64 */
 
 static json_t *
-ngx_http_gdrive_dlq_record(const rd_kafka_message_t *msg)
+ngx_http_gdrive_dlq_record(ngx_gdrive_kafka_admin_t *ka,
+    ngx_gdrive_kafka_record_t *msg)
 {
-    rd_kafka_timestamp_type_t  type;
-    size_t               i, hlen, len;
-    json_t              *rec, *headers, *s;
-    ngx_str_t            src, dst;
-    const char          *name;
-    const void          *hval;
-    rd_kafka_headers_t  *hdrs;
+    size_t       i, hlen, len;
+    json_t      *rec, *headers, *s;
+    ngx_str_t    src, dst;
+    const char  *name;
+    const void  *hval;
 
     rec = json_pack("{s:I,s:I,s:I}", "partition", (json_int_t) msg->partition,
                     "offset", (json_int_t) msg->offset,
-                    "timestamp",
-                    (json_int_t) rd_kafka_message_timestamp(msg, &type));
+                    "timestamp", (json_int_t) msg->timestamp);
 
     if (msg->key) {
-        s = json_stringn(msg->key, msg->key_len);
+        s = json_stringn((char *) msg->key, msg->key_len);
         json_object_set_new(rec, "key", s ? s : json_null());
     }
 
@@ -1023,13 +980,13 @@ ngx_http_gdrive_dlq_record(const rd_kafka_message_t *msg)
         json_object_set_new(rec, "value_truncated", json_true());
     }
 
-    s = json_stringn(msg->payload ? msg->payload : "", len);
+    s = json_stringn(msg->value ? (char *) msg->value : "", len);
 
     if (s) {
         json_object_set_new(rec, "value", s);
 
     } else {
-        src.data = msg->payload;
+        src.data = (u_char *) msg->value;
         src.len = len;
         dst.len = ngx_base64_encoded_length(src.len);
         dst.data = malloc(dst.len + 1);
@@ -1044,15 +1001,12 @@ ngx_http_gdrive_dlq_record(const rd_kafka_message_t *msg)
 
     headers = json_object();
 
-    if (rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        for (i = 0;
-             rd_kafka_header_get_all(hdrs, i, &name, &hval, &hlen)
-             == RD_KAFKA_RESP_ERR_NO_ERROR;
-             i++)
-        {
-            s = hval ? json_stringn(hval, hlen) : json_null();
-            json_object_set_new(headers, name, s ? s : json_null());
-        }
+    for (i = 0;
+         ngx_gdrive_kafka_admin_header(ka, i, &name, &hval, &hlen) == NGX_OK;
+         i++)
+    {
+        s = hval ? json_stringn(hval, hlen) : json_null();
+        json_object_set_new(headers, name, s ? s : json_null());
     }
 
     json_object_set_new(rec, "headers", headers);
