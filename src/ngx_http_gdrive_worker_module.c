@@ -289,6 +289,7 @@ ngx_http_gdrive_postconfiguration(ngx_conf_t *cf)
     return ngx_http_gdrive_error_filter_init(cf);
 }
 
+
 /* the settings find their directives' names and places in the table */
 
 static void *
