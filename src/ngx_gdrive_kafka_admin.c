@@ -153,7 +153,10 @@ ngx_gdrive_kafka_admin_client(ngx_log_t *log,
 }
 
 
-/* the partitions of a topic: their number, or -1 when no metadata came */
+/*
+ * The partitions of a topic: their number, or -1 when no metadata came;
+ * *parts is calloc()ed, for the caller to free().
+ */
 
 int
 ngx_gdrive_kafka_admin_partitions(ngx_gdrive_kafka_admin_t *ka,
@@ -178,9 +181,11 @@ ngx_gdrive_kafka_admin_partitions(ngx_gdrive_kafka_admin_t *ka,
     n = (md->topic_cnt == 1 && md->topics[0].err == 0)
         ? md->topics[0].partition_cnt : 0;
 
+    /* out of memory: *parts is NULL, the caller says so */
+
     *parts = calloc(n + 1, sizeof(int32_t));
 
-    for (i = 0; i < n; i++) {
+    for (i = 0; *parts && i < n; i++) {
         (*parts)[i] = md->topics[0].partitions[i].id;
     }
 
