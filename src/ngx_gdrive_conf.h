@@ -235,7 +235,7 @@ typedef struct {
       ngx_http_gdrive_set_setting,                                            \
       NGX_HTTP_MAIN_CONF_OFFSET,                                              \
       offsetof(ngx_http_gdrive_main_conf_t, field),                           \
-      (void *) NGX_GDRIVE_S_##id }
+      (void *) (uintptr_t) NGX_GDRIVE_S_##id }
 
 
 /* the module's configuration hooks */
