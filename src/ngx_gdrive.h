@@ -262,10 +262,12 @@ typedef struct {
 } ngx_gdrive_worker_status_t;
 
 
+#include "ngx_gdrive_shm.h"
+
+
+/* OAuth access tokens, a table keyed by integration */
 typedef struct {
-    ngx_rbtree_t                rbtree;
-    ngx_rbtree_node_t           sentinel;
-    ngx_queue_t                 lru;
+    ngx_gdrive_shm_table_t      table;
     ngx_atomic_t                refreshes;    /* token requests made */
     ngx_atomic_t                hits;
     ngx_atomic_t                evictions;
@@ -274,12 +276,9 @@ typedef struct {
 
 /* Drive API rate limits: a bucket per integration, plus the global one */
 typedef struct {
-    ngx_rbtree_t                rbtree;
-    ngx_rbtree_node_t           sentinel;
-    ngx_queue_t                 lru;
+    ngx_gdrive_shm_table_t      table;        /* of buckets, a quarter of
+                                                 the zone at most */
     ngx_gdrive_bucket_t         global;
-    ngx_uint_t                  max_buckets;  /* a quarter of the zone */
-    ngx_atomic_t                buckets;      /* integrations with one */
     ngx_atomic_t                passed;
     ngx_atomic_t                waited;       /* takes told to wait */
     ngx_atomic_t                holds;
@@ -292,12 +291,7 @@ typedef struct {
 
 /* Drive metadata (files.get JSON), keyed by integration and file id */
 typedef struct {
-    ngx_rbtree_t                rbtree;
-    ngx_rbtree_node_t           sentinel;
-    ngx_queue_t                 lru;
-    size_t                      bytes;        /* slab memory held */
-    size_t                      max_bytes;    /* half of the zone */
-    ngx_atomic_t                entries;
+    ngx_gdrive_shm_table_t      table;        /* half of the zone at most */
     ngx_atomic_t                hits;
     ngx_atomic_t                misses;
     ngx_atomic_t                evictions;
@@ -406,7 +400,7 @@ typedef struct {
 } ngx_gdrive_health_sh_t;
 
 
-typedef struct {
+struct ngx_gdrive_sh_s {
     ngx_atomic_t                generation;  /* bumped on every (re)start */
     ngx_gdrive_token_cache_t    tokens;
     ngx_gdrive_rate_zone_t      rate;
@@ -418,20 +412,7 @@ typedef struct {
     ngx_gdrive_health_sh_t      health;
     /* allocated by each worker number when it first starts */
     ngx_gdrive_worker_detail_t *details[NGX_GDRIVE_MAX_WORKERS];
-} ngx_gdrive_sh_t;
-
-
-typedef struct {
-    ngx_gdrive_sh_t     *sh;
-    ngx_slab_pool_t     *shpool;
-} ngx_gdrive_shm_ctx_t;
-
-ngx_gdrive_shm_ctx_t *ngx_gdrive_shm_ctx(ngx_http_gdrive_main_conf_t *gmcf);
-
-
-ngx_int_t ngx_gdrive_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
-ngx_gdrive_sh_t *ngx_gdrive_shm(ngx_http_gdrive_main_conf_t *gmcf);
-uint64_t ngx_gdrive_shm_now(void);
+};
 
 
 /*
@@ -477,7 +458,7 @@ typedef struct {
 
 #define NGX_GDRIVE_RATE_SNAPSHOT_MAX  100
 
-void ngx_gdrive_rate_init_zone(ngx_gdrive_shm_ctx_t *ctx);
+void ngx_gdrive_rate_init(ngx_http_gdrive_main_conf_t *gmcf);
 ngx_msec_t ngx_gdrive_rate_take(ngx_str_t *integration,
     ngx_uint_t *global);
 void ngx_gdrive_rate_hold(ngx_str_t *integration, ngx_msec_t ms,
@@ -499,7 +480,7 @@ ngx_int_t ngx_gdrive_rate_snapshot(ngx_pool_t *pool, ngx_uint_t max,
 
 #define NGX_GDRIVE_CACHE_MAX_VALUE    16384
 
-void ngx_gdrive_cache_init_zone(ngx_gdrive_shm_ctx_t *ctx);
+void ngx_gdrive_cache_init(ngx_http_gdrive_main_conf_t *gmcf);
 ngx_int_t ngx_gdrive_cache_get(ngx_str_t *integration, ngx_str_t *file_id,
     ngx_pool_t *pool, ngx_str_t *value);
 void ngx_gdrive_cache_put(ngx_str_t *integration, ngx_str_t *file_id,
@@ -674,6 +655,7 @@ struct ngx_gdrive_token_req_s {
     unsigned                 refreshing:1;
 };
 
+void ngx_gdrive_token_init(ngx_http_gdrive_main_conf_t *gmcf);
 void ngx_gdrive_token_get(ngx_gdrive_token_req_t *req);
 void ngx_gdrive_token_cancel(ngx_gdrive_token_req_t *req);
 void ngx_gdrive_token_invalidate(ngx_str_t *integration, ngx_str_t *token);
@@ -800,6 +782,7 @@ struct ngx_gdrive_s3_upload_s {
     void                    *state;       /* the S3 client's */
 };
 
+void ngx_gdrive_s3_init(ngx_http_gdrive_main_conf_t *gmcf);
 void ngx_gdrive_s3_upload_start(ngx_gdrive_s3_upload_t *u);
 ngx_int_t ngx_gdrive_s3_upload_write(ngx_gdrive_s3_upload_t *u, u_char *p,
     size_t len);
@@ -872,7 +855,6 @@ void ngx_gdrive_status_error(u_char *id, size_t len, const char *code,
 
 ngx_int_t ngx_gdrive_metrics_init_process(ngx_cycle_t *cycle,
     ngx_http_gdrive_main_conf_t *gmcf);
-uint64_t ngx_gdrive_epoch_ms(void);
 size_t ngx_gdrive_process_rss(ngx_pid_t pid);
 
 /* the fixed label values, for the exposition */

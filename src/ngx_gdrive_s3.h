@@ -23,6 +23,7 @@ typedef struct {
 } ngx_gdrive_s3_target_t;
 
 
+ngx_http_gdrive_main_conf_t *ngx_gdrive_s3_conf(void);
 ngx_int_t ngx_gdrive_s3_target(ngx_pool_t *pool,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *key,
     ngx_gdrive_s3_target_t *t);
