@@ -91,8 +91,10 @@ ngx_gdrive_token_init(ngx_http_gdrive_main_conf_t *gmcf)
     ngx_gdrive_tokens.tc = &ctx->sh->tokens;
     ngx_gdrive_tokens.shpool = ctx->shpool;
 
-    /* no limit but the slab's: a full zone evicts the least recently used
-     * entries that nobody refreshes */
+    /*
+     * No limit but the slab's: a full zone evicts the least recently used
+     * entries that nobody refreshes.
+     */
 
     k = &ngx_gdrive_tokens.cache;
 
