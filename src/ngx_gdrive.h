@@ -62,10 +62,12 @@ typedef struct {
 } ngx_gdrive_worker_status_t;
 
 
+#include "ngx_gdrive_shm.h"
+
+
+/* OAuth access tokens, a table keyed by integration */
 typedef struct {
-    ngx_rbtree_t                rbtree;
-    ngx_rbtree_node_t           sentinel;
-    ngx_queue_t                 lru;
+    ngx_gdrive_shm_table_t      table;
     ngx_atomic_t                refreshes;    /* token requests made */
     ngx_atomic_t                hits;
     ngx_atomic_t                evictions;
@@ -74,12 +76,9 @@ typedef struct {
 
 /* Drive API rate limits: a bucket per integration, plus the global one */
 typedef struct {
-    ngx_rbtree_t                rbtree;
-    ngx_rbtree_node_t           sentinel;
-    ngx_queue_t                 lru;
+    ngx_gdrive_shm_table_t      table;        /* of buckets, a quarter of
+                                                 the zone at most */
     ngx_gdrive_bucket_t         global;
-    ngx_uint_t                  max_buckets;  /* a quarter of the zone */
-    ngx_atomic_t                buckets;      /* integrations with one */
     ngx_atomic_t                passed;
     ngx_atomic_t                waited;       /* takes told to wait */
     ngx_atomic_t                holds;
@@ -92,12 +91,7 @@ typedef struct {
 
 /* Drive metadata (files.get JSON), keyed by integration and file id */
 typedef struct {
-    ngx_rbtree_t                rbtree;
-    ngx_rbtree_node_t           sentinel;
-    ngx_queue_t                 lru;
-    size_t                      bytes;        /* slab memory held */
-    size_t                      max_bytes;    /* half of the zone */
-    ngx_atomic_t                entries;
+    ngx_gdrive_shm_table_t      table;        /* half of the zone at most */
     ngx_atomic_t                hits;
     ngx_atomic_t                misses;
     ngx_atomic_t                evictions;
@@ -206,7 +200,7 @@ typedef struct {
 } ngx_gdrive_health_sh_t;
 
 
-typedef struct {
+struct ngx_gdrive_sh_s {
     ngx_atomic_t                generation;  /* bumped on every (re)start */
     ngx_gdrive_token_cache_t    tokens;
     ngx_gdrive_rate_zone_t      rate;
@@ -218,94 +212,7 @@ typedef struct {
     ngx_gdrive_health_sh_t      health;
     /* allocated by each worker number when it first starts */
     ngx_gdrive_worker_detail_t *details[NGX_GDRIVE_MAX_WORKERS];
-} ngx_gdrive_sh_t;
-
-
-typedef struct {
-    ngx_gdrive_sh_t     *sh;
-    ngx_slab_pool_t     *shpool;
-} ngx_gdrive_shm_ctx_t;
-
-ngx_gdrive_shm_ctx_t *ngx_gdrive_shm_ctx(ngx_http_gdrive_main_conf_t *gmcf);
-
-
-ngx_int_t ngx_gdrive_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
-ngx_gdrive_sh_t *ngx_gdrive_shm(ngx_http_gdrive_main_conf_t *gmcf);
-uint64_t ngx_gdrive_shm_now(void);
-
-
-/*
- * Drive API rate limits across all workers (ngx_gdrive_ratelimit.c).
- *
- * ngx_gdrive_rate_take(): 0 when the integration's bucket and the global
- * one both let a request through now, and it is counted in both;
- * otherwise nothing is counted and the answer is the ms to wait (set a
- * timer, call again), which includes what is left of a hold.  Call it
- * right before each Drive request, retries included.  Among callers
- * waiting on one bucket, whoever asks first after the wait wins: none
- * waits for ever, but no order is kept.  An empty or over-long id, or no
- * room in the zone, leaves the global bucket only.
- * ngx_gdrive_rate_hold(): no request of the integration passes for ms
- * (Retry-After; quota = 1: the quota_exhausted circuit); a hold only
- * ever extends, and holds longer than a day are cut to one.
- * ngx_gdrive_rate_snapshot(): the global bucket first (integration
- * empty), then up to max (at most NGX_GDRIVE_RATE_SNAPSHOT_MAX)
- * integrations, most recently used first, copied out of the zone into
- * the pool with the table's counters.
- */
-
-typedef struct {
-    ngx_str_t                   integration;  /* empty: the global bucket */
-    ngx_uint_t                  use;          /* % of burst + 1 in use,
-                                                 100: requests wait */
-    ngx_msec_t                  wait;         /* until one passes, hold
-                                                 included */
-    uint64_t                    held_until;   /* epoch ms, 0: not held */
-    ngx_uint_t                  quota;        /* the hold is the quota
-                                                 circuit */
-} ngx_gdrive_rate_entry_t;
-
-typedef struct {
-    ngx_array_t                *entries;      /* ngx_gdrive_rate_entry_t */
-    ngx_uint_t                  buckets;      /* integrations in the zone */
-    ngx_uint_t                  passed;       /* takes that returned 0 */
-    ngx_uint_t                  waited;       /* takes told to wait */
-    ngx_uint_t                  holds;
-    ngx_uint_t                  evictions;    /* buckets dropped for room */
-    ngx_uint_t                  unlimited;    /* passed with no bucket */
-} ngx_gdrive_rate_snapshot_t;
-
-#define NGX_GDRIVE_RATE_SNAPSHOT_MAX  100
-
-void ngx_gdrive_rate_init_zone(ngx_gdrive_shm_ctx_t *ctx);
-ngx_msec_t ngx_gdrive_rate_take(ngx_str_t *integration,
-    ngx_uint_t *global);
-void ngx_gdrive_rate_hold(ngx_str_t *integration, ngx_msec_t ms,
-    ngx_uint_t quota);
-ngx_int_t ngx_gdrive_rate_snapshot(ngx_pool_t *pool, ngx_uint_t max,
-    ngx_gdrive_rate_snapshot_t *snap);
-
-
-/*
- * The Drive metadata cache (ngx_gdrive_cache.c): gdrive_metadata_cache
- * entries for its ttl, least recently used evicted first, in at most half
- * of the zone.  get() copies a fresh value into the pool (NGX_OK) or says
- * NGX_DECLINED (miss, expired, cache off, bad key, no pool memory);
- * put() stores or replaces a value of at most NGX_GDRIVE_CACHE_MAX_VALUE
- * bytes, or silently does nothing.  Keys: integration id (at most
- * NGX_GDRIVE_ID_MAX_LEN) and file id (at most NGX_GDRIVE_DRIVE_ID_MAX_LEN).
- * stats() reads the counters without the lock.
- */
-
-#define NGX_GDRIVE_CACHE_MAX_VALUE    16384
-
-void ngx_gdrive_cache_init_zone(ngx_gdrive_shm_ctx_t *ctx);
-ngx_int_t ngx_gdrive_cache_get(ngx_str_t *integration, ngx_str_t *file_id,
-    ngx_pool_t *pool, ngx_str_t *value);
-void ngx_gdrive_cache_put(ngx_str_t *integration, ngx_str_t *file_id,
-    u_char *value, size_t len);
-void ngx_gdrive_cache_stats(ngx_uint_t *entries, ngx_uint_t *hits,
-    ngx_uint_t *misses, ngx_uint_t *evictions);
+};
 
 
 /* Kafka on the event loop */
@@ -384,96 +291,7 @@ ngx_int_t ngx_gdrive_kafka_brokers_state(ngx_gdrive_kafka_t *k,
 void ngx_gdrive_kafka_destroy(ngx_gdrive_kafka_t *k, ngx_msec_t flush);
 
 
-/* outbound HTTP (curl multi on the event loop) */
-
-typedef struct ngx_gdrive_http_s  ngx_gdrive_http_t;
-
-struct ngx_gdrive_http_s {
-    CURL                    *easy;
-    struct curl_slist       *headers;
-    ngx_pool_t              *pool;
-    ngx_log_t               *log;
-    void                   (*handler)(ngx_gdrive_http_t *h);
-    /* the response body, else it is gathered up to max_body; a sink may
-     * return CURL_WRITEFUNC_PAUSE and later call ngx_gdrive_http_resume() */
-    size_t                 (*sink)(ngx_gdrive_http_t *h, u_char *p,
-                                   size_t len);
-    /* every response header line as it arrives, "\r\n" included */
-    void                   (*header_handler)(ngx_gdrive_http_t *h,
-                                u_char *line, size_t len);
-    /* a request body of source_len bytes read as it is sent, instead of
-     * request_body; a source may return CURL_READFUNC_PAUSE and later
-     * call ngx_gdrive_http_resume() */
-    size_t                 (*source)(ngx_gdrive_http_t *h, u_char *p,
-                                     size_t len);
-    off_t                    source_len;
-    void                    *data;
-    const char              *method;      /* NULL: GET, or POST with a body */
-    u_char                  *request_body;
-    size_t                   request_len;
-    const char              *what;        /* for debug lines: no secrets */
-    CURLcode                 result;
-    long                     status;
-    ngx_int_t                retry_after; /* seconds, -1: none */
-    u_char                  *body;
-    size_t                   len;
-    size_t                   cap;
-    size_t                   max_body;
-    ngx_msec_t               started;
-    char                     error[CURL_ERROR_SIZE];
-    ngx_queue_t              queue;       /* waiting to be added */
-    unsigned                 active:1;
-    unsigned                 pending:1;   /* to be added */
-    unsigned                 removing:1;  /* to be removed */
-};
-
-ngx_int_t ngx_gdrive_http_init(ngx_cycle_t *cycle,
-    ngx_http_gdrive_main_conf_t *gmcf);
-void ngx_gdrive_http_done(void);
-ngx_gdrive_http_t *ngx_gdrive_http_create(ngx_pool_t *pool, ngx_log_t *log,
-    size_t max_body);
-ngx_int_t ngx_gdrive_http_header_add(ngx_gdrive_http_t *h, const char *line);
-ngx_int_t ngx_gdrive_http_body_room(ngx_gdrive_http_t *h, size_t size);
-/* a value from outside may go into a header: no CR, LF or NUL */
-ngx_uint_t ngx_gdrive_header_safe(ngx_str_t *value);
-ngx_int_t ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url);
-void ngx_gdrive_http_resume(ngx_gdrive_http_t *h);
-void ngx_gdrive_http_cancel(ngx_gdrive_http_t *h);
-void ngx_gdrive_http_reset(ngx_gdrive_http_t *h);
-
-
-/* OAuth access tokens, cached in the shared zone */
-
-typedef struct ngx_gdrive_token_req_s  ngx_gdrive_token_req_t;
-
-struct ngx_gdrive_token_req_s {
-    ngx_pool_t              *pool;
-    ngx_log_t               *log;
-    ngx_str_t                integration;
-    void                   (*handler)(ngx_gdrive_token_req_t *req);
-    void                    *data;
-
-    /* the answer */
-    ngx_int_t                rc;          /* NGX_OK, NGX_ERROR */
-    ngx_str_t                token;
-    const char              *code;        /* error code of DESIGN §4 */
-    const char              *detail;
-    ngx_uint_t               permanent;
-    ngx_int_t                retry_after; /* seconds, -1: none */
-
-    /* its state */
-    ngx_gdrive_http_t       *http;
-    ngx_event_t              wait;
-    ngx_uint_t               waited;
-    ngx_str_t                client_id;
-    ngx_str_t                client_secret;
-    ngx_str_t                refresh_token;
-    unsigned                 refreshing:1;
-};
-
-void ngx_gdrive_token_get(ngx_gdrive_token_req_t *req);
-void ngx_gdrive_token_cancel(ngx_gdrive_token_req_t *req);
-void ngx_gdrive_token_invalidate(ngx_str_t *integration, ngx_str_t *token);
+#include "ngx_gdrive_http.h"
 
 
 /*
@@ -543,67 +361,6 @@ ngx_int_t ngx_gdrive_drive_escape(ngx_pool_t *pool, const char *data,
     size_t len, ngx_str_t *out);
 
 
-/*
- * S3: one object written from a byte stream (ngx_gdrive_s3.c), signed
- * with SigV4 (ngx_gdrive_sigv4.c).
- *
- * start() asks whether the object already exists: if it does with the
- * same size (any size when the size is not known up front), done() comes
- * with unchanged set and nothing is written.  Otherwise ready() comes and
- * the owner writes the content in order.  write() takes all of the bytes
- * or none: NGX_AGAIN means every part buffer is full or uploading, and
- * resume() will be called when one is free (the owner pauses its
- * download meanwhile).  finish() ends the stream; done() reports.  Below
- * gdrive_s3_multipart_threshold bytes the object is one PUT (sent as it
- * is written when it is larger than a buffer), above it a multipart
- * upload of gdrive_stream_buffers-sized parts, at most
- * gdrive_stream_buffers buffers in memory either way.  A failed or
- * aborted multipart upload is aborted on S3.  After abort() no callback
- * comes.
- */
-
-typedef struct ngx_gdrive_s3_upload_s  ngx_gdrive_s3_upload_t;
-
-struct ngx_gdrive_s3_upload_s {
-    ngx_pool_t              *pool;        /* the owner's */
-    ngx_log_t               *log;
-    ngx_str_t                key;         /* made of safe characters */
-    ngx_str_t                content_type;
-    off_t                    size;        /* -1: not known up front */
-    ngx_str_t                md5;         /* expected hex md5, or empty */
-    ngx_str_t                drive_id;    /* x-amz-meta-drive-file-id */
-    ngx_str_t                version;     /* x-amz-meta-drive-version */
-    ngx_str_t                integration; /* x-amz-meta-integration-id */
-    ngx_str_t                trigger;     /* x-amz-meta-trigger-id */
-    ngx_str_t                name;        /* x-amz-meta-drive-name, UTF-8 */
-
-    void                   (*ready)(ngx_gdrive_s3_upload_t *u);
-    void                   (*resume)(ngx_gdrive_s3_upload_t *u);
-    void                   (*done)(ngx_gdrive_s3_upload_t *u);
-    void                    *data;
-
-    /* the answer, in done() */
-    ngx_int_t                rc;          /* NGX_OK, NGX_ERROR */
-    const char              *code;        /* error code of DESIGN §4 */
-    const char              *detail;
-    ngx_uint_t               permanent;
-    ngx_int_t                retry_after; /* seconds, -1: none */
-    off_t                    bytes;
-    ngx_uint_t               parts;       /* 0: a single PUT */
-    u_char                   sha256[64];  /* hex, of the bytes written */
-    u_char                   md5_hex[32];
-    unsigned                 unchanged:1;
-
-    void                    *state;       /* the S3 client's */
-};
-
-void ngx_gdrive_s3_upload_start(ngx_gdrive_s3_upload_t *u);
-ngx_int_t ngx_gdrive_s3_upload_write(ngx_gdrive_s3_upload_t *u, u_char *p,
-    size_t len);
-void ngx_gdrive_s3_upload_finish(ngx_gdrive_s3_upload_t *u);
-void ngx_gdrive_s3_upload_abort(ngx_gdrive_s3_upload_t *u);
-
-
 /* what one worker process runs */
 
 typedef struct {
@@ -669,7 +426,6 @@ void ngx_gdrive_status_error(u_char *id, size_t len, const char *code,
 
 ngx_int_t ngx_gdrive_metrics_init_process(ngx_cycle_t *cycle,
     ngx_http_gdrive_main_conf_t *gmcf);
-uint64_t ngx_gdrive_epoch_ms(void);
 size_t ngx_gdrive_process_rss(ngx_pid_t pid);
 
 /* the fixed label values, for the exposition */
@@ -714,6 +470,12 @@ ngx_int_t ngx_http_gdrive_send_json(ngx_http_request_t *r, ngx_uint_t status,
 
 
 extern ngx_module_t  ngx_http_gdrive_worker_module;
+
+
+#include "ngx_gdrive_oauth.h"
+#include "ngx_gdrive_ratelimit.h"
+#include "ngx_gdrive_cache.h"
+#include "ngx_gdrive_s3.h"
 
 
 #endif /* _NGX_GDRIVE_H_INCLUDED_ */

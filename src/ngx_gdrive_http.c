@@ -27,6 +27,7 @@ typedef struct {
     ngx_event_t                   timer;
     ngx_log_t                    *log;
     ngx_http_gdrive_main_conf_t  *gmcf;
+    ngx_uint_t                    debug;     /* a line per request */
     ngx_uint_t                    running;
     ngx_uint_t                    in_curl;   /* inside socket_action() */
     ngx_queue_t                   pending;   /* started from a callback */
@@ -75,6 +76,12 @@ ngx_gdrive_http_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
 
     m->log = cycle->log;
     m->gmcf = gmcf;
+
+    /*
+     * The configuration calls the switch gdrive_google_api_debug; here it
+     * is a line for every request made, to whatever host.
+     */
+    m->debug = gmcf->google_api_debug ? 1 : 0;
 
     m->timer.handler = ngx_gdrive_http_timer_handler;
     m->timer.data = m;
@@ -654,7 +661,7 @@ ngx_gdrive_http_check(void)
 
         ngx_gdrive_http_cancel(h);
 
-        if (ngx_gdrive_worker.gmcf->google_api_debug) {
+        if (ngx_gdrive_http_multi.debug) {
             ngx_log_error(NGX_LOG_NOTICE, h->log, 0,
                           "gdrive: http %s -> %l in %Mms%s%s",
                           h->what ? h->what : "request", h->status,

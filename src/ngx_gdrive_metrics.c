@@ -526,17 +526,6 @@ ngx_gdrive_status_copy(u_char *dst, size_t size, const char *src)
 }
 
 
-uint64_t
-ngx_gdrive_epoch_ms(void)
-{
-    ngx_time_t  *tp;
-
-    tp = ngx_timeofday();
-
-    return (uint64_t) tp->sec * 1000 + tp->msec;
-}
-
-
 /*
  * A process's resident set from /proc/<pid>/statm: a small file of the
  * kernel's, read at once, which does not wait on a disk.  0 if unknown.

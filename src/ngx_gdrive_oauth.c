@@ -26,21 +26,31 @@
 
 
 typedef struct {
-    ngx_str_node_t           sn;
-    ngx_queue_t              queue;
+    ngx_gdrive_shm_node_t    node;             /* the integration's id */
     uint64_t                 expires;          /* epoch ms */
     uint64_t                 refresh_started;  /* epoch ms */
     ngx_pid_t                refreshing;
     u_short                  token_len;
-    u_char                   key[NGX_GDRIVE_ID_MAX_LEN];
     u_char                   token[NGX_GDRIVE_TOKEN_MAX];
 } ngx_gdrive_token_node_t;
 
 
+/* what a process knows of tokens: set by ngx_gdrive_token_init() only */
+typedef struct {
+    ngx_http_gdrive_main_conf_t  *gmcf;
+    ngx_gdrive_token_cache_t     *tc;
+    ngx_slab_pool_t              *shpool;
+    ngx_gdrive_shm_keyed_t        cache;
+} ngx_gdrive_tokens_t;
+
+
 static void ngx_gdrive_token_look(ngx_event_t *ev);
-static ngx_gdrive_token_node_t *ngx_gdrive_token_node(
-    ngx_gdrive_shm_ctx_t *ctx, ngx_str_t *key, uint32_t hash,
+static ngx_gdrive_token_node_t *ngx_gdrive_token_node(ngx_str_t *key,
     ngx_uint_t create);
+static ngx_uint_t ngx_gdrive_token_evictable(ngx_gdrive_shm_node_t *node,
+    uint64_t now);
+static void ngx_gdrive_token_gone(ngx_gdrive_shm_node_t *node,
+    ngx_uint_t cause);
 static void ngx_gdrive_token_credentials(ngx_gdrive_token_req_t *req);
 static void ngx_gdrive_token_credentials_done(ngx_gdrive_http_t *h);
 static ngx_int_t ngx_gdrive_token_cp_auth(ngx_gdrive_token_req_t *req);
@@ -57,9 +67,43 @@ static ngx_int_t ngx_gdrive_token_classify(ngx_gdrive_token_req_t *req,
     ngx_gdrive_http_t *h, const char *what);
 static void ngx_gdrive_token_send(ngx_gdrive_token_req_t *req, char *url,
     void (*handler)(ngx_gdrive_http_t *h), const char *what);
-static uint64_t ngx_gdrive_now(void);
 static char *ngx_gdrive_token_url(ngx_pool_t *pool, ngx_str_t *base,
     const char *fmt, ngx_str_t *id);
+
+
+static ngx_gdrive_tokens_t  ngx_gdrive_tokens;
+
+
+void
+ngx_gdrive_token_init(ngx_http_gdrive_main_conf_t *gmcf)
+{
+    ngx_gdrive_shm_ctx_t    *ctx;
+    ngx_gdrive_shm_keyed_t  *k;
+
+    ngx_gdrive_tokens.gmcf = gmcf;
+
+    if (gmcf->shm_zone == NULL) {
+        return;
+    }
+
+    ctx = ngx_gdrive_shm_ctx(gmcf);
+
+    ngx_gdrive_tokens.tc = &ctx->sh->tokens;
+    ngx_gdrive_tokens.shpool = ctx->shpool;
+
+    /*
+     * No limit but the slab's: a full zone evicts the least recently used
+     * entries that nobody refreshes.
+     */
+
+    k = &ngx_gdrive_tokens.cache;
+
+    k->table = &ctx->sh->tokens.table;
+    k->shpool = ctx->shpool;
+    k->tries = 3;
+    k->evictable = ngx_gdrive_token_evictable;
+    k->gone = ngx_gdrive_token_gone;
+}
 
 
 /*
@@ -110,16 +154,11 @@ ngx_gdrive_token_cancel(ngx_gdrive_token_req_t *req)
 void
 ngx_gdrive_token_invalidate(ngx_str_t *integration, ngx_str_t *token)
 {
-    uint32_t                  hash;
-    ngx_gdrive_shm_ctx_t     *ctx;
     ngx_gdrive_token_node_t  *node;
 
-    ctx = ngx_gdrive_shm_ctx(ngx_gdrive_worker.gmcf);
-    hash = ngx_crc32_short(integration->data, integration->len);
+    ngx_shmtx_lock(&ngx_gdrive_tokens.shpool->mutex);
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    node = ngx_gdrive_token_node(ctx, integration, hash, 0);
+    node = ngx_gdrive_token_node(integration, 0);
 
     if (node && node->token_len == token->len
         && ngx_memcmp(node->token, token->data, token->len) == 0)
@@ -128,7 +167,7 @@ ngx_gdrive_token_invalidate(ngx_str_t *integration, ngx_str_t *token)
         node->expires = 0;
     }
 
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
+    ngx_shmtx_unlock(&ngx_gdrive_tokens.shpool->mutex);
 }
 
 
@@ -137,21 +176,19 @@ ngx_gdrive_token_look(ngx_event_t *ev)
 {
     ngx_gdrive_token_req_t *req = ev->data;
 
-    uint32_t                      hash;
     uint64_t                      now;
     ngx_pid_t                     pid;
-    ngx_gdrive_shm_ctx_t         *ctx;
+    ngx_slab_pool_t              *shpool;
     ngx_gdrive_token_node_t      *node;
     ngx_http_gdrive_main_conf_t  *gmcf;
 
-    gmcf = ngx_gdrive_worker.gmcf;
-    ctx = ngx_gdrive_shm_ctx(gmcf);
-    now = ngx_gdrive_now();
-    hash = ngx_crc32_short(req->integration.data, req->integration.len);
+    gmcf = ngx_gdrive_tokens.gmcf;
+    shpool = ngx_gdrive_tokens.shpool;
+    now = ngx_gdrive_epoch_ms();
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
+    ngx_shmtx_lock(&shpool->mutex);
 
-    node = ngx_gdrive_token_node(ctx, &req->integration, hash, 1);
+    node = ngx_gdrive_token_node(&req->integration, 1);
 
     if (node && node->token_len && node->expires > now + gmcf->token_skew) {
 
@@ -162,12 +199,11 @@ ngx_gdrive_token_look(ngx_event_t *ev)
             req->token.len = node->token_len;
         }
 
-        ngx_queue_remove(&node->queue);
-        ngx_queue_insert_head(&ctx->sh->tokens.lru, &node->queue);
-        ctx->sh->tokens.hits++;
+        ngx_gdrive_shm_touch(&ngx_gdrive_tokens.cache, &node->node);
+        ngx_gdrive_tokens.tc->hits++;
         ngx_gdrive_metric_cache("token", "hit");
 
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        ngx_shmtx_unlock(&shpool->mutex);
 
         if (req->token.data == NULL) {
             ngx_gdrive_token_fail(req, "internal_error", "out of memory", 0);
@@ -186,7 +222,7 @@ ngx_gdrive_token_look(ngx_event_t *ev)
     {
         pid = node->refreshing;
 
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        ngx_shmtx_unlock(&shpool->mutex);
 
         if (pid == ngx_pid || kill(pid, 0) == 0 || ngx_errno != NGX_ESRCH) {
             /* another worker refreshes: look again soon */
@@ -195,8 +231,8 @@ ngx_gdrive_token_look(ngx_event_t *ev)
             return;
         }
 
-        ngx_shmtx_lock(&ctx->shpool->mutex);
-        node = ngx_gdrive_token_node(ctx, &req->integration, hash, 0);
+        ngx_shmtx_lock(&shpool->mutex);
+        node = ngx_gdrive_token_node(&req->integration, 0);
     }
 
     if (node) {
@@ -205,7 +241,7 @@ ngx_gdrive_token_look(ngx_event_t *ev)
         req->refreshing = 1;
     }
 
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
+    ngx_shmtx_unlock(&shpool->mutex);
 
     ngx_gdrive_metric_cache("token", "miss");
 
@@ -221,7 +257,7 @@ ngx_gdrive_token_credentials(ngx_gdrive_token_req_t *req)
     char                         *url;
     ngx_http_gdrive_main_conf_t  *gmcf;
 
-    gmcf = ngx_gdrive_worker.gmcf;
+    gmcf = ngx_gdrive_tokens.gmcf;
 
     if (gmcf->control_plane_url.len == 0) {
         req->client_id = gmcf->google_client_id;
@@ -264,7 +300,7 @@ ngx_gdrive_token_cp_auth(ngx_gdrive_token_req_t *req)
     ngx_int_t                     rc;
     ngx_http_gdrive_main_conf_t  *gmcf;
 
-    gmcf = ngx_gdrive_worker.gmcf;
+    gmcf = ngx_gdrive_tokens.gmcf;
 
     if (gmcf->control_plane_certificate.len) {
         curl_easy_setopt(req->http->easy, CURLOPT_SSLCERT,
@@ -320,7 +356,7 @@ ngx_gdrive_token_credentials_done(ngx_gdrive_http_t *h)
     json_error_t                  jerr;
     ngx_http_gdrive_main_conf_t  *gmcf;
 
-    gmcf = ngx_gdrive_worker.gmcf;
+    gmcf = ngx_gdrive_tokens.gmcf;
 
     static const char  *names[3] = {
         "client_id", "client_secret", "refresh_token"
@@ -398,7 +434,7 @@ ngx_gdrive_token_refresh(ngx_gdrive_token_req_t *req)
     size_t                        len;
     ngx_http_gdrive_main_conf_t  *gmcf;
 
-    gmcf = ngx_gdrive_worker.gmcf;
+    gmcf = ngx_gdrive_tokens.gmcf;
 
     req->http = ngx_gdrive_http_create(req->pool, req->log, 64 * 1024);
     if (req->http == NULL) {
@@ -465,7 +501,6 @@ ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h)
     json_int_t                expires_in;
     const char               *token, *error;
     json_error_t              jerr;
-    ngx_gdrive_shm_ctx_t     *ctx;
     ngx_gdrive_token_node_t  *node;
 
     ngx_gdrive_metric_google_request("token",
@@ -550,16 +585,14 @@ ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h)
 
     ngx_gdrive_metric_token_refresh("ok");
 
-    ctx = ngx_gdrive_shm_ctx(ngx_gdrive_worker.gmcf);
-    now = ngx_gdrive_now();
+    now = ngx_gdrive_epoch_ms();
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
+    ngx_shmtx_lock(&ngx_gdrive_tokens.shpool->mutex);
 
-    ctx->sh->tokens.refreshes++;
+    ngx_gdrive_tokens.tc->refreshes++;
 
-    node = ngx_gdrive_token_node(ctx, &req->integration,
-                                 ngx_crc32_short(req->integration.data,
-                                                 req->integration.len), 1);
+    node = ngx_gdrive_token_node(&req->integration, 1);
+
     if (node) {
         ngx_memcpy(node->token, req->token.data, req->token.len);
         node->token_len = (u_short) req->token.len;
@@ -567,7 +600,7 @@ ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h)
         node->refreshing = 0;
     }
 
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
+    ngx_shmtx_unlock(&ngx_gdrive_tokens.shpool->mutex);
 
     req->refreshing = 0;
     req->rc = NGX_OK;
@@ -588,7 +621,7 @@ ngx_gdrive_token_reauthorize(ngx_gdrive_token_req_t *req)
     char                         *url;
     ngx_http_gdrive_main_conf_t  *gmcf;
 
-    gmcf = ngx_gdrive_worker.gmcf;
+    gmcf = ngx_gdrive_tokens.gmcf;
 
     if (gmcf->control_plane_url.len == 0) {
         ngx_gdrive_token_fail(req, req->code, req->detail, 1);
@@ -781,25 +814,21 @@ ngx_gdrive_token_fail(ngx_gdrive_token_req_t *req, const char *code,
 static void
 ngx_gdrive_token_release(ngx_gdrive_token_req_t *req)
 {
-    ngx_gdrive_shm_ctx_t     *ctx;
     ngx_gdrive_token_node_t  *node;
 
     if (!req->refreshing) {
         return;
     }
 
-    ctx = ngx_gdrive_shm_ctx(ngx_gdrive_worker.gmcf);
+    ngx_shmtx_lock(&ngx_gdrive_tokens.shpool->mutex);
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
+    node = ngx_gdrive_token_node(&req->integration, 0);
 
-    node = ngx_gdrive_token_node(ctx, &req->integration,
-                                 ngx_crc32_short(req->integration.data,
-                                                 req->integration.len), 0);
     if (node && node->refreshing == ngx_pid) {
         node->refreshing = 0;
     }
 
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
+    ngx_shmtx_unlock(&ngx_gdrive_tokens.shpool->mutex);
 
     req->refreshing = 0;
 }
@@ -819,15 +848,11 @@ ngx_gdrive_token_finish(ngx_gdrive_token_req_t *req)
  */
 
 static ngx_gdrive_token_node_t *
-ngx_gdrive_token_node(ngx_gdrive_shm_ctx_t *ctx, ngx_str_t *key,
-    uint32_t hash, ngx_uint_t create)
+ngx_gdrive_token_node(ngx_str_t *key, ngx_uint_t create)
 {
-    ngx_uint_t                i;
-    ngx_queue_t              *q;
-    ngx_str_node_t           *sn;
-    ngx_gdrive_token_node_t  *node;
+    ngx_gdrive_shm_node_t  *sn;
 
-    sn = ngx_str_rbtree_lookup(&ctx->sh->tokens.rbtree, key, hash);
+    sn = ngx_gdrive_shm_lookup(&ngx_gdrive_tokens.cache, key);
 
     if (sn) {
         return (ngx_gdrive_token_node_t *) sn;
@@ -837,45 +862,25 @@ ngx_gdrive_token_node(ngx_gdrive_shm_ctx_t *ctx, ngx_str_t *key,
         return NULL;
     }
 
-    for (i = 0; i < 3; i++) {
-        node = ngx_slab_calloc_locked(ctx->shpool,
-                                      sizeof(ngx_gdrive_token_node_t));
-        if (node) {
-            break;
-        }
+    return (ngx_gdrive_token_node_t *)
+               ngx_gdrive_shm_insert(&ngx_gdrive_tokens.cache, key,
+                                     sizeof(ngx_gdrive_token_node_t),
+                                     ngx_gdrive_epoch_ms());
+}
 
-        for (q = ngx_queue_last(&ctx->sh->tokens.lru);
-             q != ngx_queue_sentinel(&ctx->sh->tokens.lru);
-             q = ngx_queue_prev(q))
-        {
-            node = ngx_queue_data(q, ngx_gdrive_token_node_t, queue);
 
-            if (node->refreshing == 0) {
-                ngx_queue_remove(q);
-                ngx_rbtree_delete(&ctx->sh->tokens.rbtree, &node->sn.node);
-                ngx_slab_free_locked(ctx->shpool, node);
-                ctx->sh->tokens.evictions++;
-                ngx_gdrive_metric_cache("token", "eviction");
-                break;
-            }
-        }
+static ngx_uint_t
+ngx_gdrive_token_evictable(ngx_gdrive_shm_node_t *sn, uint64_t now)
+{
+    return ((ngx_gdrive_token_node_t *) sn)->refreshing == 0;
+}
 
-        node = NULL;
-    }
 
-    if (node == NULL) {
-        return NULL;
-    }
-
-    ngx_memcpy(node->key, key->data, key->len);
-    node->sn.str.data = node->key;
-    node->sn.str.len = key->len;
-    node->sn.node.key = hash;
-
-    ngx_rbtree_insert(&ctx->sh->tokens.rbtree, &node->sn.node);
-    ngx_queue_insert_head(&ctx->sh->tokens.lru, &node->queue);
-
-    return node;
+static void
+ngx_gdrive_token_gone(ngx_gdrive_shm_node_t *sn, ngx_uint_t cause)
+{
+    ngx_gdrive_tokens.tc->evictions++;
+    ngx_gdrive_metric_cache("token", "eviction");
 }
 
 
@@ -895,15 +900,4 @@ ngx_gdrive_token_url(ngx_pool_t *pool, ngx_str_t *base, const char *fmt,
     *ngx_sprintf(url, fmt, base, id) = '\0';
 
     return (char *) url;
-}
-
-
-static uint64_t
-ngx_gdrive_now(void)
-{
-    ngx_time_t  *tp;
-
-    tp = ngx_timeofday();
-
-    return (uint64_t) tp->sec * 1000 + tp->msec;
 }

@@ -6,9 +6,9 @@
  * and one for all of them (gdrive_global_rate_limit) in the shared zone,
  * so the limits hold across all workers; plus holds that keep an
  * integration's requests back until a time (Retry-After, the
- * quota_exhausted circuit).  Buckets live in an rbtree keyed by the
- * integration with an LRU queue, as limit_req keeps them; the arithmetic
- * is in ngx_gdrive_bucket.c.  Nothing here waits: a caller told to wait
+ * quota_exhausted circuit).  Buckets live in one of the zone's keyed
+ * tables (ngx_gdrive_shm.c), keyed by the integration; the arithmetic is
+ * in ngx_gdrive_bucket.c.  Nothing here waits: a caller told to wait
  * sets a timer and asks again.
  *
  * Fairness is the simple kind: every caller refused is told when the next
@@ -31,41 +31,71 @@
 
 
 typedef struct {
-    ngx_str_node_t           sn;
-    ngx_queue_t              queue;
+    ngx_gdrive_shm_node_t    node;            /* the integration's id */
     ngx_gdrive_bucket_t      bucket;
     uint64_t                 held_until;      /* epoch ms, 0: not held */
     ngx_uint_t               quota;           /* the hold is the circuit */
-    u_char                   key[1];
 } ngx_gdrive_rate_node_t;
 
 
-static ngx_gdrive_rate_node_t *ngx_gdrive_rate_node(ngx_gdrive_shm_ctx_t *ctx,
-    ngx_str_t *key, uint64_t now);
-static void ngx_gdrive_rate_expire(ngx_gdrive_shm_ctx_t *ctx, uint64_t now,
-    ngx_uint_t force);
-static void ngx_gdrive_rate_drop(ngx_gdrive_shm_ctx_t *ctx,
-    ngx_gdrive_rate_node_t *node);
-static void ngx_gdrive_rate_full(void);
-static size_t ngx_gdrive_rate_cost(void);
+/* what a process knows of the limits: set by ngx_gdrive_rate_init() only */
+typedef struct {
+    ngx_http_gdrive_main_conf_t  *gmcf;
+    ngx_gdrive_rate_zone_t       *rz;       /* NULL: nothing is limited */
+    ngx_slab_pool_t              *shpool;
+    ngx_gdrive_shm_keyed_t        buckets;
+} ngx_gdrive_rate_t;
 
 
-static ngx_uint_t  ngx_gdrive_rate_nomem_logged;
+static ngx_gdrive_rate_node_t *ngx_gdrive_rate_node(ngx_str_t *key,
+    uint64_t now);
+static ngx_uint_t ngx_gdrive_rate_expired(ngx_gdrive_shm_node_t *node,
+    uint64_t now);
+static ngx_uint_t ngx_gdrive_rate_evictable(ngx_gdrive_shm_node_t *node,
+    uint64_t now);
+static void ngx_gdrive_rate_gone(ngx_gdrive_shm_node_t *node,
+    ngx_uint_t cause);
+
+
+static ngx_gdrive_rate_t  ngx_gdrive_rate;
 
 
 void
-ngx_gdrive_rate_init_zone(ngx_gdrive_shm_ctx_t *ctx)
+ngx_gdrive_rate_init(ngx_http_gdrive_main_conf_t *gmcf)
 {
-    ngx_gdrive_rate_zone_t  *rz;
+    ngx_gdrive_shm_ctx_t    *ctx;
+    ngx_gdrive_shm_keyed_t  *k;
 
-    rz = &ctx->sh->rate;
+    ngx_gdrive_rate.gmcf = gmcf;
 
-    ngx_rbtree_init(&rz->rbtree, &rz->sentinel, ngx_str_rbtree_insert_value);
-    ngx_queue_init(&rz->lru);
+    if (gmcf->shm_zone == NULL) {
+        return;
+    }
+
+    ctx = ngx_gdrive_shm_ctx(gmcf);
+
+    ngx_gdrive_rate.rz = &ctx->sh->rate;
+    ngx_gdrive_rate.shpool = ctx->shpool;
+
+    k = &ngx_gdrive_rate.buckets;
+
+    k->table = &ctx->sh->rate.table;
+    k->shpool = ctx->shpool;
 
     /* many integrations must not crowd the token cache out of the zone */
-    rz->max_buckets = (ctx->shpool->end - (u_char *) ctx->shpool) / 4
-                      / ngx_gdrive_rate_cost();
+    k->max_nodes = (ctx->shpool->end - (u_char *) ctx->shpool) / 4
+                   / ngx_gdrive_shm_cost(sizeof(ngx_gdrive_rate_node_t)
+                                         + NGX_GDRIVE_ID_MAX_LEN);
+
+    k->scan = NGX_GDRIVE_RATE_SCAN;
+    k->tries = 4;
+    k->expired = ngx_gdrive_rate_expired;
+    k->evictable = ngx_gdrive_rate_evictable;
+    k->gone = ngx_gdrive_rate_gone;
+    k->nomem = "gdrive: no room for a rate limit bucket in the shared "
+               "zone, and the buckets there hold Retry-After waits or "
+               "open quota circuits: new integrations wait for room; "
+               "make \"gdrive_zone\" larger";
 }
 
 
@@ -73,24 +103,22 @@ ngx_msec_t
 ngx_gdrive_rate_take(ngx_str_t *integration, ngx_uint_t *global)
 {
     uint64_t                      now, wait, w, gw;
-    ngx_gdrive_shm_ctx_t         *ctx;
     ngx_gdrive_rate_zone_t       *rz;
     ngx_gdrive_rate_node_t       *node;
     ngx_http_gdrive_main_conf_t  *gmcf;
 
-    gmcf = ngx_gdrive_worker.gmcf;
+    gmcf = ngx_gdrive_rate.gmcf;
+    rz = ngx_gdrive_rate.rz;
 
-    if (gmcf == NULL || gmcf->shm_zone == NULL) {
+    if (rz == NULL) {
         return 0;
     }
 
-    ctx = ngx_gdrive_shm_ctx(gmcf);
-    rz = &ctx->sh->rate;
-    now = ngx_gdrive_shm_now();
+    now = ngx_gdrive_epoch_ms();
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
+    ngx_shmtx_lock(&ngx_gdrive_rate.shpool->mutex);
 
-    node = ngx_gdrive_rate_node(ctx, integration, now);
+    node = ngx_gdrive_rate_node(integration, now);
 
     wait = ngx_gdrive_bucket_wait(&rz->global, now, gmcf->global_rate,
                                   gmcf->global_burst);
@@ -135,7 +163,7 @@ ngx_gdrive_rate_take(ngx_str_t *integration, ngx_uint_t *global)
         rz->waited++;
     }
 
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
+    ngx_shmtx_unlock(&ngx_gdrive_rate.shpool->mutex);
 
     /* which limit made the caller wait: the global one, or its own */
     *global = (wait && gw == wait);
@@ -143,7 +171,7 @@ ngx_gdrive_rate_take(ngx_str_t *integration, ngx_uint_t *global)
     if (node == NULL && integration->len
         && integration->len <= NGX_GDRIVE_ID_MAX_LEN)
     {
-        ngx_gdrive_rate_full();
+        ngx_gdrive_shm_table_nomem(&ngx_gdrive_rate.buckets);
     }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
@@ -158,26 +186,21 @@ ngx_gdrive_rate_take(ngx_str_t *integration, ngx_uint_t *global)
 void
 ngx_gdrive_rate_hold(ngx_str_t *integration, ngx_msec_t ms, ngx_uint_t quota)
 {
-    uint64_t                      now, until;
-    ngx_gdrive_shm_ctx_t         *ctx;
-    ngx_gdrive_rate_node_t       *node;
-    ngx_http_gdrive_main_conf_t  *gmcf;
+    uint64_t                 now, until;
+    ngx_gdrive_rate_node_t  *node;
 
-    gmcf = ngx_gdrive_worker.gmcf;
-
-    if (gmcf == NULL || gmcf->shm_zone == NULL || integration->len == 0
+    if (ngx_gdrive_rate.rz == NULL || integration->len == 0
         || integration->len > NGX_GDRIVE_ID_MAX_LEN)
     {
         return;
     }
 
-    ctx = ngx_gdrive_shm_ctx(gmcf);
-    now = ngx_gdrive_shm_now();
+    now = ngx_gdrive_epoch_ms();
     until = now + ngx_min(ms, 86400000);
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
+    ngx_shmtx_lock(&ngx_gdrive_rate.shpool->mutex);
 
-    node = ngx_gdrive_rate_node(ctx, integration, now);
+    node = ngx_gdrive_rate_node(integration, now);
 
     if (node) {
         if (node->held_until <= now) {
@@ -192,13 +215,13 @@ ngx_gdrive_rate_hold(ngx_str_t *integration, ngx_msec_t ms, ngx_uint_t quota)
             node->quota = 1;
         }
 
-        ctx->sh->rate.holds++;
+        ngx_gdrive_rate.rz->holds++;
     }
 
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
+    ngx_shmtx_unlock(&ngx_gdrive_rate.shpool->mutex);
 
     if (node == NULL) {
-        ngx_gdrive_rate_full();
+        ngx_gdrive_shm_table_nomem(&ngx_gdrive_rate.buckets);
         return;
     }
 
@@ -220,8 +243,7 @@ ngx_gdrive_rate_snapshot(ngx_pool_t *pool, ngx_uint_t max,
     u_char                       *keys, *p;
     uint64_t                      now, wait;
     ngx_uint_t                    n;
-    ngx_queue_t                  *q;
-    ngx_gdrive_shm_ctx_t         *ctx;
+    ngx_gdrive_shm_node_t        *sn;
     ngx_gdrive_rate_zone_t       *rz;
     ngx_gdrive_rate_node_t       *node;
     ngx_gdrive_rate_entry_t      *e;
@@ -244,18 +266,17 @@ ngx_gdrive_rate_snapshot(ngx_pool_t *pool, ngx_uint_t max,
         return NGX_ERROR;
     }
 
-    gmcf = ngx_gdrive_worker.gmcf;
+    gmcf = ngx_gdrive_rate.gmcf;
+    rz = ngx_gdrive_rate.rz;
 
-    if (gmcf == NULL || gmcf->shm_zone == NULL) {
+    if (rz == NULL) {
         return NGX_OK;
     }
 
-    ctx = ngx_gdrive_shm_ctx(gmcf);
-    rz = &ctx->sh->rate;
-    now = ngx_gdrive_shm_now();
+    now = ngx_gdrive_epoch_ms();
     p = keys;
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
+    ngx_shmtx_lock(&ngx_gdrive_rate.shpool->mutex);
 
     /* the array holds max + 1 entries: no push below allocates */
 
@@ -269,17 +290,17 @@ ngx_gdrive_rate_snapshot(ngx_pool_t *pool, ngx_uint_t max,
 
     n = 0;
 
-    for (q = ngx_queue_head(&rz->lru);
-         q != ngx_queue_sentinel(&rz->lru) && n < max;
-         q = ngx_queue_next(q), n++)
+    for (sn = ngx_gdrive_shm_newest(&ngx_gdrive_rate.buckets);
+         sn && n < max;
+         sn = ngx_gdrive_shm_older(&ngx_gdrive_rate.buckets, sn), n++)
     {
-        node = ngx_queue_data(q, ngx_gdrive_rate_node_t, queue);
+        node = (ngx_gdrive_rate_node_t *) sn;
 
         e = ngx_array_push(snap->entries);
 
         e->integration.data = p;
-        e->integration.len = node->sn.str.len;
-        p = ngx_cpymem(p, node->sn.str.data, node->sn.str.len);
+        e->integration.len = sn->sn.str.len;
+        p = ngx_cpymem(p, sn->sn.str.data, sn->sn.str.len);
 
         wait = ngx_gdrive_bucket_wait(&node->bucket, now, gmcf->rate,
                                       gmcf->burst);
@@ -299,14 +320,14 @@ ngx_gdrive_rate_snapshot(ngx_pool_t *pool, ngx_uint_t max,
                                                     gmcf->rate, gmcf->burst);
     }
 
-    snap->buckets = rz->buckets;
+    snap->buckets = rz->table.nodes;
     snap->passed = rz->passed;
     snap->waited = rz->waited;
     snap->holds = rz->holds;
     snap->evictions = rz->evictions;
     snap->unlimited = rz->unlimited;
 
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
+    ngx_shmtx_unlock(&ngx_gdrive_rate.shpool->mutex);
 
     return NGX_OK;
 }
@@ -319,165 +340,65 @@ ngx_gdrive_rate_snapshot(ngx_pool_t *pool, ngx_uint_t max,
  */
 
 static ngx_gdrive_rate_node_t *
-ngx_gdrive_rate_node(ngx_gdrive_shm_ctx_t *ctx, ngx_str_t *key, uint64_t now)
+ngx_gdrive_rate_node(ngx_str_t *key, uint64_t now)
 {
-    size_t                   size;
-    uint32_t                 hash;
-    ngx_uint_t               i;
-    ngx_str_node_t          *sn;
-    ngx_gdrive_rate_zone_t  *rz;
-    ngx_gdrive_rate_node_t  *node;
+    ngx_gdrive_shm_node_t  *sn;
 
     if (key->len == 0 || key->len > NGX_GDRIVE_ID_MAX_LEN) {
         return NULL;
     }
 
-    rz = &ctx->sh->rate;
-    hash = ngx_crc32_short(key->data, key->len);
-
-    sn = ngx_str_rbtree_lookup(&rz->rbtree, key, hash);
+    sn = ngx_gdrive_shm_lookup(&ngx_gdrive_rate.buckets, key);
 
     if (sn) {
-        node = (ngx_gdrive_rate_node_t *) sn;
-        ngx_queue_remove(&node->queue);
-        ngx_queue_insert_head(&rz->lru, &node->queue);
-        return node;
+        ngx_gdrive_shm_touch(&ngx_gdrive_rate.buckets, sn);
+        return (ngx_gdrive_rate_node_t *) sn;
     }
 
-    ngx_gdrive_rate_expire(ctx, now, rz->buckets >= rz->max_buckets);
+    /* when every bucket looked at is held, none: the newcomer waits */
 
-    if (rz->buckets >= rz->max_buckets) {
-        /* every bucket looked at is held: the newcomer waits */
-        return NULL;
-    }
-
-    size = offsetof(ngx_gdrive_rate_node_t, key) + key->len;
-
-    for (i = 0; /* void */ ; i++) {
-        node = ngx_slab_calloc_locked(ctx->shpool, size);
-
-        if (node || i == 3 || ngx_queue_empty(&rz->lru)) {
-            break;
-        }
-
-        ngx_gdrive_rate_expire(ctx, now, 1);
-    }
-
-    if (node == NULL) {
-        return NULL;
-    }
-
-    ngx_memcpy(node->key, key->data, key->len);
-    node->sn.str.data = node->key;
-    node->sn.str.len = key->len;
-    node->sn.node.key = hash;
-
-    ngx_rbtree_insert(&rz->rbtree, &node->sn.node);
-    ngx_queue_insert_head(&rz->lru, &node->queue);
-    rz->buckets++;
-
-    return node;
+    return (ngx_gdrive_rate_node_t *)
+               ngx_gdrive_shm_insert(&ngx_gdrive_rate.buckets, key,
+                                     sizeof(ngx_gdrive_rate_node_t), now);
 }
 
 
 /*
- * Under the zone's mutex.  Removes up to two buckets from the LRU end
- * that are drained, idle and not held (they mean nothing); with force,
- * first the least recently used bucket that holds nothing, looked for
- * among the NGX_GDRIVE_RATE_SCAN oldest (an eviction).  A held bucket, a
+ * Under the zone's mutex.  A bucket that is drained, idle and not held
+ * means nothing: it goes from the LRU end.  For room, the least recently
+ * used bucket that holds nothing goes, looked for among the
+ * NGX_GDRIVE_RATE_SCAN oldest (an eviction).  A held bucket, a
  * Retry-After or an open quota circuit, is never evicted.
  */
 
-static void
-ngx_gdrive_rate_expire(ngx_gdrive_shm_ctx_t *ctx, uint64_t now,
-    ngx_uint_t force)
+static ngx_uint_t
+ngx_gdrive_rate_expired(ngx_gdrive_shm_node_t *sn, uint64_t now)
 {
-    ngx_uint_t               n;
-    ngx_queue_t             *q;
-    ngx_gdrive_rate_zone_t  *rz;
     ngx_gdrive_rate_node_t  *node;
 
-    rz = &ctx->sh->rate;
+    node = (ngx_gdrive_rate_node_t *) sn;
 
-    if (force) {
-        n = 0;
+    return !(node->held_until > now
+             || now < node->bucket.last + NGX_GDRIVE_RATE_IDLE
+             || ngx_gdrive_bucket_level(&node->bucket, now,
+                                        ngx_gdrive_rate.gmcf->rate));
+}
 
-        for (q = ngx_queue_last(&rz->lru);
-             q != ngx_queue_sentinel(&rz->lru) && n < NGX_GDRIVE_RATE_SCAN;
-             q = ngx_queue_prev(q), n++)
-        {
-            node = ngx_queue_data(q, ngx_gdrive_rate_node_t, queue);
 
-            if (node->held_until <= now) {
-                rz->evictions++;
-                ngx_gdrive_rate_drop(ctx, node);
-                break;
-            }
-        }
-    }
-
-    for (n = 0; n < 2; n++) {
-
-        if (ngx_queue_empty(&rz->lru)) {
-            return;
-        }
-
-        q = ngx_queue_last(&rz->lru);
-        node = ngx_queue_data(q, ngx_gdrive_rate_node_t, queue);
-
-        if (node->held_until > now
-            || now < node->bucket.last + NGX_GDRIVE_RATE_IDLE
-            || ngx_gdrive_bucket_level(&node->bucket, now,
-                                       ngx_gdrive_worker.gmcf->rate))
-        {
-            return;
-        }
-
-        rz->expired++;
-        ngx_gdrive_rate_drop(ctx, node);
-    }
+static ngx_uint_t
+ngx_gdrive_rate_evictable(ngx_gdrive_shm_node_t *sn, uint64_t now)
+{
+    return ((ngx_gdrive_rate_node_t *) sn)->held_until <= now;
 }
 
 
 static void
-ngx_gdrive_rate_drop(ngx_gdrive_shm_ctx_t *ctx, ngx_gdrive_rate_node_t *node)
+ngx_gdrive_rate_gone(ngx_gdrive_shm_node_t *sn, ngx_uint_t cause)
 {
-    ngx_queue_remove(&node->queue);
-    ngx_rbtree_delete(&ctx->sh->rate.rbtree, &node->sn.node);
-    ngx_slab_free_locked(ctx->shpool, node);
-    ctx->sh->rate.buckets--;
-}
+    if (cause == NGX_GDRIVE_SHM_EVICTED) {
+        ngx_gdrive_rate.rz->evictions++;
 
-
-static void
-ngx_gdrive_rate_full(void)
-{
-    /* once per process: a full zone would say it on every request */
-
-    if (ngx_gdrive_rate_nomem_logged) {
-        return;
+    } else {
+        ngx_gdrive_rate.rz->expired++;
     }
-
-    ngx_gdrive_rate_nomem_logged = 1;
-
-    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                  "gdrive: no room for a rate limit bucket in the shared "
-                  "zone, and the buckets there hold Retry-After waits or "
-                  "open quota circuits: new integrations wait for room; "
-                  "make \"gdrive_zone\" larger");
-}
-
-
-/* what the slab takes for a bucket with the longest key */
-
-static size_t
-ngx_gdrive_rate_cost(void)
-{
-    size_t  size, cost;
-
-    size = offsetof(ngx_gdrive_rate_node_t, key) + NGX_GDRIVE_ID_MAX_LEN;
-
-    for (cost = 8; cost < size; cost <<= 1) { /* void */ }
-
-    return cost;
 }

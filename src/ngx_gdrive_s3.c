@@ -163,7 +163,7 @@ typedef struct {
 } ngx_gdrive_s3_orphan_t;
 
 
-static ngx_int_t ngx_gdrive_s3_init(ngx_gdrive_s3_upload_t *u,
+static ngx_int_t ngx_gdrive_s3_prepare(ngx_gdrive_s3_upload_t *u,
     ngx_gdrive_s3_t *s3);
 static ngx_int_t ngx_gdrive_s3_send(ngx_gdrive_s3_t *s3,
     ngx_gdrive_s3_req_t *req, ngx_gdrive_http_t *h,
@@ -211,6 +211,26 @@ static ngx_uint_t ngx_gdrive_s3_printable(ngx_str_t *s);
 static const char *ngx_gdrive_s3_what(ngx_gdrive_s3_kind_e kind);
 
 
+/* the S3 settings: set by ngx_gdrive_s3_init() only */
+static ngx_http_gdrive_main_conf_t  *ngx_gdrive_s3_gmcf;
+
+
+void
+ngx_gdrive_s3_init(ngx_http_gdrive_main_conf_t *gmcf)
+{
+    ngx_gdrive_s3_gmcf = gmcf;
+}
+
+
+/* the deleter's settings are the uploader's */
+
+ngx_http_gdrive_main_conf_t *
+ngx_gdrive_s3_conf(void)
+{
+    return ngx_gdrive_s3_gmcf;
+}
+
+
 void
 ngx_gdrive_s3_upload_start(ngx_gdrive_s3_upload_t *u)
 {
@@ -242,7 +262,7 @@ ngx_gdrive_s3_upload_start(ngx_gdrive_s3_upload_t *u)
     u->state = s3;
 
     s3->u = u;
-    s3->gmcf = ngx_gdrive_worker.gmcf;
+    s3->gmcf = ngx_gdrive_s3_gmcf;
 
     s3->post.handler = ngx_gdrive_s3_post_handler;
     s3->post.data = s3;
@@ -255,7 +275,7 @@ ngx_gdrive_s3_upload_start(ngx_gdrive_s3_upload_t *u)
     cln->handler = ngx_gdrive_s3_cleanup;
     cln->data = s3;
 
-    if (ngx_gdrive_s3_init(u, s3) != NGX_OK) {
+    if (ngx_gdrive_s3_prepare(u, s3) != NGX_OK) {
         return;
     }
 
@@ -264,7 +284,7 @@ ngx_gdrive_s3_upload_start(ngx_gdrive_s3_upload_t *u)
 
 
 static ngx_int_t
-ngx_gdrive_s3_init(ngx_gdrive_s3_upload_t *u, ngx_gdrive_s3_t *s3)
+ngx_gdrive_s3_prepare(ngx_gdrive_s3_upload_t *u, ngx_gdrive_s3_t *s3)
 {
     ngx_uint_t                    i;
     ngx_http_gdrive_main_conf_t  *gmcf;

@@ -80,7 +80,7 @@ ngx_gdrive_s3_delete_start(ngx_gdrive_s3_delete_t *d)
 
     d->state = s;
     s->d = d;
-    s->gmcf = ngx_gdrive_worker.gmcf;
+    s->gmcf = ngx_gdrive_s3_conf();
 
     cln->handler = ngx_gdrive_s3_delete_cleanup;
     cln->data = s;

@@ -315,6 +315,11 @@ ngx_http_gdrive_init_process(ngx_cycle_t *cycle)
     w = &ngx_gdrive_worker;
     w->gmcf = gmcf;
 
+    ngx_gdrive_token_init(gmcf);
+    ngx_gdrive_rate_init(gmcf);
+    ngx_gdrive_cache_init(gmcf);
+    ngx_gdrive_s3_init(gmcf);
+
     if (ngx_worker < NGX_GDRIVE_MAX_WORKERS) {
         w->status = &ngx_gdrive_shm(gmcf)->workers[ngx_worker];
 

@@ -1,0 +1,79 @@
+
+/*
+ * nginx-gdrive-worker: outbound HTTP, curl multi on the event loop
+ * (ngx_gdrive_http.c).
+ *
+ * Infrastructure.  ngx_gdrive.h includes this header after the
+ * configuration's type, whose settings ngx_gdrive_http_init() takes.
+ */
+
+
+#ifndef _NGX_GDRIVE_HTTP_H_INCLUDED_
+#define _NGX_GDRIVE_HTTP_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include <curl/curl.h>
+
+
+/* outbound HTTP (curl multi on the event loop) */
+
+typedef struct ngx_gdrive_http_s  ngx_gdrive_http_t;
+
+struct ngx_gdrive_http_s {
+    CURL                    *easy;
+    struct curl_slist       *headers;
+    ngx_pool_t              *pool;
+    ngx_log_t               *log;
+    void                   (*handler)(ngx_gdrive_http_t *h);
+    /* the response body, else it is gathered up to max_body; a sink may
+     * return CURL_WRITEFUNC_PAUSE and later call ngx_gdrive_http_resume() */
+    size_t                 (*sink)(ngx_gdrive_http_t *h, u_char *p,
+                                   size_t len);
+    /* every response header line as it arrives, "\r\n" included */
+    void                   (*header_handler)(ngx_gdrive_http_t *h,
+                                u_char *line, size_t len);
+    /* a request body of source_len bytes read as it is sent, instead of
+     * request_body; a source may return CURL_READFUNC_PAUSE and later
+     * call ngx_gdrive_http_resume() */
+    size_t                 (*source)(ngx_gdrive_http_t *h, u_char *p,
+                                     size_t len);
+    off_t                    source_len;
+    void                    *data;
+    const char              *method;      /* NULL: GET, or POST with a body */
+    u_char                  *request_body;
+    size_t                   request_len;
+    const char              *what;        /* for debug lines: no secrets */
+    CURLcode                 result;
+    long                     status;
+    ngx_int_t                retry_after; /* seconds, -1: none */
+    u_char                  *body;
+    size_t                   len;
+    size_t                   cap;
+    size_t                   max_body;
+    ngx_msec_t               started;
+    char                     error[CURL_ERROR_SIZE];
+    ngx_queue_t              queue;       /* waiting to be added */
+    unsigned                 active:1;
+    unsigned                 pending:1;   /* to be added */
+    unsigned                 removing:1;  /* to be removed */
+};
+
+ngx_int_t ngx_gdrive_http_init(ngx_cycle_t *cycle,
+    ngx_http_gdrive_main_conf_t *gmcf);
+void ngx_gdrive_http_done(void);
+ngx_gdrive_http_t *ngx_gdrive_http_create(ngx_pool_t *pool, ngx_log_t *log,
+    size_t max_body);
+ngx_int_t ngx_gdrive_http_header_add(ngx_gdrive_http_t *h, const char *line);
+ngx_int_t ngx_gdrive_http_body_room(ngx_gdrive_http_t *h, size_t size);
+/* a value from outside may go into a header: no CR, LF or NUL */
+ngx_uint_t ngx_gdrive_header_safe(ngx_str_t *value);
+ngx_int_t ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url);
+void ngx_gdrive_http_resume(ngx_gdrive_http_t *h);
+void ngx_gdrive_http_cancel(ngx_gdrive_http_t *h);
+void ngx_gdrive_http_reset(ngx_gdrive_http_t *h);
+
+
+#endif /* _NGX_GDRIVE_HTTP_H_INCLUDED_ */

@@ -1,0 +1,54 @@
+
+/*
+ * nginx-gdrive-worker: Google OAuth access tokens (ngx_gdrive_oauth.c).
+ *
+ * Client layer.  Include after ngx_gdrive.h (the configuration, the
+ * outbound HTTP client).
+ */
+
+
+#ifndef _NGX_GDRIVE_OAUTH_H_INCLUDED_
+#define _NGX_GDRIVE_OAUTH_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+
+/* OAuth access tokens, cached in the shared zone */
+
+typedef struct ngx_gdrive_token_req_s  ngx_gdrive_token_req_t;
+
+struct ngx_gdrive_token_req_s {
+    ngx_pool_t              *pool;
+    ngx_log_t               *log;
+    ngx_str_t                integration;
+    void                   (*handler)(ngx_gdrive_token_req_t *req);
+    void                    *data;
+
+    /* the answer */
+    ngx_int_t                rc;          /* NGX_OK, NGX_ERROR */
+    ngx_str_t                token;
+    const char              *code;        /* README, Failures and retries */
+    const char              *detail;
+    ngx_uint_t               permanent;
+    ngx_int_t                retry_after; /* seconds, -1: none */
+
+    /* its state */
+    ngx_gdrive_http_t       *http;
+    ngx_event_t              wait;
+    ngx_uint_t               waited;
+    ngx_str_t                client_id;
+    ngx_str_t                client_secret;
+    ngx_str_t                refresh_token;
+    unsigned                 refreshing:1;
+};
+
+void ngx_gdrive_token_init(ngx_http_gdrive_main_conf_t *gmcf);
+void ngx_gdrive_token_get(ngx_gdrive_token_req_t *req);
+void ngx_gdrive_token_cancel(ngx_gdrive_token_req_t *req);
+void ngx_gdrive_token_invalidate(ngx_str_t *integration, ngx_str_t *token);
+
+
+#endif /* _NGX_GDRIVE_OAUTH_H_INCLUDED_ */
