@@ -910,27 +910,12 @@ ngx_int_t ngx_http_gdrive_setting_info(ngx_http_gdrive_main_conf_t *gmcf,
 
 /* locations */
 
-ngx_int_t ngx_http_gdrive_trigger_handler(ngx_http_request_t *r);
-void ngx_http_gdrive_trigger_detach_all(void);
-ngx_int_t ngx_http_gdrive_trigger_init(ngx_conf_t *cf);
-
-ngx_int_t ngx_http_gdrive_health_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_gdrive_metrics_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_gdrive_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gdrive_dlq_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_gdrive_unavailable_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_gdrive_request_body(ngx_http_request_t *r, size_t max,
-    ngx_str_t *body);
-ngx_int_t ngx_http_gdrive_add_header(ngx_http_request_t *r, char *key,
-    char *value);
-ngx_int_t ngx_http_gdrive_send_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *code, const char *detail);
-ngx_int_t ngx_http_gdrive_error_filter_init(ngx_conf_t *cf);
-ngx_int_t ngx_http_gdrive_send_json(ngx_http_request_t *r, ngx_uint_t status,
-    u_char *json, size_t len);
 
 
 extern ngx_module_t  ngx_http_gdrive_worker_module;
 
+
+#include "ngx_http_gdrive.h"
 
 #endif /* _NGX_GDRIVE_H_INCLUDED_ */
