@@ -24,9 +24,14 @@
 
 /* the locations */
 
+/* the producer, its trigger topic, or none: triggers get 503 */
+void ngx_http_gdrive_trigger_init(ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_gdrive_kafka_t *producer, rd_kafka_topic_t *topic);
 ngx_int_t ngx_http_gdrive_trigger_handler(ngx_http_request_t *r);
 void ngx_http_gdrive_trigger_detach_all(void);
 
+/* the producer whose broker state is the Kafka check, or none */
+void ngx_http_gdrive_health_init(ngx_gdrive_kafka_t *producer);
 ngx_int_t ngx_http_gdrive_health_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gdrive_metrics_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gdrive_status_handler(ngx_http_request_t *r);

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_metrics.h"
 #include "ngx_http_gdrive.h"
 
 
