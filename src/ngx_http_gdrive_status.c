@@ -27,6 +27,21 @@ static json_t *ngx_http_gdrive_worker_json(ngx_gdrive_worker_status_t *st,
 static void ngx_http_gdrive_rate_html(ngx_http_gdrive_out_t *o,
     ngx_pool_t *pool);
 static ngx_int_t ngx_http_gdrive_status_html(ngx_http_request_t *r);
+static void ngx_http_gdrive_html_workers(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_sh_t *sh);
+static void ngx_http_gdrive_html_partitions(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_sh_t *sh, ngx_http_gdrive_main_conf_t *gmcf);
+static void ngx_http_gdrive_html_jobs(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_sh_t *sh, uint64_t now);
+static void ngx_http_gdrive_html_messages(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_metrics_t *m);
+static void ngx_http_gdrive_html_limits(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_metrics_t *m, ngx_http_gdrive_main_conf_t *gmcf);
+static void ngx_http_gdrive_html_probes(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_health_sh_t *hs, ngx_http_gdrive_main_conf_t *gmcf,
+    uint64_t now);
+static void ngx_http_gdrive_html_errors(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_sh_t *sh);
 static ngx_int_t ngx_http_gdrive_diagnostics(ngx_http_request_t *r);
 static json_t *ngx_http_gdrive_errors_json(ngx_gdrive_sh_t *sh);
 static json_t *ngx_http_gdrive_redact_url(ngx_str_t *v);
@@ -344,19 +359,6 @@ ngx_http_gdrive_errors_json(ngx_gdrive_sh_t *sh)
 }
 
 
-
-
-/*
- * The page for people: plain HTML, no script, refreshed by the browser
- * every 5 seconds.  Every value from a message or a peer is escaped.
- */
-
-/*
- * The rate limiter's buckets, the global one first, then the integrations
- * most recently used: how full, how long until a request passes, and a
- * hold (Retry-After) or an open quota circuit.
- */
-
 /* a worker's counters from its slot: the status page and diagnostics */
 
 static json_t *
@@ -383,6 +385,12 @@ ngx_http_gdrive_worker_json(ngx_gdrive_worker_status_t *st, ngx_uint_t i)
     return w;
 }
 
+
+/*
+ * The rate limiter's buckets, the global one first, then the integrations
+ * most recently used: how full, how long until a request passes, and a
+ * hold (Retry-After) or an open quota circuit.
+ */
 
 static json_t *
 ngx_http_gdrive_rate_json(ngx_pool_t *pool)
@@ -480,30 +488,21 @@ ngx_http_gdrive_rate_html(ngx_http_gdrive_out_t *o, ngx_pool_t *pool)
 }
 
 
+/*
+ * The page for people: plain HTML, no script, refreshed by the browser
+ * every 5 seconds.  Every value from a message or a peer is escaped.
+ */
+
 static ngx_int_t
 ngx_http_gdrive_status_html(ngx_http_request_t *r)
 {
-    size_t                        rss;
-    uint64_t                      now, started;
-    ngx_uint_t                    i, j, n, any;
+    uint64_t                      now;
     ngx_gdrive_sh_t              *sh;
-    ngx_gdrive_metrics_t         *m;
     ngx_http_gdrive_out_t         o;
-    ngx_gdrive_job_slot_t        *js;
-    ngx_http_gdrive_err_t        *all;
-    ngx_gdrive_health_sh_t       *hs;
-    ngx_gdrive_worker_detail_t   *d;
-    ngx_gdrive_worker_status_t   *st;
     ngx_http_gdrive_main_conf_t  *gmcf;
-
-    static const char  *probes[NGX_GDRIVE_PROBES] = {
-        "token endpoint", "Drive API", "S3 bucket"
-    };
 
     gmcf = ngx_http_get_module_main_conf(r, ngx_http_gdrive_worker_module);
     sh = ngx_gdrive_shm(gmcf);
-    m = &sh->metrics;
-    hs = &sh->health;
     now = ngx_gdrive_epoch_ms();
 
     ngx_memzero(&o, sizeof(ngx_http_gdrive_out_t));
@@ -530,9 +529,29 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
         "<a href=\"?diagnostics\">diagnostics</a></p>\n",
         &ngx_cached_http_log_iso8601);
 
-    /* workers */
+    ngx_http_gdrive_html_workers(&o, sh);
+    ngx_http_gdrive_html_partitions(&o, sh, gmcf);
+    ngx_http_gdrive_html_jobs(&o, sh, now);
+    ngx_http_gdrive_html_messages(&o, &sh->metrics);
+    ngx_http_gdrive_html_limits(&o, &sh->metrics, gmcf);
+    ngx_http_gdrive_html_probes(&o, &sh->health, gmcf, now);
+    ngx_http_gdrive_html_errors(&o, sh);
 
-    ngx_http_gdrive_out_printf(&o,
+    ngx_http_gdrive_out_printf(&o, "</body></html>\n");
+
+    return ngx_http_gdrive_out_send(r, &o, NGX_HTTP_OK,
+                                    "text/html; charset=utf-8");
+}
+
+
+static void
+ngx_http_gdrive_html_workers(ngx_http_gdrive_out_t *o, ngx_gdrive_sh_t *sh)
+{
+    size_t                       rss;
+    ngx_uint_t                   i;
+    ngx_gdrive_worker_status_t  *st;
+
+    ngx_http_gdrive_out_printf(o,
         "<h2>Workers</h2>\n<table><tr><th>worker</th><th>pid</th>"
         "<th>up</th><th>in flight</th><th>queued</th><th>peak</th>"
         "<th>consumer</th>"
@@ -548,7 +567,7 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
 
         rss = ngx_gdrive_process_rss((ngx_pid_t) st->pid);
 
-        ngx_http_gdrive_out_printf(&o,
+        ngx_http_gdrive_out_printf(o,
             "<tr><td class=\"n\">%ui</td><td class=\"n\">%uA</td>"
             "<td class=\"n\">%T s</td><td class=\"n\">%uA</td>"
             "<td class=\"n\">%uA</td>"
@@ -561,11 +580,18 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
             rss / (1024 * 1024));
     }
 
-    ngx_http_gdrive_out_printf(&o, "</table>\n");
+    ngx_http_gdrive_out_printf(o, "</table>\n");
+}
 
-    /* partitions */
 
-    ngx_http_gdrive_out_printf(&o,
+static void
+ngx_http_gdrive_html_partitions(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_sh_t *sh, ngx_http_gdrive_main_conf_t *gmcf)
+{
+    ngx_uint_t                   i, j, n, any;
+    ngx_gdrive_worker_status_t  *st;
+
+    ngx_http_gdrive_out_printf(o,
         "<h2>Partitions</h2>\n<table><tr><th>partition</th><th>worker</th>"
         "<th>stored offset</th><th>high watermark</th><th>lag</th></tr>\n");
 
@@ -583,17 +609,17 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
         for (j = 0; j < n; j++) {
             any = 1;
 
-            ngx_http_gdrive_out_printf(&o,
+            ngx_http_gdrive_out_printf(o,
                 "<tr><td class=\"n\">%D</td><td class=\"n\">%ui</td>"
                 "<td class=\"n\">%L</td><td class=\"n\">%L</td>",
                 st->partitions[j], i, st->stored[j], st->high[j]);
 
             if (st->lag[j] < 0) {
-                ngx_http_gdrive_out_printf(&o,
+                ngx_http_gdrive_out_printf(o,
                     "<td class=\"muted\">unknown</td></tr>\n");
 
             } else {
-                ngx_http_gdrive_out_printf(&o,
+                ngx_http_gdrive_out_printf(o,
                     "<td class=\"n%s\">%L</td></tr>\n",
                     (ngx_uint_t) st->lag[j] >= gmcf->health_max_lag
                     ? " bad" : "", st->lag[j]);
@@ -602,16 +628,25 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
     }
 
     if (!any) {
-        ngx_http_gdrive_out_printf(&o,
+        ngx_http_gdrive_out_printf(o,
             "<tr><td colspan=\"5\" class=\"muted\">no partitions assigned"
             "</td></tr>\n");
     }
 
-    ngx_http_gdrive_out_printf(&o, "</table>\n");
+    ngx_http_gdrive_out_printf(o, "</table>\n");
+}
 
-    /* in-flight jobs */
 
-    ngx_http_gdrive_out_printf(&o,
+static void
+ngx_http_gdrive_html_jobs(ngx_http_gdrive_out_t *o, ngx_gdrive_sh_t *sh,
+    uint64_t now)
+{
+    uint64_t                     started;
+    ngx_uint_t                   i, j, any;
+    ngx_gdrive_job_slot_t       *js;
+    ngx_gdrive_worker_detail_t  *d;
+
+    ngx_http_gdrive_out_printf(o,
         "<h2>Jobs in flight</h2>\n<table><tr><th>trigger id</th>"
         "<th>worker</th><th>partition</th><th>offset</th><th>stage</th>"
         "<th>age</th></tr>\n");
@@ -635,17 +670,17 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
 
             any = 1;
 
-            ngx_http_gdrive_out_printf(&o, "<tr><td>");
-            ngx_http_gdrive_out_html(&o, js->id,
+            ngx_http_gdrive_out_printf(o, "<tr><td>");
+            ngx_http_gdrive_out_html(o, js->id,
                                      ngx_min(js->id_len,
                                              NGX_GDRIVE_ID_MAX_LEN));
-            ngx_http_gdrive_out_printf(&o,
+            ngx_http_gdrive_out_printf(o,
                 "</td><td class=\"n\">%ui</td><td class=\"n\">%D</td>"
                 "<td class=\"n\">%L</td><td>", i, js->partition, js->offset);
-            ngx_http_gdrive_out_html(&o, (u_char *) js->stage,
+            ngx_http_gdrive_out_html(o, (u_char *) js->stage,
                                      ngx_strnlen((u_char *) js->stage,
                                                  sizeof(js->stage)));
-            ngx_http_gdrive_out_printf(&o,
+            ngx_http_gdrive_out_printf(o,
                 "</td><td class=\"n\">%uL.%01uL s</td></tr>\n",
                 (now > started ? now - started : 0) / 1000,
                 (now > started ? now - started : 0) % 1000 / 100);
@@ -653,15 +688,20 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
     }
 
     if (!any) {
-        ngx_http_gdrive_out_printf(&o,
+        ngx_http_gdrive_out_printf(o,
             "<tr><td colspan=\"6\" class=\"muted\">none</td></tr>\n");
     }
 
-    ngx_http_gdrive_out_printf(&o, "</table>\n");
+    ngx_http_gdrive_out_printf(o, "</table>\n");
+}
 
-    /* messages */
 
-    ngx_http_gdrive_out_printf(&o,
+static void
+ngx_http_gdrive_html_messages(ngx_http_gdrive_out_t *o, ngx_gdrive_metrics_t *m)
+{
+    ngx_uint_t  i, j, any;
+
+    ngx_http_gdrive_out_printf(o,
         "<h2>Messages processed</h2>\n<table><tr><th>outcome</th>"
         "<th>code</th><th>messages</th></tr>\n");
 
@@ -675,7 +715,7 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
 
             any = 1;
 
-            ngx_http_gdrive_out_printf(&o,
+            ngx_http_gdrive_out_printf(o,
                 "<tr><td>%s</td><td>%s</td><td class=\"n\">%uA</td></tr>\n",
                 ngx_gdrive_metric_outcomes[i],
                 j ? ngx_gdrive_metric_codes[j] : "", m->jobs[i][j]);
@@ -683,15 +723,21 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
     }
 
     if (!any) {
-        ngx_http_gdrive_out_printf(&o,
+        ngx_http_gdrive_out_printf(o,
             "<tr><td colspan=\"3\" class=\"muted\">none yet</td></tr>\n");
     }
 
-    ngx_http_gdrive_out_printf(&o, "</table>\n");
+    ngx_http_gdrive_out_printf(o, "</table>\n");
+}
 
-    /* caches and rate limits */
 
-    ngx_http_gdrive_out_printf(&o,
+/* the caches and the rate limits, with the limiter's buckets */
+
+static void
+ngx_http_gdrive_html_limits(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_metrics_t *m, ngx_http_gdrive_main_conf_t *gmcf)
+{
+    ngx_http_gdrive_out_printf(o,
         "<h2>Caches</h2>\n<table><tr><th>cache</th><th>hits</th>"
         "<th>misses</th><th>evictions</th><th>size</th></tr>\n"
         "<tr><td>access tokens</td><td class=\"n\">%uA</td>"
@@ -704,7 +750,7 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
         m->cache[1][0], m->cache[1][1], m->cache[1][2],
         gmcf->metadata_cache_entries, gmcf->metadata_cache_ttl);
 
-    ngx_http_gdrive_out_printf(&o,
+    ngx_http_gdrive_out_printf(o,
         "<h2>Rate limits</h2>\n<table><tr><th>limit</th><th>rate</th>"
         "<th>burst</th><th>waits</th><th>waited</th></tr>\n"
         "<tr><td>per integration</td><td class=\"n\">%ui.%03ui/s</td>"
@@ -719,47 +765,64 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
         gmcf->global_burst, m->ratelimit_waits[1],
         m->ratelimit_wait_ms[1] / 1000);
 
-    ngx_http_gdrive_rate_html(&o, r->pool);
+    ngx_http_gdrive_rate_html(o, o->pool);
+}
 
-    /* health probes */
+
+static void
+ngx_http_gdrive_html_probes(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_health_sh_t *hs, ngx_http_gdrive_main_conf_t *gmcf,
+    uint64_t now)
+{
+    ngx_uint_t  i;
+
+    static const char  *probes[NGX_GDRIVE_PROBES] = {
+        "token endpoint", "Drive API", "S3 bucket"
+    };
 
     if (gmcf->consumer) {
-        ngx_http_gdrive_out_printf(&o,
+        ngx_http_gdrive_out_printf(o,
             "<h2>Health probes</h2>\n<table><tr><th>probe</th>"
             "<th>result</th><th>answer</th><th>time</th></tr>\n");
 
         for (i = 0; i < NGX_GDRIVE_PROBES; i++) {
             if (hs->checked == 0) {
-                ngx_http_gdrive_out_printf(&o,
+                ngx_http_gdrive_out_printf(o,
                     "<tr><td>%s</td><td class=\"muted\" colspan=\"3\">"
                     "not probed yet (GET the health location)</td></tr>\n",
                     probes[i]);
                 continue;
             }
 
-            ngx_http_gdrive_out_printf(&o,
+            ngx_http_gdrive_out_printf(o,
                 "<tr><td>%s</td><td class=\"%s\">%s</td><td>",
                 probes[i], hs->probe[i].ok ? "ok" : "bad",
                 hs->probe[i].ok ? "reachable" : "failed");
-            ngx_http_gdrive_out_html(&o, hs->probe[i].detail,
+            ngx_http_gdrive_out_html(o, hs->probe[i].detail,
                                      ngx_strnlen(hs->probe[i].detail,
                                                sizeof(hs->probe[i].detail)));
-            ngx_http_gdrive_out_printf(&o,
+            ngx_http_gdrive_out_printf(o,
                 "</td><td class=\"n\">%uA ms, %uL s ago</td></tr>\n",
                 hs->probe[i].ms, (now - hs->checked) / 1000);
         }
 
-        ngx_http_gdrive_out_printf(&o, "</table>\n");
+        ngx_http_gdrive_out_printf(o, "</table>\n");
     }
+}
 
-    /* recent errors */
 
-    ngx_http_gdrive_out_printf(&o,
+static void
+ngx_http_gdrive_html_errors(ngx_http_gdrive_out_t *o, ngx_gdrive_sh_t *sh)
+{
+    ngx_uint_t              i, n;
+    ngx_http_gdrive_err_t  *all;
+
+    ngx_http_gdrive_out_printf(o,
         "<h2>Recent errors</h2>\n<table><tr><th>time (UTC)</th>"
         "<th>worker</th><th>trigger id</th><th>code</th><th>detail</th>"
         "</tr>\n");
 
-    all = ngx_palloc(r->pool, NGX_GDRIVE_MAX_WORKERS * NGX_GDRIVE_STATUS_ERRORS
+    all = ngx_palloc(o->pool, NGX_GDRIVE_MAX_WORKERS * NGX_GDRIVE_STATUS_ERRORS
                               * sizeof(ngx_http_gdrive_err_t));
     n = 0;
 
@@ -773,30 +836,27 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
 
         ngx_gmtime((time_t) (all[i].e.time / 1000), &tm);
 
-        ngx_http_gdrive_out_printf(&o,
+        ngx_http_gdrive_out_printf(o,
             "<tr><td>%4d-%02d-%02d %02d:%02d:%02d</td>"
             "<td class=\"n\">%ui</td><td>",
             tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday, tm.ngx_tm_hour,
             tm.ngx_tm_min, tm.ngx_tm_sec, all[i].worker);
-        ngx_http_gdrive_out_html(&o, all[i].e.id, all[i].e.id_len);
-        ngx_http_gdrive_out_printf(&o, "</td><td>");
-        ngx_http_gdrive_out_html(&o, (u_char *) all[i].e.code,
+        ngx_http_gdrive_out_html(o, all[i].e.id, all[i].e.id_len);
+        ngx_http_gdrive_out_printf(o, "</td><td>");
+        ngx_http_gdrive_out_html(o, (u_char *) all[i].e.code,
                                  ngx_strlen(all[i].e.code));
-        ngx_http_gdrive_out_printf(&o, "</td><td>");
-        ngx_http_gdrive_out_html(&o, all[i].e.detail,
+        ngx_http_gdrive_out_printf(o, "</td><td>");
+        ngx_http_gdrive_out_html(o, all[i].e.detail,
                                  ngx_strlen(all[i].e.detail));
-        ngx_http_gdrive_out_printf(&o, "</td></tr>\n");
+        ngx_http_gdrive_out_printf(o, "</td></tr>\n");
     }
 
     if (n == 0) {
-        ngx_http_gdrive_out_printf(&o,
+        ngx_http_gdrive_out_printf(o,
             "<tr><td colspan=\"5\" class=\"muted\">none</td></tr>\n");
     }
 
-    ngx_http_gdrive_out_printf(&o, "</table>\n</body></html>\n");
-
-    return ngx_http_gdrive_out_send(r, &o, NGX_HTTP_OK,
-                                    "text/html; charset=utf-8");
+    ngx_http_gdrive_out_printf(o, "</table>\n");
 }
 
 
