@@ -8,7 +8,10 @@
  * instance.  Label values are looked up in fixed lists; anything else is
  * "other", so a metric never grows with the traffic.  Each worker also
  * owns a block of job slots and a ring of recent errors, which it alone
- * writes and the status page reads without a lock.
+ * writes and the status page reads without a lock.  What a worker writes
+ * to is given to it once, by ngx_gdrive_metrics_init_process().  The
+ * arithmetic gdrive_health's checklist does over the counters (a window
+ * of snapshots, the 95th percentile) is here too.
  */
 
 

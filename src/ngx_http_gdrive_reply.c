@@ -25,6 +25,11 @@
 #define NGX_HTTP_GDRIVE_OUT_LINE  1024
 
 
+static ngx_int_t ngx_http_gdrive_error_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_gdrive_error_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+
+
 /* the ctx of a response the module made itself */
 static u_char  ngx_http_gdrive_own_response;
 
