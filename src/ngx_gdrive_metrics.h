@@ -21,9 +21,9 @@
 
 
 /*
- * Takes this worker's slot, its job slots and error ring, and the
- * zone's counters; before it, or for a worker beyond the status table,
- * nothing is counted.
+ * Takes this worker's status slot, its job slots and error ring (none
+ * for a worker beyond the status table) and the zone's counters; before
+ * it nothing is counted.
  */
 ngx_int_t ngx_gdrive_metrics_init_process(ngx_cycle_t *cycle,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_gdrive_worker_status_t *status);
@@ -44,10 +44,11 @@ void ngx_gdrive_metric_google_request(const char *endpoint, long status,
 void ngx_gdrive_metric_ratelimit_wait(ngx_uint_t global, ngx_msec_t waited);
 /* cache: "token", "metadata"; event: "hit", "miss", "eviction" */
 void ngx_gdrive_metric_cache(const char *cache, const char *event);
-/* op: "head", "put", "create", "part", "complete", "abort" */
+/* op: "head", "put", "create", "part", "complete", "abort", "list",
+ * "delete" */
 void ngx_gdrive_metric_s3_request(const char *op, long status);
 void ngx_gdrive_metric_s3_bytes(off_t bytes);
-/* event: "produced", "replayed" */
+/* event: "produced", "replayed", "dropped" */
 void ngx_gdrive_metric_dlq(const char *event, ngx_uint_t n);
 /* result: "ok", "error", "revoked" */
 void ngx_gdrive_metric_token_refresh(const char *result);
