@@ -385,88 +385,11 @@ ngx_int_t ngx_gdrive_job_init(ngx_cycle_t *cycle,
 ngx_uint_t ngx_gdrive_job_inflight(void);
 
 
-/*
- * Metrics and status (ngx_gdrive_metrics.c): what any file reports.
- * Strings name fixed label values (see the lists there); ids and details
- * go only to the status page's job slots and error ring, never into a
- * metric label.
- */
-
-/* outcome: "uploaded", "unchanged", "deleted", "fanned_out",
- * "changes_listed", "dlq"; code: error code or NULL */
-void ngx_gdrive_metric_job_done(const char *outcome, const char *code,
-    ngx_msec_t duration);
-void ngx_gdrive_metric_job_retry(const char *code);
-/* triggers received, by the HTTP status of their answer */
-void ngx_gdrive_metric_trigger(ngx_uint_t http_status, ngx_uint_t n);
-/* endpoint: "files.get", "files.media", "files.export",
- * "files.exportLink", "files.list", "changes.list",
- * "changes.startPageToken", "token", "cp.credentials", "cp.reauthorize";
- * status: HTTP status, 0 for a transport failure */
-void ngx_gdrive_metric_google_request(const char *endpoint, long status,
-    ngx_msec_t duration);
-void ngx_gdrive_metric_ratelimit_wait(ngx_uint_t global, ngx_msec_t waited);
-/* cache: "token", "metadata"; event: "hit", "miss", "eviction" */
-void ngx_gdrive_metric_cache(const char *cache, const char *event);
-/* op: "head", "put", "create", "part", "complete", "abort" */
-void ngx_gdrive_metric_s3_request(const char *op, long status);
-void ngx_gdrive_metric_s3_bytes(off_t bytes);
-/* event: "produced", "replayed" */
-void ngx_gdrive_metric_dlq(const char *event, ngx_uint_t n);
-/* result: "ok", "error", "revoked" */
-void ngx_gdrive_metric_token_refresh(const char *result);
-
-ngx_int_t ngx_gdrive_status_job_begin(u_char *id, size_t len,
-    int32_t partition, int64_t offset);
-void ngx_gdrive_status_job_stage(ngx_int_t slot, const char *stage);
-void ngx_gdrive_status_job_id(ngx_int_t slot, u_char *id, size_t len);
-void ngx_gdrive_status_job_end(ngx_int_t slot);
-void ngx_gdrive_status_error(u_char *id, size_t len, const char *code,
-    const char *detail);
-
-ngx_int_t ngx_gdrive_metrics_init_process(ngx_cycle_t *cycle,
-    ngx_http_gdrive_main_conf_t *gmcf);
-size_t ngx_gdrive_process_rss(ngx_pid_t pid);
-
-/* the fixed label values, for the exposition */
-extern const char  *ngx_gdrive_metric_outcomes[NGX_GDRIVE_M_OUTCOMES];
-extern const char  *ngx_gdrive_metric_codes[NGX_GDRIVE_M_CODES];
-extern ngx_uint_t   ngx_gdrive_metric_trigger_st[NGX_GDRIVE_M_TRIGGER_ST];
-extern const char  *ngx_gdrive_metric_endpoints[NGX_GDRIVE_M_ENDPOINTS];
-extern ngx_uint_t   ngx_gdrive_metric_http_st[NGX_GDRIVE_M_HTTP_ST];
-extern const char  *ngx_gdrive_metric_s3_ops[NGX_GDRIVE_M_S3_OPS];
-extern const char  *ngx_gdrive_metric_caches[NGX_GDRIVE_M_CACHES];
-extern const char  *ngx_gdrive_metric_cache_events[NGX_GDRIVE_M_CACHE_EVENTS];
-extern const char  *ngx_gdrive_metric_refresh[NGX_GDRIVE_M_REFRESH];
-extern ngx_msec_t   ngx_gdrive_metric_bounds[NGX_GDRIVE_M_BUCKETS - 1];
-
-
-/* gdrive_health's probes of Google and S3 (ngx_gdrive_probe.c) */
-
-/* NGX_OK: the answers are fresh; NGX_AGAIN: a round runs, look later */
-ngx_int_t ngx_gdrive_probe_fresh(ngx_http_gdrive_main_conf_t *gmcf);
 
 
 /* locations */
 
-ngx_int_t ngx_http_gdrive_trigger_handler(ngx_http_request_t *r);
-void ngx_http_gdrive_trigger_detach_all(void);
-ngx_int_t ngx_http_gdrive_trigger_init(ngx_conf_t *cf);
-
-ngx_int_t ngx_http_gdrive_health_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_gdrive_metrics_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_gdrive_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gdrive_dlq_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_gdrive_unavailable_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_gdrive_request_body(ngx_http_request_t *r, size_t max,
-    ngx_str_t *body);
-ngx_int_t ngx_http_gdrive_add_header(ngx_http_request_t *r, char *key,
-    char *value);
-ngx_int_t ngx_http_gdrive_send_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *code, const char *detail);
-ngx_int_t ngx_http_gdrive_error_filter_init(ngx_conf_t *cf);
-ngx_int_t ngx_http_gdrive_send_json(ngx_http_request_t *r, ngx_uint_t status,
-    u_char *json, size_t len);
 
 
 extern ngx_module_t  ngx_http_gdrive_worker_module;
@@ -476,6 +399,8 @@ extern ngx_module_t  ngx_http_gdrive_worker_module;
 #include "ngx_gdrive_ratelimit.h"
 #include "ngx_gdrive_cache.h"
 #include "ngx_gdrive_s3.h"
-
+#include "ngx_gdrive_metrics.h"
+#include "ngx_gdrive_probe.h"
+#include "ngx_http_gdrive.h"
 
 #endif /* _NGX_GDRIVE_H_INCLUDED_ */

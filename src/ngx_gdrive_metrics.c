@@ -8,7 +8,10 @@
  * instance.  Label values are looked up in fixed lists; anything else is
  * "other", so a metric never grows with the traffic.  Each worker also
  * owns a block of job slots and a ring of recent errors, which it alone
- * writes and the status page reads without a lock.
+ * writes and the status page reads without a lock.  What a worker writes
+ * to is given to it once, by ngx_gdrive_metrics_init_process().  The
+ * arithmetic gdrive_health's checklist does over the counters (a window
+ * of snapshots, the 95th percentile) is here too.
  */
 
 
@@ -16,6 +19,7 @@
 #include <ngx_core.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_metrics.h"
 
 
 const char  *ngx_gdrive_metric_outcomes[NGX_GDRIVE_M_OUTCOMES] = {
@@ -23,7 +27,8 @@ const char  *ngx_gdrive_metric_outcomes[NGX_GDRIVE_M_OUTCOMES] = {
     "dlq", "other"
 };
 
-/* the codes of DESIGN §4 and the engine's own; index 0 is "no error" */
+/* the codes of the README's Error codes and the engine's own; index 0 is
+ * "no error" */
 const char  *ngx_gdrive_metric_codes[NGX_GDRIVE_M_CODES] = {
     "none", "invalid_message", "missing_field", "auth_invalid",
     "auth_revoked", "rate_limited", "upstream_error", "not_found",
@@ -85,13 +90,20 @@ static void ngx_gdrive_metric_observe(ngx_gdrive_histogram_t *h,
 static void ngx_gdrive_status_copy(u_char *dst, size_t size, const char *src);
 
 
+/* what init gave this worker; NULL: not counted */
+static ngx_gdrive_shm_ctx_t        *ngx_gdrive_metrics_zone;
+static ngx_gdrive_metrics_t        *ngx_gdrive_metrics_counters;
+static ngx_gdrive_worker_status_t  *ngx_gdrive_metrics_status;
+static ngx_gdrive_worker_detail_t  *ngx_gdrive_metrics_detail;
+
+
 #define ngx_gdrive_metric_add(a, n)                                           \
     (void) ngx_atomic_fetch_add(&(a), (ngx_atomic_int_t) (n))
 
 
 ngx_int_t
 ngx_gdrive_metrics_init_process(ngx_cycle_t *cycle,
-    ngx_http_gdrive_main_conf_t *gmcf)
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_gdrive_worker_status_t *status)
 {
     ngx_uint_t                   i;
     ngx_gdrive_shm_ctx_t        *ctx;
@@ -99,7 +111,9 @@ ngx_gdrive_metrics_init_process(ngx_cycle_t *cycle,
 
     ctx = ngx_gdrive_shm_ctx(gmcf);
 
-    ngx_gdrive_worker.metrics = &ctx->sh->metrics;
+    ngx_gdrive_metrics_zone = ctx;
+    ngx_gdrive_metrics_counters = &ctx->sh->metrics;
+    ngx_gdrive_metrics_status = status;
 
     if (ngx_worker >= NGX_GDRIVE_MAX_WORKERS) {
         return NGX_OK;
@@ -129,7 +143,7 @@ ngx_gdrive_metrics_init_process(ngx_cycle_t *cycle,
         d->jobs[i].started = 0;
     }
 
-    ngx_gdrive_worker.detail = d;
+    ngx_gdrive_metrics_detail = d;
 
     return NGX_OK;
 }
@@ -142,7 +156,7 @@ ngx_gdrive_metric_job_done(const char *outcome, const char *code,
     ngx_uint_t             o, c;
     ngx_gdrive_metrics_t  *m;
 
-    m = ngx_gdrive_worker.metrics;
+    m = ngx_gdrive_metrics_counters;
 
     if (m == NULL) {
         return;
@@ -165,7 +179,7 @@ ngx_gdrive_metric_job_retry(const char *code)
     ngx_uint_t             c;
     ngx_gdrive_metrics_t  *m;
 
-    m = ngx_gdrive_worker.metrics;
+    m = ngx_gdrive_metrics_counters;
 
     if (m == NULL) {
         return;
@@ -185,7 +199,7 @@ ngx_gdrive_metric_trigger(ngx_uint_t http_status, ngx_uint_t n)
     ngx_uint_t             s;
     ngx_gdrive_metrics_t  *m;
 
-    m = ngx_gdrive_worker.metrics;
+    m = ngx_gdrive_metrics_counters;
 
     if (m == NULL) {
         return;
@@ -205,7 +219,7 @@ ngx_gdrive_metric_google_request(const char *endpoint, long status,
     ngx_uint_t             e, s;
     ngx_gdrive_metrics_t  *m;
 
-    m = ngx_gdrive_worker.metrics;
+    m = ngx_gdrive_metrics_counters;
 
     if (m == NULL) {
         return;
@@ -227,7 +241,7 @@ ngx_gdrive_metric_ratelimit_wait(ngx_uint_t global, ngx_msec_t waited)
 {
     ngx_gdrive_metrics_t  *m;
 
-    m = ngx_gdrive_worker.metrics;
+    m = ngx_gdrive_metrics_counters;
 
     if (m == NULL) {
         return;
@@ -246,7 +260,7 @@ ngx_gdrive_metric_cache(const char *cache, const char *event)
     ngx_uint_t             c, e;
     ngx_gdrive_metrics_t  *m;
 
-    m = ngx_gdrive_worker.metrics;
+    m = ngx_gdrive_metrics_counters;
 
     if (m == NULL) {
         return;
@@ -270,7 +284,7 @@ ngx_gdrive_metric_s3_request(const char *op, long status)
     ngx_uint_t             o, s;
     ngx_gdrive_metrics_t  *m;
 
-    m = ngx_gdrive_worker.metrics;
+    m = ngx_gdrive_metrics_counters;
 
     if (m == NULL) {
         return;
@@ -289,8 +303,8 @@ ngx_gdrive_metric_s3_request(const char *op, long status)
 void
 ngx_gdrive_metric_s3_bytes(off_t bytes)
 {
-    if (ngx_gdrive_worker.metrics && bytes > 0) {
-        ngx_gdrive_metric_add(ngx_gdrive_worker.metrics->s3_bytes, bytes);
+    if (ngx_gdrive_metrics_counters && bytes > 0) {
+        ngx_gdrive_metric_add(ngx_gdrive_metrics_counters->s3_bytes, bytes);
     }
 }
 
@@ -300,7 +314,7 @@ ngx_gdrive_metric_dlq(const char *event, ngx_uint_t n)
 {
     ngx_gdrive_metrics_t  *m;
 
-    m = ngx_gdrive_worker.metrics;
+    m = ngx_gdrive_metrics_counters;
 
     if (m == NULL) {
         return;
@@ -319,7 +333,7 @@ ngx_gdrive_metric_token_refresh(const char *result)
     ngx_uint_t             i;
     ngx_gdrive_metrics_t  *m;
 
-    m = ngx_gdrive_worker.metrics;
+    m = ngx_gdrive_metrics_counters;
 
     if (m == NULL) {
         return;
@@ -385,6 +399,123 @@ ngx_gdrive_metric_observe(ngx_gdrive_histogram_t *h, ngx_msec_t ms)
 }
 
 
+/* a slot of a worker that is gone is not shown */
+
+ngx_uint_t
+ngx_gdrive_status_live(ngx_gdrive_worker_status_t *st)
+{
+    return st->pid != 0 && kill((ngx_pid_t) st->pid, 0) == 0;
+}
+
+
+/*
+ * The health checklist's rates are over a window: the counters now
+ * against a snapshot between one and two gdrive_health_window old (kept
+ * in the zone, renewed under its mutex by whichever worker sees it
+ * expire).
+ */
+
+void
+ngx_gdrive_metrics_window(ngx_msec_t window, ngx_gdrive_snapshot_t *base,
+    ngx_gdrive_snapshot_t *cur)
+{
+    ngx_uint_t              i, j;
+    ngx_gdrive_metrics_t   *m;
+    ngx_gdrive_shm_ctx_t   *ctx;
+    ngx_gdrive_health_sh_t *hs;
+
+    ngx_memzero(cur, sizeof(ngx_gdrive_snapshot_t));
+
+    ctx = ngx_gdrive_metrics_zone;
+
+    if (ctx == NULL) {
+        *base = *cur;
+        return;
+    }
+
+    m = &ctx->sh->metrics;
+    hs = &ctx->sh->health;
+
+    cur->time = ngx_gdrive_epoch_ms();
+
+    for (i = 0; i < NGX_GDRIVE_M_OUTCOMES; i++) {
+        for (j = 0; j < NGX_GDRIVE_M_CODES; j++) {
+            cur->done += m->jobs[i][j];
+
+            if (ngx_strcmp(ngx_gdrive_metric_outcomes[i], "dlq") == 0) {
+                cur->failed += m->jobs[i][j];
+            }
+        }
+    }
+
+    /* Drive's requests: every endpoint but OAuth's and the control plane's */
+
+    for (i = 0; i < NGX_GDRIVE_M_ENDPOINTS; i++) {
+        if (ngx_strncmp(ngx_gdrive_metric_endpoints[i], "files.", 6) != 0
+            && ngx_strncmp(ngx_gdrive_metric_endpoints[i], "changes.", 8)
+               != 0)
+        {
+            continue;
+        }
+
+        for (j = 0; j < NGX_GDRIVE_M_HTTP_ST; j++) {
+            cur->google += m->google[i][j];
+        }
+    }
+
+    for (i = 0; i < NGX_GDRIVE_M_BUCKETS; i++) {
+        cur->bucket[i] = m->job_duration.bucket[i];
+    }
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    if (hs->snap[1].time == 0) {
+        hs->snap[1] = *cur;
+
+    } else if (cur->time - hs->snap[1].time >= window) {
+        hs->snap[0] = hs->snap[1];
+        hs->snap[1] = *cur;
+    }
+
+    *base = hs->snap[0].time ? hs->snap[0] : hs->snap[1];
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+/* the upper bound of the bucket that holds the 95th percentile, ms */
+
+ngx_msec_t
+ngx_gdrive_metrics_p95(ngx_atomic_uint_t *bucket)
+{
+    ngx_uint_t         i;
+    ngx_atomic_uint_t  total, seen;
+
+    total = 0;
+
+    for (i = 0; i < NGX_GDRIVE_M_BUCKETS; i++) {
+        total += bucket[i];
+    }
+
+    if (total == 0) {
+        return 0;
+    }
+
+    seen = 0;
+
+    for (i = 0; i < NGX_GDRIVE_M_BUCKETS - 1; i++) {
+        seen += bucket[i];
+
+        if (seen * 100 >= total * 95) {
+            return ngx_gdrive_metric_bounds[i];
+        }
+    }
+
+    /* beyond the last bound: at least that */
+    return ngx_gdrive_metric_bounds[NGX_GDRIVE_M_BUCKETS - 2] + 1;
+}
+
+
 /*
  * The status page's job slots.  A slot is taken by setting "started"
  * last (after a barrier), and freed by clearing it: a reader sees a slot
@@ -398,12 +529,12 @@ ngx_gdrive_status_job_begin(u_char *id, size_t len, int32_t partition,
     ngx_uint_t              i;
     ngx_gdrive_job_slot_t  *s;
 
-    if (ngx_gdrive_worker.detail == NULL) {
+    if (ngx_gdrive_metrics_detail == NULL) {
         return -1;
     }
 
     for (i = 0; i < NGX_GDRIVE_STATUS_JOBS; i++) {
-        s = &ngx_gdrive_worker.detail->jobs[i];
+        s = &ngx_gdrive_metrics_detail->jobs[i];
 
         if (s->started) {
             continue;
@@ -434,12 +565,12 @@ ngx_gdrive_status_job_stage(ngx_int_t slot, const char *stage)
     ngx_gdrive_job_slot_t  *s;
 
     if (slot < 0 || slot >= NGX_GDRIVE_STATUS_JOBS
-        || ngx_gdrive_worker.detail == NULL)
+        || ngx_gdrive_metrics_detail == NULL)
     {
         return;
     }
 
-    s = &ngx_gdrive_worker.detail->jobs[slot];
+    s = &ngx_gdrive_metrics_detail->jobs[slot];
 
     ngx_gdrive_status_copy((u_char *) s->stage, sizeof(s->stage), stage);
 }
@@ -451,12 +582,12 @@ ngx_gdrive_status_job_id(ngx_int_t slot, u_char *id, size_t len)
     ngx_gdrive_job_slot_t  *s;
 
     if (slot < 0 || slot >= NGX_GDRIVE_STATUS_JOBS
-        || ngx_gdrive_worker.detail == NULL)
+        || ngx_gdrive_metrics_detail == NULL)
     {
         return;
     }
 
-    s = &ngx_gdrive_worker.detail->jobs[slot];
+    s = &ngx_gdrive_metrics_detail->jobs[slot];
 
     len = ngx_min(len, NGX_GDRIVE_ID_MAX_LEN);
     s->id_len = 0;
@@ -471,12 +602,12 @@ void
 ngx_gdrive_status_job_end(ngx_int_t slot)
 {
     if (slot < 0 || slot >= NGX_GDRIVE_STATUS_JOBS
-        || ngx_gdrive_worker.detail == NULL)
+        || ngx_gdrive_metrics_detail == NULL)
     {
         return;
     }
 
-    ngx_gdrive_worker.detail->jobs[slot].started = 0;
+    ngx_gdrive_metrics_detail->jobs[slot].started = 0;
 }
 
 
@@ -488,7 +619,7 @@ ngx_gdrive_status_error(u_char *id, size_t len, const char *code,
     ngx_gdrive_error_slot_t    *e;
     ngx_gdrive_worker_detail_t  *d;
 
-    d = ngx_gdrive_worker.detail;
+    d = ngx_gdrive_metrics_detail;
 
     if (d == NULL) {
         return;

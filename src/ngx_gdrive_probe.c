@@ -18,6 +18,7 @@
 #include <ngx_event.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_probe.h"
 
 
 typedef struct {
@@ -41,17 +42,31 @@ static void ngx_gdrive_probe_end(ngx_gdrive_health_sh_t *hs);
 static void ngx_gdrive_probe_free(ngx_event_t *ev);
 
 
-static ngx_gdrive_probe_round_t  ngx_gdrive_probe_round;
+static ngx_gdrive_probe_round_t      ngx_gdrive_probe_round;
+
+/* what init gave this worker */
+static ngx_http_gdrive_main_conf_t  *ngx_gdrive_probe_conf;
+static ngx_gdrive_health_sh_t       *ngx_gdrive_probe_answers;
+
+
+void
+ngx_gdrive_probe_init(ngx_http_gdrive_main_conf_t *gmcf)
+{
+    ngx_gdrive_probe_conf = gmcf;
+    ngx_gdrive_probe_answers = &ngx_gdrive_shm(gmcf)->health;
+}
 
 
 ngx_int_t
-ngx_gdrive_probe_fresh(ngx_http_gdrive_main_conf_t *gmcf)
+ngx_gdrive_probe_fresh(void)
 {
-    uint64_t                 now;
-    ngx_pid_t                pid;
-    ngx_gdrive_health_sh_t  *hs;
+    uint64_t                      now;
+    ngx_pid_t                     pid;
+    ngx_gdrive_health_sh_t       *hs;
+    ngx_http_gdrive_main_conf_t  *gmcf;
 
-    hs = &ngx_gdrive_shm(gmcf)->health;
+    gmcf = ngx_gdrive_probe_conf;
+    hs = ngx_gdrive_probe_answers;
     now = ngx_gdrive_epoch_ms();
 
     if (hs->checked && now - hs->checked < gmcf->health_interval) {
@@ -262,7 +277,7 @@ ngx_gdrive_probe_done(ngx_gdrive_http_t *h)
     ngx_gdrive_probe_round_t *round;
 
     round = &ngx_gdrive_probe_round;
-    hs = &ngx_gdrive_shm(ngx_gdrive_worker.gmcf)->health;
+    hs = ngx_gdrive_probe_answers;
     i = (ngx_uint_t) h->data;
 
     if (h->result != CURLE_OK) {

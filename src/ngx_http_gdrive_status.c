@@ -1,13 +1,10 @@
 
 /*
- * nginx-gdrive-worker: operator locations.
+ * nginx-gdrive-worker: the status location (gdrive_status).
  *
- * gdrive_health (liveness, readiness and the guide's monitoring
- * checklist), gdrive_metrics (Prometheus text), gdrive_status (HTML for
- * people, JSON for tools, and the diagnostics bundle), and the JSON
- * answers that every location of the module shares.  Everything here
- * reads the shared zone; only gdrive_health may start outbound requests,
- * through ngx_gdrive_probe.c.
+ * Locations layer: HTML for people, JSON for tools, and the diagnostics
+ * bundle.  Everything here reads the shared zone (the workers' slots,
+ * the counters, the rate limiter's snapshot) and starts no request.
  */
 
 
@@ -19,384 +16,9 @@
 #include <openssl/crypto.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_metrics.h"
+#include "ngx_http_gdrive.h"
 
-
-/* the ctx of a response the module made itself */
-static u_char  ngx_http_gdrive_own_response;
-
-
-/* a location whose behaviour is not in this build */
-
-ngx_int_t
-ngx_http_gdrive_unavailable_handler(ngx_http_request_t *r)
-{
-    return ngx_http_gdrive_send_error(r, NGX_HTTP_NOT_IMPLEMENTED,
-                                      "not_implemented",
-                                      "this location is not available "
-                                      "in this version of the module");
-}
-
-
-/*
- * The request body read by ngx_http_read_client_request_body() as one
- * piece of memory: NGX_DECLINED when it is larger than max or went to a
- * temporary file (which would need a blocking read).
- */
-
-ngx_int_t
-ngx_http_gdrive_request_body(ngx_http_request_t *r, size_t max,
-    ngx_str_t *body)
-{
-    u_char       *p;
-    size_t        len;
-    ngx_chain_t  *cl, *bufs;
-
-    ngx_str_null(body);
-
-    bufs = r->request_body ? r->request_body->bufs : NULL;
-    len = 0;
-
-    for (cl = bufs; cl; cl = cl->next) {
-        if (cl->buf->in_file) {
-            return NGX_DECLINED;
-        }
-
-        len += cl->buf->last - cl->buf->pos;
-    }
-
-    if (len > max) {
-        return NGX_DECLINED;
-    }
-
-    if (bufs == NULL || len == 0) {
-        return NGX_OK;
-    }
-
-    if (bufs->next == NULL) {
-        body->data = bufs->buf->pos;
-        body->len = len;
-        return NGX_OK;
-    }
-
-    body->data = ngx_pnalloc(r->pool, len);
-    if (body->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    for (p = body->data, cl = bufs; cl; cl = cl->next) {
-        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
-    }
-
-    body->len = len;
-
-    return NGX_OK;
-}
-
-
-ngx_int_t
-ngx_http_gdrive_add_header(ngx_http_request_t *r, char *key, char *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) key;
-    h->key.len = ngx_strlen(key);
-    h->value.data = (u_char *) value;
-    h->value.len = ngx_strlen(value);
-
-    return NGX_OK;
-}
-
-
-ngx_int_t
-ngx_http_gdrive_send_error(ngx_http_request_t *r, ngx_uint_t status,
-    const char *code, const char *detail)
-{
-    u_char     *p, *last;
-    size_t      len;
-    uintptr_t   escape;
-
-    escape = ngx_escape_json(NULL, (u_char *) detail, ngx_strlen(detail));
-
-    len = sizeof("{\"error\":\"\",\"detail\":\"\"}") - 1 + ngx_strlen(code)
-          + ngx_strlen(detail) + escape;
-
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    last = ngx_sprintf(p, "{\"error\":\"%s\",\"detail\":\"", code);
-    last = (u_char *) ngx_escape_json(last, (u_char *) detail,
-                                      ngx_strlen(detail));
-    last = ngx_cpymem(last, "\"}", 2);
-
-    return ngx_http_gdrive_send_json(r, status, p, last - p);
-}
-
-
-ngx_int_t
-ngx_http_gdrive_send_json(ngx_http_request_t *r, ngx_uint_t status,
-    u_char *json, size_t len)
-{
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    ngx_http_set_ctx(r, &ngx_http_gdrive_own_response,
-                     ngx_http_gdrive_worker_module);
-
-    rc = ngx_http_discard_request_body(r);
-
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = len;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    if (r->method == NGX_HTTP_HEAD || len == 0) {
-        r->header_only = 1;
-        return ngx_http_send_header(r);
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = json;
-    b->last = json + len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    return ngx_http_output_filter(r, &out);
-}
-
-
-/*
- * Errors that nginx itself answers in a gdrive location (413 from
- * client_max_body_size, 400 on a bad chunked body, 408...) go out as the
- * module's JSON error body instead of nginx's HTML page.
- */
-
-static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
-static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
-
-
-typedef struct {
-    ngx_buf_t          *buf;
-    ngx_uint_t          sent;
-} ngx_http_gdrive_error_ctx_t;
-
-
-static ngx_int_t
-ngx_http_gdrive_error_header_filter(ngx_http_request_t *r)
-{
-    u_char                       *p;
-    size_t                        len;
-    const char                   *code, *detail;
-    ngx_http_gdrive_loc_conf_t   *glcf;
-    ngx_http_gdrive_error_ctx_t  *ctx;
-
-    glcf = ngx_http_get_module_loc_conf(r, ngx_http_gdrive_worker_module);
-
-    /* accepted triggers are counted one by one where they are accepted */
-
-    if (glcf->type == NGX_HTTP_GDRIVE_LOC_TRIGGER && r == r->main
-        && r->headers_out.status != NGX_HTTP_ACCEPTED)
-    {
-        ngx_gdrive_metric_trigger(r->headers_out.status, 1);
-    }
-
-    if (glcf->type == NGX_HTTP_GDRIVE_LOC_NONE
-        || r->headers_out.status < NGX_HTTP_BAD_REQUEST
-        || r != r->main
-        || ngx_http_get_module_ctx(r, ngx_http_gdrive_worker_module))
-    {
-        return ngx_http_next_header_filter(r);
-    }
-
-    detail = "nginx refused the request";
-
-    switch (r->headers_out.status) {
-    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
-        code = "payload_too_large";
-        detail = "the body is larger than client_max_body_size";
-        break;
-    case NGX_HTTP_REQUEST_TIME_OUT:
-        code = "request_timeout";
-        detail = "the body did not arrive in time";
-        break;
-    case NGX_HTTP_BAD_REQUEST:
-        code = "bad_request";
-        detail = "the request is malformed";
-        break;
-    case NGX_HTTP_LENGTH_REQUIRED:
-        code = "length_required";
-        break;
-    case NGX_HTTP_FORBIDDEN:
-        code = "forbidden";
-        break;
-    case NGX_HTTP_NOT_FOUND:
-        code = "not_found";
-        break;
-    default:
-        code = (r->headers_out.status >= NGX_HTTP_INTERNAL_SERVER_ERROR)
-               ? "internal_error" : "http_error";
-    }
-
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_gdrive_error_ctx_t));
-    if (ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    len = sizeof("{\"error\":\"\",\"detail\":\"\"}") + 128;
-
-    ctx->buf = ngx_create_temp_buf(r->pool, len);
-    if (ctx->buf == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_sprintf(ctx->buf->pos, "{\"error\":\"%s\",\"detail\":\"%s\"}",
-                    code, detail);
-    ctx->buf->last = p;
-    ctx->buf->last_buf = 1;
-    ctx->buf->last_in_chain = 1;
-
-    ngx_http_set_ctx(r, ctx, ngx_http_gdrive_worker_module);
-
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.charset.len = 0;
-    r->headers_out.content_length_n = p - ctx->buf->pos;
-
-    if (r->headers_out.content_length) {
-        r->headers_out.content_length->hash = 0;
-        r->headers_out.content_length = NULL;
-    }
-
-    return ngx_http_next_header_filter(r);
-}
-
-
-static ngx_int_t
-ngx_http_gdrive_error_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
-{
-    ngx_chain_t                   out, *cl;
-    ngx_http_gdrive_error_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_gdrive_worker_module);
-
-    if (ctx == NULL || (u_char *) ctx == &ngx_http_gdrive_own_response) {
-        return ngx_http_next_body_filter(r, in);
-    }
-
-    /* nginx's page is dropped; the JSON body goes out once */
-
-    for (cl = in; cl; cl = cl->next) {
-        cl->buf->pos = cl->buf->last;
-        cl->buf->file_pos = cl->buf->file_last;
-    }
-
-    if (ctx->sent || r->header_only) {
-        return NGX_OK;
-    }
-
-    ctx->sent = 1;
-
-    out.buf = ctx->buf;
-    out.next = NULL;
-
-    return ngx_http_next_body_filter(r, &out);
-}
-
-
-ngx_int_t
-ngx_http_gdrive_error_filter_init(ngx_conf_t *cf)
-{
-    ngx_http_next_header_filter = ngx_http_top_header_filter;
-    ngx_http_top_header_filter = ngx_http_gdrive_error_header_filter;
-
-    ngx_http_next_body_filter = ngx_http_top_body_filter;
-    ngx_http_top_body_filter = ngx_http_gdrive_error_body_filter;
-
-    return NGX_OK;
-}
-
-
-
-/*
- * Text answers (metrics, the HTML page) are written into a chain of
- * buffers that grows as needed; every write is bounded by what it
- * reserved.
- */
-
-#define NGX_HTTP_GDRIVE_OUT_BUF   16384
-#define NGX_HTTP_GDRIVE_OUT_LINE  1024
-
-
-typedef struct {
-    ngx_pool_t          *pool;
-    ngx_chain_t         *first;
-    ngx_chain_t        **last;
-    ngx_buf_t           *b;
-    off_t                len;
-    ngx_uint_t           error;
-} ngx_http_gdrive_out_t;
-
-
-typedef struct {
-    const char                 *name;
-    const char                 *help;
-    size_t                      offset;   /* an ngx_atomic_t of the slot */
-} ngx_http_gdrive_gauge_t;
-
-
-static u_char *ngx_http_gdrive_out_reserve(ngx_http_gdrive_out_t *o,
-    size_t n);
-static void ngx_http_gdrive_out_printf(ngx_http_gdrive_out_t *o,
-    const char *fmt, ...);
-static void ngx_http_gdrive_out_html(ngx_http_gdrive_out_t *o, u_char *s,
-    size_t len);
-static ngx_int_t ngx_http_gdrive_out_send(ngx_http_request_t *r,
-    ngx_http_gdrive_out_t *o, ngx_uint_t status, char *type);
-static ngx_int_t ngx_http_gdrive_send_jansson(ngx_http_request_t *r,
-    ngx_uint_t status, json_t *root);
-
-static ngx_uint_t ngx_http_gdrive_worker_live(ngx_gdrive_worker_status_t *st);
-static ngx_int_t ngx_http_gdrive_health_send(ngx_http_request_t *r);
-static void ngx_http_gdrive_health_wait(ngx_event_t *ev);
-static void ngx_http_gdrive_health_cleanup(void *data);
-static json_t *ngx_http_gdrive_check(json_t *checks, const char *name,
-    ngx_uint_t ok, ngx_uint_t *degraded);
-static json_t *ngx_http_gdrive_probe_json(ngx_gdrive_probe_t *p);
-static size_t ngx_http_gdrive_memory_limit(ngx_http_gdrive_main_conf_t *gmcf,
-    const char **from);
-static ngx_msec_t ngx_http_gdrive_p95(ngx_atomic_uint_t *bucket);
-static void ngx_http_gdrive_window(ngx_http_gdrive_main_conf_t *gmcf,
-    ngx_gdrive_snapshot_t *base, ngx_gdrive_snapshot_t *now);
-
-static void ngx_http_gdrive_metrics_histogram(ngx_http_gdrive_out_t *o,
-    const char *name, const char *labels, ngx_gdrive_histogram_t *h);
 
 static ngx_int_t ngx_http_gdrive_status_json(ngx_http_request_t *r);
 static json_t *ngx_http_gdrive_rate_json(ngx_pool_t *pool);
@@ -405,1131 +27,26 @@ static json_t *ngx_http_gdrive_worker_json(ngx_gdrive_worker_status_t *st,
 static void ngx_http_gdrive_rate_html(ngx_http_gdrive_out_t *o,
     ngx_pool_t *pool);
 static ngx_int_t ngx_http_gdrive_status_html(ngx_http_request_t *r);
+static void ngx_http_gdrive_html_workers(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_sh_t *sh);
+static void ngx_http_gdrive_html_partitions(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_sh_t *sh, ngx_http_gdrive_main_conf_t *gmcf);
+static void ngx_http_gdrive_html_jobs(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_sh_t *sh, uint64_t now);
+static void ngx_http_gdrive_html_messages(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_metrics_t *m);
+static void ngx_http_gdrive_html_limits(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_metrics_t *m, ngx_http_gdrive_main_conf_t *gmcf);
+static void ngx_http_gdrive_html_probes(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_health_sh_t *hs, ngx_http_gdrive_main_conf_t *gmcf,
+    uint64_t now);
+static void ngx_http_gdrive_html_errors(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_sh_t *sh);
 static ngx_int_t ngx_http_gdrive_diagnostics(ngx_http_request_t *r);
 static json_t *ngx_http_gdrive_errors_json(ngx_gdrive_sh_t *sh);
-static json_t *ngx_http_gdrive_str_json(u_char *s, size_t len);
 static json_t *ngx_http_gdrive_redact_url(ngx_str_t *v);
 static ngx_uint_t ngx_http_gdrive_secret_name(ngx_str_t *name);
 static ngx_uint_t ngx_http_gdrive_wants_json(ngx_http_request_t *r);
-
-
-static u_char *
-ngx_http_gdrive_out_reserve(ngx_http_gdrive_out_t *o, size_t n)
-{
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
-
-    if (o->error) {
-        return NULL;
-    }
-
-    if (o->b && (size_t) (o->b->end - o->b->last) >= n) {
-        return o->b->last;
-    }
-
-    b = ngx_create_temp_buf(o->pool, ngx_max(n, NGX_HTTP_GDRIVE_OUT_BUF));
-    cl = ngx_alloc_chain_link(o->pool);
-
-    if (b == NULL || cl == NULL) {
-        o->error = 1;
-        return NULL;
-    }
-
-    cl->buf = b;
-    cl->next = NULL;
-
-    if (o->last == NULL) {
-        o->last = &o->first;
-    }
-
-    *o->last = cl;
-    o->last = &cl->next;
-    o->b = b;
-
-    return b->last;
-}
-
-
-static void
-ngx_http_gdrive_out_printf(ngx_http_gdrive_out_t *o, const char *fmt, ...)
-{
-    u_char   *p;
-    va_list   args;
-
-    p = ngx_http_gdrive_out_reserve(o, NGX_HTTP_GDRIVE_OUT_LINE);
-    if (p == NULL) {
-        return;
-    }
-
-    va_start(args, fmt);
-    o->b->last = ngx_vslprintf(p, o->b->end, fmt, args);
-    va_end(args);
-}
-
-
-static void
-ngx_http_gdrive_out_html(ngx_http_gdrive_out_t *o, u_char *s, size_t len)
-{
-    u_char  *p;
-    size_t   n;
-
-    n = len + ngx_escape_html(NULL, s, len);
-
-    p = ngx_http_gdrive_out_reserve(o, n);
-    if (p == NULL) {
-        return;
-    }
-
-    o->b->last = (u_char *) ngx_escape_html(p, s, len);
-}
-
-
-static ngx_int_t
-ngx_http_gdrive_out_send(ngx_http_request_t *r, ngx_http_gdrive_out_t *o,
-    ngx_uint_t status, char *type)
-{
-    off_t         len;
-    ngx_int_t     rc;
-    ngx_chain_t  *cl;
-
-    if (o->error) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_http_set_ctx(r, &ngx_http_gdrive_own_response,
-                     ngx_http_gdrive_worker_module);
-
-    rc = ngx_http_discard_request_body(r);
-
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    len = 0;
-
-    for (cl = o->first; cl; cl = cl->next) {
-        len += cl->buf->last - cl->buf->pos;
-
-        if (cl->next == NULL) {
-            cl->buf->last_buf = (r == r->main) ? 1 : 0;
-            cl->buf->last_in_chain = 1;
-        }
-    }
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = len;
-    r->headers_out.content_type.len = ngx_strlen(type);
-    r->headers_out.content_type.data = (u_char *) type;
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.last_modified_time = -1;
-
-    if (r->method == NGX_HTTP_HEAD || len == 0) {
-        r->header_only = 1;
-        return ngx_http_send_header(r);
-    }
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    return ngx_http_output_filter(r, o->first);
-}
-
-
-/* jansson's text, copied into the request's pool; root is consumed */
-
-static ngx_int_t
-ngx_http_gdrive_send_jansson(ngx_http_request_t *r, ngx_uint_t status,
-    json_t *root)
-{
-    char    *dump;
-    u_char  *json;
-    size_t   len;
-
-    dump = root ? json_dumps(root, JSON_COMPACT|JSON_REAL_PRECISION(6))
-                : NULL;
-    json_decref(root);
-
-    if (dump == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    len = ngx_strlen(dump);
-    json = ngx_pnalloc(r->pool, len);
-
-    if (json) {
-        ngx_memcpy(json, dump, len);
-    }
-
-    free(dump);
-
-    if (json == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    r->headers_out.last_modified_time = -1;
-
-    return ngx_http_gdrive_send_json(r, status, json, len);
-}
-
-
-/* a slot of a worker that is gone is not shown */
-
-static ngx_uint_t
-ngx_http_gdrive_worker_live(ngx_gdrive_worker_status_t *st)
-{
-    return st->pid != 0 && kill((ngx_pid_t) st->pid, 0) == 0;
-}
-
-
-/*
- * gdrive_health.  "?live" is liveness: the worker answers, so its loop
- * runs; always 200.  Without it, readiness: 503 "unhealthy" when this
- * worker's Kafka producer has no broker (triggers cannot be accepted);
- * 200 "degraded" when a probe of Google or S3 fails or a figure of the
- * guide's monitoring checklist is over its threshold; else 200
- * "healthy".  Probe answers older than gdrive_health_interval are renewed
- * first: the request waits on a timer, at most gdrive_health_timeout.
- */
-
-typedef struct {
-    ngx_event_t          wait;
-    ngx_msec_t           deadline;
-} ngx_http_gdrive_health_ctx_t;
-
-
-ngx_int_t
-ngx_http_gdrive_health_handler(ngx_http_request_t *r)
-{
-    ngx_pool_cleanup_t            *cln;
-    ngx_http_gdrive_main_conf_t   *gmcf;
-    ngx_http_gdrive_health_ctx_t  *ctx;
-
-    static u_char  live[] = "{\"status\":\"healthy\","
-                            "\"checks\":{\"loop\":{\"ok\":true}}}";
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_gdrive_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                          "method_not_allowed",
-                                          "use GET or HEAD");
-    }
-
-    if (r->args.len >= 4 && ngx_strncmp(r->args.data, "live", 4) == 0
-        && (r->args.len == 4 || r->args.data[4] == '&'
-            || r->args.data[4] == '='))
-    {
-        return ngx_http_gdrive_send_json(r, NGX_HTTP_OK, live,
-                                         sizeof(live) - 1);
-    }
-
-    gmcf = ngx_http_get_module_main_conf(r, ngx_http_gdrive_worker_module);
-
-    if (!gmcf->consumer || ngx_gdrive_probe_fresh(gmcf) == NGX_OK) {
-        return ngx_http_gdrive_health_send(r);
-    }
-
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_gdrive_health_ctx_t));
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-
-    if (ctx == NULL || cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ctx->wait.handler = ngx_http_gdrive_health_wait;
-    ctx->wait.data = r;
-    ctx->wait.log = r->connection->log;
-    ctx->deadline = ngx_current_msec + gmcf->health_timeout + 500;
-
-    cln->handler = ngx_http_gdrive_health_cleanup;
-    cln->data = ctx;
-
-    ngx_http_set_ctx(r, ctx, ngx_http_gdrive_worker_module);
-
-    ngx_add_timer(&ctx->wait, 20);
-
-    r->main->count++;
-    r->read_event_handler = ngx_http_test_reading;
-    r->write_event_handler = ngx_http_request_empty_handler;
-
-    return NGX_DONE;
-}
-
-
-static void
-ngx_http_gdrive_health_wait(ngx_event_t *ev)
-{
-    ngx_http_request_t *r = ev->data;
-
-    ngx_connection_t              *c;
-    ngx_http_gdrive_main_conf_t   *gmcf;
-    ngx_http_gdrive_health_ctx_t  *ctx;
-
-    c = r->connection;
-    gmcf = ngx_http_get_module_main_conf(r, ngx_http_gdrive_worker_module);
-    ctx = ngx_http_get_module_ctx(r, ngx_http_gdrive_worker_module);
-
-    if (ngx_gdrive_probe_fresh(gmcf) == NGX_AGAIN
-        && (ngx_msec_int_t) (ctx->deadline - ngx_current_msec) > 0)
-    {
-        ngx_add_timer(ev, 50);
-        return;
-    }
-
-    /* the answer is the module's own, not a page for the error filter */
-    ngx_http_set_ctx(r, NULL, ngx_http_gdrive_worker_module);
-
-    ngx_http_finalize_request(r, ngx_http_gdrive_health_send(r));
-    ngx_http_run_posted_requests(c);
-}
-
-
-static void
-ngx_http_gdrive_health_cleanup(void *data)
-{
-    ngx_http_gdrive_health_ctx_t *ctx = data;
-
-    if (ctx->wait.timer_set) {
-        ngx_del_timer(&ctx->wait);
-    }
-}
-
-
-static ngx_int_t
-ngx_http_gdrive_health_send(ngx_http_request_t *r)
-{
-    json_t                       *root, *checks, *c, *w;
-    size_t                        rss, limit;
-    uint64_t                      now, used, base_used, rate;
-    ngx_int_t                     rc;
-    ngx_uint_t                    i, j, n, up, known, degraded, unhealthy;
-    ngx_uint_t                    ok, ok2, pct;
-    ngx_msec_t                    p95, span;
-    const char                   *from;
-    ngx_gdrive_sh_t              *sh;
-    ngx_gdrive_kafka_t           *k;
-    ngx_gdrive_snapshot_t         base, cur;
-    ngx_gdrive_health_sh_t       *hs;
-    ngx_gdrive_worker_status_t   *st;
-    ngx_http_gdrive_main_conf_t  *gmcf;
-
-    gmcf = ngx_http_get_module_main_conf(r, ngx_http_gdrive_worker_module);
-    sh = ngx_gdrive_shm(gmcf);
-    hs = &sh->health;
-    now = ngx_gdrive_epoch_ms();
-
-    degraded = 0;
-    unhealthy = 0;
-
-    root = json_object();
-    checks = json_object();
-    json_object_set_new(root, "checks", checks);
-
-    c = ngx_http_gdrive_check(checks, "loop", 1, &degraded);
-
-    /* Kafka: the broker state of this worker's producer */
-
-    k = ngx_gdrive_worker.producer;
-
-    if (gmcf->kafka_brokers.len == 0) {
-        c = ngx_http_gdrive_check(checks, "kafka", 1, &degraded);
-        json_object_set_new(c, "skipped",
-                            json_string("no brokers are configured"));
-
-    } else if (k == NULL) {
-        c = ngx_http_gdrive_check(checks, "kafka", 0, &unhealthy);
-        json_object_set_new(c, "detail",
-                            json_string("this worker has no Kafka producer"));
-
-    } else {
-        ok = (ngx_gdrive_kafka_brokers_state(k, &up, &known) == NGX_OK);
-        c = ngx_http_gdrive_check(checks, "kafka", ok, &unhealthy);
-        json_object_set_new(c, "brokers_up", json_integer(up));
-        json_object_set_new(c, "brokers_known", json_integer(known));
-
-        if (!ok) {
-            json_object_set_new(c, "detail",
-                                json_string(k->fatal
-                                            ? "the Kafka client failed"
-                                            : "all brokers are down"));
-            json_object_set_new(c, "down_for_seconds", json_integer(
-                (ngx_current_msec - k->brokers_down_since) / 1000));
-        }
-    }
-
-    /* Google and S3: the probes' cached answers */
-
-    if (!gmcf->consumer) {
-        c = ngx_http_gdrive_check(checks, "google_api", 1, &degraded);
-        json_object_set_new(c, "skipped",
-                            json_string("gdrive_consumer is off"));
-        c = ngx_http_gdrive_check(checks, "s3", 1, &degraded);
-        json_object_set_new(c, "skipped",
-                            json_string("gdrive_consumer is off"));
-
-    } else if (hs->checked == 0) {
-        c = ngx_http_gdrive_check(checks, "google_api", 0, &degraded);
-        json_object_set_new(c, "detail", json_string("no probe answered yet"));
-        c = ngx_http_gdrive_check(checks, "s3", 0, &degraded);
-        json_object_set_new(c, "detail", json_string("no probe answered yet"));
-
-    } else {
-        ok = hs->probe[NGX_GDRIVE_PROBE_TOKEN].ok;
-        ok2 = hs->probe[NGX_GDRIVE_PROBE_DRIVE].ok;
-        c = ngx_http_gdrive_check(checks, "google_api", ok && ok2, &degraded);
-        json_object_set_new(c, "token_endpoint", ngx_http_gdrive_probe_json(
-                                &hs->probe[NGX_GDRIVE_PROBE_TOKEN]));
-        json_object_set_new(c, "drive_api", ngx_http_gdrive_probe_json(
-                                &hs->probe[NGX_GDRIVE_PROBE_DRIVE]));
-        json_object_set_new(c, "age_seconds",
-                            json_integer((now - hs->checked) / 1000));
-
-        c = ngx_http_gdrive_check(checks, "s3",
-                                  hs->probe[NGX_GDRIVE_PROBE_S3].ok,
-                                  &degraded);
-        json_object_set_new(c, "bucket", ngx_http_gdrive_probe_json(
-                                &hs->probe[NGX_GDRIVE_PROBE_S3]));
-        json_object_set_new(c, "age_seconds",
-                            json_integer((now - hs->checked) / 1000));
-    }
-
-    /* the monitoring checklist */
-
-    rss = 0;
-    n = 0;
-    used = 0;
-
-    for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
-        st = &sh->workers[i];
-
-        if (!ngx_http_gdrive_worker_live(st)) {
-            continue;
-        }
-
-        n++;
-        rss += ngx_gdrive_process_rss((ngx_pid_t) st->pid);
-
-        for (j = 0; j < ngx_min(st->nparts, NGX_GDRIVE_MAX_PARTITIONS); j++) {
-            if (st->lag[j] > 0) {
-                used += st->lag[j];
-            }
-        }
-    }
-
-    limit = ngx_http_gdrive_memory_limit(gmcf, &from);
-
-    pct = limit ? (ngx_uint_t) ((uint64_t) rss * 10000 / limit) : 0;
-    c = ngx_http_gdrive_check(checks, "memory",
-                              limit == 0 || pct < gmcf->health_max_memory,
-                              &degraded);
-    json_object_set_new(c, "workers", json_integer(n));
-    json_object_set_new(c, "rss_bytes", json_integer(rss));
-    json_object_set_new(c, "limit_bytes", limit ? json_integer(limit)
-                                                : json_null());
-    json_object_set_new(c, "limit_from", json_string(from));
-    json_object_set_new(c, "used_percent", json_real(pct / 100.0));
-    json_object_set_new(c, "threshold_percent",
-                        json_real(gmcf->health_max_memory / 100.0));
-
-    c = ngx_http_gdrive_check(checks, "consumer_lag",
-                              used < gmcf->health_max_lag, &degraded);
-    json_object_set_new(c, "value", json_integer(used));
-    json_object_set_new(c, "threshold", json_integer(gmcf->health_max_lag));
-
-    ngx_http_gdrive_window(gmcf, &base, &cur);
-    span = (ngx_msec_t) (cur.time - base.time);
-
-    /* the Drive requests of the window against the global rate limit */
-
-    rate = span ? (cur.google - base.google) * 1000 * 1000 / span : 0;
-    pct = gmcf->global_rate ? (ngx_uint_t) (rate * 10000 / gmcf->global_rate)
-                            : 0;
-    c = ngx_http_gdrive_check(checks, "rate_limit",
-                              pct < gmcf->health_max_rate_use, &degraded);
-    json_object_set_new(c, "requests_per_second", json_real(rate / 1000.0));
-    json_object_set_new(c, "limit_per_second",
-                        json_real(gmcf->global_rate / 1000.0));
-    json_object_set_new(c, "used_percent", json_real(pct / 100.0));
-    json_object_set_new(c, "threshold_percent",
-                        json_real(gmcf->health_max_rate_use / 100.0));
-    json_object_set_new(c, "window_seconds", json_integer(span / 1000));
-
-    used = sh->metrics.dlq[0];
-    base_used = sh->metrics.dlq[1];
-    used = (used > base_used) ? used - base_used : 0;
-
-    c = ngx_http_gdrive_check(checks, "dlq", used < gmcf->health_max_dlq,
-                              &degraded);
-    json_object_set_new(c, "value", json_integer(used));
-    json_object_set_new(c, "threshold", json_integer(gmcf->health_max_dlq));
-
-    n = cur.done - base.done;
-    pct = n ? (ngx_uint_t) ((uint64_t) (cur.failed - base.failed) * 10000 / n)
-            : 0;
-    c = ngx_http_gdrive_check(checks, "error_rate",
-                              n == 0 || pct < gmcf->health_max_error_rate
-                              || gmcf->health_max_error_rate == 0,
-                              &degraded);
-    json_object_set_new(c, "messages", json_integer(n));
-    json_object_set_new(c, "value_percent", json_real(pct / 100.0));
-    json_object_set_new(c, "threshold_percent",
-                        json_real(gmcf->health_max_error_rate / 100.0));
-    json_object_set_new(c, "window_seconds", json_integer(span / 1000));
-
-    for (i = 0; i < NGX_GDRIVE_M_BUCKETS; i++) {
-        cur.bucket[i] -= base.bucket[i];
-    }
-
-    p95 = ngx_http_gdrive_p95(cur.bucket);
-    c = ngx_http_gdrive_check(checks, "p95_processing",
-                              p95 == 0 || p95 < gmcf->health_max_p95,
-                              &degraded);
-    json_object_set_new(c, "value_seconds", p95 ? json_real(p95 / 1000.0)
-                                                : json_null());
-    json_object_set_new(c, "threshold_seconds",
-                        json_real(gmcf->health_max_p95 / 1000.0));
-    json_object_set_new(c, "window_seconds", json_integer(span / 1000));
-
-    json_object_set_new(root, "status",
-                        json_string(unhealthy ? "unhealthy"
-                                    : degraded ? "degraded" : "healthy"));
-
-    w = json_object();
-    json_object_set_new(w, "pid", json_integer(ngx_pid));
-    json_object_set_new(w, "version", json_string(NGX_GDRIVE_VERSION));
-    json_object_set_new(root, "worker", w);
-
-    rc = ngx_http_gdrive_send_jansson(r, unhealthy
-                                         ? NGX_HTTP_SERVICE_UNAVAILABLE
-                                         : NGX_HTTP_OK,
-                                      root);
-    return rc;
-}
-
-
-static json_t *
-ngx_http_gdrive_check(json_t *checks, const char *name, ngx_uint_t ok,
-    ngx_uint_t *bad)
-{
-    json_t  *c;
-
-    c = json_object();
-    json_object_set_new(c, "ok", json_boolean(ok));
-    json_object_set_new(checks, name, c);
-
-    if (!ok) {
-        *bad = 1;
-    }
-
-    return c;
-}
-
-
-static json_t *
-ngx_http_gdrive_probe_json(ngx_gdrive_probe_t *p)
-{
-    json_t  *o;
-
-    o = json_object();
-    json_object_set_new(o, "ok", json_boolean(p->ok));
-    json_object_set_new(o, "status", json_integer(p->status));
-    json_object_set_new(o, "seconds", json_real(p->ms / 1000.0));
-    json_object_set_new(o, "detail",
-                        ngx_http_gdrive_str_json(p->detail,
-                                                 ngx_strlen(p->detail)));
-
-    return o;
-}
-
-
-/*
- * The memory limit: gdrive_health_memory_limit, else the cgroup's (v2,
- * then v1).  Small kernel files, read at once.  0: none known.
- */
-
-static size_t
-ngx_http_gdrive_memory_limit(ngx_http_gdrive_main_conf_t *gmcf,
-    const char **from)
-{
-    u_char      buf[64];
-    ssize_t     n;
-    ngx_fd_t    fd;
-    ngx_int_t   v;
-    ngx_uint_t  i;
-
-    static char  *files[] = {
-        "/sys/fs/cgroup/memory.max",
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes"
-    };
-
-    if (gmcf->health_memory_limit) {
-        *from = "gdrive_health_memory_limit";
-        return gmcf->health_memory_limit;
-    }
-
-    for (i = 0; i < 2; i++) {
-        fd = ngx_open_file(files[i], NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-        if (fd == NGX_INVALID_FILE) {
-            continue;
-        }
-
-        n = read(fd, buf, sizeof(buf));
-        (void) ngx_close_file(fd);
-
-        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) {
-            n--;
-        }
-
-        v = (n > 0 && n < 19) ? ngx_atoi(buf, n) : NGX_ERROR;
-
-        /* "max", or v1's "no limit" of nearly 2^63 */
-        if (v > 0) {
-            *from = files[i];
-            return (size_t) v;
-        }
-    }
-
-    *from = "none";
-
-    return 0;
-}
-
-
-/* the upper bound of the bucket that holds the 95th percentile, ms */
-
-static ngx_msec_t
-ngx_http_gdrive_p95(ngx_atomic_uint_t *bucket)
-{
-    ngx_uint_t         i;
-    ngx_atomic_uint_t  total, seen;
-
-    total = 0;
-
-    for (i = 0; i < NGX_GDRIVE_M_BUCKETS; i++) {
-        total += bucket[i];
-    }
-
-    if (total == 0) {
-        return 0;
-    }
-
-    seen = 0;
-
-    for (i = 0; i < NGX_GDRIVE_M_BUCKETS - 1; i++) {
-        seen += bucket[i];
-
-        if (seen * 100 >= total * 95) {
-            return ngx_gdrive_metric_bounds[i];
-        }
-    }
-
-    /* beyond the last bound: at least that */
-    return ngx_gdrive_metric_bounds[NGX_GDRIVE_M_BUCKETS - 2] + 1;
-}
-
-
-/*
- * The checklist's rates are over a window: the counters now against a
- * snapshot between one and two gdrive_health_window old (kept in the
- * zone, renewed under its mutex by whichever worker sees it expire).
- */
-
-static void
-ngx_http_gdrive_window(ngx_http_gdrive_main_conf_t *gmcf,
-    ngx_gdrive_snapshot_t *base, ngx_gdrive_snapshot_t *cur)
-{
-    ngx_uint_t              i, j;
-    ngx_gdrive_metrics_t   *m;
-    ngx_gdrive_shm_ctx_t   *ctx;
-    ngx_gdrive_health_sh_t *hs;
-
-    ctx = ngx_gdrive_shm_ctx(gmcf);
-    m = &ctx->sh->metrics;
-    hs = &ctx->sh->health;
-
-    ngx_memzero(cur, sizeof(ngx_gdrive_snapshot_t));
-
-    cur->time = ngx_gdrive_epoch_ms();
-
-    for (i = 0; i < NGX_GDRIVE_M_OUTCOMES; i++) {
-        for (j = 0; j < NGX_GDRIVE_M_CODES; j++) {
-            cur->done += m->jobs[i][j];
-
-            if (ngx_strcmp(ngx_gdrive_metric_outcomes[i], "dlq") == 0) {
-                cur->failed += m->jobs[i][j];
-            }
-        }
-    }
-
-    /* Drive's requests: every endpoint but OAuth's and the control plane's */
-
-    for (i = 0; i < NGX_GDRIVE_M_ENDPOINTS; i++) {
-        if (ngx_strncmp(ngx_gdrive_metric_endpoints[i], "files.", 6) != 0
-            && ngx_strncmp(ngx_gdrive_metric_endpoints[i], "changes.", 8)
-               != 0)
-        {
-            continue;
-        }
-
-        for (j = 0; j < NGX_GDRIVE_M_HTTP_ST; j++) {
-            cur->google += m->google[i][j];
-        }
-    }
-
-    for (i = 0; i < NGX_GDRIVE_M_BUCKETS; i++) {
-        cur->bucket[i] = m->job_duration.bucket[i];
-    }
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    if (hs->snap[1].time == 0) {
-        hs->snap[1] = *cur;
-
-    } else if (cur->time - hs->snap[1].time >= gmcf->health_window) {
-        hs->snap[0] = hs->snap[1];
-        hs->snap[1] = *cur;
-    }
-
-    *base = hs->snap[0].time ? hs->snap[0] : hs->snap[1];
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-}
-
-
-/*
- * gdrive_metrics: Prometheus text exposition 0.0.4.  Counters are the
- * instance's (one copy in the zone for all workers); gauges of a worker
- * carry its number as "worker".
- */
-
-ngx_int_t
-ngx_http_gdrive_metrics_handler(ngx_http_request_t *r)
-{
-    size_t                        rss;
-    ngx_uint_t                    i, j, s, n;
-    ngx_atomic_uint_t             v, parts;
-    ngx_gdrive_sh_t              *sh;
-    ngx_gdrive_metrics_t         *m;
-    ngx_http_gdrive_out_t         o;
-    ngx_gdrive_health_sh_t       *hs;
-    ngx_gdrive_worker_status_t   *st;
-    ngx_http_gdrive_main_conf_t  *gmcf;
-
-    u_char                        labels[128];
-
-    ngx_http_gdrive_gauge_t      *g;
-
-    static const char  *scopes[2] = { "integration", "global" };
-    static const char  *probes[NGX_GDRIVE_PROBES] = {
-        "token_endpoint", "drive_api", "s3_bucket"
-    };
-
-    /* gauges of each worker's slot */
-    static ngx_http_gdrive_gauge_t  gauges[] = {
-        { "gdrive_jobs_in_flight",
-          "Messages a worker is processing (running, or waiting on a "
-          "backoff or the rate limiter).",
-          offsetof(ngx_gdrive_worker_status_t, inflight) },
-        { "gdrive_jobs_queued",
-          "Messages a worker has taken and will start when a running job "
-          "ends.",
-          offsetof(ngx_gdrive_worker_status_t, queued) },
-        { "gdrive_jobs_taken_bytes",
-          "Bytes of the messages a worker has taken (running and queued), "
-          "held under gdrive_max_queued_bytes.",
-          offsetof(ngx_gdrive_worker_status_t, taken_bytes) },
-        { "gdrive_consumer_paused",
-          "Whether a worker's consumer is paused by backpressure (1) or "
-          "fetching (0).",
-          offsetof(ngx_gdrive_worker_status_t, paused) },
-        { NULL, NULL, 0 }
-    };
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_gdrive_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                          "method_not_allowed",
-                                          "use GET or HEAD");
-    }
-
-    gmcf = ngx_http_get_module_main_conf(r, ngx_http_gdrive_worker_module);
-    sh = ngx_gdrive_shm(gmcf);
-    m = &sh->metrics;
-    hs = &sh->health;
-
-    ngx_memzero(&o, sizeof(ngx_http_gdrive_out_t));
-    o.pool = r->pool;
-
-    ngx_http_gdrive_out_printf(&o,
-        "# HELP gdrive_build_info The module's version and nginx's.\n"
-        "# TYPE gdrive_build_info gauge\n"
-        "gdrive_build_info{version=\"%s\",nginx=\"%s\"} 1\n",
-        NGX_GDRIVE_VERSION, NGINX_VERSION);
-
-    ngx_http_gdrive_out_printf(&o,
-        "# HELP gdrive_triggers_received_total Triggers received over HTTP "
-        "by the status of the answer: 202 counts each accepted trigger, "
-        "a refusal counts its request once.\n"
-        "# TYPE gdrive_triggers_received_total counter\n");
-
-    for (i = 0; i < NGX_GDRIVE_M_TRIGGER_ST; i++) {
-        s = ngx_gdrive_metric_trigger_st[i];
-
-        if (s) {
-            ngx_http_gdrive_out_printf(&o,
-                "gdrive_triggers_received_total{status=\"%ui\"} %uA\n",
-                s, m->triggers[i]);
-
-        } else {
-            ngx_http_gdrive_out_printf(&o,
-                "gdrive_triggers_received_total{status=\"other\"} %uA\n",
-                m->triggers[i]);
-        }
-    }
-
-    ngx_http_gdrive_out_printf(&o,
-        "# HELP gdrive_messages_processed_total Kafka messages that ended, "
-        "by outcome and error code.\n"
-        "# TYPE gdrive_messages_processed_total counter\n");
-
-    for (i = 0; i < NGX_GDRIVE_M_OUTCOMES; i++) {
-        for (j = 0; j < NGX_GDRIVE_M_CODES; j++) {
-            v = m->jobs[i][j];
-
-            if (v == 0 && j != 0) {
-                continue;
-            }
-
-            ngx_http_gdrive_out_printf(&o,
-                "gdrive_messages_processed_total"
-                "{outcome=\"%s\",code=\"%s\"} %uA\n",
-                ngx_gdrive_metric_outcomes[i], ngx_gdrive_metric_codes[j], v);
-        }
-    }
-
-    ngx_http_gdrive_out_printf(&o,
-        "# HELP gdrive_message_retries_total Transient failures retried "
-        "with backoff, by error code.\n"
-        "# TYPE gdrive_message_retries_total counter\n");
-
-    for (j = 0; j < NGX_GDRIVE_M_CODES; j++) {
-        ngx_http_gdrive_out_printf(&o,
-            "gdrive_message_retries_total{code=\"%s\"} %uA\n",
-            ngx_gdrive_metric_codes[j], m->retries[j]);
-    }
-
-    ngx_http_gdrive_out_printf(&o,
-        "# HELP gdrive_processing_duration_seconds Time from a message's "
-        "arrival to its end (result or DLQ record acknowledged).\n"
-        "# TYPE gdrive_processing_duration_seconds histogram\n");
-    ngx_http_gdrive_metrics_histogram(&o,
-                                      "gdrive_processing_duration_seconds",
-                                      "", &m->job_duration);
-
-    ngx_http_gdrive_out_printf(&o,
-        "# HELP gdrive_consumer_lag Messages of a partition not yet "
-        "processed (high watermark minus stored offset).\n"
-        "# TYPE gdrive_consumer_lag gauge\n");
-
-    for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
-        st = &sh->workers[i];
-
-        if (!ngx_http_gdrive_worker_live(st)) {
-            continue;
-        }
-
-        parts = ngx_min(st->nparts, NGX_GDRIVE_MAX_PARTITIONS);
-
-        for (j = 0; j < parts; j++) {
-            if (st->lag[j] < 0) {
-                continue;
-            }
-
-            ngx_http_gdrive_out_printf(&o,
-                "gdrive_consumer_lag{partition=\"%D\",worker=\"%ui\"} %L\n",
-                st->partitions[j], i, st->lag[j]);
-        }
-    }
-
-    for (g = gauges; g->name; g++) {
-        ngx_http_gdrive_out_printf(&o, "# HELP %s %s\n# TYPE %s gauge\n",
-                                   g->name, g->help, g->name);
-
-        for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
-            st = &sh->workers[i];
-
-            if (ngx_http_gdrive_worker_live(st)) {
-                ngx_http_gdrive_out_printf(&o, "%s{worker=\"%ui\"} %uA\n",
-                    g->name, i,
-                    *(ngx_atomic_t *) ((u_char *) st + g->offset));
-            }
-        }
-    }
-
-    ngx_http_gdrive_out_printf(&o,
-        "# HELP gdrive_worker_resident_memory_bytes Resident memory of a "
-        "worker process.\n"
-        "# TYPE gdrive_worker_resident_memory_bytes gauge\n");
-
-    for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
-        st = &sh->workers[i];
-
-        if (!ngx_http_gdrive_worker_live(st)) {
-            continue;
-        }
-
-        rss = ngx_gdrive_process_rss((ngx_pid_t) st->pid);
-
-        if (rss) {
-            ngx_http_gdrive_out_printf(&o,
-                "gdrive_worker_resident_memory_bytes{worker=\"%ui\"} %uz\n",
-                i, rss);
-        }
-    }
-
-    ngx_http_gdrive_out_printf(&o,
-        "# HELP gdrive_google_requests_total Requests to Google and the "
-        "control plane by endpoint and HTTP status (0: not answered).\n"
-        "# TYPE gdrive_google_requests_total counter\n");
-
-    for (i = 0; i < NGX_GDRIVE_M_ENDPOINTS; i++) {
-        for (j = 0; j < NGX_GDRIVE_M_HTTP_ST; j++) {
-            v = m->google[i][j];
-
-            if (v == 0) {
-                continue;
-            }
-
-            if (j == NGX_GDRIVE_M_HTTP_ST - 1) {
-                ngx_http_gdrive_out_printf(&o,
-                    "gdrive_google_requests_total"
-                    "{endpoint=\"%s\",status=\"other\"} %uA\n",
-                    ngx_gdrive_metric_endpoints[i], v);
-
-            } else {
-                ngx_http_gdrive_out_printf(&o,
-                    "gdrive_google_requests_total"
-                    "{endpoint=\"%s\",status=\"%ui\"} %uA\n",
-                    ngx_gdrive_metric_endpoints[i],
-                    ngx_gdrive_metric_http_st[j], v);
-            }
-        }
-    }
-
-    ngx_http_gdrive_out_printf(&o,
-        "# HELP gdrive_google_request_duration_seconds Duration of requests "
-        "to Google and the control plane, by endpoint.\n"
-        "# TYPE gdrive_google_request_duration_seconds histogram\n");
-
-    for (i = 0; i < NGX_GDRIVE_M_ENDPOINTS; i++) {
-        if (m->google_duration[i].count == 0) {
-            continue;
-        }
-
-        *ngx_snprintf(labels, sizeof(labels) - 1, "endpoint=\"%s\",",
-                      ngx_gdrive_metric_endpoints[i]) = '\0';
-        ngx_http_gdrive_metrics_histogram(&o,
-            "gdrive_google_request_duration_seconds", (char *) labels,
-            &m->google_duration[i]);
-    }
-
-    ngx_http_gdrive_out_printf(&o,
-        "# HELP gdrive_ratelimit_waits_total Drive requests that waited for "
-        "a rate limit token, by the limit (integration or global).\n"
-        "# TYPE gdrive_ratelimit_waits_total counter\n");
-
-    for (i = 0; i < 2; i++) {
-        ngx_http_gdrive_out_printf(&o,
-            "gdrive_ratelimit_waits_total{scope=\"%s\"} %uA\n",
-            scopes[i], m->ratelimit_waits[i]);
-    }
-
-    ngx_http_gdrive_out_printf(&o,
-        "# HELP gdrive_ratelimit_wait_seconds_total Time spent waiting for "
-        "rate limit tokens.\n"
-        "# TYPE gdrive_ratelimit_wait_seconds_total counter\n");
-
-    for (i = 0; i < 2; i++) {
-        v = m->ratelimit_wait_ms[i];
-        ngx_http_gdrive_out_printf(&o,
-            "gdrive_ratelimit_wait_seconds_total{scope=\"%s\"} %uA.%03uA\n",
-            scopes[i], v / 1000, v % 1000);
-    }
-
-    ngx_http_gdrive_out_printf(&o,
-        "# HELP gdrive_ratelimit_evictions_total Rate limit buckets dropped "
-        "from the shared zone, by cause: expired (idle and empty), lru (a "
-        "live bucket for a newcomer; held ones never are).\n"
-        "# TYPE gdrive_ratelimit_evictions_total counter\n"
-        "gdrive_ratelimit_evictions_total{cause=\"expired\"} %uA\n"
-        "gdrive_ratelimit_evictions_total{cause=\"lru\"} %uA\n"
-        "# HELP gdrive_ratelimit_refused_total Drive requests of an "
-        "integration without a bucket told to wait: the zone's buckets "
-        "all hold Retry-After waits or quota circuits.\n"
-        "# TYPE gdrive_ratelimit_refused_total counter\n"
-        "gdrive_ratelimit_refused_total %uA\n",
-        sh->rate.expired, sh->rate.evictions, sh->rate.refused);
-
-    ngx_http_gdrive_out_printf(&o,
-        "# HELP gdrive_token_refreshes_total OAuth access token refreshes "
-        "by result.\n"
-        "# TYPE gdrive_token_refreshes_total counter\n");
-
-    for (i = 0; i < NGX_GDRIVE_M_REFRESH; i++) {
-        ngx_http_gdrive_out_printf(&o,
-            "gdrive_token_refreshes_total{result=\"%s\"} %uA\n",
-            ngx_gdrive_metric_refresh[i], m->token_refresh[i]);
-    }
-
-    {
-        static const char  *names[NGX_GDRIVE_M_CACHE_EVENTS] = {
-            "gdrive_cache_hits_total", "gdrive_cache_misses_total",
-            "gdrive_cache_evictions_total"
-        };
-        static const char  *help[NGX_GDRIVE_M_CACHE_EVENTS] = {
-            "Lookups answered by a shared cache.",
-            "Lookups a shared cache could not answer.",
-            "Entries dropped to make room in a shared cache."
-        };
-
-        for (j = 0; j < NGX_GDRIVE_M_CACHE_EVENTS; j++) {
-            ngx_http_gdrive_out_printf(&o, "# HELP %s %s\n# TYPE %s counter\n",
-                                       names[j], help[j], names[j]);
-
-            for (i = 0; i < NGX_GDRIVE_M_CACHES - 1; i++) {
-                ngx_http_gdrive_out_printf(&o, "%s{cache=\"%s\"} %uA\n",
-                                           names[j],
-                                           ngx_gdrive_metric_caches[i],
-                                           m->cache[i][j]);
-            }
-        }
-    }
-
-    ngx_http_gdrive_out_printf(&o,
-        "# HELP gdrive_s3_requests_total Requests to S3 by operation and "
-        "HTTP status (0: not answered).\n"
-        "# TYPE gdrive_s3_requests_total counter\n");
-
-    n = 0;
-
-    for (i = 0; i < NGX_GDRIVE_M_S3_OPS; i++) {
-        for (j = 0; j < NGX_GDRIVE_M_HTTP_ST; j++) {
-            v = m->s3[i][j];
-
-            if (v == 0) {
-                continue;
-            }
-
-            if (ngx_strcmp(ngx_gdrive_metric_s3_ops[i], "part") == 0
-                && ngx_gdrive_metric_http_st[j] >= 200
-                && ngx_gdrive_metric_http_st[j] < 300)
-            {
-                n += v;
-            }
-
-            if (j == NGX_GDRIVE_M_HTTP_ST - 1) {
-                ngx_http_gdrive_out_printf(&o,
-                    "gdrive_s3_requests_total{op=\"%s\",status=\"other\"} "
-                    "%uA\n", ngx_gdrive_metric_s3_ops[i], v);
-
-            } else {
-                ngx_http_gdrive_out_printf(&o,
-                    "gdrive_s3_requests_total{op=\"%s\",status=\"%ui\"} "
-                    "%uA\n", ngx_gdrive_metric_s3_ops[i],
-                    ngx_gdrive_metric_http_st[j], v);
-            }
-        }
-    }
-
-    ngx_http_gdrive_out_printf(&o,
-        "# HELP gdrive_s3_parts_uploaded_total Multipart upload parts that "
-        "S3 accepted.\n"
-        "# TYPE gdrive_s3_parts_uploaded_total counter\n"
-        "gdrive_s3_parts_uploaded_total %ui\n"
-        "# HELP gdrive_s3_uploaded_bytes_total Bytes of content written "
-        "to S3.\n"
-        "# TYPE gdrive_s3_uploaded_bytes_total counter\n"
-        "gdrive_s3_uploaded_bytes_total %uA\n",
-        n, m->s3_bytes);
-
-    ngx_http_gdrive_out_printf(&o,
-        "# HELP gdrive_dlq_records_produced_total Messages sent to the "
-        "dead-letter topic (acknowledged).\n"
-        "# TYPE gdrive_dlq_records_produced_total counter\n"
-        "gdrive_dlq_records_produced_total %uA\n"
-        "# HELP gdrive_dlq_records_replayed_total Dead letters replayed "
-        "onto the trigger topic (acknowledged).\n"
-        "# TYPE gdrive_dlq_records_replayed_total counter\n"
-        "gdrive_dlq_records_replayed_total %uA\n"
-        "# HELP gdrive_dlq_records_dropped_total Messages whose dead letter "
-        "the dead-letter topic refused even cut to 1 KiB (offset stored).\n"
-        "# TYPE gdrive_dlq_records_dropped_total counter\n"
-        "gdrive_dlq_records_dropped_total %uA\n",
-        m->dlq[0], m->dlq[1], m->dlq[2]);
-
-    if (gmcf->consumer && hs->checked) {
-        ngx_http_gdrive_out_printf(&o,
-            "# HELP gdrive_health_probe_up Whether gdrive_health's last "
-            "probe reached the service (any answer below 500).\n"
-            "# TYPE gdrive_health_probe_up gauge\n");
-
-        for (i = 0; i < NGX_GDRIVE_PROBES; i++) {
-            ngx_http_gdrive_out_printf(&o,
-                "gdrive_health_probe_up{probe=\"%s\"} %ui\n",
-                probes[i], hs->probe[i].ok ? 1 : 0);
-        }
-    }
-
-    return ngx_http_gdrive_out_send(r, &o, NGX_HTTP_OK,
-                                    "text/plain; version=0.0.4; "
-                                    "charset=utf-8");
-}
-
-
-static void
-ngx_http_gdrive_metrics_histogram(ngx_http_gdrive_out_t *o, const char *name,
-    const char *labels, ngx_gdrive_histogram_t *h)
-{
-    size_t             len;
-    ngx_uint_t         i;
-    ngx_atomic_uint_t  total, sum;
-
-    total = 0;
-
-    /* the bounds of ngx_gdrive_metric_bounds as Prometheus writes them */
-    static const char  *le[NGX_GDRIVE_M_BUCKETS - 1] = {
-        "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30",
-        "60", "120", "300"
-    };
-
-    for (i = 0; i < NGX_GDRIVE_M_BUCKETS - 1; i++) {
-        total += h->bucket[i];
-
-        ngx_http_gdrive_out_printf(o, "%s_bucket{%sle=\"%s\"} %uA\n",
-                                   name, labels, le[i], total);
-    }
-
-    /* +Inf and _count from the same reads: they must agree */
-    total += h->bucket[NGX_GDRIVE_M_BUCKETS - 1];
-    sum = h->sum_ms;
-
-    ngx_http_gdrive_out_printf(o, "%s_bucket{%sle=\"+Inf\"} %uA\n",
-                               name, labels, total);
-
-    /* labels end with a comma for the buckets; not here */
-    len = ngx_strlen(labels);
-
-    if (len) {
-        ngx_http_gdrive_out_printf(o, "%s_sum{%*s} %uA.%03uA\n"
-                                      "%s_count{%*s} %uA\n",
-                                   name, len - 1, labels, sum / 1000,
-                                   sum % 1000, name, len - 1, labels, total);
-
-    } else {
-        ngx_http_gdrive_out_printf(o, "%s_sum %uA.%03uA\n%s_count %uA\n",
-                                   name, sum / 1000, sum % 1000, name, total);
-    }
-}
 
 
 /*
@@ -1636,7 +153,7 @@ ngx_http_gdrive_status_json(ngx_http_request_t *r)
     for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
         st = &sh->workers[i];
 
-        if (!ngx_http_gdrive_worker_live(st)) {
+        if (!ngx_gdrive_status_live(st)) {
             continue;
         }
 
@@ -1842,42 +359,6 @@ ngx_http_gdrive_errors_json(ngx_gdrive_sh_t *sh)
 }
 
 
-/* bytes that may not be UTF-8 (a cut detail) still make a JSON string */
-
-static json_t *
-ngx_http_gdrive_str_json(u_char *s, size_t len)
-{
-    json_t  *j;
-    u_char   buf[512];
-    size_t   i;
-
-    j = json_stringn((char *) s, len);
-
-    if (j) {
-        return j;
-    }
-
-    len = ngx_min(len, sizeof(buf));
-
-    for (i = 0; i < len; i++) {
-        buf[i] = (s[i] < 0x20 || s[i] > 0x7e) ? '?' : s[i];
-    }
-
-    return json_stringn((char *) buf, len);
-}
-
-
-/*
- * The page for people: plain HTML, no script, refreshed by the browser
- * every 5 seconds.  Every value from a message or a peer is escaped.
- */
-
-/*
- * The rate limiter's buckets, the global one first, then the integrations
- * most recently used: how full, how long until a request passes, and a
- * hold (Retry-After) or an open quota circuit.
- */
-
 /* a worker's counters from its slot: the status page and diagnostics */
 
 static json_t *
@@ -1904,6 +385,12 @@ ngx_http_gdrive_worker_json(ngx_gdrive_worker_status_t *st, ngx_uint_t i)
     return w;
 }
 
+
+/*
+ * The rate limiter's buckets, the global one first, then the integrations
+ * most recently used: how full, how long until a request passes, and a
+ * hold (Retry-After) or an open quota circuit.
+ */
 
 static json_t *
 ngx_http_gdrive_rate_json(ngx_pool_t *pool)
@@ -2001,30 +488,21 @@ ngx_http_gdrive_rate_html(ngx_http_gdrive_out_t *o, ngx_pool_t *pool)
 }
 
 
+/*
+ * The page for people: plain HTML, no script, refreshed by the browser
+ * every 5 seconds.  Every value from a message or a peer is escaped.
+ */
+
 static ngx_int_t
 ngx_http_gdrive_status_html(ngx_http_request_t *r)
 {
-    size_t                        rss;
-    uint64_t                      now, started;
-    ngx_uint_t                    i, j, n, any;
+    uint64_t                      now;
     ngx_gdrive_sh_t              *sh;
-    ngx_gdrive_metrics_t         *m;
     ngx_http_gdrive_out_t         o;
-    ngx_gdrive_job_slot_t        *js;
-    ngx_http_gdrive_err_t        *all;
-    ngx_gdrive_health_sh_t       *hs;
-    ngx_gdrive_worker_detail_t   *d;
-    ngx_gdrive_worker_status_t   *st;
     ngx_http_gdrive_main_conf_t  *gmcf;
-
-    static const char  *probes[NGX_GDRIVE_PROBES] = {
-        "token endpoint", "Drive API", "S3 bucket"
-    };
 
     gmcf = ngx_http_get_module_main_conf(r, ngx_http_gdrive_worker_module);
     sh = ngx_gdrive_shm(gmcf);
-    m = &sh->metrics;
-    hs = &sh->health;
     now = ngx_gdrive_epoch_ms();
 
     ngx_memzero(&o, sizeof(ngx_http_gdrive_out_t));
@@ -2051,9 +529,29 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
         "<a href=\"?diagnostics\">diagnostics</a></p>\n",
         &ngx_cached_http_log_iso8601);
 
-    /* workers */
+    ngx_http_gdrive_html_workers(&o, sh);
+    ngx_http_gdrive_html_partitions(&o, sh, gmcf);
+    ngx_http_gdrive_html_jobs(&o, sh, now);
+    ngx_http_gdrive_html_messages(&o, &sh->metrics);
+    ngx_http_gdrive_html_limits(&o, &sh->metrics, gmcf);
+    ngx_http_gdrive_html_probes(&o, &sh->health, gmcf, now);
+    ngx_http_gdrive_html_errors(&o, sh);
 
-    ngx_http_gdrive_out_printf(&o,
+    ngx_http_gdrive_out_printf(&o, "</body></html>\n");
+
+    return ngx_http_gdrive_out_send(r, &o, NGX_HTTP_OK,
+                                    "text/html; charset=utf-8");
+}
+
+
+static void
+ngx_http_gdrive_html_workers(ngx_http_gdrive_out_t *o, ngx_gdrive_sh_t *sh)
+{
+    size_t                       rss;
+    ngx_uint_t                   i;
+    ngx_gdrive_worker_status_t  *st;
+
+    ngx_http_gdrive_out_printf(o,
         "<h2>Workers</h2>\n<table><tr><th>worker</th><th>pid</th>"
         "<th>up</th><th>in flight</th><th>queued</th><th>peak</th>"
         "<th>consumer</th>"
@@ -2063,13 +561,13 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
     for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
         st = &sh->workers[i];
 
-        if (!ngx_http_gdrive_worker_live(st)) {
+        if (!ngx_gdrive_status_live(st)) {
             continue;
         }
 
         rss = ngx_gdrive_process_rss((ngx_pid_t) st->pid);
 
-        ngx_http_gdrive_out_printf(&o,
+        ngx_http_gdrive_out_printf(o,
             "<tr><td class=\"n\">%ui</td><td class=\"n\">%uA</td>"
             "<td class=\"n\">%T s</td><td class=\"n\">%uA</td>"
             "<td class=\"n\">%uA</td>"
@@ -2082,11 +580,18 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
             rss / (1024 * 1024));
     }
 
-    ngx_http_gdrive_out_printf(&o, "</table>\n");
+    ngx_http_gdrive_out_printf(o, "</table>\n");
+}
 
-    /* partitions */
 
-    ngx_http_gdrive_out_printf(&o,
+static void
+ngx_http_gdrive_html_partitions(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_sh_t *sh, ngx_http_gdrive_main_conf_t *gmcf)
+{
+    ngx_uint_t                   i, j, n, any;
+    ngx_gdrive_worker_status_t  *st;
+
+    ngx_http_gdrive_out_printf(o,
         "<h2>Partitions</h2>\n<table><tr><th>partition</th><th>worker</th>"
         "<th>stored offset</th><th>high watermark</th><th>lag</th></tr>\n");
 
@@ -2095,7 +600,7 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
     for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
         st = &sh->workers[i];
 
-        if (!ngx_http_gdrive_worker_live(st)) {
+        if (!ngx_gdrive_status_live(st)) {
             continue;
         }
 
@@ -2104,17 +609,17 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
         for (j = 0; j < n; j++) {
             any = 1;
 
-            ngx_http_gdrive_out_printf(&o,
+            ngx_http_gdrive_out_printf(o,
                 "<tr><td class=\"n\">%D</td><td class=\"n\">%ui</td>"
                 "<td class=\"n\">%L</td><td class=\"n\">%L</td>",
                 st->partitions[j], i, st->stored[j], st->high[j]);
 
             if (st->lag[j] < 0) {
-                ngx_http_gdrive_out_printf(&o,
+                ngx_http_gdrive_out_printf(o,
                     "<td class=\"muted\">unknown</td></tr>\n");
 
             } else {
-                ngx_http_gdrive_out_printf(&o,
+                ngx_http_gdrive_out_printf(o,
                     "<td class=\"n%s\">%L</td></tr>\n",
                     (ngx_uint_t) st->lag[j] >= gmcf->health_max_lag
                     ? " bad" : "", st->lag[j]);
@@ -2123,16 +628,25 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
     }
 
     if (!any) {
-        ngx_http_gdrive_out_printf(&o,
+        ngx_http_gdrive_out_printf(o,
             "<tr><td colspan=\"5\" class=\"muted\">no partitions assigned"
             "</td></tr>\n");
     }
 
-    ngx_http_gdrive_out_printf(&o, "</table>\n");
+    ngx_http_gdrive_out_printf(o, "</table>\n");
+}
 
-    /* in-flight jobs */
 
-    ngx_http_gdrive_out_printf(&o,
+static void
+ngx_http_gdrive_html_jobs(ngx_http_gdrive_out_t *o, ngx_gdrive_sh_t *sh,
+    uint64_t now)
+{
+    uint64_t                     started;
+    ngx_uint_t                   i, j, any;
+    ngx_gdrive_job_slot_t       *js;
+    ngx_gdrive_worker_detail_t  *d;
+
+    ngx_http_gdrive_out_printf(o,
         "<h2>Jobs in flight</h2>\n<table><tr><th>trigger id</th>"
         "<th>worker</th><th>partition</th><th>offset</th><th>stage</th>"
         "<th>age</th></tr>\n");
@@ -2142,7 +656,7 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
     for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
         d = sh->details[i];
 
-        if (d == NULL || !ngx_http_gdrive_worker_live(&sh->workers[i])) {
+        if (d == NULL || !ngx_gdrive_status_live(&sh->workers[i])) {
             continue;
         }
 
@@ -2156,17 +670,17 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
 
             any = 1;
 
-            ngx_http_gdrive_out_printf(&o, "<tr><td>");
-            ngx_http_gdrive_out_html(&o, js->id,
+            ngx_http_gdrive_out_printf(o, "<tr><td>");
+            ngx_http_gdrive_out_html(o, js->id,
                                      ngx_min(js->id_len,
                                              NGX_GDRIVE_ID_MAX_LEN));
-            ngx_http_gdrive_out_printf(&o,
+            ngx_http_gdrive_out_printf(o,
                 "</td><td class=\"n\">%ui</td><td class=\"n\">%D</td>"
                 "<td class=\"n\">%L</td><td>", i, js->partition, js->offset);
-            ngx_http_gdrive_out_html(&o, (u_char *) js->stage,
+            ngx_http_gdrive_out_html(o, (u_char *) js->stage,
                                      ngx_strnlen((u_char *) js->stage,
                                                  sizeof(js->stage)));
-            ngx_http_gdrive_out_printf(&o,
+            ngx_http_gdrive_out_printf(o,
                 "</td><td class=\"n\">%uL.%01uL s</td></tr>\n",
                 (now > started ? now - started : 0) / 1000,
                 (now > started ? now - started : 0) % 1000 / 100);
@@ -2174,15 +688,20 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
     }
 
     if (!any) {
-        ngx_http_gdrive_out_printf(&o,
+        ngx_http_gdrive_out_printf(o,
             "<tr><td colspan=\"6\" class=\"muted\">none</td></tr>\n");
     }
 
-    ngx_http_gdrive_out_printf(&o, "</table>\n");
+    ngx_http_gdrive_out_printf(o, "</table>\n");
+}
 
-    /* messages */
 
-    ngx_http_gdrive_out_printf(&o,
+static void
+ngx_http_gdrive_html_messages(ngx_http_gdrive_out_t *o, ngx_gdrive_metrics_t *m)
+{
+    ngx_uint_t  i, j, any;
+
+    ngx_http_gdrive_out_printf(o,
         "<h2>Messages processed</h2>\n<table><tr><th>outcome</th>"
         "<th>code</th><th>messages</th></tr>\n");
 
@@ -2196,7 +715,7 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
 
             any = 1;
 
-            ngx_http_gdrive_out_printf(&o,
+            ngx_http_gdrive_out_printf(o,
                 "<tr><td>%s</td><td>%s</td><td class=\"n\">%uA</td></tr>\n",
                 ngx_gdrive_metric_outcomes[i],
                 j ? ngx_gdrive_metric_codes[j] : "", m->jobs[i][j]);
@@ -2204,15 +723,21 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
     }
 
     if (!any) {
-        ngx_http_gdrive_out_printf(&o,
+        ngx_http_gdrive_out_printf(o,
             "<tr><td colspan=\"3\" class=\"muted\">none yet</td></tr>\n");
     }
 
-    ngx_http_gdrive_out_printf(&o, "</table>\n");
+    ngx_http_gdrive_out_printf(o, "</table>\n");
+}
 
-    /* caches and rate limits */
 
-    ngx_http_gdrive_out_printf(&o,
+/* the caches and the rate limits, with the limiter's buckets */
+
+static void
+ngx_http_gdrive_html_limits(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_metrics_t *m, ngx_http_gdrive_main_conf_t *gmcf)
+{
+    ngx_http_gdrive_out_printf(o,
         "<h2>Caches</h2>\n<table><tr><th>cache</th><th>hits</th>"
         "<th>misses</th><th>evictions</th><th>size</th></tr>\n"
         "<tr><td>access tokens</td><td class=\"n\">%uA</td>"
@@ -2225,7 +750,7 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
         m->cache[1][0], m->cache[1][1], m->cache[1][2],
         gmcf->metadata_cache_entries, gmcf->metadata_cache_ttl);
 
-    ngx_http_gdrive_out_printf(&o,
+    ngx_http_gdrive_out_printf(o,
         "<h2>Rate limits</h2>\n<table><tr><th>limit</th><th>rate</th>"
         "<th>burst</th><th>waits</th><th>waited</th></tr>\n"
         "<tr><td>per integration</td><td class=\"n\">%ui.%03ui/s</td>"
@@ -2240,47 +765,64 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
         gmcf->global_burst, m->ratelimit_waits[1],
         m->ratelimit_wait_ms[1] / 1000);
 
-    ngx_http_gdrive_rate_html(&o, r->pool);
+    ngx_http_gdrive_rate_html(o, o->pool);
+}
 
-    /* health probes */
+
+static void
+ngx_http_gdrive_html_probes(ngx_http_gdrive_out_t *o,
+    ngx_gdrive_health_sh_t *hs, ngx_http_gdrive_main_conf_t *gmcf,
+    uint64_t now)
+{
+    ngx_uint_t  i;
+
+    static const char  *probes[NGX_GDRIVE_PROBES] = {
+        "token endpoint", "Drive API", "S3 bucket"
+    };
 
     if (gmcf->consumer) {
-        ngx_http_gdrive_out_printf(&o,
+        ngx_http_gdrive_out_printf(o,
             "<h2>Health probes</h2>\n<table><tr><th>probe</th>"
             "<th>result</th><th>answer</th><th>time</th></tr>\n");
 
         for (i = 0; i < NGX_GDRIVE_PROBES; i++) {
             if (hs->checked == 0) {
-                ngx_http_gdrive_out_printf(&o,
+                ngx_http_gdrive_out_printf(o,
                     "<tr><td>%s</td><td class=\"muted\" colspan=\"3\">"
                     "not probed yet (GET the health location)</td></tr>\n",
                     probes[i]);
                 continue;
             }
 
-            ngx_http_gdrive_out_printf(&o,
+            ngx_http_gdrive_out_printf(o,
                 "<tr><td>%s</td><td class=\"%s\">%s</td><td>",
                 probes[i], hs->probe[i].ok ? "ok" : "bad",
                 hs->probe[i].ok ? "reachable" : "failed");
-            ngx_http_gdrive_out_html(&o, hs->probe[i].detail,
+            ngx_http_gdrive_out_html(o, hs->probe[i].detail,
                                      ngx_strnlen(hs->probe[i].detail,
                                                sizeof(hs->probe[i].detail)));
-            ngx_http_gdrive_out_printf(&o,
+            ngx_http_gdrive_out_printf(o,
                 "</td><td class=\"n\">%uA ms, %uL s ago</td></tr>\n",
                 hs->probe[i].ms, (now - hs->checked) / 1000);
         }
 
-        ngx_http_gdrive_out_printf(&o, "</table>\n");
+        ngx_http_gdrive_out_printf(o, "</table>\n");
     }
+}
 
-    /* recent errors */
 
-    ngx_http_gdrive_out_printf(&o,
+static void
+ngx_http_gdrive_html_errors(ngx_http_gdrive_out_t *o, ngx_gdrive_sh_t *sh)
+{
+    ngx_uint_t              i, n;
+    ngx_http_gdrive_err_t  *all;
+
+    ngx_http_gdrive_out_printf(o,
         "<h2>Recent errors</h2>\n<table><tr><th>time (UTC)</th>"
         "<th>worker</th><th>trigger id</th><th>code</th><th>detail</th>"
         "</tr>\n");
 
-    all = ngx_palloc(r->pool, NGX_GDRIVE_MAX_WORKERS * NGX_GDRIVE_STATUS_ERRORS
+    all = ngx_palloc(o->pool, NGX_GDRIVE_MAX_WORKERS * NGX_GDRIVE_STATUS_ERRORS
                               * sizeof(ngx_http_gdrive_err_t));
     n = 0;
 
@@ -2294,30 +836,27 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
 
         ngx_gmtime((time_t) (all[i].e.time / 1000), &tm);
 
-        ngx_http_gdrive_out_printf(&o,
+        ngx_http_gdrive_out_printf(o,
             "<tr><td>%4d-%02d-%02d %02d:%02d:%02d</td>"
             "<td class=\"n\">%ui</td><td>",
             tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday, tm.ngx_tm_hour,
             tm.ngx_tm_min, tm.ngx_tm_sec, all[i].worker);
-        ngx_http_gdrive_out_html(&o, all[i].e.id, all[i].e.id_len);
-        ngx_http_gdrive_out_printf(&o, "</td><td>");
-        ngx_http_gdrive_out_html(&o, (u_char *) all[i].e.code,
+        ngx_http_gdrive_out_html(o, all[i].e.id, all[i].e.id_len);
+        ngx_http_gdrive_out_printf(o, "</td><td>");
+        ngx_http_gdrive_out_html(o, (u_char *) all[i].e.code,
                                  ngx_strlen(all[i].e.code));
-        ngx_http_gdrive_out_printf(&o, "</td><td>");
-        ngx_http_gdrive_out_html(&o, all[i].e.detail,
+        ngx_http_gdrive_out_printf(o, "</td><td>");
+        ngx_http_gdrive_out_html(o, all[i].e.detail,
                                  ngx_strlen(all[i].e.detail));
-        ngx_http_gdrive_out_printf(&o, "</td></tr>\n");
+        ngx_http_gdrive_out_printf(o, "</td></tr>\n");
     }
 
     if (n == 0) {
-        ngx_http_gdrive_out_printf(&o,
+        ngx_http_gdrive_out_printf(o,
             "<tr><td colspan=\"5\" class=\"muted\">none</td></tr>\n");
     }
 
-    ngx_http_gdrive_out_printf(&o, "</table>\n</body></html>\n");
-
-    return ngx_http_gdrive_out_send(r, &o, NGX_HTTP_OK,
-                                    "text/html; charset=utf-8");
+    ngx_http_gdrive_out_printf(o, "</table>\n");
 }
 
 
@@ -2430,7 +969,7 @@ ngx_http_gdrive_diagnostics(ngx_http_request_t *r)
     for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
         st = &sh->workers[i];
 
-        if (!ngx_http_gdrive_worker_live(st)) {
+        if (!ngx_gdrive_status_live(st)) {
             continue;
         }
 

@@ -18,6 +18,8 @@
 #include <ngx_http.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_metrics.h"
+#include "ngx_http_gdrive.h"
 
 
 typedef struct ngx_http_gdrive_post_s  ngx_http_gdrive_post_t;
@@ -77,6 +79,21 @@ static ngx_int_t ngx_http_gdrive_unavailable(ngx_http_request_t *r,
 static ngx_queue_t  ngx_http_gdrive_posts;
 static ngx_uint_t   ngx_http_gdrive_posts_init;
 
+/* what init gave this worker; no producer: triggers get 503 */
+static ngx_http_gdrive_main_conf_t  *ngx_http_gdrive_trigger_conf;
+static ngx_gdrive_kafka_t           *ngx_http_gdrive_trigger_producer;
+static rd_kafka_topic_t             *ngx_http_gdrive_trigger_topic;
+
+
+void
+ngx_http_gdrive_trigger_init(ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_gdrive_kafka_t *producer, rd_kafka_topic_t *topic)
+{
+    ngx_http_gdrive_trigger_conf = gmcf;
+    ngx_http_gdrive_trigger_producer = producer;
+    ngx_http_gdrive_trigger_topic = topic;
+}
+
 
 ngx_int_t
 ngx_http_gdrive_trigger_handler(ngx_http_request_t *r)
@@ -133,7 +150,7 @@ ngx_http_gdrive_trigger_handler(ngx_http_request_t *r)
                                           "location accepts");
     }
 
-    if (ngx_gdrive_worker.producer == NULL) {
+    if (ngx_http_gdrive_trigger_producer == NULL) {
         return ngx_http_gdrive_unavailable(r, "the Kafka producer of this "
                                               "worker is not running");
     }
@@ -344,7 +361,7 @@ ngx_http_gdrive_trigger_body(ngx_http_request_t *r,
      */
 
     for (i = 0; i < n; i++) {
-        if (!ngx_gdrive_integration_allowed(ngx_gdrive_worker.gmcf,
+        if (!ngx_gdrive_integration_allowed(ngx_http_gdrive_trigger_conf,
                                             triggers[i].integration_id.data,
                                             triggers[i].integration_id.len))
         {
@@ -400,8 +417,8 @@ ngx_http_gdrive_trigger_produce(ngx_http_request_t *r,
     ngx_http_gdrive_post_t  *post;
     ngx_http_gdrive_main_conf_t  *gmcf;
 
-    k = ngx_gdrive_worker.producer;
-    gmcf = ngx_gdrive_worker.gmcf;
+    k = ngx_http_gdrive_trigger_producer;
+    gmcf = ngx_http_gdrive_trigger_conf;
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
@@ -475,7 +492,7 @@ ngx_http_gdrive_trigger_produce(ngx_http_request_t *r,
         key.data = (u_char *) triggers[i].integration_id.data;
         key.len = triggers[i].integration_id.len;
 
-        err = ngx_gdrive_kafka_produce(k, ngx_gdrive_worker.trigger_topic,
+        err = ngx_gdrive_kafka_produce(k, ngx_http_gdrive_trigger_topic,
                                        &key, (u_char *) dump, len,
                                        free_value, NULL, &item->dr);
 
@@ -592,7 +609,7 @@ ngx_http_gdrive_trigger_respond(ngx_http_request_t *r,
                                            rd_kafka_err2str(post->err));
     }
 
-    topic = &ngx_gdrive_worker.gmcf->kafka_topic;
+    topic = &ngx_http_gdrive_trigger_conf->kafka_topic;
 
     len = 2 + post->count
               * (sizeof("{\"trigger_id\":\"\",\"topic\":\"\",\"partition\":"

@@ -336,7 +336,8 @@ ngx_http_gdrive_init_process(ngx_cycle_t *cycle)
     w->status->pid = ngx_pid;
     w->status->started = ngx_time();
 
-    (void) ngx_gdrive_metrics_init_process(cycle, gmcf);
+    (void) ngx_gdrive_metrics_init_process(cycle, gmcf, w->status);
+    ngx_gdrive_probe_init(gmcf);
 
     /* gdrive_health asks this worker's producer whether brokers are up */
 
@@ -376,6 +377,9 @@ ngx_http_gdrive_init_process(ngx_cycle_t *cycle)
         w->producer = NULL;
         return NGX_OK;
     }
+
+    ngx_http_gdrive_health_init(w->producer);
+    ngx_http_gdrive_trigger_init(gmcf, w->producer, w->trigger_topic);
 
     if (gmcf->consumer
         && (ngx_gdrive_http_init(cycle, gmcf) != NGX_OK

@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 
 # docs/operations.md against the source: every metric it names is one
-# gdrive_metrics writes (src/ngx_http_gdrive_status.c renders the tables
+# gdrive_metrics writes (src/ngx_http_gdrive_prometheus.c renders the tables
 # of src/ngx_gdrive_metrics.c), with label values from the metrics' fixed
 # lists; every other gdrive_* name is a directive of the module; every
 # upper-case environment variable is one of the settings table; every
@@ -31,7 +31,7 @@ sub slurp {
 my $doc = slurp('docs/operations.md');
 my $module = slurp('src/ngx_http_gdrive_worker_module.c')
              . slurp('src/ngx_gdrive_conf.c');
-my $status = slurp('src/ngx_http_gdrive_status.c');
+my $prometheus = slurp('src/ngx_http_gdrive_prometheus.c');
 my $metrics = slurp('src/ngx_gdrive_metrics.c');
 
 opendir my $dh, "$root/src" or die "src: $!";
@@ -51,14 +51,15 @@ my ($commands) = $module =~ /ngx_http_gdrive_commands\[\] = \{(.*?)ngx_null_comm
 my %directive = map { $_ => 1 } ($commands // '') =~ /"(gdrive_\w+)"/g;
 cmp_ok(scalar keys %directive, '>=', 60, 'the directive list is found');
 
-# metric names: the string literals of the metrics handler
-my ($render) = $status =~ /(\nngx_http_gdrive_metrics_handler\(.*?\n}\n)/s;
+# metric names: the string literals of the metrics location's file
+my ($render) = $prometheus =~ /(\nngx_http_gdrive_metrics_handler\(.*?\n}\n)/s
+    && $prometheus;
 ok($render, 'the metrics handler is found');
 my %metric;
 while (($render // '') =~ /"[^"\n]*?\b(gdrive_[a-z0-9_]+)/g) {
     $metric{$1} = 1 unless $directive{$1};
 }
-for my $h (($render // '') =~ /# TYPE (gdrive_\w+) histogram/g) {
+for my $h (($render // '') =~ /"(gdrive_\w+)",\s*"histogram"/g) {
     $metric{"${h}_$_"} = 1 for qw(bucket sum count);
 }
 cmp_ok(scalar keys %metric, '>=', 20, 'the metric names are found');
