@@ -51,6 +51,8 @@ command -v setsid >/dev/null || need+=(util-linux)
 # the benchmarks (make bench) load nginx with wrk and read results with jq
 command -v wrk >/dev/null || need+=(wrk)
 command -v jq >/dev/null || need+=(jq)
+# deploy/kubernetes is linted in the suite (t/09-deploy.t)
+command -v yamllint >/dev/null || need+=(yamllint)
 # the Python design the benchmarks compare against (its README's list)
 for pkg in python3-aiohttp python3-confluent-kafka python3-boto3 \
            python3-cachetools python3-prometheus-client python3-psutil; do
@@ -58,8 +60,18 @@ for pkg in python3-aiohttp python3-confluent-kafka python3-boto3 \
         need+=("$pkg")
 done
 
+# npm packages of the suite, from t/deploy/package-lock.json (after node)
+npm_deps() {
+    local dir
+    dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../deploy" && pwd)
+    [[ -d $dir/node_modules ]] && return 0
+    log "npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+}
+
 if ((${#need[@]} == 0)); then
-    log "nothing to install"
+    npm_deps
+    log "nothing else to install"
     exit 0
 fi
 
@@ -81,4 +93,5 @@ if ! java_ok && [[ -x $jre17 ]]; then
     update-alternatives --set java "$jre17" >/dev/null
 fi
 java_ok || { log "still no Java 17 or newer on PATH"; exit 1; }
+npm_deps
 log "done"
