@@ -18,7 +18,7 @@ PROVE_ARGS  ?= -r t/
 
 UNIT_CFLAGS := -Wall -Wextra -Werror -g -O1 -fsanitize=address,undefined \
                -fno-omit-frame-pointer -Isrc -It/unit
-UNIT_LIBS   := $(shell pkg-config --libs libcrypto 2>/dev/null)
+UNIT_LIBS   := $(shell pkg-config --libs libcrypto jansson 2>/dev/null)
 FUZZ_LIBS   := $(shell pkg-config --libs jansson libcrypto 2>/dev/null)
 UNITS       := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
 FUZZ_SECONDS ?= 60

@@ -63,6 +63,15 @@ typedef struct {
 } ngx_gdrive_scan_t;
 
 
+typedef struct {
+    int                   id;
+    size_t                offset;
+    size_t                max;
+    int                 (*valid)(const char *s, size_t len);
+    const char           *what;
+} ngx_gdrive_string_field_t;
+
+
 static const struct {
     const char  *name;
     size_t       len;
@@ -83,6 +92,8 @@ static const struct {
 static const char  *ngx_gdrive_actions[] = {
     NULL, "sync_file", "sync_folder", "sync_changes"
 };
+
+
 
 
 static int ngx_gdrive_msg_fail(ngx_gdrive_msg_error_t *err, const char *code,
@@ -109,6 +120,41 @@ static int ngx_gdrive_valid_id(const char *s, size_t len);
 static int ngx_gdrive_valid_drive_id(const char *s, size_t len);
 static int ngx_gdrive_valid_token(const char *s, size_t len);
 static int ngx_gdrive_valid_mime(const char *s, size_t len);
+static int ngx_gdrive_trigger_string(ngx_gdrive_trigger_t *t,
+    const ngx_gdrive_string_field_t *sf, ngx_gdrive_seen_t *v,
+    int require_id, char **out, ngx_gdrive_msg_error_t *err);
+static int ngx_gdrive_trigger_action(ngx_gdrive_trigger_t *t,
+    ngx_gdrive_seen_t *v, ngx_gdrive_msg_error_t *err);
+static int ngx_gdrive_trigger_others(ngx_gdrive_trigger_t *t,
+    ngx_gdrive_seen_t *seen, ngx_gdrive_msg_error_t *err);
+
+
+/* the string fields: where each goes, its limit and its syntax */
+
+static const ngx_gdrive_string_field_t  ngx_gdrive_strings[] = {
+    { F_TRIGGER_ID, offsetof(ngx_gdrive_trigger_t, trigger_id),
+      NGX_GDRIVE_ID_MAX_LEN, ngx_gdrive_valid_id,
+      "1 to 128 of [A-Za-z0-9._:-]" },
+    { F_INTEGRATION_ID, offsetof(ngx_gdrive_trigger_t, integration_id),
+      NGX_GDRIVE_ID_MAX_LEN, ngx_gdrive_valid_id,
+      "1 to 128 of [A-Za-z0-9._:-]" },
+    { F_ACTION, 0, 0, NULL, NULL },
+    { F_FILE_ID, offsetof(ngx_gdrive_trigger_t, file_id),
+      NGX_GDRIVE_DRIVE_ID_MAX_LEN, ngx_gdrive_valid_drive_id,
+      "a Drive id: 1 to 200 of [A-Za-z0-9_-]" },
+    { F_FOLDER_ID, offsetof(ngx_gdrive_trigger_t, folder_id),
+      NGX_GDRIVE_DRIVE_ID_MAX_LEN, ngx_gdrive_valid_drive_id,
+      "a Drive id: 1 to 200 of [A-Za-z0-9_-]" },
+    { F_PAGE_TOKEN, offsetof(ngx_gdrive_trigger_t, page_token),
+      1024, ngx_gdrive_valid_token,
+      "1 to 1024 printable ASCII characters" },
+    { F_EXPORT_MIME_TYPE, offsetof(ngx_gdrive_trigger_t,
+                                   export_mime_type),
+      255, ngx_gdrive_valid_mime, "a MIME type such as application/pdf" },
+    { F_DRIVE_ID, offsetof(ngx_gdrive_trigger_t, drive_id),
+      NGX_GDRIVE_DRIVE_ID_MAX_LEN, ngx_gdrive_valid_drive_id,
+      "a Drive id: 1 to 200 of [A-Za-z0-9_-]" },
+};
 
 
 const char *
@@ -423,41 +469,9 @@ static int
 ngx_gdrive_trigger_fields(ngx_gdrive_trigger_t *t, ngx_gdrive_seen_t *seen,
     int require_id, ngx_gdrive_msg_error_t *err)
 {
-    int                  i;
-    char                *out;
-    size_t               total;
-    ngx_gdrive_field_t  *f;
-
-    static const struct {
-        int                   id;
-        size_t                offset;
-        size_t                max;
-        int                 (*valid)(const char *s, size_t len);
-        const char           *what;
-    } strings[] = {
-        { F_TRIGGER_ID, offsetof(ngx_gdrive_trigger_t, trigger_id),
-          NGX_GDRIVE_ID_MAX_LEN, ngx_gdrive_valid_id,
-          "1 to 128 of [A-Za-z0-9._:-]" },
-        { F_INTEGRATION_ID, offsetof(ngx_gdrive_trigger_t, integration_id),
-          NGX_GDRIVE_ID_MAX_LEN, ngx_gdrive_valid_id,
-          "1 to 128 of [A-Za-z0-9._:-]" },
-        { F_ACTION, 0, 0, NULL, NULL },
-        { F_FILE_ID, offsetof(ngx_gdrive_trigger_t, file_id),
-          NGX_GDRIVE_DRIVE_ID_MAX_LEN, ngx_gdrive_valid_drive_id,
-          "a Drive id: 1 to 200 of [A-Za-z0-9_-]" },
-        { F_FOLDER_ID, offsetof(ngx_gdrive_trigger_t, folder_id),
-          NGX_GDRIVE_DRIVE_ID_MAX_LEN, ngx_gdrive_valid_drive_id,
-          "a Drive id: 1 to 200 of [A-Za-z0-9_-]" },
-        { F_PAGE_TOKEN, offsetof(ngx_gdrive_trigger_t, page_token),
-          1024, ngx_gdrive_valid_token,
-          "1 to 1024 printable ASCII characters" },
-        { F_EXPORT_MIME_TYPE, offsetof(ngx_gdrive_trigger_t,
-                                       export_mime_type),
-          255, ngx_gdrive_valid_mime, "a MIME type such as application/pdf" },
-        { F_DRIVE_ID, offsetof(ngx_gdrive_trigger_t, drive_id),
-          NGX_GDRIVE_DRIVE_ID_MAX_LEN, ngx_gdrive_valid_drive_id,
-          "a Drive id: 1 to 200 of [A-Za-z0-9_-]" },
-    };
+    int      i;
+    char    *out;
+    size_t   total;
 
     /* one buffer for every field that needs unescaping (rare) */
 
@@ -481,79 +495,111 @@ ngx_gdrive_trigger_fields(ngx_gdrive_trigger_t *t, ngx_gdrive_seen_t *seen,
         out = t->decoded;
     }
 
-    for (i = 0; i < (int) (sizeof(strings) / sizeof(strings[0])); i++) {
-        ngx_gdrive_seen_t  *v = &seen[strings[i].id];
-        const char         *name = ngx_gdrive_fields[strings[i].id].name;
-
-        if (v->type == T_NONE) {
-            if (strings[i].id == F_TRIGGER_ID && require_id) {
-                return ngx_gdrive_msg_fail(err, "missing_field", name,
-                                           "field \"trigger_id\" is "
-                                           "required");
-            }
-
-            if (strings[i].id == F_INTEGRATION_ID
-                || strings[i].id == F_ACTION)
-            {
-                return ngx_gdrive_msg_fail(err, "missing_field", name,
-                                           "field \"%s\" is required", name);
-            }
-
-            continue;
-        }
-
-        if (v->type != T_STRING) {
-            return ngx_gdrive_msg_fail(err, "invalid_message", name,
-                                       "field \"%s\" must be a string",
-                                       name);
-        }
-
-        if (strings[i].id == F_ACTION) {
-            for (t->action = NGX_GDRIVE_SYNC_FILE;
-                 t->action <= NGX_GDRIVE_SYNC_CHANGES;
-                 t->action++)
-            {
-                if (!v->escaped
-                    && v->len == strlen(ngx_gdrive_actions[t->action])
-                    && memcmp(v->start, ngx_gdrive_actions[t->action],
-                              v->len) == 0)
-                {
-                    break;
-                }
-            }
-
-            if (t->action > NGX_GDRIVE_SYNC_CHANGES) {
-                t->action = 0;
-                return ngx_gdrive_msg_fail(err, "invalid_message", name,
-                                           "field \"action\" must be "
-                                           "sync_file, sync_folder or "
-                                           "sync_changes");
-            }
-
-            continue;
-        }
-
-        f = (ngx_gdrive_field_t *) ((char *) t + strings[i].offset);
-
-        if (v->escaped) {
-            f->data = out;
-            f->len = ngx_gdrive_unescape(v->start, v->len, out);
-            out += f->len;
-
-        } else {
-            f->data = (const char *) v->start;
-            f->len = v->len;
-        }
-
-        if (f->len == 0 || f->len > strings[i].max
-            || !strings[i].valid(f->data, f->len))
+    for (i = 0; i < (int) (sizeof(ngx_gdrive_strings)
+                           / sizeof(ngx_gdrive_strings[0]));
+         i++)
+    {
+        if (ngx_gdrive_trigger_string(t, &ngx_gdrive_strings[i],
+                                      &seen[ngx_gdrive_strings[i].id],
+                                      require_id, &out, err)
+            != 0)
         {
-            return ngx_gdrive_msg_fail(err, "invalid_message", name,
-                                       "field \"%s\" must be %s", name,
-                                       strings[i].what);
+            return -1;
         }
     }
 
+    return ngx_gdrive_trigger_others(t, seen, err);
+}
+
+
+/* one string field: present when required, valid, unescaped into *out */
+
+static int
+ngx_gdrive_trigger_string(ngx_gdrive_trigger_t *t,
+    const ngx_gdrive_string_field_t *sf, ngx_gdrive_seen_t *v,
+    int require_id, char **out, ngx_gdrive_msg_error_t *err)
+{
+    const char          *name;
+    ngx_gdrive_field_t  *f;
+
+    name = ngx_gdrive_fields[sf->id].name;
+
+    if (v->type == T_NONE) {
+        if (sf->id == F_TRIGGER_ID && require_id) {
+            return ngx_gdrive_msg_fail(err, "missing_field", name,
+                                       "field \"trigger_id\" is "
+                                       "required");
+        }
+
+        if (sf->id == F_INTEGRATION_ID || sf->id == F_ACTION) {
+            return ngx_gdrive_msg_fail(err, "missing_field", name,
+                                       "field \"%s\" is required", name);
+        }
+
+        return 0;
+    }
+
+    if (v->type != T_STRING) {
+        return ngx_gdrive_msg_fail(err, "invalid_message", name,
+                                   "field \"%s\" must be a string", name);
+    }
+
+    if (sf->id == F_ACTION) {
+        return ngx_gdrive_trigger_action(t, v, err);
+    }
+
+    f = (ngx_gdrive_field_t *) ((char *) t + sf->offset);
+
+    if (v->escaped) {
+        f->data = *out;
+        f->len = ngx_gdrive_unescape(v->start, v->len, *out);
+        *out += f->len;
+
+    } else {
+        f->data = (const char *) v->start;
+        f->len = v->len;
+    }
+
+    if (f->len == 0 || f->len > sf->max || !sf->valid(f->data, f->len)) {
+        return ngx_gdrive_msg_fail(err, "invalid_message", name,
+                                   "field \"%s\" must be %s", name,
+                                   sf->what);
+    }
+
+    return 0;
+}
+
+
+static int
+ngx_gdrive_trigger_action(ngx_gdrive_trigger_t *t, ngx_gdrive_seen_t *v,
+    ngx_gdrive_msg_error_t *err)
+{
+    for (t->action = NGX_GDRIVE_SYNC_FILE;
+         t->action <= NGX_GDRIVE_SYNC_CHANGES;
+         t->action++)
+    {
+        if (!v->escaped
+            && v->len == strlen(ngx_gdrive_actions[t->action])
+            && memcmp(v->start, ngx_gdrive_actions[t->action], v->len) == 0)
+        {
+            return 0;
+        }
+    }
+
+    t->action = 0;
+
+    return ngx_gdrive_msg_fail(err, "invalid_message", "action",
+                               "field \"action\" must be sync_file, "
+                               "sync_folder or sync_changes");
+}
+
+
+/* the fields that are not strings, and what each action requires */
+
+static int
+ngx_gdrive_trigger_others(ngx_gdrive_trigger_t *t, ngx_gdrive_seen_t *seen,
+    ngx_gdrive_msg_error_t *err)
+{
     if (seen[F_RECURSIVE].type != T_NONE) {
         if (seen[F_RECURSIVE].type != T_TRUE
             && seen[F_RECURSIVE].type != T_FALSE)

@@ -65,6 +65,19 @@ static void ngx_gdrive_sigv4_put_lower(ngx_gdrive_sigv4_out_t *out,
     const char *p, size_t len);
 static int ngx_gdrive_sigv4_hmac(const unsigned char *key, size_t key_len,
     const char *data, size_t len, unsigned char *md);
+static void ngx_gdrive_sigv4_sort(ngx_gdrive_sigv4_t *s,
+    const ngx_gdrive_sigv4_pair_t **q, const ngx_gdrive_sigv4_pair_t **h);
+static int ngx_gdrive_sigv4_canonical(ngx_gdrive_sigv4_t *s,
+    const ngx_gdrive_sigv4_pair_t **q, const ngx_gdrive_sigv4_pair_t **h,
+    char *hash_hex);
+static size_t ngx_gdrive_sigv4_next_name(const ngx_gdrive_sigv4_pair_t **h,
+    size_t i, size_t nh);
+static int ngx_gdrive_sigv4_signature(ngx_gdrive_sigv4_t *s,
+    const char *hash_hex, char *scope, size_t scope_size,
+    unsigned char *sig);
+static int ngx_gdrive_sigv4_authorization(ngx_gdrive_sigv4_t *s,
+    const ngx_gdrive_sigv4_pair_t **h, const char *scope,
+    const unsigned char *sig, char *auth, size_t size);
 
 
 static const char  ngx_gdrive_hex_upper[] = "0123456789ABCDEF";
@@ -74,23 +87,15 @@ static const char  ngx_gdrive_hex_lower[] = "0123456789abcdef";
 int
 ngx_gdrive_sigv4_sign(ngx_gdrive_sigv4_t *s, char *auth, size_t size)
 {
-    int                             n;
-    char                           *p, *last;
-    char                            scope[128], sts[256];
+    char                            scope[128];
     char                            hash_hex[NGX_GDRIVE_SHA256_HEX_LEN + 1];
-    size_t                          i, j, k, nq, nh, scope_len, sts_len;
-    unsigned int                    md_len;
-    unsigned char                   key[32], sig[32], md[EVP_MAX_MD_SIZE];
+    unsigned char                   sig[32];
     const ngx_gdrive_sigv4_pair_t  *q[NGX_GDRIVE_SIGV4_MAX_PAIRS];
     const ngx_gdrive_sigv4_pair_t  *h[NGX_GDRIVE_SIGV4_MAX_PAIRS];
-    const ngx_gdrive_sigv4_pair_t  *t;
-    ngx_gdrive_sigv4_out_t          out;
 
-    nq = s->nquery;
-    nh = s->nheaders;
-
-    if (nq > NGX_GDRIVE_SIGV4_MAX_PAIRS || nh > NGX_GDRIVE_SIGV4_MAX_PAIRS
-        || nh == 0 || s->date == NULL || s->method == NULL
+    if (s->nquery > NGX_GDRIVE_SIGV4_MAX_PAIRS
+        || s->nheaders > NGX_GDRIVE_SIGV4_MAX_PAIRS
+        || s->nheaders == 0 || s->date == NULL || s->method == NULL
         || s->payload_hash == NULL || s->service == NULL
         || strlen(s->date) != NGX_GDRIVE_SIGV4_DATE_LEN
         || s->date[8] != 'T' || s->date[15] != 'Z')
@@ -98,9 +103,29 @@ ngx_gdrive_sigv4_sign(ngx_gdrive_sigv4_t *s, char *auth, size_t size)
         return -1;
     }
 
-    /* stable insertion sorts: a few pairs, and duplicates keep order */
+    ngx_gdrive_sigv4_sort(s, q, h);
 
-    for (i = 0; i < nq; i++) {
+    if (ngx_gdrive_sigv4_canonical(s, q, h, hash_hex) != 0
+        || ngx_gdrive_sigv4_signature(s, hash_hex, scope, sizeof(scope), sig)
+           != 0)
+    {
+        return -1;
+    }
+
+    return ngx_gdrive_sigv4_authorization(s, h, scope, sig, auth, size);
+}
+
+
+/* stable insertion sorts: a few pairs, and duplicates keep order */
+
+static void
+ngx_gdrive_sigv4_sort(ngx_gdrive_sigv4_t *s,
+    const ngx_gdrive_sigv4_pair_t **q, const ngx_gdrive_sigv4_pair_t **h)
+{
+    size_t                          i, j;
+    const ngx_gdrive_sigv4_pair_t  *t;
+
+    for (i = 0; i < s->nquery; i++) {
         t = &s->query[i];
 
         for (j = i; j > 0 && ngx_gdrive_sigv4_query_cmp(q[j - 1], t) > 0; j--)
@@ -111,7 +136,7 @@ ngx_gdrive_sigv4_sign(ngx_gdrive_sigv4_t *s, char *auth, size_t size)
         q[j] = t;
     }
 
-    for (i = 0; i < nh; i++) {
+    for (i = 0; i < s->nheaders; i++) {
         t = &s->headers[i];
 
         for (j = i; j > 0 && ngx_gdrive_sigv4_name_cmp(h[j - 1], t) > 0; j--)
@@ -121,6 +146,23 @@ ngx_gdrive_sigv4_sign(ngx_gdrive_sigv4_t *s, char *auth, size_t size)
 
         h[j] = t;
     }
+}
+
+
+/* the canonical request, hashed into hash_hex (and copied, if asked) */
+
+static int
+ngx_gdrive_sigv4_canonical(ngx_gdrive_sigv4_t *s,
+    const ngx_gdrive_sigv4_pair_t **q, const ngx_gdrive_sigv4_pair_t **h,
+    char *hash_hex)
+{
+    size_t                  i, k, nq, nh;
+    unsigned int            md_len;
+    unsigned char           md[EVP_MAX_MD_SIZE];
+    ngx_gdrive_sigv4_out_t  out;
+
+    nq = s->nquery;
+    nh = s->nheaders;
 
     out.md = EVP_MD_CTX_new();
     out.copy = s->canonical;
@@ -133,8 +175,6 @@ ngx_gdrive_sigv4_sign(ngx_gdrive_sigv4_t *s, char *auth, size_t size)
         EVP_MD_CTX_free(out.md);
         return -1;
     }
-
-    /* the canonical request */
 
     ngx_gdrive_sigv4_put(&out, s->method, strlen(s->method));
     ngx_gdrive_sigv4_put(&out, "\n", 1);
@@ -189,13 +229,7 @@ ngx_gdrive_sigv4_sign(ngx_gdrive_sigv4_t *s, char *auth, size_t size)
         }
 
         ngx_gdrive_sigv4_put_lower(&out, h[i]->name, h[i]->name_len);
-
-        for (k = i + 1;
-             k < nh && ngx_gdrive_sigv4_name_cmp(h[i], h[k]) == 0;
-             k++)
-        {
-            /* void */
-        }
+        k = ngx_gdrive_sigv4_next_name(h, i, nh);
     }
 
     ngx_gdrive_sigv4_put(&out, "\n", 1);
@@ -216,16 +250,43 @@ ngx_gdrive_sigv4_sign(ngx_gdrive_sigv4_t *s, char *auth, size_t size)
     ngx_gdrive_hex(hash_hex, md, md_len);
     hash_hex[NGX_GDRIVE_SHA256_HEX_LEN] = '\0';
 
-    /* the string to sign */
+    return 0;
+}
 
-    n = snprintf(scope, sizeof(scope), "%.8s/%.*s/%s/aws4_request",
-                 s->date, (int) s->region_len, s->region, s->service);
 
-    if (n < 0 || (size_t) n >= sizeof(scope)) {
-        return -1;
+/* the index of the first header after h[i] with another name */
+
+static size_t
+ngx_gdrive_sigv4_next_name(const ngx_gdrive_sigv4_pair_t **h, size_t i,
+    size_t nh)
+{
+    size_t  k;
+
+    for (k = i + 1; k < nh && ngx_gdrive_sigv4_name_cmp(h[i], h[k]) == 0; k++)
+    {
+        /* void */
     }
 
-    scope_len = n;
+    return k;
+}
+
+
+/* the credential scope, the string to sign, and its signature */
+
+static int
+ngx_gdrive_sigv4_signature(ngx_gdrive_sigv4_t *s, const char *hash_hex,
+    char *scope, size_t scope_size, unsigned char *sig)
+{
+    int            n, rc;
+    char           sts[256];
+    unsigned char  key[32];
+
+    n = snprintf(scope, scope_size, "%.8s/%.*s/%s/aws4_request",
+                 s->date, (int) s->region_len, s->region, s->service);
+
+    if (n < 0 || (size_t) n >= scope_size) {
+        return -1;
+    }
 
     n = snprintf(sts, sizeof(sts), NGX_GDRIVE_SIGV4_ALGORITHM "\n%s\n%s\n%s",
                  s->date, scope, hash_hex);
@@ -234,28 +295,40 @@ ngx_gdrive_sigv4_sign(ngx_gdrive_sigv4_t *s, char *auth, size_t size)
         return -1;
     }
 
-    sts_len = n;
+    rc = 0;
 
     if (ngx_gdrive_sigv4_signing_key(s->secret_key, s->secret_key_len,
                                      s->date, s->region, s->region_len,
                                      s->service, key)
         != 0
-        || ngx_gdrive_sigv4_hmac(key, sizeof(key), sts, sts_len, sig) != 0)
+        || ngx_gdrive_sigv4_hmac(key, sizeof(key), sts, n, sig) != 0)
     {
-        return -1;
+        rc = -1;
     }
 
     memset(key, 0, sizeof(key));
 
-    /* the Authorization header */
+    return rc;
+}
+
+
+/* the Authorization header's value, its length returned */
+
+static int
+ngx_gdrive_sigv4_authorization(ngx_gdrive_sigv4_t *s,
+    const ngx_gdrive_sigv4_pair_t **h, const char *scope,
+    const unsigned char *sig, char *auth, size_t size)
+{
+    int      n;
+    char    *p, *last;
+    size_t   i, j, k;
 
     p = auth;
     last = auth + size;
 
     n = snprintf(p, last - p, NGX_GDRIVE_SIGV4_ALGORITHM
-                 " Credential=%.*s/%.*s,SignedHeaders=",
-                 (int) s->access_key_len, s->access_key,
-                 (int) scope_len, scope);
+                 " Credential=%.*s/%s,SignedHeaders=",
+                 (int) s->access_key_len, s->access_key, scope);
 
     if (n < 0 || n >= last - p) {
         return -1;
@@ -263,7 +336,7 @@ ngx_gdrive_sigv4_sign(ngx_gdrive_sigv4_t *s, char *auth, size_t size)
 
     p += n;
 
-    for (i = 0; i < nh; i = k) {
+    for (i = 0; i < s->nheaders; i = k) {
         if (last - p < (ptrdiff_t) h[i]->name_len + 2) {
             return -1;
         }
@@ -276,12 +349,7 @@ ngx_gdrive_sigv4_sign(ngx_gdrive_sigv4_t *s, char *auth, size_t size)
             *p++ = (char) tolower((unsigned char) h[i]->name[j]);
         }
 
-        for (k = i + 1;
-             k < nh && ngx_gdrive_sigv4_name_cmp(h[i], h[k]) == 0;
-             k++)
-        {
-            /* void */
-        }
+        k = ngx_gdrive_sigv4_next_name(h, i, s->nheaders);
     }
 
     if (last - p < (ptrdiff_t) sizeof(",Signature=") + 64) {
@@ -289,13 +357,12 @@ ngx_gdrive_sigv4_sign(ngx_gdrive_sigv4_t *s, char *auth, size_t size)
     }
 
     p += snprintf(p, last - p, ",Signature=");
-    ngx_gdrive_hex(p, sig, sizeof(sig));
+    ngx_gdrive_hex(p, sig, 32);
     p += 64;
     *p = '\0';
 
     return (int) (p - auth);
 }
-
 
 void
 ngx_gdrive_sigv4_date(time_t t, char *date)

@@ -13,7 +13,7 @@ use Test::More;
 use IO::Socket::INET;
 use IO::Select;
 use Time::HiRes qw(sleep time);
-use GDrive::Test qw(unique_name json http_raw);
+use GDrive::Test qw(unique_name json http_raw proc_memory);
 
 plan skip_all => 'the stack is not up (make stack)'
     unless $ENV{KAFKA_BOOTSTRAP_SERVERS};
@@ -34,20 +34,13 @@ my $t = GDrive::Test->new(workers => 1, http => <<"EOF");
 EOF
 $t->run;
 
-sub mem {
-    my ($pid, $what) = @_;
-    open my $fh, '<', "/proc/$pid/status" or return 0;
-    while (<$fh>) { return $1 * 1024 if /^\Q$what\E:\s+(\d+) kB/ }
-    return 0;
-}
-
 my $one = '{"integration_id":"i","action":"sync_changes"}';
 my $r = $t->http_json(POST => '/triggers', body => $one,
                       headers => { 'content-type' => 'application/json' });
 is($r->{status}, 202, 'the worker takes triggers');
 
 my ($pid) = $t->worker_pids;
-my ($rss0, $data0) = (mem($pid, 'VmRSS'), mem($pid, 'VmData'));
+my ($rss0, $data0) = ((proc_memory($pid) // 0), (proc_memory($pid, 'VmData') // 0));
 
 my $chunk = sprintf "%x\r\n%s\r\n", length $one, $one;
 my @socks;
@@ -59,7 +52,7 @@ for (1 .. 500) {
 }
 is(scalar @socks, 500, '500 chunked POSTs stall after their first chunk');
 sleep 1;
-my ($rss1, $data1) = (mem($pid, 'VmRSS'), mem($pid, 'VmData'));
+my ($rss1, $data1) = ((proc_memory($pid) // 0), (proc_memory($pid, 'VmData') // 0));
 my ($grew_rss, $grew_data) = map { $_ / 1048576 } ($rss1 - $rss0, $data1 - $data0);
 diag sprintf 'worker RSS +%.1f MiB, data +%.1f MiB for 500 stalled bodies', $grew_rss, $grew_data;
 SKIP: {

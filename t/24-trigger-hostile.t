@@ -16,7 +16,8 @@ use Test::More;
 use IO::Socket::INET;
 use IO::Select;
 use Time::HiRes qw(sleep time);
-use GDrive::Test qw(kafka_consume unique_name json http_raw wait_until);
+use GDrive::Test qw(kafka_consume unique_name json http_raw wait_until
+                   proc_memory);
 
 plan skip_all => 'the stack is not up (make stack)'
     unless $ENV{KAFKA_BOOTSTRAP_SERVERS};
@@ -66,7 +67,7 @@ for (1 .. 200) {
 }
 is($accepted, 200, 'warm-up: 200 triggers accepted');
 my ($pid) = $t->worker_pids;
-sub rss { open my $fh, '<', "/proc/$pid/status" or return 0; while (<$fh>) { return $1 * 1024 if /^VmRSS:\s+(\d+)/ } 0 }
+sub rss { proc_memory($pid) // 0 }
 my $base = rss();
 
 # a slow body: a byte every 50 ms (each resets client_body_timeout)

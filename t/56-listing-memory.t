@@ -13,7 +13,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep);
 use GDrive::Test qw(job_outcome drive_file kafka_produce_lines unique_name emulator
-                    consumer_conf);
+                    consumer_conf proc_memory);
 
 plan skip_all => 'the stack is not up (make stack)'
     unless $ENV{KAFKA_BOOTSTRAP_SERVERS};
@@ -46,26 +46,19 @@ my $r = emulator(POST => "/folders/$folder->{id}/populate",
                  { count => 20000, size => 1, prefix => 'a-rather-long-file-name-for-a-realistic-page-' });
 is($r->{count}, 20000, 'a folder of 20,000 files');
 
-sub rss {
-    my ($pid) = @_;
-    open my $fh, '<', "/proc/$pid/status" or return;
-    while (<$fh>) { return $1 * 1024 if /^VmRSS:\s+(\d+) kB/ }
-    return;
-}
-
 # warm the worker (a token, connections) with a job that lists nothing
 kafka_produce_lines($topic, [$int, qq({"trigger_id":"warm-$int","integration_id":"$int","action":"sync_changes"})]);
 is(job_outcome($topic, "warm-$int", 60)->{result}{status}, 'changes_listed', 'the worker is warm');
 
 my ($pid) = $t->worker_pids;
-my $base = rss($pid);
+my $base = proc_memory($pid);
 my $peak = $base;
 kafka_produce_lines($topic, [$int, qq({"trigger_id":"big-$int","integration_id":"$int","action":"sync_folder","folder_id":"$folder->{id}"})]);
 # sampled by a process of its own: reading the result topic is slow
 my $sampler = open(my $samples, '-|') // die "fork: $!";
 if (!$sampler) {
     for (1 .. 6000) {
-        my $m = rss($pid) // last;
+        my $m = proc_memory($pid) // last;
         print "$m\n";
         sleep 0.02;
     }

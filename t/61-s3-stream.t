@@ -19,7 +19,7 @@ use Digest::SHA qw(sha256_hex);
 use Time::HiRes qw(sleep time);
 use GDrive::Test qw(job_outcome drive_file kafka_produce_lines kafka_json_by_id
                     unique_name wait_until emulator emulator_content
-                    s3_object s3_request stack_env json fault_proxy
+                    s3_object s3_request stack_env json fault_proxy proc_memory
                     consumer_conf);
 
 plan skip_all => 'the stack is not up (make stack)'
@@ -228,13 +228,13 @@ ok(wait_until('the worker joins', 60, sub {
     grep { @{ $_->{partitions} // [] } } @{ $s->{workers} // [] };
 }), 'one worker holds the partitions');
 emulator(GET => "/files/$big->{id}?checksums=true");     # checksums ahead
-my $base = rss($pid);
+my $base = proc_memory($pid);
 my $peak = $base;
 my $bid = trigger(file_id => $big->{id});
 my $done;
 my $deadline = time + 300;
 while (!$done && time < $deadline) {
-    my $r = rss($pid) // last;
+    my $r = proc_memory($pid) // last;
     $peak = $r if $r > $peak;
     $done = kafka_json_by_id("$topic.result")->{$bid} if int(time * 10) % 10 == 0;
     sleep 0.05;
@@ -247,13 +247,6 @@ SKIP: {
     cmp_ok($peak - $base, '<=', 3 * 5 * $MiB + 16 * $MiB,
            'worker memory grew by no more than the buffers and 16 MiB')
         or diag "grew by " . int(($peak - $base) / $MiB) . " MiB";
-}
-
-sub rss {
-    my ($p) = @_;
-    open my $fh, '<', "/proc/$p/status" or return;
-    while (<$fh>) { return $1 * 1024 if /^VmRSS:\s+(\d+) kB/ }
-    return;
 }
 
 is_deeply([$t->alerts, $t2->alerts], [], 'nginx logged no alert');

@@ -16,8 +16,17 @@
 #         on the integration's partition), then 5,000 sync_file triggers
 #         spread over 8 integrations (so every worker gets partitions);
 #         files/s and the nginx workers' CPU milliseconds per file.
+#   python  the module against the Python design users would otherwise run
+#         (../shared/baseline/pyworker, or BENCH_PYWORKER), on the same
+#         stack in the same run, as its README says is fair: one nginx
+#         worker against the one Python process, sync_file triggers of
+#         4 KiB files produced straight into each one's topic, a warm-up,
+#         then 3 rounds of BENCH_PY_FILES (500); CPU of every thread from
+#         /proc/PID/task/*/stat, medians. Prints CPU per file, files/s and
+#         Google requests per file (the emulator's request log) of each,
+#         and the ratio of CPU per file (target >= 10).
 #
-# Usage: t/bench/pipeline.sh [big] [many]   (both by default)
+# Usage: t/bench/pipeline.sh [big] [many] [python]   (all by default)
 # BENCH_BIG_SIZE, BENCH_MANY_COUNT, BENCH_MANY_SIZE, BENCH_WORKERS (2),
 # BENCH_INFLIGHT (64) and BENCH_MANY_OPTIONS (more directives) vary them;
 # BENCH_LOG_LEVEL (warn) and BENCH_KEEP=1 (keep the directory, logs in it)
@@ -51,6 +60,7 @@ NGX_DIR=
 
 cleanup() {
     stop_nginx
+    stop_python
     if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -394,11 +404,121 @@ bench_many() {
     stop_nginx
 }
 
-[ $# -gt 0 ] || set -- big many
+# --- against the Python design ----------------------------------------------
+
+PY_FILES=${BENCH_PY_FILES:-500}
+PY_ROUNDS=3
+PYWORKER=${BENCH_PYWORKER:-$REPO/../shared/baseline/pyworker/worker.py}
+PY_PID=
+
+task_ticks() {      # pid -> utime + stime of every thread of the process
+    cat /proc/"$1"/task/*/stat 2>/dev/null \
+        | awk '{ sub(/^.*\) /, ""); t += $12 + $13 } END { print t + 0 }'
+}
+
+# the files of one round: name prefix, count -> ids in $WORK/ids
+py_files() {
+    local folder
+    folder=$(admin POST /files "{\"name\":\"$1\",\"mimeType\":\"application/vnd.google-apps.folder\"}" | jq -r .id)
+    admin POST "/folders/$folder/populate" \
+        "{\"count\":$2,\"size\":4096,\"prefix\":\"$1-\"}" | jq -r '.ids[]' > "$WORK/ids"
+}
+
+# one round: who (module, python), pid, topic, round name, count; prints
+# "ticks ns google_requests" after every trigger has its result
+py_round() {
+    local who=$1 pid=$2 topic=$3 name=$4 n=$5 c0 c1 t0 deadline got
+    py_files "$RUN-$who-$name" "$n"
+    awk -v int="$INT" -v name="$who-$name" '{
+            printf "%s\t{\"trigger_id\":\"%s-%d\",\"integration_id\":\"%s\",\"action\":\"sync_file\",\"file_id\":\"%s\"}\n",
+                int, name, NR, int, $1 }' "$WORK/ids" > "$WORK/lines"
+    admin DELETE /requests > /dev/null
+    c0=$(task_ticks "$pid")
+    t0=$(now)
+    produce "$topic" < "$WORK/lines"
+    deadline=$(( $(date +%s) + 300 ))
+    while :; do
+        got=$(grep -o "\"$who-$name-[0-9]*\"" "$WORK/results-$who" | sort -u | wc -l)
+        [ "$got" -ge "$n" ] && break
+        [ "$(date +%s)" -le "$deadline" ] \
+            || fail "$who: $got of $n results of round $name in 300 s"
+        if [ -n "$(records "$topic.dlq" | head -1)" ]; then
+            fail "$who: a trigger went to the DLQ: $(records "$topic.dlq" | head -1 | cut -c1-300)"
+        fi
+        sleep 0.1
+    done
+    c1=$(task_ticks "$pid")
+    echo "$((c1 - c0)) $(( $(now) - t0 )) $(admin GET /requests | jq '[.counts[]] | add // 0')"
+}
+
+# rounds: who pid topic -> "ms/file files/s requests/file" medians
+py_rounds() {
+    local who=$1 pid=$2 topic=$3 r out
+    py_round "$who" "$pid" "$topic" warm 100 > /dev/null
+    for r in $(seq $PY_ROUNDS); do
+        out=$(py_round "$who" "$pid" "$topic" "r$r" "$PY_FILES")
+        echo "$out" | awk -v n="$PY_FILES" -v hz="$HZ" \
+            '{ printf "%.4f %.1f %.2f\n", $1 / hz * 1000 / n, n / ($2 / 1e9), $3 / n }'
+    done | sort -n -k1 > "$WORK/rounds-$who"
+    awk -v who="$who" '{ cpu[NR] = $1; fps[NR] = $2; req[NR] = $3 }
+        END { printf "%-8s CPU %.3f ms/file (rounds %.3f %.3f %.3f), %s files/s, %s Google requests/file\n",
+                  who, cpu[2], cpu[1], cpu[2], cpu[3], fps[2], req[2] }' "$WORK/rounds-$who" >&2
+    sed -n 2p "$WORK/rounds-$who"
+}
+
+stop_python() {
+    [ -n "$PY_PID" ] || return 0
+    kill "$PY_PID" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$PY_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$PY_PID" 2>/dev/null || true
+    PY_PID=
+}
+
+bench_python() {
+    local mod py topic
+    [ -f "$PYWORKER" ] || fail "no Python baseline at $PYWORKER (BENCH_PYWORKER)"
+    python3 -c 'import aiohttp, confluent_kafka, boto3, cachetools, prometheus_client, psutil' \
+        2>/dev/null || fail "the Python baseline's packages are missing: make deps installs them"
+    INT=int-$RUN-py
+    integration "$INT"
+    echo "== against the Python design: one worker each, $PY_ROUNDS rounds of $PY_FILES files of 4 KiB, medians"
+
+    start_nginx pymod 1 "    gdrive_google_refresh_token 1//rt-$INT;
+    gdrive_max_inflight 64;"
+    kcat -C -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$TOPIC.result" -o beginning -u -q \
+         -f '%s\n' > "$WORK/results-module" 2>/dev/null &
+    local follower=$!
+    mod=$(py_rounds module "$(workers)" "$TOPIC")
+    kill $follower 2>/dev/null || true
+    stop_nginx
+
+    topic=$RUN-python
+    kcat -C -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$topic.result" -o beginning -u -q \
+         -f '%s\n' > "$WORK/results-python" 2>/dev/null &
+    follower=$!
+    KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS \
+    GOOGLE_REFRESH_TOKEN=1//rt-$INT GDRIVE_API_RATE_LIMIT=100000 \
+    TRIGGER_TOPIC=$topic RESULT_TOPIC=$topic.result DLQ_TOPIC=$topic.dlq \
+    GROUP_ID=group-$topic KAFKA_SESSION_TIMEOUT_MS=6000 LOG_LEVEL=WARNING \
+    HEALTH_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') \
+    S3_PREFIX=$RUN/python/ \
+        python3 "$PYWORKER" > "$WORK/python.log" 2>&1 &
+    PY_PID=$!
+    py=$(py_rounds python "$PY_PID" "$topic")
+    kill $follower 2>/dev/null || true
+    stop_python
+
+    awk -v m="$mod" -v p="$py" 'BEGIN { split(m, a, " "); split(p, b, " ")
+        printf "  ratio of CPU per file, python/module = %.1f  (target >= 10); files/s module/python = %.2f; Google requests per file %s vs %s\n",
+            b[1] / a[1], a[2] / b[2], a[3], b[3] }'
+}
+
+[ $# -gt 0 ] || set -- big many python
 for b in "$@"; do
     case $b in
-        big)  bench_big ;;
-        many) bench_many ;;
-        *)    fail "unknown benchmark $b (big, many)" ;;
+        big)    bench_big ;;
+        many)   bench_many ;;
+        python) bench_python ;;
+        *)      fail "unknown benchmark $b (big, many, python)" ;;
     esac
 done

@@ -101,6 +101,7 @@ function resetState() {
     requests: [],
     clients: new Map([[OPTS['client-id'], OPTS['client-secret']]]),
     refreshTokens: new Map(), accessTokens: new Map(), integrations: new Map(),
+    serviceAccounts: new Map(),
     reauthorizations: [],
     idSeq: 0,
   };
@@ -611,6 +612,7 @@ function handleToken(ctx) {
   if (ctx.req.method !== 'POST') return oauthError(ctx, 405, 'invalid_request', `Method ${ctx.req.method} not allowed; use POST.`);
   const p = ctx.form;
   if (!p.grant_type) return oauthError(ctx, 400, 'invalid_request', 'Missing required parameter: grant_type');
+  if (p.grant_type === JWT_BEARER) return handleJwtBearer(ctx, p);
   if (p.grant_type !== 'refresh_token') return oauthError(ctx, 400, 'unsupported_grant_type', `Invalid grant_type: ${p.grant_type}`);
   if (!p.client_id) return oauthError(ctx, 400, 'invalid_request', 'Missing required parameter: client_id');
   if (!S.clients.has(p.client_id)) return oauthError(ctx, 401, 'invalid_client', 'The OAuth client was not found.');
@@ -620,16 +622,113 @@ function handleToken(ctx) {
   if (!rt || rt.revoked) return oauthError(ctx, 400, 'invalid_grant', 'Token has been expired or revoked.');
   if (rt.client_id !== p.client_id) return oauthError(ctx, 401, 'unauthorized_client', 'Unauthorized');
 
+  return issueToken(ctx, { integration: rt.integration }, DRIVE_READONLY);
+}
+
+function issueToken(ctx, who, scope) {
   if (S.accessTokens.size > 100000) {
     const t = Date.now();
     for (const [k, v] of S.accessTokens) if (v.expires < t - 3600e3) S.accessTokens.delete(k);
   }
   const token = 'ya29.' + crypto.randomBytes(96).toString('base64url');
   const ttl = S.config.token_ttl;
-  S.accessTokens.set(token, { integration: rt.integration, expires: Date.now() + ttl * 1000 });
+  S.accessTokens.set(token, { ...who, expires: Date.now() + ttl * 1000 });
   return sendJson(ctx, 200, {
-    access_token: token, expires_in: ttl, scope: 'https://www.googleapis.com/auth/drive.readonly', token_type: 'Bearer',
+    access_token: token, expires_in: ttl, scope, token_type: 'Bearer',
   }, { 'Cache-Control': 'no-cache, no-store, max-age=0, must-revalidate', Pragma: 'no-cache', Expires: 'Mon, 01 Jan 1990 00:00:00 GMT' });
+}
+
+// ------------------------------------------------------ service accounts
+//
+// Google's "Using OAuth 2.0 for Server to Server Applications": the token
+// endpoint takes grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer and
+// assertion=<JWT>, the JWT signed with RS256 by the service account's private
+// key, its claims iss (the account's client_email), scope (space-delimited),
+// aud (the token URI; Google also accepts its own), iat and exp (exp at most
+// an hour after iat), and sub, the user to impersonate when a Workspace
+// administrator granted the account domain-wide delegation for the scopes.
+// The answers for a bad assertion follow what Google's endpoint returns:
+// invalid_grant for a bad signature, an unknown account or a token outside
+// its time frame, invalid_scope for a missing scope, and 401
+// unauthorized_client when delegation is not granted for sub or the scopes.
+
+const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const DRIVE_READONLY = 'https://www.googleapis.com/auth/drive.readonly';
+const GOOGLE_TOKEN_AUD = 'https://oauth2.googleapis.com/token';
+const JWT_SKEW_S = 300;
+
+function jwtPart(s) {
+  try { return JSON.parse(Buffer.from(s, 'base64url').toString('utf8')); } catch { return null; }
+}
+
+// the claims of an assertion, unverified (for the request log)
+function jwtClaims(assertion) {
+  const parts = String(assertion || '').split('.');
+  return parts.length === 3 ? jwtPart(parts[1]) : null;
+}
+
+function registerServiceAccount(ctx, b) {
+  if (!b || !b.client_email || !/^[^@\s]+@[^@\s]+$/.test(String(b.client_email))) {
+    throw new AdminError(400, 'client_email (an e-mail address) is required');
+  }
+  const email = String(b.client_email);
+  let sa = S.serviceAccounts.get(email);
+  if (!sa || b.new_key) {
+    const { publicKey, privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+    sa = { ...(sa || {}), email, publicKey, privateKey: privateKey.export({ type: 'pkcs8', format: 'pem' }),
+      keyId: crypto.randomBytes(20).toString('hex'), clientId: String(100000000000000000000n + BigInt(S.serviceAccounts.size + 1)) };
+  }
+  // delegation: the subjects the account may impersonate ("*": any), and
+  // the scopes granted to it in the Admin console
+  sa.delegated = b.delegated === '*' ? '*' : new Set((b.delegated || []).map(String));
+  sa.scopes = new Set((b.scopes || [DRIVE_READONLY]).map(String));
+  sa.disabled = !!b.disabled;
+  S.serviceAccounts.set(email, sa);
+  const tokenUri = `${baseUrl(ctx)}/token`;
+  // the JSON key file Google issues for the account
+  return {
+    type: 'service_account', project_id: 'emulator-project', private_key_id: sa.keyId,
+    private_key: sa.privateKey, client_email: email, client_id: sa.clientId,
+    auth_uri: 'https://accounts.google.com/o/oauth2/auth', token_uri: tokenUri,
+    auth_provider_x509_cert_url: 'https://www.googleapis.com/oauth2/v1/certs',
+    client_x509_cert_url: `https://www.googleapis.com/robot/v1/metadata/x509/${encodeURIComponent(email)}`,
+    universe_domain: 'googleapis.com',
+  };
+}
+
+function handleJwtBearer(ctx, p) {
+  const bad = (desc) => oauthError(ctx, 400, 'invalid_grant', desc);
+  const parts = String(p.assertion || '').split('.');
+  if (!p.assertion) return oauthError(ctx, 400, 'invalid_request', 'Missing required parameter: assertion');
+  if (parts.length !== 3) return bad('Invalid JWT: the assertion is not three base64url parts.');
+  const header = jwtPart(parts[0]), claims = jwtPart(parts[1]);
+  if (!header || !claims) return bad('Invalid JWT: the header or the claims are not JSON.');
+  const sa = S.serviceAccounts.get(String(claims.iss || ''));
+  if (!sa) return bad('Invalid grant: account not found');
+  if (header.alg !== 'RS256') return bad('Invalid JWT Signature.');
+  const signed = Buffer.from(`${parts[0]}.${parts[1]}`);
+  let ok = false;
+  try { ok = crypto.verify('RSA-SHA256', signed, sa.publicKey, Buffer.from(parts[2], 'base64url')); } catch { ok = false; }
+  if (!ok) return bad('Invalid JWT Signature.');
+  if (sa.disabled) return bad('Invalid grant: account disabled');
+  const aud = String(claims.aud || '');
+  if (aud !== GOOGLE_TOKEN_AUD && aud !== `${baseUrl(ctx)}${ctx.url.pathname}`) {
+    return bad('Invalid JWT: the audience (aud) is not the token URI.');
+  }
+  const t = Math.floor(Date.now() / 1000);
+  if (!Number.isInteger(claims.iat) || !Number.isInteger(claims.exp) || claims.exp <= claims.iat
+      || claims.exp - claims.iat > 3600 || claims.exp <= t - JWT_SKEW_S || claims.iat > t + JWT_SKEW_S) {
+    return bad('Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. '
+      + 'Check your iat and exp values in the JWT claim.');
+  }
+  const scopes = String(claims.scope || '').split(/\s+/).filter(Boolean);
+  if (!scopes.length) return oauthError(ctx, 400, 'invalid_scope', 'Invalid OAuth scope or ID token audience provided.');
+  const sub = claims.sub == null ? null : String(claims.sub);
+  if (sub !== null && ((sa.delegated !== '*' && !sa.delegated.has(sub)) || !scopes.every((x) => sa.scopes.has(x)))) {
+    return oauthError(ctx, 401, 'unauthorized_client',
+      'Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested.');
+  }
+  return issueToken(ctx, { integration: `sa:${sa.email}`, subject: sub }, scopes.join(' '));
 }
 
 // --------------------------------------------------------------- Drive
@@ -1043,6 +1142,8 @@ const ADMIN_ROUTES = [
     return { count: ids.length, ids };
   }],
   ['POST', /^\/refresh_tokens$/, (ctx) => registerRefreshToken(getJsonBody(ctx))],
+  // a service account: answers the JSON key file Google would issue
+  ['POST', /^\/service_accounts$/, (ctx) => registerServiceAccount(ctx, getJsonBody(ctx))],
   ['POST', /^\/refresh_tokens\/revoke$/, (ctx) => {
     const rt = S.refreshTokens.get(String(getJsonBody(ctx).refresh_token));
     if (!rt) throw new AdminError(404, 'not_found');
@@ -1106,6 +1207,7 @@ function classify(ctx) {
     ctx.endpoint = endpoint;
     const t = ctx.token && S.accessTokens.get(ctx.token);
     ctx.integration = t ? t.integration : null;
+    ctx.subject = t ? t.subject ?? null : null;
     return getOnly(fn);
   };
   let m;
@@ -1114,6 +1216,11 @@ function classify(ctx) {
     ctx.form = parseForm(ctx);
     const rt = S.refreshTokens.get(ctx.form.refresh_token);
     ctx.integration = rt ? rt.integration : null;
+    if (ctx.form.grant_type === JWT_BEARER) {
+      const c = jwtClaims(ctx.form.assertion);
+      ctx.integration = c && c.iss ? `sa:${c.iss}` : null;
+      ctx.subject = c && c.sub != null ? String(c.sub) : null;
+    }
     return handleToken;
   }
   if ((m = /^\/drive\/v3\/files\/([^/]+)(\/export)?$/.exec(p))) {
@@ -1152,7 +1259,7 @@ function classify(ctx) {
   return null;
 }
 
-const SECRET_PARAMS = ['access_token', 'client_secret', 'refresh_token', 'code', 'key'];
+const SECRET_PARAMS = ['access_token', 'client_secret', 'refresh_token', 'code', 'key', 'assertion'];
 function redactPath(url) {
   const i = url.indexOf('?');
   if (i < 0) return url;
@@ -1166,7 +1273,7 @@ function logRequest(ctx) {
   const e = {
     endpoint: ctx.endpoint || 'unknown', method: ctx.req.method, path: redactPath(ctx.req.url),
     status: null, time_ms: ctx.time, integration: ctx.integration ?? null,
-    authorization: !!ctx.req.headers.authorization,
+    subject: ctx.subject ?? null, authorization: !!ctx.req.headers.authorization,
   };
   S.requests.push(e);
   if (S.requests.length > MAX_LOG + 10000) S.requests.splice(0, S.requests.length - MAX_LOG);

@@ -14,7 +14,8 @@
 //   GET    /__proxy/requests  [{"method","url","status","fault","headers"}]
 //                             in order (request headers, names lower-case)
 //   DELETE /__proxy/requests  clears the log
-//   POST   /__proxy/mode      {"no_list_bucket":true, "require_sse":"AES256"}
+//   POST   /__proxy/mode      {"no_list_bucket":true, "require_sse":"AES256",
+//                             "sts_key":"the --key of t/stack/sts-emulator.js"}
 //
 // Modes model what AWS does and the S3 server behind does not:
 // - no_list_bucket: a caller without s3:ListBucket. AWS documents (HeadObject,
@@ -27,6 +28,16 @@
 //   the request signed again with the stack's keys (the S3 server behind
 //   does not implement SSE), and the answer says x-amz-server-side-encryption
 //   as AWS's does.
+// - sts_key: S3 for a caller with temporary credentials from STS, which AWS
+//   requires to send the session token in x-amz-security-token (AWS "Using
+//   temporary credentials with AWS resources"; SigV4 signs it). A request
+//   signed with an ASIA key must carry a signed token that the STS emulator
+//   issued for that key and that has not expired (403 InvalidToken or
+//   ExpiredToken otherwise, as S3 answers), and its signature must verify
+//   with the key's secret (403 SignatureDoesNotMatch); it is then signed
+//   again with the stack's keys, the token taken off, for the S3 server
+//   behind. A long-lived key (not ASIA) is refused with 403
+//   InvalidAccessKeyId: the test's "IAM" has only the role.
 
 'use strict';
 
@@ -42,7 +53,7 @@ const target = new URL(arg('target', 'http://127.0.0.1:19000'));
 const port = Number(arg('port', '0'));
 const faults = [];
 const log = [];
-const mode = { no_list_bucket: false, require_sse: null };
+const mode = { no_list_bucket: false, require_sse: null, sts_key: null };
 
 const KEY_ID = process.env.AWS_ACCESS_KEY_ID || '';
 const SECRET = process.env.AWS_SECRET_ACCESS_KEY || '';
@@ -52,7 +63,7 @@ const sha256 = (s) => crypto.createHash('sha256').update(s).digest('hex');
 
 // SigV4 of a request whose path and query are sent encoded as AWS's
 // canonical form wants them (the module's are)
-function sign(method, url, headers, signed) {
+function sign(method, url, headers, signed, keyId = KEY_ID, secret = SECRET) {
   const auth = headers.authorization || '';
   const m = /Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request/.exec(auth);
   if (!m) return null;
@@ -65,10 +76,30 @@ function sign(method, url, headers, signed) {
   const creq = [method, path, query, canonHeaders, signed.join(';'), headers['x-amz-content-sha256']].join('\n');
   const scope = `${day}/${region}/${service}/aws4_request`;
   const sts = ['AWS4-HMAC-SHA256', headers['x-amz-date'], scope, sha256(creq)].join('\n');
-  let k = hmac(`AWS4${SECRET}`, day);
+  let k = hmac(`AWS4${secret}`, day);
   for (const part of [region, service, 'aws4_request']) k = hmac(k, part);
-  return `AWS4-HMAC-SHA256 Credential=${KEY_ID}/${scope}, SignedHeaders=${signed.join(';')}, `
+  return `AWS4-HMAC-SHA256 Credential=${keyId}/${scope}, SignedHeaders=${signed.join(';')}, `
     + `Signature=${hmac(k, sts).toString('hex')}`;
+}
+
+// temporary credentials: what S3 would say of the request, or null when they
+// hold (see the sts_key mode above and t/stack/sts-emulator.js)
+function checkSession(req) {
+  const mac = (x) => crypto.createHmac('sha256', mode.sts_key).update(x).digest('base64url');
+  const akid = (/Credential=([^/]+)\//.exec(req.headers.authorization || '') || [])[1] || '';
+  if (!akid.startsWith('ASIA')) return 'InvalidAccessKeyId';
+  const token = String(req.headers['x-amz-security-token'] || '');
+  const [body, tag] = token.split('.');
+  if (!body || tag !== mac(`token\0${body}`) || !signedHeaders(req.headers).includes('x-amz-security-token')) {
+    return 'InvalidToken';
+  }
+  const claims = JSON.parse(Buffer.from(body, 'base64url').toString());
+  if (claims.akid !== akid) return 'InvalidToken';
+  if (claims.exp * 1000 <= Date.now()) return 'ExpiredToken';
+  const secret = mac(`secret\0${akid}`).slice(0, 40);
+  const want = sign(req.method, req.url, req.headers, signedHeaders(req.headers), akid, secret);
+  const sig = (x) => (/Signature=([0-9a-f]+)/.exec(x || '') || [])[1];
+  return sig(want) && sig(want) === sig(req.headers.authorization) ? null : 'SignatureDoesNotMatch';
 }
 
 const signedHeaders = (h) => ((/SignedHeaders=([^,\s]+)/.exec(h.authorization || '') || [])[1] || '').split(';');
@@ -143,13 +174,22 @@ const server = http.createServer((req, res) => {
     if (mode.no_list_bucket && req.method === 'GET' && isBucketPath(req.url) && /[?&]list-type=/.test(req.url)) {
       return refuse(403, 'AccessDenied');
     }
+    if (mode.sts_key) {
+      const refused = checkSession(req);
+      if (refused) return refuse(403, refused);
+      headers = { ...req.headers };
+      delete headers['x-amz-security-token'];
+      headers.authorization = sign(req.method, req.url, headers,
+        signedHeaders(req.headers).filter((h) => h !== 'x-amz-security-token'));
+    }
     if (mode.require_sse && isPutObject(req)) {
       const sse = req.headers['x-amz-server-side-encryption'];
       if (sse !== mode.require_sse || !signedHeaders(req.headers).includes('x-amz-server-side-encryption')) {
         return refuse(403, 'AccessDenied');
       }
-      headers = { ...req.headers };
-      const keep = signedHeaders(req.headers).filter((h) => !h.startsWith('x-amz-server-side-encryption'));
+      headers = { ...headers };
+      const keep = signedHeaders(req.headers).filter((h) => !h.startsWith('x-amz-server-side-encryption')
+        && !(mode.sts_key && h === 'x-amz-security-token'));
       for (const h of Object.keys(headers)) if (h.startsWith('x-amz-server-side-encryption')) delete headers[h];
       headers.authorization = sign(req.method, req.url, headers, keep);
       extra = ['x-amz-server-side-encryption', sse];

@@ -4,8 +4,8 @@
 # the libraries the module links, compilers for the unit and fuzz tests,
 # dpkg-dev (apt-get source: an nginx with poll and select for one test),
 # a Java 17+ runtime, Maven, Node.js, curl, kcat, procps, promtool
-# (prometheus), Chromium for the operator page tests, and wrk and jq for
-# the benchmarks.
+# (prometheus), Chromium for the operator page tests, and wrk, jq and the
+# Python baseline's packages for the benchmarks.
 # For a fresh Debian bookworm, as root. Installs nothing that is already
 # there, and runs `apt-get update` only when something is missing, so a
 # second run is quick and needs no network.
@@ -51,9 +51,27 @@ command -v setsid >/dev/null || need+=(util-linux)
 # the benchmarks (make bench) load nginx with wrk and read results with jq
 command -v wrk >/dev/null || need+=(wrk)
 command -v jq >/dev/null || need+=(jq)
+# deploy/kubernetes is linted in the suite (t/09-deploy.t)
+command -v yamllint >/dev/null || need+=(yamllint)
+# the Python design the benchmarks compare against (its README's list)
+for pkg in python3-aiohttp python3-confluent-kafka python3-boto3 \
+           python3-cachetools python3-prometheus-client python3-psutil; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' ||
+        need+=("$pkg")
+done
+
+# npm packages of the suite, from t/deploy/package-lock.json (after node)
+npm_deps() {
+    local dir
+    dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../deploy" && pwd)
+    [[ -d $dir/node_modules ]] && return 0
+    log "npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+}
 
 if ((${#need[@]} == 0)); then
-    log "nothing to install"
+    npm_deps
+    log "nothing else to install"
     exit 0
 fi
 
@@ -75,4 +93,5 @@ if ! java_ok && [[ -x $jre17 ]]; then
     update-alternatives --set java "$jre17" >/dev/null
 fi
 java_ok || { log "still no Java 17 or newer on PATH"; exit 1; }
+npm_deps
 log "done"

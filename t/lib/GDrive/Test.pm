@@ -30,7 +30,8 @@ our @EXPORT_OK = qw(repo_root module_path nginx_bin free_port json
                     http_raw wait_until stack_env kafka_produce
                     kafka_produce_lines kafka_committed
                     kafka_consume kafka_offsets unique_name
-                    emulator s3_request consumer_conf fault_proxy);
+                    emulator s3_request consumer_conf fault_proxy
+                    proc_memory);
 
 my $JSON = JSON::PP->new->canonical->allow_nonref;
 my @RUNNING;    # started nginx instances (weak references)
@@ -67,6 +68,16 @@ sub free_port {
     my $port = $s->sockport;
     close $s;
     return $port;
+}
+
+# a process's memory in bytes from /proc/PID/status (VmRSS unless another
+# field is named, such as VmData), or undef when it is gone
+sub proc_memory {
+    my ($pid, $field) = @_;
+    $field //= 'VmRSS';
+    open my $fh, '<', "/proc/$pid/status" or return;
+    while (<$fh>) { return $1 * 1024 if /^\Q$field\E:\s+(\d+) kB/ }
+    return;
 }
 
 sub wait_until {
