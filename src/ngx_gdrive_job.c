@@ -33,22 +33,6 @@
 #include "ngx_gdrive_s3.h"
 
 
-#define NGX_GDRIVE_FOLDER_MIME    "application/vnd.google-apps.folder"
-#define NGX_GDRIVE_SHORTCUT_MIME  "application/vnd.google-apps.shortcut"
-#define NGX_GDRIVE_APPS_PREFIX    "application/vnd.google-apps."
-
-/* what files.get asks for: what the key, the export and the result use */
-#define NGX_GDRIVE_FILE_FIELDS                                                \
-    "id,name,mimeType,size,md5Checksum,version,modifiedTime,"                 \
-    "headRevisionId,driveId,trashed,shortcutDetails,exportLinks,resourceKey"
-
-/* what a listing and the changes feed ask for each file: the same */
-#define NGX_GDRIVE_LIST_FIELDS                                                \
-    "nextPageToken,incompleteSearch,files(" NGX_GDRIVE_FILE_FIELDS ")"
-#define NGX_GDRIVE_CHANGES_FIELDS                                             \
-    "nextPageToken,newStartPageToken,changes(changeType,fileId,removed,"     \
-    "file(" NGX_GDRIVE_FILE_FIELDS "))"
-
 /* a child trigger carries its file's metadata only up to this size */
 #define NGX_GDRIVE_CARRIED_MAX    (16 * 1024)
 
@@ -63,16 +47,25 @@ typedef struct ngx_gdrive_part_s  ngx_gdrive_part_t;
 typedef struct ngx_gdrive_job_s   ngx_gdrive_job_t;
 
 
+/*
+ * A job's stage; ngx_gdrive_job_stages names it on the status page.
+ * queued and backoff are waits, not stages: shown, while the stage the
+ * job resumes at stays.
+ */
+
 typedef enum {
     NGX_GDRIVE_STAGE_VALIDATE = 0,
     NGX_GDRIVE_STAGE_TOKEN,
     NGX_GDRIVE_STAGE_FILE,
     NGX_GDRIVE_STAGE_STORE,
+    NGX_GDRIVE_STAGE_DELETE,
     NGX_GDRIVE_STAGE_CONTENT,
     NGX_GDRIVE_STAGE_LIST,
     NGX_GDRIVE_STAGE_CHANGES,
     NGX_GDRIVE_STAGE_RESULT,
-    NGX_GDRIVE_STAGE_DLQ
+    NGX_GDRIVE_STAGE_DLQ,
+    NGX_GDRIVE_STAGE_QUEUED,
+    NGX_GDRIVE_STAGE_BACKOFF
 } ngx_gdrive_stage_e;
 
 
@@ -146,7 +139,13 @@ struct ngx_gdrive_job_s {
 
 
 typedef struct {
-    ngx_gdrive_kafka_t      *consumer;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+    ngx_gdrive_kafka_t      *producer;
+    rd_kafka_topic_t        *trigger_topic;
+    rd_kafka_topic_t        *result_topic;
+    rd_kafka_topic_t        *dlq_topic;
+    ngx_gdrive_worker_status_t  *status; /* this worker's slot */
+    ngx_gdrive_kafka_t      *consumer;   /* the engine's own */
     ngx_queue_t              parts;
     ngx_uint_t               inflight;   /* taken: running, parked, queued */
     ngx_uint_t               running;
@@ -181,18 +180,24 @@ static void ngx_gdrive_job_park(ngx_gdrive_job_t *job, ngx_uint_t park);
 static void ngx_gdrive_job_drive_waiting(ngx_gdrive_drive_t *d,
     ngx_uint_t waiting);
 static void ngx_gdrive_job_run(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_set_stage(ngx_gdrive_job_t *job,
+    ngx_gdrive_stage_e stage);
 static void ngx_gdrive_job_token_done(ngx_gdrive_token_req_t *req);
 static void ngx_gdrive_job_action(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_drive_done(ngx_gdrive_drive_t *d);
 static void ngx_gdrive_job_file(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_file_meta(ngx_gdrive_job_t *job);
-static void ngx_gdrive_job_files_get(ngx_gdrive_job_t *job, ngx_str_t *id,
-    const char *fields);
+static void ngx_gdrive_job_shortcut(ngx_gdrive_job_t *job);
+static ngx_int_t ngx_gdrive_job_export_revision(ngx_gdrive_job_t *job,
+    const char *mime, ngx_str_t *revision);
+static ngx_int_t ngx_gdrive_job_content_revision(ngx_gdrive_job_t *job,
+    const char *mime, ngx_str_t *revision);
+static ngx_int_t ngx_gdrive_job_upload_key(ngx_gdrive_job_t *job,
+    ngx_str_t *revision);
 static ngx_int_t ngx_gdrive_job_carried(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_gone(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_pruned(ngx_gdrive_s3_delete_t *d);
 static void ngx_gdrive_job_store(ngx_gdrive_job_t *job);
-static ngx_int_t ngx_gdrive_job_resource_key(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_upload_ready(ngx_gdrive_s3_upload_t *u);
 static void ngx_gdrive_job_upload_resume(ngx_gdrive_s3_upload_t *u);
 static void ngx_gdrive_job_upload_done(ngx_gdrive_s3_upload_t *u);
@@ -206,6 +211,8 @@ static void ngx_gdrive_job_list_drive(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_list_drive_done(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_changes(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_changes_page(ngx_gdrive_job_t *job);
+static ngx_int_t ngx_gdrive_job_change_gone(ngx_gdrive_job_t *job,
+    ngx_gdrive_drive_entry_t *e);
 static void ngx_gdrive_job_page_done(ngx_gdrive_job_t *job,
     const char *next, const char *start);
 static void ngx_gdrive_job_next_page(ngx_gdrive_job_t *job);
@@ -223,10 +230,6 @@ static ngx_int_t ngx_gdrive_job_set_token(ngx_gdrive_job_t *job,
     const char *token, size_t len, ngx_uint_t start);
 static void ngx_gdrive_job_stop_io(ngx_gdrive_job_t *job);
 static json_t *ngx_gdrive_job_result_json(ngx_gdrive_job_t *job);
-static const char *ngx_gdrive_job_json_str(json_t *obj, const char *name);
-static ngx_int_t ngx_gdrive_job_export_default(const char *mime,
-    ngx_str_t *type);
-static void ngx_gdrive_job_export_ext(ngx_str_t *type, u_char *ext);
 static void ngx_gdrive_job_fail(ngx_gdrive_job_t *job, const char *code,
     const char *detail, ngx_uint_t permanent, ngx_int_t retry_after);
 static void ngx_gdrive_job_result(ngx_gdrive_job_t *job);
@@ -249,13 +252,39 @@ static void ngx_gdrive_job_tick(void *data);
 static ngx_gdrive_engine_t  ngx_gdrive_engine;
 
 
+/* the status page's names (README, The consumer and the job engine) */
+
+static const char  *ngx_gdrive_job_stages[] = {
+    "received",
+    "token",
+    "metadata",
+    "store",
+    "delete",
+    "content",
+    "listing",
+    "changes",
+    "result",
+    "dlq",
+    "queued",
+    "backoff"
+};
+
+
 ngx_int_t
-ngx_gdrive_job_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
+ngx_gdrive_job_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_gdrive_job_ctx_t *ctx)
 {
     ngx_gdrive_engine_t       *e;
     ngx_gdrive_consumer_cb_t   cb;
 
     e = &ngx_gdrive_engine;
+
+    e->gmcf = gmcf;
+    e->producer = ctx->producer;
+    e->trigger_topic = ctx->trigger_topic;
+    e->result_topic = ctx->result_topic;
+    e->dlq_topic = ctx->dlq_topic;
+    e->status = ctx->status;
 
     ngx_queue_init(&e->parts);
     /*
@@ -291,9 +320,23 @@ ngx_gdrive_job_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
         return NGX_ERROR;
     }
 
-    ngx_gdrive_worker.consumer = e->consumer;
-
     return NGX_OK;
+}
+
+
+/* exit_process: the loop has ended, the consumer goes at once */
+
+void
+ngx_gdrive_job_exit(void)
+{
+    ngx_gdrive_engine_t  *e;
+
+    e = &ngx_gdrive_engine;
+
+    if (e->consumer) {
+        ngx_gdrive_kafka_destroy(e->consumer, 0);
+        e->consumer = NULL;
+    }
 }
 
 
@@ -357,7 +400,7 @@ ngx_gdrive_job_message(void *data, rd_kafka_message_t *msg)
             ngx_destroy_pool(pool);
         }
 
-        rd_kafka_message_destroy(msg);
+        ngx_gdrive_kafka_message_free(msg);
         e->exiting = 1;
         ngx_gdrive_kafka_consumer_pause(e->consumer, 1);
         ngx_gdrive_kafka_consumer_close(e->consumer);
@@ -392,7 +435,7 @@ ngx_gdrive_job_message(void *data, rd_kafka_message_t *msg)
     e->bytes += msg->len + msg->key_len;
 
     if (e->running >= e->max_inflight) {
-        ngx_gdrive_status_job_stage(job->status_slot, "queued");
+        ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_QUEUED);
         job->waiting = 1;
         ngx_queue_insert_tail(&e->waiting, &job->wait);
         ngx_gdrive_job_status(e);
@@ -495,7 +538,7 @@ ngx_gdrive_job_run(ngx_gdrive_job_t *job)
                     ngx_min(sizeof(job->id),
                             job->trigger.trigger_id.len + 1));
 
-        if (!ngx_gdrive_integration_allowed(ngx_gdrive_worker.gmcf,
+        if (!ngx_gdrive_integration_allowed(ngx_gdrive_engine.gmcf,
                                             job->trigger.integration_id.data,
                                             job->trigger.integration_id.len))
         {
@@ -511,13 +554,11 @@ ngx_gdrive_job_run(ngx_gdrive_job_t *job)
                        "gdrive: job %s started",
                        ngx_gdrive_action_name(job->trigger.action));
 
-        job->stage = NGX_GDRIVE_STAGE_TOKEN;
-
         /* fall through */
 
     case NGX_GDRIVE_STAGE_TOKEN:
 
-        ngx_gdrive_status_job_stage(job->status_slot, "token");
+        ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_TOKEN);
         job->token.pool = job->pool;
         job->token.log = &job->log;
         job->token.integration.data = (u_char *)
@@ -540,10 +581,24 @@ ngx_gdrive_job_run(ngx_gdrive_job_t *job)
 
     default:
         /* a Drive or S3 step is retried from the token */
-        job->stage = NGX_GDRIVE_STAGE_TOKEN;
+        ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_TOKEN);
         ngx_gdrive_job_run(job);
         return;
     }
+}
+
+
+/* the stage, and the status page's job slot shows it */
+
+static void
+ngx_gdrive_job_set_stage(ngx_gdrive_job_t *job, ngx_gdrive_stage_e stage)
+{
+    if (stage < NGX_GDRIVE_STAGE_QUEUED) {
+        job->stage = stage;
+    }
+
+    ngx_gdrive_status_job_stage(job->status_slot,
+                                ngx_gdrive_job_stages[stage]);
 }
 
 
@@ -653,7 +708,7 @@ ngx_gdrive_job_drive_done(ngx_gdrive_drive_t *d)
             ngx_gdrive_token_invalidate(&job->token.integration,
                                         &job->drive.token);
             job->auth_retried = 1;
-            job->stage = NGX_GDRIVE_STAGE_TOKEN;
+            ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_TOKEN);
             ngx_gdrive_job_run(job);
             return;
         }
@@ -727,8 +782,7 @@ ngx_gdrive_job_drive_done(ngx_gdrive_drive_t *d)
 static void
 ngx_gdrive_job_file(ngx_gdrive_job_t *job)
 {
-    job->stage = NGX_GDRIVE_STAGE_FILE;
-    ngx_gdrive_status_job_stage(job->status_slot, "metadata");
+    ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_FILE);
 
     if (job->trigger.drive_file && job->shortcut_id.len == 0
         && ngx_gdrive_job_carried(job) == NGX_OK)
@@ -739,30 +793,9 @@ ngx_gdrive_job_file(ngx_gdrive_job_t *job)
         return;
     }
 
-    ngx_gdrive_job_files_get(job, &job->file_id, NGX_GDRIVE_FILE_FIELDS);
-}
-
-
-/* files.get of a file or folder: its JSON metadata, the fields asked */
-
-static void
-ngx_gdrive_job_files_get(ngx_gdrive_job_t *job, ngx_str_t *id,
-    const char *fields)
-{
-    char  *url;
-
-    url = ngx_gdrive_drive_url(job->pool, id->len + ngx_strlen(fields) + 64,
-                               "/drive/v3/files/%V?supportsAllDrives=true"
-                               "&fields=%s", id, fields);
-    if (url == NULL) {
+    if (ngx_gdrive_drive_file_get(&job->drive, &job->file_id) != NGX_OK) {
         ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
-        return;
     }
-
-    job->drive.sink = NULL;
-    job->drive.header = NULL;
-    job->drive.follow = 0;
-    ngx_gdrive_drive_call(&job->drive, "files.get", url);
 }
 
 
@@ -783,7 +816,7 @@ ngx_gdrive_job_carried(ngx_gdrive_job_t *job)
 
     root = json_loadb(job->msg->payload, job->msg->len, 0, NULL);
     file = json_object_get(root, "drive_file");
-    id = ngx_gdrive_job_json_str(file, "id");
+    id = ngx_gdrive_drive_meta_str(file, "id");
 
     if (!json_is_object(file) || id == NULL
         || ngx_strlen(id) != job->file_id.len
@@ -816,24 +849,14 @@ ngx_gdrive_job_carried(ngx_gdrive_job_t *job)
  * What the metadata says: a trashed file is gone, a shortcut is followed
  * once, a folder is not a file, a Google Workspace file is exported,
  * anything else downloaded.
- * The S3 key is {prefix}{integration}/{file}/{revision}: the content's
- * identity, so that a redelivery finds the object it already wrote.
  */
 
 static void
 ngx_gdrive_job_file_meta(ngx_gdrive_job_t *job)
 {
-    u_char                       *p;
-    size_t                        len;
-    json_t                       *details;
-    ngx_str_t                     revision, *prefix;
-    ngx_int_t                     size;
-    u_char                        ext[11];
-    const char                   *mime, *target, *rev, *v;
-    ngx_gdrive_s3_upload_t       *u;
-    ngx_http_gdrive_main_conf_t  *gmcf;
-
-    gmcf = ngx_gdrive_worker.gmcf;
+    ngx_str_t                revision;
+    const char              *mime;
+    ngx_gdrive_s3_upload_t  *u;
 
     /* removed: only the changes feed says so, in a child's drive_file */
 
@@ -844,7 +867,7 @@ ngx_gdrive_job_file_meta(ngx_gdrive_job_t *job)
         return;
     }
 
-    mime = ngx_gdrive_job_json_str(job->meta, "mimeType");
+    mime = ngx_gdrive_drive_meta_str(job->meta, "mimeType");
 
     if (mime == NULL) {
         ngx_gdrive_job_fail(job, "upstream_error",
@@ -854,45 +877,12 @@ ngx_gdrive_job_file_meta(ngx_gdrive_job_t *job)
 
     if (!job->meta_carried) {
         /* what the worker saw of the file last: names its deletion */
-        p = (u_char *) json_dumps(job->meta, JSON_COMPACT);
-
-        if (p) {
-            ngx_gdrive_cache_put(&job->token.integration, &job->file_id, p,
-                                 ngx_strlen(p));
-            free(p);
-        }
+        ngx_gdrive_drive_meta_remember(&job->token.integration,
+                                       &job->file_id, job->meta);
     }
 
     if (ngx_strcmp(mime, NGX_GDRIVE_SHORTCUT_MIME) == 0) {
-        details = json_object_get(job->meta, "shortcutDetails");
-        target = ngx_gdrive_job_json_str(details, "targetId");
-
-        if (job->shortcut_id.len || target == NULL
-            || !ngx_gdrive_drive_id_valid(target, ngx_strlen(target)))
-        {
-            ngx_gdrive_job_fail(job, "not_found",
-                                "the shortcut has no usable target", 1, -1);
-            return;
-        }
-
-        job->shortcut_id = job->file_id;
-        job->file_id.len = ngx_strlen(target);
-        job->file_id.data = ngx_pstrdup(job->pool,
-                                        &(ngx_str_t) { job->file_id.len,
-                                                       (u_char *) target });
-        json_decref(job->meta);
-        job->meta = NULL;
-
-        if (job->file_id.data == NULL) {
-            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
-                                -1);
-            return;
-        }
-
-        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, &job->log, 0,
-                       "gdrive: shortcut to \"%V\"", &job->file_id);
-
-        ngx_gdrive_job_file(job);
+        ngx_gdrive_job_shortcut(job);
         return;
     }
 
@@ -910,110 +900,216 @@ ngx_gdrive_job_file_meta(ngx_gdrive_job_t *job)
                     sizeof(NGX_GDRIVE_APPS_PREFIX) - 1)
         == 0)
     {
-        if (job->trigger.export_mime_type.data) {
-            job->export_type.data = (u_char *)
-                                    job->trigger.export_mime_type.data;
-            job->export_type.len = job->trigger.export_mime_type.len;
-
-        } else if (ngx_gdrive_job_export_default(mime, &job->export_type)
-                   != NGX_OK)
-        {
-            ngx_gdrive_job_fail(job, "unsupported_type",
-                                "Drive cannot export this kind of file", 1,
-                                -1);
+        if (ngx_gdrive_job_export_revision(job, mime, &revision) != NGX_OK) {
             return;
         }
 
-        v = ngx_gdrive_job_json_str(job->meta, "version");
-        ngx_gdrive_job_export_ext(&job->export_type, ext);
-
-        revision.data = ngx_pnalloc(job->pool, 64);
-        if (revision.data == NULL) {
-            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
-                                -1);
-            return;
-        }
-
-        revision.len = ngx_snprintf(revision.data, 64, "v%s.%s",
-                                    (v && ngx_gdrive_drive_id_valid(v,
-                                                   ngx_strlen(v)))
-                                    ? v : "0", ext)
-                       - revision.data;
-
-        u->content_type = job->export_type;
-
-    } else {
-        rev = ngx_gdrive_job_json_str(job->meta, "headRevisionId");
-        v = ngx_gdrive_job_json_str(job->meta, "size");
-
-        if (v == NULL
-            || (size = ngx_atoof((u_char *) v, ngx_strlen(v))) == NGX_ERROR)
-        {
-            ngx_gdrive_job_fail(job, "upstream_error",
-                                "Drive's metadata has no size", 0, -1);
-            return;
-        }
-
-        u->size = size;
-
-        v = ngx_gdrive_job_json_str(job->meta, "md5Checksum");
-        if (v && ngx_strlen(v) == 32) {
-            u->md5.data = (u_char *) v;
-            u->md5.len = 32;
-        }
-
-        if (rev == NULL || !ngx_gdrive_drive_id_valid(rev, ngx_strlen(rev))) {
-            /* no revision of its own: the version identifies it */
-            rev = ngx_gdrive_job_json_str(job->meta, "version");
-
-            if (rev == NULL
-                || !ngx_gdrive_drive_id_valid(rev, ngx_strlen(rev)))
-            {
-                rev = "0";
-            }
-
-            len = ngx_strlen(rev) + 2;
-            revision.data = ngx_pnalloc(job->pool, len);
-            if (revision.data == NULL) {
-                ngx_gdrive_job_fail(job, "internal_error", "out of memory",
-                                    0, -1);
-                return;
-            }
-
-            revision.len = ngx_sprintf(revision.data, "v%s", rev)
-                           - revision.data;
-
-        } else {
-            len = ngx_strlen(rev) + 2;
-            revision.data = ngx_pnalloc(job->pool, len);
-            if (revision.data == NULL) {
-                ngx_gdrive_job_fail(job, "internal_error", "out of memory",
-                                    0, -1);
-                return;
-            }
-
-            revision.len = ngx_sprintf(revision.data, "r%s", rev)
-                           - revision.data;
-        }
-
-        u->content_type.data = (u_char *) mime;
-        u->content_type.len = ngx_strlen(mime);
+    } else if (ngx_gdrive_job_content_revision(job, mime, &revision)
+               != NGX_OK)
+    {
+        return;
     }
 
-    prefix = &gmcf->s3_prefix;
+    if (ngx_gdrive_job_upload_key(job, &revision) != NGX_OK) {
+        return;
+    }
 
-    len = prefix->len + job->token.integration.len + job->file_id.len
-          + revision.len + 2;
+    ngx_gdrive_job_store(job);
+}
 
-    u->key.data = ngx_pnalloc(job->pool, len);
-    if (u->key.data == NULL) {
+
+/* a shortcut: its target is synced, once (a shortcut to one is not) */
+
+static void
+ngx_gdrive_job_shortcut(ngx_gdrive_job_t *job)
+{
+    json_t      *details;
+    const char  *target;
+
+    details = json_object_get(job->meta, "shortcutDetails");
+    target = ngx_gdrive_drive_meta_str(details, "targetId");
+
+    if (job->shortcut_id.len || target == NULL
+        || !ngx_gdrive_drive_id_valid(target, ngx_strlen(target)))
+    {
+        ngx_gdrive_job_fail(job, "not_found",
+                            "the shortcut has no usable target", 1, -1);
+        return;
+    }
+
+    job->shortcut_id = job->file_id;
+    job->file_id.len = ngx_strlen(target);
+    job->file_id.data = ngx_pstrdup(job->pool,
+                                    &(ngx_str_t) { job->file_id.len,
+                                                   (u_char *) target });
+    json_decref(job->meta);
+    job->meta = NULL;
+
+    if (job->file_id.data == NULL) {
         ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
         return;
     }
 
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, &job->log, 0,
+                   "gdrive: shortcut to \"%V\"", &job->file_id);
+
+    ngx_gdrive_job_file(job);
+}
+
+
+/*
+ * A Google Workspace file: the export's type, and the revision part of
+ * the key, "v{version}.{extension}".  NGX_ERROR: the job failed.
+ */
+
+static ngx_int_t
+ngx_gdrive_job_export_revision(ngx_gdrive_job_t *job, const char *mime,
+    ngx_str_t *revision)
+{
+    u_char                   ext[11];
+    const char              *v;
+    ngx_gdrive_s3_upload_t  *u;
+
+    u = &job->upload;
+
+    if (job->trigger.export_mime_type.data) {
+        job->export_type.data = (u_char *) job->trigger.export_mime_type.data;
+        job->export_type.len = job->trigger.export_mime_type.len;
+
+    } else if (ngx_gdrive_drive_export_default(mime, &job->export_type)
+               != NGX_OK)
+    {
+        ngx_gdrive_job_fail(job, "unsupported_type",
+                            "Drive cannot export this kind of file", 1, -1);
+        return NGX_ERROR;
+    }
+
+    v = ngx_gdrive_drive_meta_str(job->meta, "version");
+    ngx_gdrive_drive_export_ext(&job->export_type, ext);
+
+    revision->data = ngx_pnalloc(job->pool, 64);
+    if (revision->data == NULL) {
+        ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
+        return NGX_ERROR;
+    }
+
+    revision->len = ngx_snprintf(revision->data, 64, "v%s.%s",
+                                 (v && ngx_gdrive_drive_id_valid(v,
+                                                ngx_strlen(v)))
+                                 ? v : "0", ext)
+                    - revision->data;
+
+    u->content_type = job->export_type;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A file downloaded as it is: its size and md5 to check the content by,
+ * and the revision part of the key, "r{headRevisionId}", or
+ * "v{version}" for a file without revisions.  NGX_ERROR: the job failed.
+ */
+
+static ngx_int_t
+ngx_gdrive_job_content_revision(ngx_gdrive_job_t *job, const char *mime,
+    ngx_str_t *revision)
+{
+    size_t                   len;
+    ngx_int_t                size;
+    const char              *rev, *v;
+    ngx_gdrive_s3_upload_t  *u;
+
+    u = &job->upload;
+
+    rev = ngx_gdrive_drive_meta_str(job->meta, "headRevisionId");
+    v = ngx_gdrive_drive_meta_str(job->meta, "size");
+
+    if (v == NULL
+        || (size = ngx_atoof((u_char *) v, ngx_strlen(v))) == NGX_ERROR)
+    {
+        ngx_gdrive_job_fail(job, "upstream_error",
+                            "Drive's metadata has no size", 0, -1);
+        return NGX_ERROR;
+    }
+
+    u->size = size;
+
+    v = ngx_gdrive_drive_meta_str(job->meta, "md5Checksum");
+    if (v && ngx_strlen(v) == 32) {
+        u->md5.data = (u_char *) v;
+        u->md5.len = 32;
+    }
+
+    if (rev == NULL || !ngx_gdrive_drive_id_valid(rev, ngx_strlen(rev))) {
+        /* no revision of its own: the version identifies it */
+        rev = ngx_gdrive_drive_meta_str(job->meta, "version");
+
+        if (rev == NULL || !ngx_gdrive_drive_id_valid(rev, ngx_strlen(rev)))
+        {
+            rev = "0";
+        }
+
+        len = ngx_strlen(rev) + 2;
+        revision->data = ngx_pnalloc(job->pool, len);
+        if (revision->data == NULL) {
+            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
+                                -1);
+            return NGX_ERROR;
+        }
+
+        revision->len = ngx_sprintf(revision->data, "v%s", rev)
+                        - revision->data;
+
+    } else {
+        len = ngx_strlen(rev) + 2;
+        revision->data = ngx_pnalloc(job->pool, len);
+        if (revision->data == NULL) {
+            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
+                                -1);
+            return NGX_ERROR;
+        }
+
+        revision->len = ngx_sprintf(revision->data, "r%s", rev)
+                        - revision->data;
+    }
+
+    u->content_type.data = (u_char *) mime;
+    u->content_type.len = ngx_strlen(mime);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The S3 key is {prefix}{integration}/{file}/{revision}: the content's
+ * identity, so that a redelivery finds the object it already wrote.
+ * The object's metadata names the file.  NGX_ERROR: the job failed.
+ */
+
+static ngx_int_t
+ngx_gdrive_job_upload_key(ngx_gdrive_job_t *job, ngx_str_t *revision)
+{
+    size_t                   len;
+    ngx_str_t               *prefix;
+    const char              *v;
+    ngx_gdrive_s3_upload_t  *u;
+
+    u = &job->upload;
+    prefix = &ngx_gdrive_engine.gmcf->s3_prefix;
+
+    len = prefix->len + job->token.integration.len + job->file_id.len
+          + revision->len + 2;
+
+    u->key.data = ngx_pnalloc(job->pool, len);
+    if (u->key.data == NULL) {
+        ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
+        return NGX_ERROR;
+    }
+
     u->key.len = ngx_sprintf(u->key.data, "%V%V/%V/%V", prefix,
                              &job->token.integration, &job->file_id,
-                             &revision)
+                             revision)
                  - u->key.data;
 
     u->drive_id = job->file_id;
@@ -1021,21 +1117,21 @@ ngx_gdrive_job_file_meta(ngx_gdrive_job_t *job)
     u->trigger.data = job->id;
     u->trigger.len = ngx_strlen(job->id);
 
-    v = ngx_gdrive_job_json_str(job->meta, "name");
+    v = ngx_gdrive_drive_meta_str(job->meta, "name");
 
     if (v) {
         u->name.data = (u_char *) v;
         u->name.len = ngx_strlen(v);
     }
 
-    v = ngx_gdrive_job_json_str(job->meta, "version");
+    v = ngx_gdrive_drive_meta_str(job->meta, "version");
 
     if (v) {
         u->version.data = (u_char *) v;
         u->version.len = ngx_strlen(v);
     }
 
-    ngx_gdrive_job_store(job);
+    return NGX_OK;
 }
 
 
@@ -1053,7 +1149,7 @@ ngx_gdrive_job_gone(ngx_gdrive_job_t *job)
     ngx_gdrive_s3_delete_t       *d;
     ngx_http_gdrive_main_conf_t  *gmcf;
 
-    gmcf = ngx_gdrive_worker.gmcf;
+    gmcf = ngx_gdrive_engine.gmcf;
 
     ngx_memzero(&job->upload, sizeof(ngx_gdrive_s3_upload_t));
 
@@ -1063,13 +1159,12 @@ ngx_gdrive_job_gone(ngx_gdrive_job_t *job)
                       "kept", &job->file_id);
 
         job->outcome = "deleted";
-        job->stage = NGX_GDRIVE_STAGE_RESULT;
+        ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_RESULT);
         ngx_gdrive_job_run(job);
         return;
     }
 
-    job->stage = NGX_GDRIVE_STAGE_STORE;
-    ngx_gdrive_status_job_stage(job->status_slot, "delete");
+    ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_DELETE);
 
     d = &job->prune;
     ngx_memzero(d, sizeof(ngx_gdrive_s3_delete_t));
@@ -1116,7 +1211,7 @@ ngx_gdrive_job_pruned(ngx_gdrive_s3_delete_t *d)
 
     job->pruned = 1;
     job->outcome = "deleted";
-    job->stage = NGX_GDRIVE_STAGE_RESULT;
+    ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_RESULT);
     ngx_gdrive_job_run(job);
 }
 
@@ -1140,9 +1235,8 @@ ngx_gdrive_job_store(ngx_gdrive_job_t *job)
     u->unchanged = 0;
     u->state = NULL;
 
-    job->stage = NGX_GDRIVE_STAGE_STORE;
+    ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_STORE);
     job->upload_busy = 1;
-    ngx_gdrive_status_job_stage(job->status_slot, "store");
 
     ngx_gdrive_s3_upload_start(u);
 
@@ -1155,44 +1249,6 @@ ngx_gdrive_job_store(ngx_gdrive_job_t *job)
 }
 
 
-/*
- * A file shared by link behind a resource key (Drive's 2021 security
- * update) is read with X-Goog-Drive-Resource-Keys: {id}/{key}.  The key
- * comes from metadata, data from outside: Drive's charset only.
- */
-
-static ngx_int_t
-ngx_gdrive_job_resource_key(ngx_gdrive_job_t *job)
-{
-    u_char      *line;
-    size_t       len;
-    const char  *key;
-
-    job->drive.header = NULL;
-
-    key = ngx_gdrive_job_json_str(job->meta, "resourceKey");
-
-    if (key == NULL || !ngx_gdrive_drive_id_valid(key, ngx_strlen(key))) {
-        return NGX_OK;
-    }
-
-    len = sizeof("X-Goog-Drive-Resource-Keys: /") + job->file_id.len
-          + ngx_strlen(key);
-
-    line = ngx_pnalloc(job->pool, len);
-    if (line == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(line, "X-Goog-Drive-Resource-Keys: %V/%s%Z", &job->file_id,
-                key);
-
-    job->drive.header = (char *) line;
-
-    return NGX_OK;
-}
-
-
 /* the object is not there: download into it */
 
 static void
@@ -1200,102 +1256,40 @@ ngx_gdrive_job_upload_ready(ngx_gdrive_s3_upload_t *u)
 {
     ngx_gdrive_job_t *job = u->data;
 
-    char                         *url;
-    json_t                       *links;
-    ngx_str_t                     type;
-    const char                   *link;
-    ngx_http_gdrive_main_conf_t  *gmcf;
+    ngx_int_t            rc;
+    ngx_gdrive_drive_t  *d;
 
-    gmcf = ngx_gdrive_worker.gmcf;
+    d = &job->drive;
 
-    job->stage = NGX_GDRIVE_STAGE_CONTENT;
-    ngx_gdrive_status_job_stage(job->status_slot, "content");
-    job->drive.sink = ngx_gdrive_job_sink;
-    job->drive.sink_failed = 0;
-    job->drive.follow = 0;
-
-    if (ngx_gdrive_job_resource_key(job) != NGX_OK) {
-        goto nomem;
-    }
+    ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_CONTENT);
+    d->sink = ngx_gdrive_job_sink;
+    d->sink_failed = 0;
 
     if (job->export_type.len == 0) {
-        url = ngx_gdrive_drive_url(job->pool, job->file_id.len + 128,
-                                   "/drive/v3/files/%V?alt=media"
-                                   "&supportsAllDrives=true%s",
-                                   &job->file_id,
-                                   gmcf->acknowledge_abuse
-                                   ? "&acknowledgeAbuse=true" : "");
-        if (url == NULL) {
-            goto nomem;
-        }
+        rc = ngx_gdrive_drive_media(d, &job->file_id, job->meta);
 
-        ngx_gdrive_drive_call(&job->drive, "files.media", url);
+    } else if (!job->export_link) {
+        rc = ngx_gdrive_drive_export(d, &job->file_id, job->meta,
+                                     &job->export_type);
+
+    } else {
+        rc = ngx_gdrive_drive_export_link(d, &job->file_id, job->meta,
+                                          &job->export_type);
+    }
+
+    if (rc == NGX_OK) {
         return;
     }
 
-    if (!job->export_link) {
-        if (ngx_gdrive_drive_escape(job->pool,
-                                    (char *) job->export_type.data,
-                                    job->export_type.len, &type)
-            != NGX_OK)
-        {
-            goto nomem;
-        }
+    ngx_gdrive_job_stop_io(job);
 
-        url = ngx_gdrive_drive_url(job->pool,
-                                   job->file_id.len + type.len + 64,
-                                   "/drive/v3/files/%V/export?mimeType=%V",
-                                   &job->file_id, &type);
-        if (url == NULL) {
-            goto nomem;
-        }
-
-        ngx_gdrive_drive_call(&job->drive, "files.export", url);
-        return;
-    }
-
-    /* Drive's own link for big exports; a link of another scheme is not */
-
-    links = json_object_get(job->meta, "exportLinks");
-    link = NULL;
-
-    if (json_is_object(links)) {
-        type.data = ngx_pnalloc(job->pool, job->export_type.len + 1);
-        if (type.data == NULL) {
-            goto nomem;
-        }
-
-        ngx_cpystrn(type.data, job->export_type.data,
-                    job->export_type.len + 1);
-        link = ngx_gdrive_job_json_str(links, (char *) type.data);
-    }
-
-    if (link == NULL
-        || (ngx_strncmp(link, "https://", 8) != 0
-            && ngx_strncmp(link, "http://", 7) != 0))
-    {
-        ngx_gdrive_job_stop_io(job);
+    if (rc == NGX_DECLINED) {
         ngx_gdrive_job_fail(job, "export_too_large",
                             "the export is over Drive's limit and the file "
                             "has no export link for the type", 1, -1);
         return;
     }
 
-    url = ngx_pnalloc(job->pool, ngx_strlen(link) + 1);
-    if (url == NULL) {
-        goto nomem;
-    }
-
-    ngx_memcpy(url, link, ngx_strlen(link) + 1);
-
-    /* Google's export links redirect to a content host */
-    job->drive.follow = 1;
-    ngx_gdrive_drive_call(&job->drive, "files.exportLink", url);
-    return;
-
-nomem:
-
-    ngx_gdrive_job_stop_io(job);
     ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
 }
 
@@ -1390,7 +1384,7 @@ ngx_gdrive_job_upload_done(ngx_gdrive_s3_upload_t *u)
         job->outcome = "uploaded";
     }
 
-    job->stage = NGX_GDRIVE_STAGE_RESULT;
+    ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_RESULT);
     ngx_gdrive_job_run(job);
 }
 
@@ -1400,101 +1394,55 @@ ngx_gdrive_job_upload_done(ngx_gdrive_s3_upload_t *u)
 static void
 ngx_gdrive_job_list(ngx_gdrive_job_t *job)
 {
-    u_char                       *p;
-    char                         *url;
-    ngx_str_t                     q, drive;
-    const char                   *corpora;
-    ngx_gdrive_trigger_t         *t;
-    ngx_http_gdrive_main_conf_t  *gmcf;
+    ngx_str_t              folder, given, *drive;
+    ngx_gdrive_trigger_t  *t;
 
-    gmcf = ngx_gdrive_worker.gmcf;
     t = &job->trigger;
 
-    job->stage = NGX_GDRIVE_STAGE_LIST;
-    ngx_gdrive_status_job_stage(job->status_slot, "listing");
+    ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_LIST);
 
-    /* folder ids are of [A-Za-z0-9_-]: nothing to quote in the query */
-
-    p = ngx_pnalloc(job->pool, t->folder_id.len + 64);
-    if (p == NULL) {
-        goto nomem;
-    }
-
-    q.data = p;
-    q.len = ngx_sprintf(p, "'%*s' in parents and trashed = false",
-                        t->folder_id.len, t->folder_id.data) - p;
-
-    if (ngx_gdrive_drive_escape(job->pool, (char *) q.data, q.len, &q)
-        != NGX_OK)
-    {
-        goto nomem;
-    }
+    folder.data = (u_char *) t->folder_id.data;
+    folder.len = t->folder_id.len;
 
     /*
      * All drives at first; a listing Drive says is incomplete is listed
-     * again in the folder's own drive (or the user's corpus): Drive's
-     * advice for incompleteSearch.
+     * again in the folder's own drive (or the user's corpus).
      */
 
-    ngx_str_null(&drive);
-    corpora = "allDrives";
+    drive = NULL;
 
     if (t->drive_id.data) {
-        drive.data = (u_char *) t->drive_id.data;
-        drive.len = t->drive_id.len;
-        corpora = "drive";
+        given.data = (u_char *) t->drive_id.data;
+        given.len = t->drive_id.len;
+        drive = &given;
 
     } else if (job->narrowed) {
-        drive = job->list_drive;
-        corpora = drive.len ? "drive" : "user";
+        drive = &job->list_drive;
     }
 
-    url = ngx_gdrive_drive_url(job->pool,
-                               q.len + drive.len + job->page_token.len + 512,
-                               "/drive/v3/files?q=%V&pageSize=%ui"
-                               "&fields=%s"
-                               "&supportsAllDrives=true"
-                               "&includeItemsFromAllDrives=true"
-                               "&corpora=%s%s%V%s%V",
-                               &q, gmcf->list_page_size,
-                               NGX_GDRIVE_LIST_FIELDS, corpora,
-                               drive.len ? "&driveId=" : "", &drive,
-                               job->page_token.len ? "&pageToken=" : "",
-                               &job->page_token);
-    if (url == NULL) {
-        goto nomem;
+    if (ngx_gdrive_drive_list(&job->drive, &folder, drive, &job->page_token)
+        != NGX_OK)
+    {
+        ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
     }
-
-    job->drive.sink = NULL;
-    job->drive.header = NULL;
-    job->drive.follow = 0;
-    ngx_gdrive_drive_call(&job->drive, "files.list", url);
-    return;
-
-nomem:
-
-    ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
 }
 
 
 static void
 ngx_gdrive_job_list_page(ngx_gdrive_job_t *job)
 {
-    json_t      *files, *f;
-    size_t       i;
-    const char  *id, *mime, *next;
+    ngx_int_t                  rc;
+    ngx_gdrive_drive_page_t    page;
+    ngx_gdrive_drive_entry_t   e;
 
-    files = json_object_get(job->drive.json, "files");
+    rc = ngx_gdrive_drive_page_open(&job->drive, 0, &page);
 
-    if (!json_is_array(files)) {
-        ngx_gdrive_job_fail(job, "upstream_error",
-                            "a listing page without files", 0, -1);
+    if (rc == NGX_ERROR) {
+        ngx_gdrive_job_fail(job, "upstream_error", page.detail, 0, -1);
         return;
     }
 
-    /* files may be missing from an incomplete page: none of it is used */
-
-    if (json_is_true(json_object_get(job->drive.json, "incompleteSearch"))) {
+    if (rc == NGX_DECLINED) {
 
         if (job->trigger.drive_id.data == NULL && !job->narrowed) {
             ngx_log_error(NGX_LOG_INFO, &job->log, 0,
@@ -1519,22 +1467,14 @@ ngx_gdrive_job_list_page(ngx_gdrive_job_t *job)
 
     job->pages++;
 
-    json_array_foreach(files, i, f) {
-        id = ngx_gdrive_job_json_str(f, "id");
-        mime = ngx_gdrive_job_json_str(f, "mimeType");
+    while ((rc = ngx_gdrive_drive_page_next(&page, &e)) == NGX_OK) {
 
-        if (id == NULL || !ngx_gdrive_drive_id_valid(id, ngx_strlen(id))) {
-            ngx_gdrive_job_page_fail(job, "upstream_error",
-                                     "a listed file without a usable id");
-            return;
-        }
-
-        if (mime && ngx_strcmp(mime, NGX_GDRIVE_FOLDER_MIME) == 0) {
+        if (e.folder) {
             if (!job->trigger.recursive) {
                 continue;
             }
 
-            if (ngx_gdrive_job_child(job, "sync_folder", id, 0, NULL)
+            if (ngx_gdrive_job_child(job, "sync_folder", e.id, 0, NULL)
                 != NGX_OK)
             {
                 return;
@@ -1543,14 +1483,19 @@ ngx_gdrive_job_list_page(ngx_gdrive_job_t *job)
             continue;
         }
 
-        if (ngx_gdrive_job_child(job, "sync_file", id, 0, f) != NGX_OK) {
+        if (ngx_gdrive_job_child(job, "sync_file", e.id, 0, e.file)
+            != NGX_OK)
+        {
             return;
         }
     }
 
-    next = ngx_gdrive_job_json_str(job->drive.json, "nextPageToken");
+    if (rc == NGX_ERROR) {
+        ngx_gdrive_job_page_fail(job, "upstream_error", page.detail);
+        return;
+    }
 
-    ngx_gdrive_job_page_done(job, next, NULL);
+    ngx_gdrive_job_page_done(job, page.next, NULL);
 }
 
 
@@ -1564,7 +1509,9 @@ ngx_gdrive_job_list_drive(ngx_gdrive_job_t *job)
     folder.data = (u_char *) job->trigger.folder_id.data;
     folder.len = job->trigger.folder_id.len;
 
-    ngx_gdrive_job_files_get(job, &folder, "id,driveId");
+    if (ngx_gdrive_drive_folder_drive(&job->drive, &folder) != NGX_OK) {
+        ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
+    }
 }
 
 
@@ -1574,19 +1521,17 @@ ngx_gdrive_job_list_drive_done(ngx_gdrive_job_t *job)
     size_t       len;
     const char  *drive;
 
-    drive = ngx_gdrive_job_json_str(job->drive.json, "driveId");
-
     ngx_str_null(&job->list_drive);
+
+    if (ngx_gdrive_drive_folder_drive_id(&job->drive, &drive) != NGX_OK) {
+        ngx_gdrive_job_fail(job, "upstream_error",
+                            "Drive named the folder's drive with an "
+                            "unusable id", 0, -1);
+        return;
+    }
 
     if (drive) {
         len = ngx_strlen(drive);
-
-        if (!ngx_gdrive_drive_id_valid(drive, len)) {
-            ngx_gdrive_job_fail(job, "upstream_error",
-                                "Drive named the folder's drive with an "
-                                "unusable id", 0, -1);
-            return;
-        }
 
         job->list_drive.data = ngx_pnalloc(job->pool, len);
         if (job->list_drive.data == NULL) {
@@ -1614,19 +1559,13 @@ ngx_gdrive_job_list_drive_done(ngx_gdrive_job_t *job)
 static void
 ngx_gdrive_job_changes(ngx_gdrive_job_t *job)
 {
-    char                         *url;
-    ngx_str_t                     drive;
-    ngx_gdrive_trigger_t         *t;
-    ngx_http_gdrive_main_conf_t  *gmcf;
+    ngx_int_t              rc;
+    ngx_str_t              drive;
+    ngx_gdrive_trigger_t  *t;
 
-    gmcf = ngx_gdrive_worker.gmcf;
     t = &job->trigger;
 
-    job->stage = NGX_GDRIVE_STAGE_CHANGES;
-    ngx_gdrive_status_job_stage(job->status_slot, "changes");
-    job->drive.sink = NULL;
-    job->drive.header = NULL;
-    job->drive.follow = 0;
+    ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_CHANGES);
 
     ngx_str_null(&drive);
 
@@ -1636,57 +1575,30 @@ ngx_gdrive_job_changes(ngx_gdrive_job_t *job)
     }
 
     if (job->page_token.len == 0) {
-        url = ngx_gdrive_drive_url(job->pool, drive.len + 128,
-                                   "/drive/v3/changes/startPageToken"
-                                   "?supportsAllDrives=true%s%V",
-                                   drive.len ? "&driveId=" : "", &drive);
-        if (url == NULL) {
-            goto nomem;
-        }
+        rc = ngx_gdrive_drive_changes_start(&job->drive, &drive);
 
-        ngx_gdrive_drive_call(&job->drive, "changes.startPageToken", url);
-        return;
+    } else {
+        rc = ngx_gdrive_drive_changes(&job->drive, &drive, &job->page_token);
     }
 
-    url = ngx_gdrive_drive_url(job->pool,
-                               drive.len + job->page_token.len + 384,
-                               "/drive/v3/changes?pageToken=%V&pageSize=%ui"
-                               "&includeRemoved=true&supportsAllDrives=true"
-                               "&includeItemsFromAllDrives=true"
-                               "&fields=%s%s%V",
-                               &job->page_token, gmcf->list_page_size,
-                               NGX_GDRIVE_CHANGES_FIELDS,
-                               drive.len ? "&driveId=" : "", &drive);
-    if (url == NULL) {
-        goto nomem;
+    if (rc != NGX_OK) {
+        ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
     }
-
-    ngx_gdrive_drive_call(&job->drive, "changes.list", url);
-    return;
-
-nomem:
-
-    ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
 }
 
 
 static void
 ngx_gdrive_job_changes_page(ngx_gdrive_job_t *job)
 {
-    json_t                       *changes, *c, *f, *removed, *trashed;
-    json_t                       *gone;
-    size_t                        i;
-    ngx_int_t                     rc;
-    const char                   *id, *mime, *next, *start, *type;
-    ngx_http_gdrive_main_conf_t  *gmcf;
-
-    gmcf = ngx_gdrive_worker.gmcf;
+    ngx_int_t                  rc;
+    const char                *start;
+    ngx_gdrive_drive_page_t    page;
+    ngx_gdrive_drive_entry_t   e;
 
     if (job->page_token.len == 0) {
         /* a fresh start: nothing has changed since */
-        start = ngx_gdrive_job_json_str(job->drive.json, "startPageToken");
 
-        if (start == NULL) {
+        if (ngx_gdrive_drive_start_token(&job->drive, &start) != NGX_OK) {
             ngx_gdrive_job_fail(job, "upstream_error",
                                 "Drive gave no start page token", 0, -1);
             return;
@@ -1696,97 +1608,78 @@ ngx_gdrive_job_changes_page(ngx_gdrive_job_t *job)
         return;
     }
 
-    changes = json_object_get(job->drive.json, "changes");
-
-    if (!json_is_array(changes)) {
-        ngx_gdrive_job_fail(job, "upstream_error",
-                            "a changes page without changes", 0, -1);
+    if (ngx_gdrive_drive_page_open(&job->drive, 1, &page) != NGX_OK) {
+        ngx_gdrive_job_fail(job, "upstream_error", page.detail, 0, -1);
         return;
     }
 
     job->pages++;
 
-    json_array_foreach(changes, i, c) {
-        id = ngx_gdrive_job_json_str(c, "fileId");
-        type = ngx_gdrive_job_json_str(c, "changeType");
+    while ((rc = ngx_gdrive_drive_page_next(&page, &e)) == NGX_OK) {
 
-        if (id == NULL && type && ngx_strcmp(type, "file") != 0) {
-            /* a change of a shared drive itself, not of a file */
-            continue;
-        }
-
-        if (id == NULL || !ngx_gdrive_drive_id_valid(id, ngx_strlen(id))) {
-            ngx_gdrive_job_page_fail(job, "upstream_error",
-                                     "a change without a usable file id");
-            return;
-        }
-
-        f = json_object_get(c, "file");
-        removed = json_object_get(c, "removed");
-        trashed = f ? json_object_get(f, "trashed") : NULL;
-
-        mime = ngx_gdrive_job_json_str(f, "mimeType");
-
-        if (json_is_true(removed) || json_is_true(trashed) || f == NULL) {
-
-            if (mime && ngx_strcmp(mime, NGX_GDRIVE_FOLDER_MIME) == 0) {
+        if (e.gone) {
+            if (e.folder) {
                 /* its files come as changes of their own */
                 continue;
             }
 
-            /*
-             * keep: a "deleted" event at once; delete: a child whose
-             * job deletes the file's objects (and retries that alone)
-             */
-
-            if (!gmcf->s3_on_delete) {
-                rc = ngx_gdrive_job_child(job, NULL, id, 1, f);
-
-            } else {
-                gone = f ? json_incref(f)
-                         : json_pack("{sssb}", "id", id, "removed", 1);
-
-                rc = gone ? ngx_gdrive_job_child(job, "sync_file", id, 0,
-                                                 gone)
-                          : NGX_ERROR;
-
-                if (gone) {
-                    json_decref(gone);
-                }
-
-                if (rc != NGX_OK && gone == NULL) {
-                    ngx_gdrive_job_page_fail(job, "internal_error",
-                                             "out of memory");
-                }
-            }
-
-            if (rc != NGX_OK) {
+            if (ngx_gdrive_job_change_gone(job, &e) != NGX_OK) {
                 return;
             }
 
             continue;
         }
 
-        if (mime && ngx_strcmp(mime, NGX_GDRIVE_FOLDER_MIME) == 0) {
+        if (e.folder) {
             continue;
         }
 
-        if (ngx_gdrive_job_child(job, "sync_file", id, 0, f) != NGX_OK) {
+        if (ngx_gdrive_job_child(job, "sync_file", e.id, 0, e.file)
+            != NGX_OK)
+        {
             return;
         }
     }
 
-    next = ngx_gdrive_job_json_str(job->drive.json, "nextPageToken");
-    start = ngx_gdrive_job_json_str(job->drive.json, "newStartPageToken");
-
-    if (next == NULL && start == NULL) {
-        ngx_gdrive_job_page_fail(job, "upstream_error",
-                                 "a changes page with neither a next page "
-                                 "nor a new start token");
+    if (rc == NGX_ERROR) {
+        ngx_gdrive_job_page_fail(job, "upstream_error", page.detail);
         return;
     }
 
-    ngx_gdrive_job_page_done(job, next, start);
+    ngx_gdrive_job_page_done(job, page.next, page.start);
+}
+
+
+/*
+ * A removed or trashed file of the feed.  keep: a "deleted" event at
+ * once; delete: a child whose job deletes the file's objects (and
+ * retries that alone).
+ */
+
+static ngx_int_t
+ngx_gdrive_job_change_gone(ngx_gdrive_job_t *job,
+    ngx_gdrive_drive_entry_t *e)
+{
+    json_t     *gone;
+    ngx_int_t   rc;
+
+    if (!ngx_gdrive_engine.gmcf->s3_on_delete) {
+        return ngx_gdrive_job_child(job, NULL, e->id, 1, e->file);
+    }
+
+    gone = e->file ? json_incref(e->file)
+                   : json_pack("{sssb}", "id", e->id, "removed", 1);
+
+    if (gone == NULL) {
+        ngx_gdrive_job_page_fail(job, "internal_error", "out of memory");
+        return NGX_ERROR;
+    }
+
+    rc = ngx_gdrive_job_child(job, "sync_file", e->id, 0, gone);
+
+    json_decref(gone);
+
+    return rc;
 }
 
 
@@ -1862,7 +1755,7 @@ ngx_gdrive_job_next_page(ngx_gdrive_job_t *job)
 
     job->outcome = (job->trigger.action == NGX_GDRIVE_SYNC_FOLDER)
                    ? "fanned_out" : "changes_listed";
-    job->stage = NGX_GDRIVE_STAGE_RESULT;
+    ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_RESULT);
     ngx_gdrive_job_run(job);
 }
 
@@ -1882,7 +1775,7 @@ ngx_gdrive_job_child(ngx_gdrive_job_t *job, const char *action,
     u_char                digest[20], id[41];
     json_t               *root, *last;
     ngx_uint_t            folder;
-    ngx_str_t             key, fid, cached;
+    ngx_str_t             key, fid;
     ngx_sha1_t            sha1;
     ngx_gdrive_trigger_t *t;
     rd_kafka_resp_err_t   err;
@@ -1920,12 +1813,9 @@ ngx_gdrive_job_child(ngx_gdrive_job_t *job, const char *action,
         fid.data = (u_char *) file_id;
         fid.len = ngx_strlen(file_id);
 
-        if (file == NULL
-            && ngx_gdrive_cache_get(&job->token.integration, &fid, job->pool,
-                                    &cached)
-               == NGX_OK)
-        {
-            last = json_loadb((char *) cached.data, cached.len, 0, NULL);
+        if (file == NULL) {
+            last = ngx_gdrive_drive_meta_recall(&job->token.integration,
+                                                &fid, job->pool);
         }
 
         json_object_set_new(root, "file",
@@ -1986,9 +1876,9 @@ ngx_gdrive_job_child(ngx_gdrive_job_t *job, const char *action,
     key.data = (u_char *) t->integration_id.data;
     key.len = t->integration_id.len;
 
-    err = ngx_gdrive_kafka_produce(ngx_gdrive_worker.producer,
-                                   deleted ? ngx_gdrive_worker.result_topic
-                                           : ngx_gdrive_worker.trigger_topic,
+    err = ngx_gdrive_kafka_produce(ngx_gdrive_engine.producer,
+                                   deleted ? ngx_gdrive_engine.result_topic
+                                           : ngx_gdrive_engine.trigger_topic,
                                    &key, (u_char *) json, ngx_strlen(json),
                                    1, NULL, &job->child_dr);
 
@@ -1996,7 +1886,7 @@ ngx_gdrive_job_child(ngx_gdrive_job_t *job, const char *action,
         free(json);
         ngx_log_error(NGX_LOG_ERR, &job->log, 0,
                       "gdrive: child not produced: %s",
-                      rd_kafka_err2str(err));
+                      ngx_gdrive_kafka_strerror(err));
         goto failed;
     }
 
@@ -2068,7 +1958,7 @@ ngx_gdrive_job_child_delivered(void *data, rd_kafka_resp_err_t err,
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         ngx_log_error(NGX_LOG_ERR, &job->log, 0,
                       "gdrive: child not delivered: %s",
-                      rd_kafka_err2str(err));
+                      ngx_gdrive_kafka_strerror(err));
         job->child_errors++;
     }
 
@@ -2121,12 +2011,12 @@ ngx_gdrive_job_deleted_file(const char *file_id, json_t *meta)
         return file;
     }
 
-    v = ngx_gdrive_job_json_str(meta, "name");
+    v = ngx_gdrive_drive_meta_str(meta, "name");
     if (v) {
         json_object_set_new(file, "name", json_string(v));
     }
 
-    v = ngx_gdrive_job_json_str(meta, "mimeType");
+    v = ngx_gdrive_drive_meta_str(meta, "mimeType");
     if (v) {
         json_object_set_new(file, "mimeType", json_string(v));
     }
@@ -2184,120 +2074,6 @@ ngx_gdrive_job_stop_io(ngx_gdrive_job_t *job)
 }
 
 
-static const char *
-ngx_gdrive_job_json_str(json_t *obj, const char *name)
-{
-    json_t  *v;
-
-    v = obj ? json_object_get(obj, name) : NULL;
-
-    return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-
-/* Google Workspace files: the export when the trigger names none */
-
-static ngx_int_t
-ngx_gdrive_job_export_default(const char *mime, ngx_str_t *type)
-{
-    ngx_uint_t  i;
-
-    static struct {
-        const char  *from;
-        ngx_str_t    to;
-    } defaults[] = {
-        { "document", ngx_string("application/vnd.openxmlformats-"
-                                 "officedocument.wordprocessingml.document") },
-        { "spreadsheet", ngx_string("application/vnd.openxmlformats-"
-                                    "officedocument.spreadsheetml.sheet") },
-        { "presentation", ngx_string("application/vnd.openxmlformats-"
-                                     "officedocument.presentationml."
-                                     "presentation") },
-        { "drawing", ngx_string("application/pdf") },
-        { NULL, ngx_null_string }
-    };
-
-    mime += sizeof(NGX_GDRIVE_APPS_PREFIX) - 1;
-
-    for (i = 0; defaults[i].from; i++) {
-        if (ngx_strcmp(mime, defaults[i].from) == 0) {
-            *type = defaults[i].to;
-            return NGX_OK;
-        }
-    }
-
-    return NGX_DECLINED;
-}
-
-
-/*
- * The key's suffix for an export, so that two formats never share a key:
- * every format Drive's "Export MIME types" lists has its extension, and
- * any other type a short stable hash of its name ("x" and 8 hex digits of
- * its SHA-1).  ext has room for 10 bytes and the NUL.
- */
-
-static void
-ngx_gdrive_job_export_ext(ngx_str_t *type, u_char *ext)
-{
-    u_char      digest[20];
-    ngx_uint_t  i;
-    ngx_sha1_t  sha1;
-
-    static struct {
-        ngx_str_t    type;
-        const char  *ext;
-    } exts[] = {
-        { ngx_string("application/pdf"), "pdf" },
-        { ngx_string("application/vnd.openxmlformats-officedocument."
-                     "wordprocessingml.document"), "docx" },
-        { ngx_string("application/vnd.openxmlformats-officedocument."
-                     "spreadsheetml.sheet"), "xlsx" },
-        { ngx_string("application/vnd.openxmlformats-officedocument."
-                     "presentationml.presentation"), "pptx" },
-        { ngx_string("application/vnd.oasis.opendocument.text"), "odt" },
-        { ngx_string("application/vnd.oasis.opendocument.spreadsheet"),
-          "ods" },
-        { ngx_string("application/x-vnd.oasis.opendocument.spreadsheet"),
-          "xods" },
-        { ngx_string("application/vnd.oasis.opendocument.presentation"),
-          "odp" },
-        { ngx_string("application/rtf"), "rtf" },
-        { ngx_string("application/epub+zip"), "epub" },
-        { ngx_string("application/zip"), "zip" },
-        { ngx_string("text/plain"), "txt" },
-        { ngx_string("text/html"), "html" },
-        { ngx_string("text/markdown"), "md" },
-        { ngx_string("text/x-markdown"), "xmd" },
-        { ngx_string("text/csv"), "csv" },
-        { ngx_string("text/tab-separated-values"), "tsv" },
-        { ngx_string("image/png"), "png" },
-        { ngx_string("image/jpeg"), "jpg" },
-        { ngx_string("image/svg+xml"), "svg" },
-        { ngx_string("application/vnd.google-apps.script+json"), "json" },
-        { ngx_string("video/mp4"), "mp4" },
-        { ngx_null_string, NULL }
-    };
-
-    for (i = 0; exts[i].ext; i++) {
-        if (exts[i].type.len == type->len
-            && ngx_strncasecmp(exts[i].type.data, type->data, type->len)
-               == 0)
-        {
-            ngx_cpystrn(ext, (u_char *) exts[i].ext, 11);
-            return;
-        }
-    }
-
-    ngx_sha1_init(&sha1);
-    ngx_sha1_update(&sha1, type->data, type->len);
-    ngx_sha1_final(digest, &sha1);
-
-    ext[0] = 'x';
-    *ngx_hex_dump(ext + 1, digest, 4) = '\0';
-}
-
-
 /*
  * A failed stage: transient failures are retried by the backoff, up to
  * gdrive_retry attempts; permanent ones and the last attempt go to the
@@ -2324,7 +2100,7 @@ ngx_gdrive_job_fail(ngx_gdrive_job_t *job, const char *code,
     }
 
     if (!permanent
-        && job->attempt + 1 < ngx_gdrive_worker.gmcf->retry_attempts)
+        && job->attempt + 1 < ngx_gdrive_engine.gmcf->retry_attempts)
     {
         ngx_gdrive_job_retry(job, retry_after > 0
                                   ? (ngx_msec_t) retry_after * 1000 : 0);
@@ -2338,7 +2114,7 @@ ngx_gdrive_job_fail(ngx_gdrive_job_t *job, const char *code,
     }
 
     job->to_dlq = 1;
-    job->stage = NGX_GDRIVE_STAGE_DLQ;
+    ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_DLQ);
     ngx_gdrive_job_dlq(job);
 }
 
@@ -2353,7 +2129,7 @@ ngx_gdrive_job_result(ngx_gdrive_job_t *job)
     ngx_str_t             key;
     rd_kafka_resp_err_t   err;
 
-    ngx_gdrive_status_job_stage(job->status_slot, "result");
+    ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_RESULT);
 
     root = ngx_gdrive_job_result_json(job);
     json = root ? json_dumps(root, JSON_COMPACT) : NULL;
@@ -2373,8 +2149,8 @@ ngx_gdrive_job_result(ngx_gdrive_job_t *job)
 
     /* librdkafka frees the JSON once delivered */
 
-    err = ngx_gdrive_kafka_produce(ngx_gdrive_worker.producer,
-                                   ngx_gdrive_worker.result_topic, &key,
+    err = ngx_gdrive_kafka_produce(ngx_gdrive_engine.producer,
+                                   ngx_gdrive_engine.result_topic, &key,
                                    (u_char *) json, ngx_strlen(json), 1,
                                    NULL, &job->dr);
 
@@ -2404,7 +2180,7 @@ ngx_gdrive_job_result_json(ngx_gdrive_job_t *job)
         "modifiedTime", "headRevisionId", "driveId", NULL
     };
 
-    gmcf = ngx_gdrive_worker.gmcf;
+    gmcf = ngx_gdrive_engine.gmcf;
     u = &job->upload;
 
     p = ngx_snprintf((u_char *) worker, sizeof(worker) - 1, "%V/%P",
@@ -2540,86 +2316,46 @@ ngx_gdrive_job_result_json(ngx_gdrive_job_t *job)
 static void
 ngx_gdrive_job_dlq(ngx_gdrive_job_t *job)
 {
-    u_char                buf[NGX_MAXHOSTNAMELEN + NGX_INT64_LEN + 2];
-    size_t                len, value_len;
-    ngx_str_t             key;
-    rd_kafka_headers_t   *hdrs, *orig;
-    rd_kafka_resp_err_t   err;
+    ngx_str_t                key;
+    rd_kafka_headers_t      *hdrs;
+    rd_kafka_resp_err_t      err;
+    ngx_gdrive_kafka_dlq_t   dlq;
 
-    ngx_gdrive_status_job_stage(job->status_slot, "dlq");
+    ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_DLQ);
 
-    /* a record being cut leaves the original headers out: they may be
-     * what the topic refuses */
+    dlq.topic = ngx_gdrive_engine.topic;
+    dlq.code = job->error;
+    dlq.detail = (char *) job->detail;
+    dlq.attempts = job->attempt + 1;
+    dlq.trigger_id = (job->id[0] != '-') ? (char *) job->id : NULL;
+    dlq.cut = (job->dlq_len != 0);
 
-    if (job->dlq_len == 0
-        && rd_kafka_message_headers(job->msg, &orig)
-           == RD_KAFKA_RESP_ERR_NO_ERROR)
-    {
-        hdrs = rd_kafka_headers_copy(orig);
+    /* a value the dead-letter topic refused whole goes cut, and says so */
 
-    } else {
-        hdrs = rd_kafka_headers_new(12);
+    dlq.value_len = job->msg->len;
+
+    if (job->dlq_len && job->dlq_len < dlq.value_len) {
+        dlq.value_len = job->dlq_len;
     }
+
+    hdrs = ngx_gdrive_kafka_dlq_headers(job->msg, &dlq);
 
     if (hdrs == NULL) {
         ngx_gdrive_job_retry(job, 1000);
         return;
     }
 
-    rd_kafka_header_add(hdrs, "__connect.errors.topic", -1,
-                        ngx_gdrive_engine.topic, -1);
-
-    len = ngx_snprintf(buf, sizeof(buf), "%D", job->msg->partition) - buf;
-    rd_kafka_header_add(hdrs, "__connect.errors.partition", -1, buf, len);
-
-    len = ngx_snprintf(buf, sizeof(buf), "%O", (off_t) job->msg->offset)
-          - buf;
-    rd_kafka_header_add(hdrs, "__connect.errors.offset", -1, buf, len);
-
-    rd_kafka_header_add(hdrs, "__connect.errors.exception.class.name", -1,
-                        job->error, -1);
-    rd_kafka_header_add(hdrs, "__connect.errors.exception.message", -1,
-                        job->detail, -1);
-    rd_kafka_header_add(hdrs, "gdrive.error.code", -1, job->error, -1);
-    rd_kafka_header_add(hdrs, "gdrive.error.message", -1, job->detail, -1);
-
-    len = ngx_snprintf(buf, sizeof(buf), "%ui", job->attempt + 1) - buf;
-    rd_kafka_header_add(hdrs, "gdrive.error.attempts", -1, buf, len);
-
-    rd_kafka_header_add(hdrs, "gdrive.error.time", -1,
-                        ngx_cached_http_log_iso8601.data,
-                        ngx_cached_http_log_iso8601.len);
-
-    len = ngx_snprintf(buf, sizeof(buf), "%V/%P", &ngx_cycle->hostname,
-                       ngx_pid)
-          - buf;
-    rd_kafka_header_add(hdrs, "gdrive.error.worker", -1, buf, len);
-
-    /* a value the dead-letter topic refused whole goes cut, and says so */
-
-    value_len = job->msg->len;
-
-    if (job->dlq_len && job->dlq_len < value_len) {
-        value_len = job->dlq_len;
-        len = ngx_snprintf(buf, sizeof(buf), "%uz", job->msg->len) - buf;
-        rd_kafka_header_add(hdrs, "gdrive.error.truncated", -1, buf, len);
-    }
-
-    if (job->id[0] != '-') {
-        rd_kafka_header_add(hdrs, "gdrive.trigger_id", -1, job->id, -1);
-    }
-
     key.data = job->msg->key;
     key.len = job->msg->key_len;
 
-    err = ngx_gdrive_kafka_produce(ngx_gdrive_worker.producer,
-                                   ngx_gdrive_worker.dlq_topic, &key,
-                                   job->msg->payload, value_len, 0,
+    err = ngx_gdrive_kafka_produce(ngx_gdrive_engine.producer,
+                                   ngx_gdrive_engine.dlq_topic, &key,
+                                   job->msg->payload, dlq.value_len, 0,
                                    hdrs, &job->dr);
 
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         /* producev owns the headers only when it succeeds */
-        rd_kafka_headers_destroy(hdrs);
+        ngx_gdrive_kafka_headers_free(hdrs);
         ngx_gdrive_job_output_failed(job, err);
         return;
     }
@@ -2662,7 +2398,7 @@ ngx_gdrive_job_delivered(void *data, rd_kafka_resp_err_t err,
 
     ngx_log_error(NGX_LOG_ERR, &job->log, 0,
                   "gdrive: job output not delivered: %s",
-                  rd_kafka_err2str(err));
+                  ngx_gdrive_kafka_strerror(err));
 
     ngx_gdrive_job_output_failed(job, err);
 }
@@ -2691,10 +2427,10 @@ ngx_gdrive_job_output_failed(ngx_gdrive_job_t *job, rd_kafka_resp_err_t err)
     if (!job->to_dlq) {
         ngx_snprintf(job->detail, sizeof(job->detail) - 1,
                      "the result topic refused the result: %s%Z",
-                     rd_kafka_err2str(err));
+                     ngx_gdrive_kafka_strerror(err));
         job->error = "kafka_error";
         job->to_dlq = 1;
-        job->stage = NGX_GDRIVE_STAGE_DLQ;
+        ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_DLQ);
         ngx_gdrive_job_retry(job, 0);
         job->attempt--;
         return;
@@ -2708,7 +2444,8 @@ ngx_gdrive_job_output_failed(ngx_gdrive_job_t *job, rd_kafka_resp_err_t err)
         ngx_log_error(NGX_LOG_WARN, &job->log, 0,
                       "gdrive: the dead-letter topic refused the record "
                       "(%s): sending its value cut to %uz of %uz bytes",
-                      rd_kafka_err2str(err), job->dlq_len, job->msg->len);
+                      ngx_gdrive_kafka_strerror(err), job->dlq_len,
+                      job->msg->len);
 
         /* at once: at most 10 halvings, each a produce */
         ngx_gdrive_job_dlq(job);
@@ -2719,7 +2456,7 @@ ngx_gdrive_job_output_failed(ngx_gdrive_job_t *job, rd_kafka_resp_err_t err)
                   "gdrive: the dead-letter topic refuses the record of "
                   "%uz bytes (%s): the message is dropped, its offset "
                   "stored; it failed with %s: %s",
-                  len, rd_kafka_err2str(err), job->error, job->detail);
+                  len, ngx_gdrive_kafka_strerror(err), job->error, job->detail);
 
     ngx_gdrive_metric_dlq("dropped", 1);
     ngx_gdrive_job_terminal(job);
@@ -2756,7 +2493,7 @@ ngx_gdrive_job_retry(ngx_gdrive_job_t *job, ngx_msec_t at_least)
     ngx_msec_t                    cap, delay;
     ngx_http_gdrive_main_conf_t  *gmcf;
 
-    gmcf = ngx_gdrive_worker.gmcf;
+    gmcf = ngx_gdrive_engine.gmcf;
 
     cap = gmcf->retry_base << ngx_min(job->attempt, 20);
 
@@ -2777,9 +2514,9 @@ ngx_gdrive_job_retry(ngx_gdrive_job_t *job, ngx_msec_t at_least)
     }
 
     job->attempt++;
-    ngx_gdrive_worker.status->retries++;
+    ngx_gdrive_engine.status->retries++;
     ngx_gdrive_metric_job_retry(job->error);
-    ngx_gdrive_status_job_stage(job->status_slot, "backoff");
+    ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_BACKOFF);
 
     ngx_log_error(NGX_LOG_INFO, &job->log, 0,
                   "gdrive: job retries in %Mms (attempt %ui): %s",
@@ -2816,11 +2553,11 @@ ngx_gdrive_job_terminal(ngx_gdrive_job_t *job)
     e->running--;
 
     if (job->to_dlq) {
-        ngx_gdrive_worker.status->dead_letters++;
+        ngx_gdrive_engine.status->dead_letters++;
         ngx_gdrive_metric_dlq("produced", 1);
 
     } else {
-        ngx_gdrive_worker.status->results++;
+        ngx_gdrive_engine.status->results++;
     }
 
     ngx_gdrive_metric_job_done(job->to_dlq ? "dlq"
@@ -2853,7 +2590,8 @@ ngx_gdrive_job_terminal(ngx_gdrive_job_t *job)
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
             ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                           "gdrive: offset %L of partition %D not stored: %s",
-                          next, part->partition, rd_kafka_err2str(err));
+                          next, part->partition,
+                          ngx_gdrive_kafka_strerror(err));
 
         } else {
             part->stored = next;
@@ -2918,7 +2656,7 @@ ngx_gdrive_job_revoked(void *data, rd_kafka_topic_partition_list_t *parts)
 
             if (!job->terminal) {
                 ngx_gdrive_job_untake(e, job);
-                ngx_gdrive_worker.status->cancelled++;
+                ngx_gdrive_engine.status->cancelled++;
                 ngx_gdrive_status_job_end(job->status_slot);
                 job->status_slot = -1;
                 ngx_log_error(NGX_LOG_INFO, &job->log, 0,
@@ -3041,7 +2779,7 @@ ngx_gdrive_job_exiting(void *data)
         ngx_queue_remove(&job->queue);
 
         ngx_gdrive_job_untake(e, job);
-        ngx_gdrive_worker.status->cancelled++;
+        ngx_gdrive_engine.status->cancelled++;
         ngx_gdrive_status_job_end(job->status_slot);
         ngx_gdrive_job_free(job);
     }
@@ -3056,7 +2794,7 @@ ngx_gdrive_job_exiting(void *data)
     e->shutdown.handler = ngx_gdrive_job_shutdown_handler;
     e->shutdown.data = e;
     e->shutdown.log = ngx_cycle->log;
-    ngx_add_timer(&e->shutdown, ngx_gdrive_worker.gmcf->shutdown_timeout);
+    ngx_add_timer(&e->shutdown, ngx_gdrive_engine.gmcf->shutdown_timeout);
 }
 
 
@@ -3099,14 +2837,12 @@ ngx_gdrive_job_tick(void *data)
 static void
 ngx_gdrive_job_status(ngx_gdrive_engine_t *e)
 {
-    int64_t                           lo, hi, done;
-    ngx_uint_t                        n;
-    ngx_queue_t                      *q;
-    ngx_gdrive_part_t                *part;
-    ngx_gdrive_worker_status_t       *st;
-    rd_kafka_topic_partition_list_t  *pos;
+    ngx_uint_t                   n;
+    ngx_queue_t                 *q;
+    ngx_gdrive_part_t           *part;
+    ngx_gdrive_worker_status_t  *st;
 
-    st = ngx_gdrive_worker.status;
+    st = ngx_gdrive_engine.status;
 
     st->inflight = e->running + e->parked;
     st->queued = e->inflight - e->running - e->parked;
@@ -3127,42 +2863,10 @@ ngx_gdrive_job_status(ngx_gdrive_engine_t *e)
         part = ngx_queue_data(q, ngx_gdrive_part_t, queue);
         st->partitions[n] = part->partition;
         st->stored[n] = part->stored;
-        st->high[n] = -1;
-        st->lag[n] = -1;
 
         /* the cached watermark: no request to the broker from here */
-
-        if (e->consumer && e->consumer->rk
-            && rd_kafka_get_watermark_offsets(e->consumer->rk, e->topic,
-                                              part->partition, &lo, &hi)
-               == RD_KAFKA_RESP_ERR_NO_ERROR
-            && hi >= 0)
-        {
-            st->high[n] = hi;
-            done = part->stored;
-
-            if (done < 0) {
-                pos = rd_kafka_topic_partition_list_new(1);
-                rd_kafka_topic_partition_list_add(pos, e->topic,
-                                                  part->partition);
-
-                if (rd_kafka_position(e->consumer->rk, pos)
-                    == RD_KAFKA_RESP_ERR_NO_ERROR)
-                {
-                    done = pos->elems[0].offset;
-                }
-
-                rd_kafka_topic_partition_list_destroy(pos);
-            }
-
-            if (done >= 0) {
-                st->lag[n] = ngx_max(hi - done, 0);
-
-            } else if (hi == 0 || (lo >= 0 && hi <= lo)) {
-                /* nothing in the partition to be behind on */
-                st->lag[n] = 0;
-            }
-        }
+        ngx_gdrive_kafka_lag(e->consumer, e->topic, part->partition,
+                             part->stored, &st->high[n], &st->lag[n]);
 
         n++;
     }
@@ -3190,7 +2894,7 @@ ngx_gdrive_job_free(ngx_gdrive_job_t *job)
     }
 
     ngx_gdrive_trigger_free(&job->trigger);
-    rd_kafka_message_destroy(job->msg);
+    ngx_gdrive_kafka_message_free(job->msg);
     ngx_destroy_pool(job->pool);
 }
 
