@@ -151,7 +151,8 @@ ngx_int_t ngx_gdrive_drive_page_next(ngx_gdrive_drive_page_t *page,
     ngx_gdrive_drive_entry_t *entry);
 ngx_int_t ngx_gdrive_drive_start_token(ngx_gdrive_drive_t *d,
     const char **start);
-/* folder_drive's answer: NGX_OK with the id, or none (the user's own) */
+/* folder_drive's answer: NGX_OK with the id or NULL (the user's own
+ * corpus), NGX_ERROR for an id not of Drive's charset */
 ngx_int_t ngx_gdrive_drive_folder_drive_id(ngx_gdrive_drive_t *d,
     const char **id);
 

@@ -1019,7 +1019,7 @@ ngx_gdrive_job_status(ngx_gdrive_engine_t *e)
     ngx_gdrive_part_t           *part;
     ngx_gdrive_worker_status_t  *st;
 
-    st = ngx_gdrive_engine.status;
+    st = e->status;
 
     st->inflight = e->running + e->parked;
     st->queued = e->inflight - e->running - e->parked;
