@@ -2,13 +2,14 @@
 /*
  * nginx-gdrive-worker: Kafka on nginx's event loop.
  *
- * Client layer: librdkafka runs its own threads; this file is the only
- * place that talks to them.  Every queue the worker serves signals
- * readiness by writing to a pipe (rd_kafka_queue_io_event_enable) whose
- * read end is an nginx connection; the read handler drains the queue with
- * zero timeouts.  Delivery reports, errors and librdkafka's own log lines
- * are all served there, on the worker's thread, so callbacks may touch
- * nginx structures.
+ * Client layer: librdkafka runs its own threads; on the event loop this
+ * file is the only place that talks to them (the job engine's results,
+ * dead letters, offsets and lag go through its functions).  Every
+ * queue the worker serves signals readiness by writing to a pipe
+ * (rd_kafka_queue_io_event_enable) whose read end is an nginx connection;
+ * the read handler drains the queue with zero timeouts.  Delivery
+ * reports, errors and librdkafka's own log lines are all served there, on
+ * the worker's thread, so callbacks may touch nginx structures.
  */
 
 
