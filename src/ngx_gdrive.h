@@ -215,158 +215,15 @@ struct ngx_gdrive_sh_s {
 };
 
 
-/* Kafka on the event loop */
-
-typedef struct ngx_gdrive_kafka_s  ngx_gdrive_kafka_t;
-
-typedef void (*ngx_gdrive_kafka_dr_pt)(void *data, rd_kafka_resp_err_t err,
-    int32_t partition, int64_t offset);
-
-/* a delivery report's receiver: must live until its report arrives */
-typedef struct {
-    ngx_gdrive_kafka_dr_pt   handler;
-    void                    *data;
-} ngx_gdrive_kafka_dr_t;
-
-/* what a consumer hands to the job engine */
-typedef struct {
-    void                   (*message)(void *data, rd_kafka_message_t *msg);
-    void                   (*assigned)(void *data,
-                                rd_kafka_topic_partition_list_t *parts);
-    void                   (*revoked)(void *data,
-                                rd_kafka_topic_partition_list_t *parts);
-    ngx_uint_t             (*room)(void *data);
-    void                   (*exiting)(void *data);
-    void                   (*closed)(void *data);
-    void                   (*tick)(void *data);
-    void                    *data;
-} ngx_gdrive_consumer_cb_t;
-
-struct ngx_gdrive_kafka_s {
-    rd_kafka_t              *rk;
-    rd_kafka_queue_t        *queue;
-    ngx_connection_t        *conn;       /* read end of the event pipe */
-    int                      pipe[2];
-    ngx_log_t               *log;
-    void                   (*serve)(ngx_gdrive_kafka_t *k);
-    void                    *data;
-    ngx_msec_t               brokers_down_since;
-    ngx_gdrive_consumer_cb_t  cb;
-    ngx_uint_t               max_poll;
-    ngx_event_t              tick;
-    ngx_uint_t               brokers_known;  /* from the statistics */
-    ngx_uint_t               brokers_seen_up;
-    unsigned                 brokers_down:1;
-    unsigned                 fatal:1;
-    unsigned                 paused:1;
-    unsigned                 closing:1;
-    unsigned                 closed:1;
-};
-
-rd_kafka_conf_t *ngx_gdrive_kafka_conf(ngx_log_t *log,
-    ngx_http_gdrive_main_conf_t *gmcf, ngx_gdrive_kafka_t *k,
-    char **defaults);
-ngx_gdrive_kafka_t *ngx_gdrive_kafka_producer(ngx_cycle_t *cycle,
-    ngx_http_gdrive_main_conf_t *gmcf);
-ngx_gdrive_kafka_t *ngx_gdrive_kafka_consumer(ngx_cycle_t *cycle,
-    ngx_http_gdrive_main_conf_t *gmcf, ngx_gdrive_consumer_cb_t *cb);
-void ngx_gdrive_kafka_consumer_pause(ngx_gdrive_kafka_t *k,
-    ngx_uint_t pause);
-void ngx_gdrive_kafka_consumer_close(ngx_gdrive_kafka_t *k);
-rd_kafka_resp_err_t ngx_gdrive_kafka_store_offset(ngx_gdrive_kafka_t *k,
-    const char *topic, int32_t partition, int64_t offset);
-ngx_int_t ngx_gdrive_kafka_watch(ngx_gdrive_kafka_t *k,
-    rd_kafka_queue_t *queue);
-ngx_uint_t ngx_gdrive_kafka_permanent(rd_kafka_resp_err_t err);
-ngx_uint_t ngx_gdrive_kafka_too_large(rd_kafka_resp_err_t err);
-rd_kafka_resp_err_t ngx_gdrive_kafka_produce(ngx_gdrive_kafka_t *k,
-    rd_kafka_topic_t *rkt, ngx_str_t *key, u_char *value, size_t len,
-    ngx_uint_t free_value, rd_kafka_headers_t *headers,
-    ngx_gdrive_kafka_dr_t *dr);
-rd_kafka_topic_t *ngx_gdrive_kafka_topic(ngx_gdrive_kafka_t *k,
-    ngx_str_t *name);
-ngx_int_t ngx_gdrive_kafka_brokers_up(ngx_gdrive_kafka_t *k);
-ngx_int_t ngx_gdrive_kafka_brokers_state(ngx_gdrive_kafka_t *k,
-    ngx_uint_t *up, ngx_uint_t *known);
-void ngx_gdrive_kafka_destroy(ngx_gdrive_kafka_t *k, ngx_msec_t flush);
-
-
 #include "ngx_gdrive_http.h"
-
-
-/*
- * Drive v3 (ngx_gdrive_drive.c): one call at a time per object, under the
- * shared rate limiter; the answer comes through handler, never from inside
- * ngx_gdrive_drive_call().  JSON answers are in json (owned by the object
- * until the next call); content goes to sink, which may return
- * CURL_WRITEFUNC_PAUSE and later call ngx_gdrive_drive_resume(), or 0 with
- * sink_failed set to stop the download.
- */
-
-#define NGX_GDRIVE_TOKEN_MAX_LEN   2048
-
-typedef struct ngx_gdrive_drive_s  ngx_gdrive_drive_t;
-
-struct ngx_gdrive_drive_s {
-    ngx_pool_t              *pool;
-    ngx_log_t               *log;
-    ngx_str_t                integration;
-    ngx_str_t                token;
-    void                   (*handler)(ngx_gdrive_drive_t *d);
-    size_t                 (*sink)(ngx_gdrive_drive_t *d, u_char *p,
-                                   size_t len);
-    /* the call starts (1) or ends (0) waiting for the rate limiter */
-    void                   (*waiting)(ngx_gdrive_drive_t *d,
-                                      ngx_uint_t waiting);
-    void                    *data;
-    /* a header line sent with the call (a resource key), or NULL */
-    const char              *header;
-    /* follow up to 5 redirects, to trusted hosts only (export links) */
-    unsigned                 follow:1;
-
-    /* the answer */
-    ngx_int_t                rc;          /* NGX_OK, NGX_ERROR */
-    long                     status;
-    const char              *code;        /* error code of DESIGN §4 */
-    const char              *reason;      /* Google's, when known */
-    ngx_uint_t               permanent;
-    ngx_int_t                retry_after; /* seconds, -1: none */
-    void                    *json;        /* json_t *, a JSON answer */
-    off_t                    bytes;       /* content taken by the sink */
-    u_char                   detail[256];
-
-    /* its state */
-    ngx_gdrive_http_t       *http;
-    ngx_event_t              wait;
-    const char              *endpoint;
-    char                    *url;
-    ngx_msec_t               started;
-    ngx_msec_t               waited;
-    unsigned                 active:1;
-    unsigned                 paused:1;
-    unsigned                 sink_failed:1;
-    unsigned                 cleanup_set:1;
-    unsigned                 wait_global:1;
-    ngx_uint_t               redirects;
-};
-
-ngx_uint_t ngx_gdrive_drive_trusted(const char *url);
-void ngx_gdrive_drive_call(ngx_gdrive_drive_t *d, const char *endpoint,
-    char *url);
-void ngx_gdrive_drive_resume(ngx_gdrive_drive_t *d);
-void ngx_gdrive_drive_cancel(ngx_gdrive_drive_t *d);
-char *ngx_gdrive_drive_url(ngx_pool_t *pool, size_t len, const char *fmt,
-    ...);
-ngx_int_t ngx_gdrive_drive_escape(ngx_pool_t *pool, const char *data,
-    size_t len, ngx_str_t *out);
 
 
 /* what one worker process runs */
 
 typedef struct {
     ngx_http_gdrive_main_conf_t  *gmcf;
-    ngx_gdrive_kafka_t           *producer;
-    ngx_gdrive_kafka_t           *consumer;
+    struct ngx_gdrive_kafka_s    *producer;
+    struct ngx_gdrive_kafka_s    *consumer;
     rd_kafka_topic_t             *trigger_topic;
     rd_kafka_topic_t             *result_topic;
     rd_kafka_topic_t             *dlq_topic;
@@ -376,15 +233,6 @@ typedef struct {
 } ngx_gdrive_worker_t;
 
 extern ngx_gdrive_worker_t  ngx_gdrive_worker;
-
-
-/* the job engine */
-
-ngx_int_t ngx_gdrive_job_init(ngx_cycle_t *cycle,
-    ngx_http_gdrive_main_conf_t *gmcf);
-ngx_uint_t ngx_gdrive_job_inflight(void);
-
-
 
 
 /* locations */
@@ -402,5 +250,8 @@ extern ngx_module_t  ngx_http_gdrive_worker_module;
 #include "ngx_gdrive_metrics.h"
 #include "ngx_gdrive_probe.h"
 #include "ngx_http_gdrive.h"
+#include "ngx_gdrive_kafka.h"
+#include "ngx_gdrive_drive.h"
+#include "ngx_gdrive_job.h"
 
 #endif /* _NGX_GDRIVE_H_INCLUDED_ */

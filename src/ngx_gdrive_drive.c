@@ -4,17 +4,22 @@
  *
  * Client layer: one Drive call at a time per request object, under the
  * shared rate limiter (a call over the limit waits on a timer), with
- * partial responses (fields=) and shared drives always on.  An answer is
- * parsed JSON, or content handed to a sink that may pause the download.
- * Failures are classified into the error codes of DESIGN §4; a 429 or a
- * Retry-After holds the whole integration, quota errors open its
- * circuit.  The job engine decides what to do with them.
+ * partial responses (fields=) and shared drives always on.  The typed
+ * calls (a file's metadata, its content, an export, a listing page, the
+ * changes feed) own Drive's URLs and fields; listing and changes pages
+ * are handed over parsed, entry by entry.  An answer is parsed JSON, or
+ * content handed to a sink that may pause the download.  Failures are
+ * classified into the error codes (see the README, Error codes); a 429 or
+ * a Retry-After holds the whole integration, quota errors open its
+ * circuit.  The job engine decides what to do with them.  The export
+ * tables and the metadata cache around files live here too.
  */
 
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 
+#include <ngx_sha1.h>
 #include <jansson.h>
 
 #include "ngx_gdrive.h"
@@ -22,6 +27,18 @@
 
 #define NGX_GDRIVE_DRIVE_MAX_JSON    (8 * 1024 * 1024)
 #define NGX_GDRIVE_DRIVE_MAX_ERROR   (64 * 1024)
+
+/* what files.get asks for: what the key, the export and the result use */
+#define NGX_GDRIVE_FILE_FIELDS                                                \
+    "id,name,mimeType,size,md5Checksum,version,modifiedTime,"                 \
+    "headRevisionId,driveId,trashed,shortcutDetails,exportLinks,resourceKey"
+
+/* what a listing and the changes feed ask for each file: the same */
+#define NGX_GDRIVE_LIST_FIELDS                                                \
+    "nextPageToken,incompleteSearch,files(" NGX_GDRIVE_FILE_FIELDS ")"
+#define NGX_GDRIVE_CHANGES_FIELDS                                             \
+    "nextPageToken,newStartPageToken,changes(changeType,fileId,removed,"     \
+    "file(" NGX_GDRIVE_FILE_FIELDS "))"
 
 
 static void ngx_gdrive_drive_go(ngx_event_t *ev);
@@ -35,6 +52,27 @@ static void ngx_gdrive_drive_cleanup(void *data);
 static ngx_int_t ngx_gdrive_drive_redirect(ngx_gdrive_drive_t *d);
 static ngx_int_t ngx_gdrive_drive_authority(const char *url, ngx_str_t *scheme,
     ngx_str_t *authority, ngx_str_t *host, ngx_str_t *port);
+static char *ngx_gdrive_drive_url(ngx_pool_t *pool, size_t len,
+    const char *fmt, ...);
+static ngx_int_t ngx_gdrive_drive_files_get(ngx_gdrive_drive_t *d,
+    ngx_str_t *id, const char *fields);
+static ngx_int_t ngx_gdrive_drive_resource_key(ngx_gdrive_drive_t *d,
+    ngx_str_t *id, json_t *meta);
+static ngx_int_t ngx_gdrive_drive_entry(ngx_gdrive_drive_page_t *page,
+    json_t *item, ngx_gdrive_drive_entry_t *entry);
+
+
+/* the configuration, from init: what the calls and the trust check use */
+static ngx_http_gdrive_main_conf_t  *ngx_gdrive_drive_gmcf;
+
+
+ngx_int_t
+ngx_gdrive_drive_init(ngx_http_gdrive_main_conf_t *gmcf)
+{
+    ngx_gdrive_drive_gmcf = gmcf;
+
+    return NGX_OK;
+}
 
 
 /*
@@ -440,7 +478,7 @@ ngx_gdrive_drive_trusted(const char *url)
     ngx_uint_t                    i;
     ngx_http_gdrive_main_conf_t  *gmcf;
 
-    gmcf = ngx_gdrive_worker.gmcf;
+    gmcf = ngx_gdrive_drive_gmcf;
 
     if (ngx_gdrive_drive_authority(url, &scheme, &auth, &host, &port)
         != NGX_OK)
@@ -609,7 +647,7 @@ ngx_gdrive_drive_classify(ngx_gdrive_drive_t *d)
 
     h = d->http;
     status = h->status;
-    gmcf = ngx_gdrive_worker.gmcf;
+    gmcf = ngx_gdrive_drive_gmcf;
 
     message = "";
     reason = "";
@@ -737,14 +775,14 @@ ngx_gdrive_drive_classify(ngx_gdrive_drive_t *d)
  * whose string arguments are already escaped or of safe characters.
  */
 
-char *
+static char *
 ngx_gdrive_drive_url(ngx_pool_t *pool, size_t len, const char *fmt, ...)
 {
     u_char                       *url, *p;
     va_list                       args;
     ngx_http_gdrive_main_conf_t  *gmcf;
 
-    gmcf = ngx_gdrive_worker.gmcf;
+    gmcf = ngx_gdrive_drive_gmcf;
 
     url = ngx_pnalloc(pool, gmcf->google_api_url.len + len + 1);
     if (url == NULL) {
@@ -788,4 +826,606 @@ ngx_gdrive_drive_escape(ngx_pool_t *pool, const char *data, size_t len,
     curl_free(e);
 
     return NGX_OK;
+}
+
+
+/* a file's metadata: the fields the key, the export and the result use */
+
+ngx_int_t
+ngx_gdrive_drive_file_get(ngx_gdrive_drive_t *d, ngx_str_t *id)
+{
+    return ngx_gdrive_drive_files_get(d, id, NGX_GDRIVE_FILE_FIELDS);
+}
+
+
+/* an incomplete listing: in which drive is the folder? */
+
+ngx_int_t
+ngx_gdrive_drive_folder_drive(ngx_gdrive_drive_t *d, ngx_str_t *folder)
+{
+    return ngx_gdrive_drive_files_get(d, folder, "id,driveId");
+}
+
+
+/* files.get of a file or folder: its JSON metadata, the fields asked */
+
+static ngx_int_t
+ngx_gdrive_drive_files_get(ngx_gdrive_drive_t *d, ngx_str_t *id,
+    const char *fields)
+{
+    char  *url;
+
+    url = ngx_gdrive_drive_url(d->pool, id->len + ngx_strlen(fields) + 64,
+                               "/drive/v3/files/%V?supportsAllDrives=true"
+                               "&fields=%s", id, fields);
+    if (url == NULL) {
+        return NGX_ERROR;
+    }
+
+    d->sink = NULL;
+    d->header = NULL;
+    d->follow = 0;
+    ngx_gdrive_drive_call(d, "files.get", url);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_gdrive_drive_folder_drive_id(ngx_gdrive_drive_t *d, const char **id)
+{
+    const char  *drive;
+
+    drive = ngx_gdrive_drive_meta_str(d->json, "driveId");
+
+    if (drive && !ngx_gdrive_drive_id_valid(drive, ngx_strlen(drive))) {
+        return NGX_ERROR;
+    }
+
+    *id = drive;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A file shared by link behind a resource key (Drive's 2021 security
+ * update) is read with X-Goog-Drive-Resource-Keys: {id}/{key}.  The key
+ * comes from metadata, data from outside: Drive's charset only.
+ */
+
+static ngx_int_t
+ngx_gdrive_drive_resource_key(ngx_gdrive_drive_t *d, ngx_str_t *id,
+    json_t *meta)
+{
+    u_char      *line;
+    size_t       len;
+    const char  *key;
+
+    d->header = NULL;
+
+    key = ngx_gdrive_drive_meta_str(meta, "resourceKey");
+
+    if (key == NULL || !ngx_gdrive_drive_id_valid(key, ngx_strlen(key))) {
+        return NGX_OK;
+    }
+
+    len = sizeof("X-Goog-Drive-Resource-Keys: /") + id->len
+          + ngx_strlen(key);
+
+    line = ngx_pnalloc(d->pool, len);
+    if (line == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(line, "X-Goog-Drive-Resource-Keys: %V/%s%Z", id, key);
+
+    d->header = (char *) line;
+
+    return NGX_OK;
+}
+
+
+/* a file's content as it is stored */
+
+ngx_int_t
+ngx_gdrive_drive_media(ngx_gdrive_drive_t *d, ngx_str_t *id, json_t *meta)
+{
+    char  *url;
+
+    d->follow = 0;
+
+    if (ngx_gdrive_drive_resource_key(d, id, meta) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    url = ngx_gdrive_drive_url(d->pool, id->len + 128,
+                               "/drive/v3/files/%V?alt=media"
+                               "&supportsAllDrives=true%s", id,
+                               ngx_gdrive_drive_gmcf->acknowledge_abuse
+                               ? "&acknowledgeAbuse=true" : "");
+    if (url == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_gdrive_drive_call(d, "files.media", url);
+
+    return NGX_OK;
+}
+
+
+/* a Google Workspace file exported as type */
+
+ngx_int_t
+ngx_gdrive_drive_export(ngx_gdrive_drive_t *d, ngx_str_t *id, json_t *meta,
+    ngx_str_t *type)
+{
+    char       *url;
+    ngx_str_t   escaped;
+
+    d->follow = 0;
+
+    if (ngx_gdrive_drive_resource_key(d, id, meta) != NGX_OK
+        || ngx_gdrive_drive_escape(d->pool, (char *) type->data, type->len,
+                                   &escaped)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    url = ngx_gdrive_drive_url(d->pool, id->len + escaped.len + 64,
+                               "/drive/v3/files/%V/export?mimeType=%V",
+                               id, &escaped);
+    if (url == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_gdrive_drive_call(d, "files.export", url);
+
+    return NGX_OK;
+}
+
+
+/* Drive's own link for big exports; a link of another scheme is not */
+
+ngx_int_t
+ngx_gdrive_drive_export_link(ngx_gdrive_drive_t *d, ngx_str_t *id,
+    json_t *meta, ngx_str_t *type)
+{
+    char        *url;
+    json_t      *links;
+    u_char      *name;
+    const char  *link;
+
+    d->follow = 0;
+
+    if (ngx_gdrive_drive_resource_key(d, id, meta) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    links = json_object_get(meta, "exportLinks");
+    link = NULL;
+
+    if (json_is_object(links)) {
+        name = ngx_pnalloc(d->pool, type->len + 1);
+        if (name == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_cpystrn(name, type->data, type->len + 1);
+        link = ngx_gdrive_drive_meta_str(links, (char *) name);
+    }
+
+    if (link == NULL
+        || (ngx_strncmp(link, "https://", 8) != 0
+            && ngx_strncmp(link, "http://", 7) != 0))
+    {
+        return NGX_DECLINED;
+    }
+
+    url = ngx_pnalloc(d->pool, ngx_strlen(link) + 1);
+    if (url == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(url, link, ngx_strlen(link) + 1);
+
+    /* Google's export links redirect to a content host */
+    d->follow = 1;
+    ngx_gdrive_drive_call(d, "files.exportLink", url);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A page of a folder's children.  All drives at first; a listing Drive
+ * says is incomplete is listed again in the folder's own drive (or the
+ * user's corpus): Drive's advice for incompleteSearch.
+ */
+
+ngx_int_t
+ngx_gdrive_drive_list(ngx_gdrive_drive_t *d, ngx_str_t *folder,
+    ngx_str_t *drive, ngx_str_t *page_token)
+{
+    u_char      *p;
+    char        *url;
+    ngx_str_t    q, none;
+    const char  *corpora;
+
+    /* folder ids are of [A-Za-z0-9_-]: nothing to quote in the query */
+
+    p = ngx_pnalloc(d->pool, folder->len + 64);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    q.data = p;
+    q.len = ngx_sprintf(p, "'%V' in parents and trashed = false", folder)
+            - p;
+
+    if (ngx_gdrive_drive_escape(d->pool, (char *) q.data, q.len, &q)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_str_null(&none);
+
+    if (drive == NULL) {
+        corpora = "allDrives";
+        drive = &none;
+
+    } else {
+        corpora = drive->len ? "drive" : "user";
+    }
+
+    url = ngx_gdrive_drive_url(d->pool,
+                               q.len + drive->len + page_token->len + 512,
+                               "/drive/v3/files?q=%V&pageSize=%ui"
+                               "&fields=%s"
+                               "&supportsAllDrives=true"
+                               "&includeItemsFromAllDrives=true"
+                               "&corpora=%s%s%V%s%V",
+                               &q, ngx_gdrive_drive_gmcf->list_page_size,
+                               NGX_GDRIVE_LIST_FIELDS, corpora,
+                               drive->len ? "&driveId=" : "", drive,
+                               page_token->len ? "&pageToken=" : "",
+                               page_token);
+    if (url == NULL) {
+        return NGX_ERROR;
+    }
+
+    d->sink = NULL;
+    d->header = NULL;
+    d->follow = 0;
+    ngx_gdrive_drive_call(d, "files.list", url);
+
+    return NGX_OK;
+}
+
+
+/* the changes feed starts from a fresh token: nothing changed since */
+
+ngx_int_t
+ngx_gdrive_drive_changes_start(ngx_gdrive_drive_t *d, ngx_str_t *drive)
+{
+    char  *url;
+
+    d->sink = NULL;
+    d->header = NULL;
+    d->follow = 0;
+
+    url = ngx_gdrive_drive_url(d->pool, drive->len + 128,
+                               "/drive/v3/changes/startPageToken"
+                               "?supportsAllDrives=true%s%V",
+                               drive->len ? "&driveId=" : "", drive);
+    if (url == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_gdrive_drive_call(d, "changes.startPageToken", url);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_gdrive_drive_start_token(ngx_gdrive_drive_t *d, const char **start)
+{
+    *start = ngx_gdrive_drive_meta_str(d->json, "startPageToken");
+
+    return *start ? NGX_OK : NGX_ERROR;
+}
+
+
+/* page_token is escaped already */
+
+ngx_int_t
+ngx_gdrive_drive_changes(ngx_gdrive_drive_t *d, ngx_str_t *drive,
+    ngx_str_t *page_token)
+{
+    char  *url;
+
+    d->sink = NULL;
+    d->header = NULL;
+    d->follow = 0;
+
+    url = ngx_gdrive_drive_url(d->pool,
+                               drive->len + page_token->len + 384,
+                               "/drive/v3/changes?pageToken=%V&pageSize=%ui"
+                               "&includeRemoved=true&supportsAllDrives=true"
+                               "&includeItemsFromAllDrives=true"
+                               "&fields=%s%s%V",
+                               page_token,
+                               ngx_gdrive_drive_gmcf->list_page_size,
+                               NGX_GDRIVE_CHANGES_FIELDS,
+                               drive->len ? "&driveId=" : "", drive);
+    if (url == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_gdrive_drive_call(d, "changes.list", url);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_gdrive_drive_page_open(ngx_gdrive_drive_t *d, ngx_uint_t changes,
+    ngx_gdrive_drive_page_t *page)
+{
+    json_t  *json;
+
+    json = d->json;
+
+    ngx_memzero(page, sizeof(ngx_gdrive_drive_page_t));
+    page->changes = changes;
+
+    page->items = json_object_get(json, changes ? "changes" : "files");
+
+    if (!json_is_array(page->items)) {
+        page->detail = changes ? "a changes page without changes"
+                               : "a listing page without files";
+        return NGX_ERROR;
+    }
+
+    /* files may be missing from an incomplete page: none of it is used */
+
+    if (!changes
+        && json_is_true(json_object_get(json, "incompleteSearch")))
+    {
+        return NGX_DECLINED;
+    }
+
+    page->next = ngx_gdrive_drive_meta_str(json, "nextPageToken");
+
+    if (changes) {
+        page->start = ngx_gdrive_drive_meta_str(json, "newStartPageToken");
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_gdrive_drive_page_next(ngx_gdrive_drive_page_t *page,
+    ngx_gdrive_drive_entry_t *entry)
+{
+    ngx_int_t  rc;
+
+    while (page->i < json_array_size(page->items)) {
+        rc = ngx_gdrive_drive_entry(page,
+                                    json_array_get(page->items, page->i++),
+                                    entry);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+    }
+
+    if (page->changes && page->next == NULL && page->start == NULL) {
+        page->detail = "a changes page with neither a next page nor a new "
+                       "start token";
+        return NGX_ERROR;
+    }
+
+    return NGX_DONE;
+}
+
+
+/* one listed file or one change; NGX_DECLINED: not a file's, passed over */
+
+static ngx_int_t
+ngx_gdrive_drive_entry(ngx_gdrive_drive_page_t *page, json_t *item,
+    ngx_gdrive_drive_entry_t *entry)
+{
+    json_t      *f;
+    const char  *id, *mime, *type;
+
+    ngx_memzero(entry, sizeof(ngx_gdrive_drive_entry_t));
+
+    if (!page->changes) {
+        f = item;
+        id = ngx_gdrive_drive_meta_str(f, "id");
+
+        if (id == NULL || !ngx_gdrive_drive_id_valid(id, ngx_strlen(id))) {
+            page->detail = "a listed file without a usable id";
+            return NGX_ERROR;
+        }
+
+    } else {
+        id = ngx_gdrive_drive_meta_str(item, "fileId");
+        type = ngx_gdrive_drive_meta_str(item, "changeType");
+
+        if (id == NULL && type && ngx_strcmp(type, "file") != 0) {
+            /* a change of a shared drive itself, not of a file */
+            return NGX_DECLINED;
+        }
+
+        if (id == NULL || !ngx_gdrive_drive_id_valid(id, ngx_strlen(id))) {
+            page->detail = "a change without a usable file id";
+            return NGX_ERROR;
+        }
+
+        f = json_object_get(item, "file");
+
+        entry->gone = json_is_true(json_object_get(item, "removed"))
+                      || (f && json_is_true(json_object_get(f, "trashed")))
+                      || f == NULL;
+    }
+
+    mime = ngx_gdrive_drive_meta_str(f, "mimeType");
+
+    entry->id = id;
+    entry->file = f;
+    entry->folder = (mime && ngx_strcmp(mime, NGX_GDRIVE_FOLDER_MIME) == 0);
+
+    return NGX_OK;
+}
+
+
+/* what the worker saw of a file last: names its deletion */
+
+void
+ngx_gdrive_drive_meta_remember(ngx_str_t *integration, ngx_str_t *file_id,
+    json_t *meta)
+{
+    u_char  *p;
+
+    p = (u_char *) json_dumps(meta, JSON_COMPACT);
+
+    if (p) {
+        ngx_gdrive_cache_put(integration, file_id, p, ngx_strlen(p));
+        free(p);
+    }
+}
+
+
+/* a removed file comes without metadata: the last seen, or NULL */
+
+json_t *
+ngx_gdrive_drive_meta_recall(ngx_str_t *integration, ngx_str_t *file_id,
+    ngx_pool_t *pool)
+{
+    ngx_str_t  cached;
+
+    if (ngx_gdrive_cache_get(integration, file_id, pool, &cached) != NGX_OK) {
+        return NULL;
+    }
+
+    return json_loadb((char *) cached.data, cached.len, 0, NULL);
+}
+
+
+const char *
+ngx_gdrive_drive_meta_str(json_t *meta, const char *name)
+{
+    json_t  *v;
+
+    v = meta ? json_object_get(meta, name) : NULL;
+
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+
+/* Google Workspace files: the export when the trigger names none */
+
+ngx_int_t
+ngx_gdrive_drive_export_default(const char *mime, ngx_str_t *type)
+{
+    ngx_uint_t  i;
+
+    static struct {
+        const char  *from;
+        ngx_str_t    to;
+    } defaults[] = {
+        { "document", ngx_string("application/vnd.openxmlformats-"
+                                 "officedocument.wordprocessingml.document") },
+        { "spreadsheet", ngx_string("application/vnd.openxmlformats-"
+                                    "officedocument.spreadsheetml.sheet") },
+        { "presentation", ngx_string("application/vnd.openxmlformats-"
+                                     "officedocument.presentationml."
+                                     "presentation") },
+        { "drawing", ngx_string("application/pdf") },
+        { NULL, ngx_null_string }
+    };
+
+    mime += sizeof(NGX_GDRIVE_APPS_PREFIX) - 1;
+
+    for (i = 0; defaults[i].from; i++) {
+        if (ngx_strcmp(mime, defaults[i].from) == 0) {
+            *type = defaults[i].to;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The key's suffix for an export, so that two formats never share a key:
+ * every format Drive's "Export MIME types" lists has its extension, and
+ * any other type a short stable hash of its name ("x" and 8 hex digits of
+ * its SHA-1).  ext has room for 10 bytes and the NUL.
+ */
+
+void
+ngx_gdrive_drive_export_ext(ngx_str_t *type, u_char *ext)
+{
+    u_char      digest[20];
+    ngx_uint_t  i;
+    ngx_sha1_t  sha1;
+
+    static struct {
+        ngx_str_t    type;
+        const char  *ext;
+    } exts[] = {
+        { ngx_string("application/pdf"), "pdf" },
+        { ngx_string("application/vnd.openxmlformats-officedocument."
+                     "wordprocessingml.document"), "docx" },
+        { ngx_string("application/vnd.openxmlformats-officedocument."
+                     "spreadsheetml.sheet"), "xlsx" },
+        { ngx_string("application/vnd.openxmlformats-officedocument."
+                     "presentationml.presentation"), "pptx" },
+        { ngx_string("application/vnd.oasis.opendocument.text"), "odt" },
+        { ngx_string("application/vnd.oasis.opendocument.spreadsheet"),
+          "ods" },
+        { ngx_string("application/x-vnd.oasis.opendocument.spreadsheet"),
+          "xods" },
+        { ngx_string("application/vnd.oasis.opendocument.presentation"),
+          "odp" },
+        { ngx_string("application/rtf"), "rtf" },
+        { ngx_string("application/epub+zip"), "epub" },
+        { ngx_string("application/zip"), "zip" },
+        { ngx_string("text/plain"), "txt" },
+        { ngx_string("text/html"), "html" },
+        { ngx_string("text/markdown"), "md" },
+        { ngx_string("text/x-markdown"), "xmd" },
+        { ngx_string("text/csv"), "csv" },
+        { ngx_string("text/tab-separated-values"), "tsv" },
+        { ngx_string("image/png"), "png" },
+        { ngx_string("image/jpeg"), "jpg" },
+        { ngx_string("image/svg+xml"), "svg" },
+        { ngx_string("application/vnd.google-apps.script+json"), "json" },
+        { ngx_string("video/mp4"), "mp4" },
+        { ngx_null_string, NULL }
+    };
+
+    for (i = 0; exts[i].ext; i++) {
+        if (exts[i].type.len == type->len
+            && ngx_strncasecmp(exts[i].type.data, type->data, type->len)
+               == 0)
+        {
+            ngx_cpystrn(ext, (u_char *) exts[i].ext, 11);
+            return;
+        }
+    }
+
+    ngx_sha1_init(&sha1);
+    ngx_sha1_update(&sha1, type->data, type->len);
+    ngx_sha1_final(digest, &sha1);
+
+    ext[0] = 'x';
+    *ngx_hex_dump(ext + 1, digest, 4) = '\0';
 }

@@ -19,6 +19,12 @@
  * Every step starts, and on its answer goes on, retries from the token
  * (transient, bounded by gdrive_retry), or sends the message to the DLQ
  * (permanent, or attempts exhausted).
+ *
+ * This file is the engine: taking messages, running, parking and
+ * retrying jobs, their failures, offsets, rebalances and shutdown.  The
+ * steps of sync_file are in ngx_gdrive_job_file.c, the listings in
+ * ngx_gdrive_job_list.c, the result and the dead letter in
+ * ngx_gdrive_job_output.c.
  */
 
 
@@ -26,236 +32,76 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <ngx_sha1.h>
 #include <jansson.h>
 
-#include "ngx_gdrive.h"
-#include "ngx_gdrive_s3.h"
+#include "ngx_gdrive_job_private.h"
 
-
-#define NGX_GDRIVE_FOLDER_MIME    "application/vnd.google-apps.folder"
-#define NGX_GDRIVE_SHORTCUT_MIME  "application/vnd.google-apps.shortcut"
-#define NGX_GDRIVE_APPS_PREFIX    "application/vnd.google-apps."
-
-/* what files.get asks for: what the key, the export and the result use */
-#define NGX_GDRIVE_FILE_FIELDS                                                \
-    "id,name,mimeType,size,md5Checksum,version,modifiedTime,"                 \
-    "headRevisionId,driveId,trashed,shortcutDetails,exportLinks,resourceKey"
-
-/* what a listing and the changes feed ask for each file: the same */
-#define NGX_GDRIVE_LIST_FIELDS                                                \
-    "nextPageToken,incompleteSearch,files(" NGX_GDRIVE_FILE_FIELDS ")"
-#define NGX_GDRIVE_CHANGES_FIELDS                                             \
-    "nextPageToken,newStartPageToken,changes(changeType,fileId,removed,"     \
-    "file(" NGX_GDRIVE_FILE_FIELDS "))"
-
-/* a child trigger carries its file's metadata only up to this size */
-#define NGX_GDRIVE_CARRIED_MAX    (16 * 1024)
-
-/* a dead letter refused whole is cut in half down to this */
-#define NGX_GDRIVE_DLQ_MIN_VALUE  1024
 
 /* quota circuit: how many pauses a job waits through before the DLQ */
 #define NGX_GDRIVE_QUOTA_WAITS    96
 
 
-typedef struct ngx_gdrive_part_s  ngx_gdrive_part_t;
-typedef struct ngx_gdrive_job_s   ngx_gdrive_job_t;
-
-
-typedef enum {
-    NGX_GDRIVE_STAGE_VALIDATE = 0,
-    NGX_GDRIVE_STAGE_TOKEN,
-    NGX_GDRIVE_STAGE_FILE,
-    NGX_GDRIVE_STAGE_STORE,
-    NGX_GDRIVE_STAGE_CONTENT,
-    NGX_GDRIVE_STAGE_LIST,
-    NGX_GDRIVE_STAGE_CHANGES,
-    NGX_GDRIVE_STAGE_RESULT,
-    NGX_GDRIVE_STAGE_DLQ
-} ngx_gdrive_stage_e;
-
-
-struct ngx_gdrive_part_s {
-    ngx_queue_t              queue;      /* in the engine's list */
-    ngx_queue_t              jobs;       /* in offset order */
-    int32_t                  partition;
-    int64_t                  stored;     /* last offset stored, + 1 */
-};
-
-
-struct ngx_gdrive_job_s {
-    ngx_queue_t              queue;      /* in its partition's jobs */
-    ngx_gdrive_part_t       *part;       /* NULL once cancelled */
-    rd_kafka_message_t      *msg;
-    ngx_pool_t              *pool;
-    ngx_log_t                log;
-    ngx_gdrive_trigger_t     trigger;
-    ngx_gdrive_stage_e       stage;
-    ngx_gdrive_token_req_t   token;
-    ngx_gdrive_kafka_dr_t    dr;
-    ngx_event_t              timer;      /* backoff */
-    ngx_msec_t               started;
-    ngx_uint_t               attempt;
-    ngx_uint_t               quota_waits;
-    const char              *error;      /* code of the last failure */
-    u_char                   detail[256];
-    u_char                   id[NGX_GDRIVE_ID_MAX_LEN + 1];
-
-    ngx_gdrive_drive_t       drive;
-    ngx_gdrive_s3_upload_t   upload;
-    ngx_gdrive_s3_delete_t   prune;      /* a gone file's objects */
-    ngx_str_t                list_drive; /* a narrowed listing's drive */
-    ngx_event_t              resume;     /* posted: unpause the download */
-    json_t                  *meta;       /* the file's metadata */
-    ngx_str_t                file_id;    /* synced: a shortcut's target */
-    ngx_str_t                shortcut_id;
-    ngx_str_t                export_type;
-    ngx_str_t                page_token; /* the next page's, escaped */
-    ngx_str_t                start_token;
-    const char              *outcome;    /* the result's status */
-    const char              *page_error; /* a page failed, once acked */
-
-    /* child triggers and "deleted" results of a listing */
-    ngx_gdrive_kafka_dr_t    child_dr;
-    ngx_uint_t               pending;    /* produced, not yet acknowledged */
-    ngx_uint_t               child_errors;
-    ngx_uint_t               children;
-    ngx_uint_t               deleted;
-    ngx_uint_t               pages;
-
-    ngx_queue_t              wait;       /* in the engine's waiting */
-    ngx_int_t                status_slot; /* on the status page, or -1 */
-    unsigned                 waiting:1;
-    unsigned                 parked:1;
-    unsigned                 terminal:1;
-    unsigned                 in_flight:1; /* a produce awaits its report */
-    unsigned                 to_dlq:1;
-    unsigned                 token_busy:1;
-    unsigned                 upload_busy:1;
-    unsigned                 auth_retried:1;
-    unsigned                 export_link:1;
-    unsigned                 listed:1;   /* the last page is in */
-    unsigned                 meta_carried:1;
-    unsigned                 prune_busy:1;
-    unsigned                 pruned:1;   /* objects deleted: say how many */
-    unsigned                 narrow:1;   /* an incomplete listing */
-    unsigned                 narrowed:1; /* listed in the folder's drive */
-    size_t                   dlq_len;    /* the DLQ value, once cut */
-};
-
-
-typedef struct {
-    ngx_gdrive_kafka_t      *consumer;
-    ngx_queue_t              parts;
-    ngx_uint_t               inflight;   /* taken: running, parked, queued */
-    ngx_uint_t               running;
-    ngx_uint_t               parked;     /* waiting on a timer */
-    ngx_uint_t               max_inflight;
-    ngx_uint_t               max_taken;
-    ngx_uint_t               low_watermark;
-    size_t                   bytes;      /* of the messages taken */
-    size_t                   max_bytes;
-    ngx_queue_t              waiting;    /* taken, to start in order */
-    ngx_event_t              shutdown;
-    char                     topic[250];
-    unsigned                 exiting:1;
-} ngx_gdrive_engine_t;
-
-
-static void ngx_gdrive_job_message(void *data, rd_kafka_message_t *msg);
-static void ngx_gdrive_job_assigned(void *data,
-    rd_kafka_topic_partition_list_t *parts);
-static void ngx_gdrive_job_revoked(void *data,
-    rd_kafka_topic_partition_list_t *parts);
 static ngx_uint_t ngx_gdrive_job_room(void *data);
 static void ngx_gdrive_job_untake(ngx_gdrive_engine_t *e,
     ngx_gdrive_job_t *job);
-static void ngx_gdrive_job_exiting(void *data);
-static void ngx_gdrive_job_closed(void *data);
-static void ngx_gdrive_job_shutdown_handler(ngx_event_t *ev);
-static ngx_gdrive_part_t *ngx_gdrive_job_part(int32_t partition,
-    ngx_uint_t create);
+static void ngx_gdrive_job_message(void *data, rd_kafka_message_t *msg);
 static void ngx_gdrive_job_start_waiting(ngx_gdrive_engine_t *e);
 static void ngx_gdrive_job_park(ngx_gdrive_job_t *job, ngx_uint_t park);
 static void ngx_gdrive_job_drive_waiting(ngx_gdrive_drive_t *d,
     ngx_uint_t waiting);
-static void ngx_gdrive_job_run(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_token_done(ngx_gdrive_token_req_t *req);
 static void ngx_gdrive_job_action(ngx_gdrive_job_t *job);
 static void ngx_gdrive_job_drive_done(ngx_gdrive_drive_t *d);
-static void ngx_gdrive_job_file(ngx_gdrive_job_t *job);
-static void ngx_gdrive_job_file_meta(ngx_gdrive_job_t *job);
-static void ngx_gdrive_job_files_get(ngx_gdrive_job_t *job, ngx_str_t *id,
-    const char *fields);
-static ngx_int_t ngx_gdrive_job_carried(ngx_gdrive_job_t *job);
-static void ngx_gdrive_job_gone(ngx_gdrive_job_t *job);
-static void ngx_gdrive_job_pruned(ngx_gdrive_s3_delete_t *d);
-static void ngx_gdrive_job_store(ngx_gdrive_job_t *job);
-static ngx_int_t ngx_gdrive_job_resource_key(ngx_gdrive_job_t *job);
-static void ngx_gdrive_job_upload_ready(ngx_gdrive_s3_upload_t *u);
-static void ngx_gdrive_job_upload_resume(ngx_gdrive_s3_upload_t *u);
-static void ngx_gdrive_job_upload_done(ngx_gdrive_s3_upload_t *u);
-static void ngx_gdrive_job_resume_handler(ngx_event_t *ev);
-static size_t ngx_gdrive_job_sink(ngx_gdrive_drive_t *d, u_char *p,
-    size_t len);
-static void ngx_gdrive_job_content_done(ngx_gdrive_job_t *job);
-static void ngx_gdrive_job_list(ngx_gdrive_job_t *job);
-static void ngx_gdrive_job_list_page(ngx_gdrive_job_t *job);
-static void ngx_gdrive_job_list_drive(ngx_gdrive_job_t *job);
-static void ngx_gdrive_job_list_drive_done(ngx_gdrive_job_t *job);
-static void ngx_gdrive_job_changes(ngx_gdrive_job_t *job);
-static void ngx_gdrive_job_changes_page(ngx_gdrive_job_t *job);
-static void ngx_gdrive_job_page_done(ngx_gdrive_job_t *job,
-    const char *next, const char *start);
-static void ngx_gdrive_job_next_page(ngx_gdrive_job_t *job);
-static void ngx_gdrive_job_page_fail(ngx_gdrive_job_t *job,
-    const char *code, const char *detail);
-static void ngx_gdrive_job_page_failed(ngx_gdrive_job_t *job);
-static ngx_int_t ngx_gdrive_job_child(ngx_gdrive_job_t *job,
-    const char *action, const char *file_id, ngx_uint_t deleted,
-    json_t *file);
-static void ngx_gdrive_job_child_delivered(void *data,
-    rd_kafka_resp_err_t err, int32_t partition, int64_t offset);
-static json_t *ngx_gdrive_job_deleted_file(const char *file_id,
-    json_t *meta);
-static ngx_int_t ngx_gdrive_job_set_token(ngx_gdrive_job_t *job,
-    const char *token, size_t len, ngx_uint_t start);
-static void ngx_gdrive_job_stop_io(ngx_gdrive_job_t *job);
-static json_t *ngx_gdrive_job_result_json(ngx_gdrive_job_t *job);
-static const char *ngx_gdrive_job_json_str(json_t *obj, const char *name);
-static ngx_int_t ngx_gdrive_job_export_default(const char *mime,
-    ngx_str_t *type);
-static void ngx_gdrive_job_export_ext(ngx_str_t *type, u_char *ext);
-static void ngx_gdrive_job_fail(ngx_gdrive_job_t *job, const char *code,
-    const char *detail, ngx_uint_t permanent, ngx_int_t retry_after);
-static void ngx_gdrive_job_result(ngx_gdrive_job_t *job);
-static void ngx_gdrive_job_dlq(ngx_gdrive_job_t *job);
-static void ngx_gdrive_job_delivered(void *data, rd_kafka_resp_err_t err,
-    int32_t partition, int64_t offset);
-static void ngx_gdrive_job_retry(ngx_gdrive_job_t *job, ngx_msec_t delay);
-static void ngx_gdrive_job_output_retry(ngx_gdrive_job_t *job);
-static void ngx_gdrive_job_output_failed(ngx_gdrive_job_t *job,
-    rd_kafka_resp_err_t err);
 static void ngx_gdrive_job_timer(ngx_event_t *ev);
-static void ngx_gdrive_job_terminal(ngx_gdrive_job_t *job);
-static void ngx_gdrive_job_free(ngx_gdrive_job_t *job);
+static void ngx_gdrive_job_assigned(void *data,
+    rd_kafka_topic_partition_list_t *parts);
+static void ngx_gdrive_job_revoked(void *data,
+    rd_kafka_topic_partition_list_t *parts);
+static ngx_gdrive_part_t *ngx_gdrive_job_part(int32_t partition,
+    ngx_uint_t create);
+static void ngx_gdrive_job_exiting(void *data);
+static void ngx_gdrive_job_shutdown_handler(ngx_event_t *ev);
+static void ngx_gdrive_job_closed(void *data);
+static void ngx_gdrive_job_tick(void *data);
+static void ngx_gdrive_job_status(ngx_gdrive_engine_t *e);
 static u_char *ngx_gdrive_job_log_handler(ngx_log_t *log, u_char *buf,
     size_t len);
-static void ngx_gdrive_job_status(ngx_gdrive_engine_t *e);
-static void ngx_gdrive_job_tick(void *data);
 
 
-static ngx_gdrive_engine_t  ngx_gdrive_engine;
+ngx_gdrive_engine_t  ngx_gdrive_engine;
+
+
+static const char  *ngx_gdrive_job_stages[] = {
+    "received",
+    "token",
+    "metadata",
+    "store",
+    "delete",
+    "content",
+    "listing",
+    "changes",
+    "result",
+    "dlq",
+    "queued",
+    "backoff"
+};
 
 
 ngx_int_t
-ngx_gdrive_job_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
+ngx_gdrive_job_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_gdrive_job_ctx_t *ctx)
 {
     ngx_gdrive_engine_t       *e;
     ngx_gdrive_consumer_cb_t   cb;
 
     e = &ngx_gdrive_engine;
+
+    e->gmcf = gmcf;
+    e->producer = ctx->producer;
+    e->trigger_topic = ctx->trigger_topic;
+    e->result_topic = ctx->result_topic;
+    e->dlq_topic = ctx->dlq_topic;
+    e->status = ctx->status;
 
     ngx_queue_init(&e->parts);
     /*
@@ -291,9 +137,23 @@ ngx_gdrive_job_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
         return NGX_ERROR;
     }
 
-    ngx_gdrive_worker.consumer = e->consumer;
-
     return NGX_OK;
+}
+
+
+/* exit_process: the loop has ended, the consumer goes at once */
+
+void
+ngx_gdrive_job_exit(void)
+{
+    ngx_gdrive_engine_t  *e;
+
+    e = &ngx_gdrive_engine;
+
+    if (e->consumer) {
+        ngx_gdrive_kafka_destroy(e->consumer, 0);
+        e->consumer = NULL;
+    }
 }
 
 
@@ -357,7 +217,7 @@ ngx_gdrive_job_message(void *data, rd_kafka_message_t *msg)
             ngx_destroy_pool(pool);
         }
 
-        rd_kafka_message_destroy(msg);
+        ngx_gdrive_kafka_message_free(msg);
         e->exiting = 1;
         ngx_gdrive_kafka_consumer_pause(e->consumer, 1);
         ngx_gdrive_kafka_consumer_close(e->consumer);
@@ -392,7 +252,7 @@ ngx_gdrive_job_message(void *data, rd_kafka_message_t *msg)
     e->bytes += msg->len + msg->key_len;
 
     if (e->running >= e->max_inflight) {
-        ngx_gdrive_status_job_stage(job->status_slot, "queued");
+        ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_QUEUED);
         job->waiting = 1;
         ngx_queue_insert_tail(&e->waiting, &job->wait);
         ngx_gdrive_job_status(e);
@@ -470,7 +330,7 @@ ngx_gdrive_job_drive_waiting(ngx_gdrive_drive_t *d, ngx_uint_t waiting)
 }
 
 
-static void
+void
 ngx_gdrive_job_run(ngx_gdrive_job_t *job)
 {
     ngx_gdrive_msg_error_t  err;
@@ -495,7 +355,7 @@ ngx_gdrive_job_run(ngx_gdrive_job_t *job)
                     ngx_min(sizeof(job->id),
                             job->trigger.trigger_id.len + 1));
 
-        if (!ngx_gdrive_integration_allowed(ngx_gdrive_worker.gmcf,
+        if (!ngx_gdrive_integration_allowed(ngx_gdrive_engine.gmcf,
                                             job->trigger.integration_id.data,
                                             job->trigger.integration_id.len))
         {
@@ -511,13 +371,11 @@ ngx_gdrive_job_run(ngx_gdrive_job_t *job)
                        "gdrive: job %s started",
                        ngx_gdrive_action_name(job->trigger.action));
 
-        job->stage = NGX_GDRIVE_STAGE_TOKEN;
-
         /* fall through */
 
     case NGX_GDRIVE_STAGE_TOKEN:
 
-        ngx_gdrive_status_job_stage(job->status_slot, "token");
+        ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_TOKEN);
         job->token.pool = job->pool;
         job->token.log = &job->log;
         job->token.integration.data = (u_char *)
@@ -540,10 +398,24 @@ ngx_gdrive_job_run(ngx_gdrive_job_t *job)
 
     default:
         /* a Drive or S3 step is retried from the token */
-        job->stage = NGX_GDRIVE_STAGE_TOKEN;
+        ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_TOKEN);
         ngx_gdrive_job_run(job);
         return;
     }
+}
+
+
+/* the stage, and the status page's job slot shows it */
+
+void
+ngx_gdrive_job_set_stage(ngx_gdrive_job_t *job, ngx_gdrive_stage_e stage)
+{
+    if (stage < NGX_GDRIVE_STAGE_QUEUED) {
+        job->stage = stage;
+    }
+
+    ngx_gdrive_status_job_stage(job->status_slot,
+                                ngx_gdrive_job_stages[stage]);
 }
 
 
@@ -653,7 +525,7 @@ ngx_gdrive_job_drive_done(ngx_gdrive_drive_t *d)
             ngx_gdrive_token_invalidate(&job->token.integration,
                                         &job->drive.token);
             job->auth_retried = 1;
-            job->stage = NGX_GDRIVE_STAGE_TOKEN;
+            ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_TOKEN);
             ngx_gdrive_job_run(job);
             return;
         }
@@ -717,1453 +589,9 @@ ngx_gdrive_job_drive_done(ngx_gdrive_drive_t *d)
 }
 
 
-/*
- * sync_file: the metadata.  A trigger means "look at this file now": the
- * metadata that the listing or changes page which made the trigger
- * carried is used on the first attempt, else Drive is asked.  No cache
- * decides here (README, "What a sync guarantees").
- */
-
-static void
-ngx_gdrive_job_file(ngx_gdrive_job_t *job)
-{
-    job->stage = NGX_GDRIVE_STAGE_FILE;
-    ngx_gdrive_status_job_stage(job->status_slot, "metadata");
-
-    if (job->trigger.drive_file && job->shortcut_id.len == 0
-        && ngx_gdrive_job_carried(job) == NGX_OK)
-    {
-        ngx_log_debug0(NGX_LOG_DEBUG_EVENT, &job->log, 0,
-                       "gdrive: metadata carried by the trigger");
-        ngx_gdrive_job_file_meta(job);
-        return;
-    }
-
-    ngx_gdrive_job_files_get(job, &job->file_id, NGX_GDRIVE_FILE_FIELDS);
-}
-
-
-/* files.get of a file or folder: its JSON metadata, the fields asked */
-
-static void
-ngx_gdrive_job_files_get(ngx_gdrive_job_t *job, ngx_str_t *id,
-    const char *fields)
-{
-    char  *url;
-
-    url = ngx_gdrive_drive_url(job->pool, id->len + ngx_strlen(fields) + 64,
-                               "/drive/v3/files/%V?supportsAllDrives=true"
-                               "&fields=%s", id, fields);
-    if (url == NULL) {
-        ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
-        return;
-    }
-
-    job->drive.sink = NULL;
-    job->drive.header = NULL;
-    job->drive.follow = 0;
-    ngx_gdrive_drive_call(&job->drive, "files.get", url);
-}
-
-
-/*
- * The trigger's drive_file, from the worker's own listing or changes
- * page: Drive's answer of moments ago, and as untrusted as any answer.
- * A retry asks Drive afresh, except for a file the feed found removed or
- * trashed (only the deletion of its objects is retried).  An edit since
- * the page is caught by the content check (md5, size) and retried.
- */
-
-static ngx_int_t
-ngx_gdrive_job_carried(ngx_gdrive_job_t *job)
-{
-    json_t      *root, *file;
-    ngx_uint_t   gone;
-    const char  *id;
-
-    root = json_loadb(job->msg->payload, job->msg->len, 0, NULL);
-    file = json_object_get(root, "drive_file");
-    id = ngx_gdrive_job_json_str(file, "id");
-
-    if (!json_is_object(file) || id == NULL
-        || ngx_strlen(id) != job->file_id.len
-        || ngx_strncmp(id, job->file_id.data, job->file_id.len) != 0)
-    {
-        if (root) {
-            json_decref(root);
-        }
-
-        return NGX_DECLINED;
-    }
-
-    gone = json_is_true(json_object_get(file, "removed"))
-           || json_is_true(json_object_get(file, "trashed"));
-
-    if (job->attempt && !gone) {
-        json_decref(root);
-        return NGX_DECLINED;
-    }
-
-    job->meta = json_incref(file);
-    job->meta_carried = 1;
-    json_decref(root);
-
-    return NGX_OK;
-}
-
-
-/*
- * What the metadata says: a trashed file is gone, a shortcut is followed
- * once, a folder is not a file, a Google Workspace file is exported,
- * anything else downloaded.
- * The S3 key is {prefix}{integration}/{file}/{revision}: the content's
- * identity, so that a redelivery finds the object it already wrote.
- */
-
-static void
-ngx_gdrive_job_file_meta(ngx_gdrive_job_t *job)
-{
-    u_char                       *p;
-    size_t                        len;
-    json_t                       *details;
-    ngx_str_t                     revision, *prefix;
-    ngx_int_t                     size;
-    u_char                        ext[11];
-    const char                   *mime, *target, *rev, *v;
-    ngx_gdrive_s3_upload_t       *u;
-    ngx_http_gdrive_main_conf_t  *gmcf;
-
-    gmcf = ngx_gdrive_worker.gmcf;
-
-    /* removed: only the changes feed says so, in a child's drive_file */
-
-    if (json_is_true(json_object_get(job->meta, "trashed"))
-        || json_is_true(json_object_get(job->meta, "removed")))
-    {
-        ngx_gdrive_job_gone(job);
-        return;
-    }
-
-    mime = ngx_gdrive_job_json_str(job->meta, "mimeType");
-
-    if (mime == NULL) {
-        ngx_gdrive_job_fail(job, "upstream_error",
-                            "Drive's metadata has no mimeType", 0, -1);
-        return;
-    }
-
-    if (!job->meta_carried) {
-        /* what the worker saw of the file last: names its deletion */
-        p = (u_char *) json_dumps(job->meta, JSON_COMPACT);
-
-        if (p) {
-            ngx_gdrive_cache_put(&job->token.integration, &job->file_id, p,
-                                 ngx_strlen(p));
-            free(p);
-        }
-    }
-
-    if (ngx_strcmp(mime, NGX_GDRIVE_SHORTCUT_MIME) == 0) {
-        details = json_object_get(job->meta, "shortcutDetails");
-        target = ngx_gdrive_job_json_str(details, "targetId");
-
-        if (job->shortcut_id.len || target == NULL
-            || !ngx_gdrive_drive_id_valid(target, ngx_strlen(target)))
-        {
-            ngx_gdrive_job_fail(job, "not_found",
-                                "the shortcut has no usable target", 1, -1);
-            return;
-        }
-
-        job->shortcut_id = job->file_id;
-        job->file_id.len = ngx_strlen(target);
-        job->file_id.data = ngx_pstrdup(job->pool,
-                                        &(ngx_str_t) { job->file_id.len,
-                                                       (u_char *) target });
-        json_decref(job->meta);
-        job->meta = NULL;
-
-        if (job->file_id.data == NULL) {
-            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
-                                -1);
-            return;
-        }
-
-        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, &job->log, 0,
-                       "gdrive: shortcut to \"%V\"", &job->file_id);
-
-        ngx_gdrive_job_file(job);
-        return;
-    }
-
-    u = &job->upload;
-    ngx_memzero(u, sizeof(ngx_gdrive_s3_upload_t));
-    u->size = -1;
-
-    if (ngx_strcmp(mime, NGX_GDRIVE_FOLDER_MIME) == 0) {
-        ngx_gdrive_job_fail(job, "unsupported_type",
-                            "the file is a folder: use sync_folder", 1, -1);
-        return;
-    }
-
-    if (ngx_strncmp(mime, NGX_GDRIVE_APPS_PREFIX,
-                    sizeof(NGX_GDRIVE_APPS_PREFIX) - 1)
-        == 0)
-    {
-        if (job->trigger.export_mime_type.data) {
-            job->export_type.data = (u_char *)
-                                    job->trigger.export_mime_type.data;
-            job->export_type.len = job->trigger.export_mime_type.len;
-
-        } else if (ngx_gdrive_job_export_default(mime, &job->export_type)
-                   != NGX_OK)
-        {
-            ngx_gdrive_job_fail(job, "unsupported_type",
-                                "Drive cannot export this kind of file", 1,
-                                -1);
-            return;
-        }
-
-        v = ngx_gdrive_job_json_str(job->meta, "version");
-        ngx_gdrive_job_export_ext(&job->export_type, ext);
-
-        revision.data = ngx_pnalloc(job->pool, 64);
-        if (revision.data == NULL) {
-            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
-                                -1);
-            return;
-        }
-
-        revision.len = ngx_snprintf(revision.data, 64, "v%s.%s",
-                                    (v && ngx_gdrive_drive_id_valid(v,
-                                                   ngx_strlen(v)))
-                                    ? v : "0", ext)
-                       - revision.data;
-
-        u->content_type = job->export_type;
-
-    } else {
-        rev = ngx_gdrive_job_json_str(job->meta, "headRevisionId");
-        v = ngx_gdrive_job_json_str(job->meta, "size");
-
-        if (v == NULL
-            || (size = ngx_atoof((u_char *) v, ngx_strlen(v))) == NGX_ERROR)
-        {
-            ngx_gdrive_job_fail(job, "upstream_error",
-                                "Drive's metadata has no size", 0, -1);
-            return;
-        }
-
-        u->size = size;
-
-        v = ngx_gdrive_job_json_str(job->meta, "md5Checksum");
-        if (v && ngx_strlen(v) == 32) {
-            u->md5.data = (u_char *) v;
-            u->md5.len = 32;
-        }
-
-        if (rev == NULL || !ngx_gdrive_drive_id_valid(rev, ngx_strlen(rev))) {
-            /* no revision of its own: the version identifies it */
-            rev = ngx_gdrive_job_json_str(job->meta, "version");
-
-            if (rev == NULL
-                || !ngx_gdrive_drive_id_valid(rev, ngx_strlen(rev)))
-            {
-                rev = "0";
-            }
-
-            len = ngx_strlen(rev) + 2;
-            revision.data = ngx_pnalloc(job->pool, len);
-            if (revision.data == NULL) {
-                ngx_gdrive_job_fail(job, "internal_error", "out of memory",
-                                    0, -1);
-                return;
-            }
-
-            revision.len = ngx_sprintf(revision.data, "v%s", rev)
-                           - revision.data;
-
-        } else {
-            len = ngx_strlen(rev) + 2;
-            revision.data = ngx_pnalloc(job->pool, len);
-            if (revision.data == NULL) {
-                ngx_gdrive_job_fail(job, "internal_error", "out of memory",
-                                    0, -1);
-                return;
-            }
-
-            revision.len = ngx_sprintf(revision.data, "r%s", rev)
-                           - revision.data;
-        }
-
-        u->content_type.data = (u_char *) mime;
-        u->content_type.len = ngx_strlen(mime);
-    }
-
-    prefix = &gmcf->s3_prefix;
-
-    len = prefix->len + job->token.integration.len + job->file_id.len
-          + revision.len + 2;
-
-    u->key.data = ngx_pnalloc(job->pool, len);
-    if (u->key.data == NULL) {
-        ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
-        return;
-    }
-
-    u->key.len = ngx_sprintf(u->key.data, "%V%V/%V/%V", prefix,
-                             &job->token.integration, &job->file_id,
-                             &revision)
-                 - u->key.data;
-
-    u->drive_id = job->file_id;
-    u->integration = job->token.integration;
-    u->trigger.data = job->id;
-    u->trigger.len = ngx_strlen(job->id);
-
-    v = ngx_gdrive_job_json_str(job->meta, "name");
-
-    if (v) {
-        u->name.data = (u_char *) v;
-        u->name.len = ngx_strlen(v);
-    }
-
-    v = ngx_gdrive_job_json_str(job->meta, "version");
-
-    if (v) {
-        u->version.data = (u_char *) v;
-        u->version.len = ngx_strlen(v);
-    }
-
-    ngx_gdrive_job_store(job);
-}
-
-
-/*
- * Removed or trashed in Drive: nothing is downloaded; with
- * gdrive_s3_on_delete delete every object of the file leaves the bucket
- * first.  The result is "deleted".
- */
-
-static void
-ngx_gdrive_job_gone(ngx_gdrive_job_t *job)
-{
-    size_t                        len;
-    ngx_str_t                    *prefix;
-    ngx_gdrive_s3_delete_t       *d;
-    ngx_http_gdrive_main_conf_t  *gmcf;
-
-    gmcf = ngx_gdrive_worker.gmcf;
-
-    ngx_memzero(&job->upload, sizeof(ngx_gdrive_s3_upload_t));
-
-    if (!gmcf->s3_on_delete) {
-        ngx_log_error(NGX_LOG_INFO, &job->log, 0,
-                      "gdrive: \"%V\" is gone from Drive, its objects are "
-                      "kept", &job->file_id);
-
-        job->outcome = "deleted";
-        job->stage = NGX_GDRIVE_STAGE_RESULT;
-        ngx_gdrive_job_run(job);
-        return;
-    }
-
-    job->stage = NGX_GDRIVE_STAGE_STORE;
-    ngx_gdrive_status_job_stage(job->status_slot, "delete");
-
-    d = &job->prune;
-    ngx_memzero(d, sizeof(ngx_gdrive_s3_delete_t));
-
-    prefix = &gmcf->s3_prefix;
-    len = prefix->len + job->token.integration.len + job->file_id.len + 2;
-
-    d->prefix.data = ngx_pnalloc(job->pool, len);
-    if (d->prefix.data == NULL) {
-        ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
-        return;
-    }
-
-    d->prefix.len = ngx_sprintf(d->prefix.data, "%V%V/%V/", prefix,
-                                &job->token.integration, &job->file_id)
-                    - d->prefix.data;
-    d->pool = job->pool;
-    d->log = &job->log;
-    d->done = ngx_gdrive_job_pruned;
-    d->data = job;
-
-    ngx_gdrive_s3_delete_start(d);
-
-    if (d->state == NULL) {
-        ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
-        return;
-    }
-
-    job->prune_busy = 1;
-}
-
-
-static void
-ngx_gdrive_job_pruned(ngx_gdrive_s3_delete_t *d)
-{
-    ngx_gdrive_job_t *job = d->data;
-
-    job->prune_busy = 0;
-
-    if (d->rc != NGX_OK) {
-        ngx_gdrive_job_fail(job, d->code, d->detail, d->permanent, -1);
-        return;
-    }
-
-    job->pruned = 1;
-    job->outcome = "deleted";
-    job->stage = NGX_GDRIVE_STAGE_RESULT;
-    ngx_gdrive_job_run(job);
-}
-
-
-/* is the object there already?  The upload's start() tells */
-
-static void
-ngx_gdrive_job_store(ngx_gdrive_job_t *job)
-{
-    ngx_gdrive_s3_upload_t  *u;
-
-    u = &job->upload;
-
-    u->pool = job->pool;
-    u->log = &job->log;
-    u->ready = ngx_gdrive_job_upload_ready;
-    u->resume = ngx_gdrive_job_upload_resume;
-    u->done = ngx_gdrive_job_upload_done;
-    u->data = job;
-    u->rc = NGX_ERROR;
-    u->unchanged = 0;
-    u->state = NULL;
-
-    job->stage = NGX_GDRIVE_STAGE_STORE;
-    job->upload_busy = 1;
-    ngx_gdrive_status_job_stage(job->status_slot, "store");
-
-    ngx_gdrive_s3_upload_start(u);
-
-    if (u->state == NULL) {
-        /* not started at all: no callback will come */
-        job->upload_busy = 0;
-        ngx_gdrive_job_fail(job, "internal_error",
-                            "the upload could not be started", 0, -1);
-    }
-}
-
-
-/*
- * A file shared by link behind a resource key (Drive's 2021 security
- * update) is read with X-Goog-Drive-Resource-Keys: {id}/{key}.  The key
- * comes from metadata, data from outside: Drive's charset only.
- */
-
-static ngx_int_t
-ngx_gdrive_job_resource_key(ngx_gdrive_job_t *job)
-{
-    u_char      *line;
-    size_t       len;
-    const char  *key;
-
-    job->drive.header = NULL;
-
-    key = ngx_gdrive_job_json_str(job->meta, "resourceKey");
-
-    if (key == NULL || !ngx_gdrive_drive_id_valid(key, ngx_strlen(key))) {
-        return NGX_OK;
-    }
-
-    len = sizeof("X-Goog-Drive-Resource-Keys: /") + job->file_id.len
-          + ngx_strlen(key);
-
-    line = ngx_pnalloc(job->pool, len);
-    if (line == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(line, "X-Goog-Drive-Resource-Keys: %V/%s%Z", &job->file_id,
-                key);
-
-    job->drive.header = (char *) line;
-
-    return NGX_OK;
-}
-
-
-/* the object is not there: download into it */
-
-static void
-ngx_gdrive_job_upload_ready(ngx_gdrive_s3_upload_t *u)
-{
-    ngx_gdrive_job_t *job = u->data;
-
-    char                         *url;
-    json_t                       *links;
-    ngx_str_t                     type;
-    const char                   *link;
-    ngx_http_gdrive_main_conf_t  *gmcf;
-
-    gmcf = ngx_gdrive_worker.gmcf;
-
-    job->stage = NGX_GDRIVE_STAGE_CONTENT;
-    ngx_gdrive_status_job_stage(job->status_slot, "content");
-    job->drive.sink = ngx_gdrive_job_sink;
-    job->drive.sink_failed = 0;
-    job->drive.follow = 0;
-
-    if (ngx_gdrive_job_resource_key(job) != NGX_OK) {
-        goto nomem;
-    }
-
-    if (job->export_type.len == 0) {
-        url = ngx_gdrive_drive_url(job->pool, job->file_id.len + 128,
-                                   "/drive/v3/files/%V?alt=media"
-                                   "&supportsAllDrives=true%s",
-                                   &job->file_id,
-                                   gmcf->acknowledge_abuse
-                                   ? "&acknowledgeAbuse=true" : "");
-        if (url == NULL) {
-            goto nomem;
-        }
-
-        ngx_gdrive_drive_call(&job->drive, "files.media", url);
-        return;
-    }
-
-    if (!job->export_link) {
-        if (ngx_gdrive_drive_escape(job->pool,
-                                    (char *) job->export_type.data,
-                                    job->export_type.len, &type)
-            != NGX_OK)
-        {
-            goto nomem;
-        }
-
-        url = ngx_gdrive_drive_url(job->pool,
-                                   job->file_id.len + type.len + 64,
-                                   "/drive/v3/files/%V/export?mimeType=%V",
-                                   &job->file_id, &type);
-        if (url == NULL) {
-            goto nomem;
-        }
-
-        ngx_gdrive_drive_call(&job->drive, "files.export", url);
-        return;
-    }
-
-    /* Drive's own link for big exports; a link of another scheme is not */
-
-    links = json_object_get(job->meta, "exportLinks");
-    link = NULL;
-
-    if (json_is_object(links)) {
-        type.data = ngx_pnalloc(job->pool, job->export_type.len + 1);
-        if (type.data == NULL) {
-            goto nomem;
-        }
-
-        ngx_cpystrn(type.data, job->export_type.data,
-                    job->export_type.len + 1);
-        link = ngx_gdrive_job_json_str(links, (char *) type.data);
-    }
-
-    if (link == NULL
-        || (ngx_strncmp(link, "https://", 8) != 0
-            && ngx_strncmp(link, "http://", 7) != 0))
-    {
-        ngx_gdrive_job_stop_io(job);
-        ngx_gdrive_job_fail(job, "export_too_large",
-                            "the export is over Drive's limit and the file "
-                            "has no export link for the type", 1, -1);
-        return;
-    }
-
-    url = ngx_pnalloc(job->pool, ngx_strlen(link) + 1);
-    if (url == NULL) {
-        goto nomem;
-    }
-
-    ngx_memcpy(url, link, ngx_strlen(link) + 1);
-
-    /* Google's export links redirect to a content host */
-    job->drive.follow = 1;
-    ngx_gdrive_drive_call(&job->drive, "files.exportLink", url);
-    return;
-
-nomem:
-
-    ngx_gdrive_job_stop_io(job);
-    ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
-}
-
-
-static size_t
-ngx_gdrive_job_sink(ngx_gdrive_drive_t *d, u_char *p, size_t len)
-{
-    ngx_gdrive_job_t *job = d->data;
-
-    switch (ngx_gdrive_s3_upload_write(&job->upload, p, len)) {
-
-    case NGX_OK:
-        return len;
-
-    case NGX_AGAIN:
-        /* every part buffer is busy: the download waits for resume() */
-        return CURL_WRITEFUNC_PAUSE;
-
-    default:
-        d->sink_failed = 1;
-        return 0;
-    }
-}
-
-
-/*
- * A buffer is free again.  The download resumes from a posted event:
- * curl hands over the bytes it held back from inside curl_easy_pause(),
- * which must not happen inside the uploader's own callback.
- */
-
-static void
-ngx_gdrive_job_upload_resume(ngx_gdrive_s3_upload_t *u)
-{
-    ngx_gdrive_job_t *job = u->data;
-
-    if (!job->resume.posted) {
-        ngx_post_event(&job->resume, &ngx_posted_events);
-    }
-}
-
-
-static void
-ngx_gdrive_job_resume_handler(ngx_event_t *ev)
-{
-    ngx_gdrive_job_t *job = ev->data;
-
-    ngx_gdrive_drive_resume(&job->drive);
-}
-
-
-/* the download is complete: the upload ends the stream */
-
-static void
-ngx_gdrive_job_content_done(ngx_gdrive_job_t *job)
-{
-    if (job->upload.size >= 0 && job->drive.bytes != job->upload.size) {
-        ngx_gdrive_job_stop_io(job);
-        ngx_gdrive_job_fail(job, "upstream_error",
-                            "the download's length is not the file's size",
-                            0, -1);
-        return;
-    }
-
-    ngx_gdrive_s3_upload_finish(&job->upload);
-}
-
-
-static void
-ngx_gdrive_job_upload_done(ngx_gdrive_s3_upload_t *u)
-{
-    ngx_gdrive_job_t *job = u->data;
-
-    job->upload_busy = 0;
-
-    if (u->rc != NGX_OK) {
-        ngx_gdrive_job_stop_io(job);
-        ngx_gdrive_job_fail(job, u->code, u->detail, u->permanent,
-                            u->retry_after);
-        return;
-    }
-
-    if (u->unchanged) {
-        ngx_log_error(NGX_LOG_INFO, &job->log, 0,
-                      "gdrive: \"%V\" is stored already", &u->key);
-        job->outcome = "unchanged";
-
-    } else {
-        ngx_log_error(NGX_LOG_INFO, &job->log, 0,
-                      "gdrive: stored \"%V\", %O bytes in %ui parts",
-                      &u->key, u->bytes, u->parts);
-        job->outcome = "uploaded";
-    }
-
-    job->stage = NGX_GDRIVE_STAGE_RESULT;
-    ngx_gdrive_job_run(job);
-}
-
-
-/* sync_folder: the folder's children, a page at a time */
-
-static void
-ngx_gdrive_job_list(ngx_gdrive_job_t *job)
-{
-    u_char                       *p;
-    char                         *url;
-    ngx_str_t                     q, drive;
-    const char                   *corpora;
-    ngx_gdrive_trigger_t         *t;
-    ngx_http_gdrive_main_conf_t  *gmcf;
-
-    gmcf = ngx_gdrive_worker.gmcf;
-    t = &job->trigger;
-
-    job->stage = NGX_GDRIVE_STAGE_LIST;
-    ngx_gdrive_status_job_stage(job->status_slot, "listing");
-
-    /* folder ids are of [A-Za-z0-9_-]: nothing to quote in the query */
-
-    p = ngx_pnalloc(job->pool, t->folder_id.len + 64);
-    if (p == NULL) {
-        goto nomem;
-    }
-
-    q.data = p;
-    q.len = ngx_sprintf(p, "'%*s' in parents and trashed = false",
-                        t->folder_id.len, t->folder_id.data) - p;
-
-    if (ngx_gdrive_drive_escape(job->pool, (char *) q.data, q.len, &q)
-        != NGX_OK)
-    {
-        goto nomem;
-    }
-
-    /*
-     * All drives at first; a listing Drive says is incomplete is listed
-     * again in the folder's own drive (or the user's corpus): Drive's
-     * advice for incompleteSearch.
-     */
-
-    ngx_str_null(&drive);
-    corpora = "allDrives";
-
-    if (t->drive_id.data) {
-        drive.data = (u_char *) t->drive_id.data;
-        drive.len = t->drive_id.len;
-        corpora = "drive";
-
-    } else if (job->narrowed) {
-        drive = job->list_drive;
-        corpora = drive.len ? "drive" : "user";
-    }
-
-    url = ngx_gdrive_drive_url(job->pool,
-                               q.len + drive.len + job->page_token.len + 512,
-                               "/drive/v3/files?q=%V&pageSize=%ui"
-                               "&fields=%s"
-                               "&supportsAllDrives=true"
-                               "&includeItemsFromAllDrives=true"
-                               "&corpora=%s%s%V%s%V",
-                               &q, gmcf->list_page_size,
-                               NGX_GDRIVE_LIST_FIELDS, corpora,
-                               drive.len ? "&driveId=" : "", &drive,
-                               job->page_token.len ? "&pageToken=" : "",
-                               &job->page_token);
-    if (url == NULL) {
-        goto nomem;
-    }
-
-    job->drive.sink = NULL;
-    job->drive.header = NULL;
-    job->drive.follow = 0;
-    ngx_gdrive_drive_call(&job->drive, "files.list", url);
-    return;
-
-nomem:
-
-    ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
-}
-
-
-static void
-ngx_gdrive_job_list_page(ngx_gdrive_job_t *job)
-{
-    json_t      *files, *f;
-    size_t       i;
-    const char  *id, *mime, *next;
-
-    files = json_object_get(job->drive.json, "files");
-
-    if (!json_is_array(files)) {
-        ngx_gdrive_job_fail(job, "upstream_error",
-                            "a listing page without files", 0, -1);
-        return;
-    }
-
-    /* files may be missing from an incomplete page: none of it is used */
-
-    if (json_is_true(json_object_get(job->drive.json, "incompleteSearch"))) {
-
-        if (job->trigger.drive_id.data == NULL && !job->narrowed) {
-            ngx_log_error(NGX_LOG_INFO, &job->log, 0,
-                          "gdrive: the listing of all drives is incomplete, "
-                          "listing the folder's drive");
-
-            job->narrow = 1;
-            ngx_str_null(&job->page_token);
-
-            if (job->pending == 0) {
-                ngx_gdrive_job_next_page(job);
-            }
-
-            return;
-        }
-
-        ngx_gdrive_job_page_fail(job, "upstream_error",
-                                 "Drive's listing of the folder's drive is "
-                                 "incomplete (incompleteSearch)");
-        return;
-    }
-
-    job->pages++;
-
-    json_array_foreach(files, i, f) {
-        id = ngx_gdrive_job_json_str(f, "id");
-        mime = ngx_gdrive_job_json_str(f, "mimeType");
-
-        if (id == NULL || !ngx_gdrive_drive_id_valid(id, ngx_strlen(id))) {
-            ngx_gdrive_job_page_fail(job, "upstream_error",
-                                     "a listed file without a usable id");
-            return;
-        }
-
-        if (mime && ngx_strcmp(mime, NGX_GDRIVE_FOLDER_MIME) == 0) {
-            if (!job->trigger.recursive) {
-                continue;
-            }
-
-            if (ngx_gdrive_job_child(job, "sync_folder", id, 0, NULL)
-                != NGX_OK)
-            {
-                return;
-            }
-
-            continue;
-        }
-
-        if (ngx_gdrive_job_child(job, "sync_file", id, 0, f) != NGX_OK) {
-            return;
-        }
-    }
-
-    next = ngx_gdrive_job_json_str(job->drive.json, "nextPageToken");
-
-    ngx_gdrive_job_page_done(job, next, NULL);
-}
-
-
-/* an incomplete listing: in which drive is the folder? */
-
-static void
-ngx_gdrive_job_list_drive(ngx_gdrive_job_t *job)
-{
-    ngx_str_t  folder;
-
-    folder.data = (u_char *) job->trigger.folder_id.data;
-    folder.len = job->trigger.folder_id.len;
-
-    ngx_gdrive_job_files_get(job, &folder, "id,driveId");
-}
-
-
-static void
-ngx_gdrive_job_list_drive_done(ngx_gdrive_job_t *job)
-{
-    size_t       len;
-    const char  *drive;
-
-    drive = ngx_gdrive_job_json_str(job->drive.json, "driveId");
-
-    ngx_str_null(&job->list_drive);
-
-    if (drive) {
-        len = ngx_strlen(drive);
-
-        if (!ngx_gdrive_drive_id_valid(drive, len)) {
-            ngx_gdrive_job_fail(job, "upstream_error",
-                                "Drive named the folder's drive with an "
-                                "unusable id", 0, -1);
-            return;
-        }
-
-        job->list_drive.data = ngx_pnalloc(job->pool, len);
-        if (job->list_drive.data == NULL) {
-            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
-                                -1);
-            return;
-        }
-
-        ngx_memcpy(job->list_drive.data, drive, len);
-        job->list_drive.len = len;
-    }
-
-    /* the listing starts over: children of earlier pages come again with
-     * the same ids, and the result counts the complete listing */
-    job->narrowed = 1;
-    job->children = 0;
-    job->pages = 0;
-
-    ngx_gdrive_job_list(job);
-}
-
-
-/* sync_changes: a fresh start token, or the feed from the given one */
-
-static void
-ngx_gdrive_job_changes(ngx_gdrive_job_t *job)
-{
-    char                         *url;
-    ngx_str_t                     drive;
-    ngx_gdrive_trigger_t         *t;
-    ngx_http_gdrive_main_conf_t  *gmcf;
-
-    gmcf = ngx_gdrive_worker.gmcf;
-    t = &job->trigger;
-
-    job->stage = NGX_GDRIVE_STAGE_CHANGES;
-    ngx_gdrive_status_job_stage(job->status_slot, "changes");
-    job->drive.sink = NULL;
-    job->drive.header = NULL;
-    job->drive.follow = 0;
-
-    ngx_str_null(&drive);
-
-    if (t->drive_id.data) {
-        drive.data = (u_char *) t->drive_id.data;
-        drive.len = t->drive_id.len;
-    }
-
-    if (job->page_token.len == 0) {
-        url = ngx_gdrive_drive_url(job->pool, drive.len + 128,
-                                   "/drive/v3/changes/startPageToken"
-                                   "?supportsAllDrives=true%s%V",
-                                   drive.len ? "&driveId=" : "", &drive);
-        if (url == NULL) {
-            goto nomem;
-        }
-
-        ngx_gdrive_drive_call(&job->drive, "changes.startPageToken", url);
-        return;
-    }
-
-    url = ngx_gdrive_drive_url(job->pool,
-                               drive.len + job->page_token.len + 384,
-                               "/drive/v3/changes?pageToken=%V&pageSize=%ui"
-                               "&includeRemoved=true&supportsAllDrives=true"
-                               "&includeItemsFromAllDrives=true"
-                               "&fields=%s%s%V",
-                               &job->page_token, gmcf->list_page_size,
-                               NGX_GDRIVE_CHANGES_FIELDS,
-                               drive.len ? "&driveId=" : "", &drive);
-    if (url == NULL) {
-        goto nomem;
-    }
-
-    ngx_gdrive_drive_call(&job->drive, "changes.list", url);
-    return;
-
-nomem:
-
-    ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
-}
-
-
-static void
-ngx_gdrive_job_changes_page(ngx_gdrive_job_t *job)
-{
-    json_t                       *changes, *c, *f, *removed, *trashed;
-    json_t                       *gone;
-    size_t                        i;
-    ngx_int_t                     rc;
-    const char                   *id, *mime, *next, *start, *type;
-    ngx_http_gdrive_main_conf_t  *gmcf;
-
-    gmcf = ngx_gdrive_worker.gmcf;
-
-    if (job->page_token.len == 0) {
-        /* a fresh start: nothing has changed since */
-        start = ngx_gdrive_job_json_str(job->drive.json, "startPageToken");
-
-        if (start == NULL) {
-            ngx_gdrive_job_fail(job, "upstream_error",
-                                "Drive gave no start page token", 0, -1);
-            return;
-        }
-
-        ngx_gdrive_job_page_done(job, NULL, start);
-        return;
-    }
-
-    changes = json_object_get(job->drive.json, "changes");
-
-    if (!json_is_array(changes)) {
-        ngx_gdrive_job_fail(job, "upstream_error",
-                            "a changes page without changes", 0, -1);
-        return;
-    }
-
-    job->pages++;
-
-    json_array_foreach(changes, i, c) {
-        id = ngx_gdrive_job_json_str(c, "fileId");
-        type = ngx_gdrive_job_json_str(c, "changeType");
-
-        if (id == NULL && type && ngx_strcmp(type, "file") != 0) {
-            /* a change of a shared drive itself, not of a file */
-            continue;
-        }
-
-        if (id == NULL || !ngx_gdrive_drive_id_valid(id, ngx_strlen(id))) {
-            ngx_gdrive_job_page_fail(job, "upstream_error",
-                                     "a change without a usable file id");
-            return;
-        }
-
-        f = json_object_get(c, "file");
-        removed = json_object_get(c, "removed");
-        trashed = f ? json_object_get(f, "trashed") : NULL;
-
-        mime = ngx_gdrive_job_json_str(f, "mimeType");
-
-        if (json_is_true(removed) || json_is_true(trashed) || f == NULL) {
-
-            if (mime && ngx_strcmp(mime, NGX_GDRIVE_FOLDER_MIME) == 0) {
-                /* its files come as changes of their own */
-                continue;
-            }
-
-            /*
-             * keep: a "deleted" event at once; delete: a child whose
-             * job deletes the file's objects (and retries that alone)
-             */
-
-            if (!gmcf->s3_on_delete) {
-                rc = ngx_gdrive_job_child(job, NULL, id, 1, f);
-
-            } else {
-                gone = f ? json_incref(f)
-                         : json_pack("{sssb}", "id", id, "removed", 1);
-
-                rc = gone ? ngx_gdrive_job_child(job, "sync_file", id, 0,
-                                                 gone)
-                          : NGX_ERROR;
-
-                if (gone) {
-                    json_decref(gone);
-                }
-
-                if (rc != NGX_OK && gone == NULL) {
-                    ngx_gdrive_job_page_fail(job, "internal_error",
-                                             "out of memory");
-                }
-            }
-
-            if (rc != NGX_OK) {
-                return;
-            }
-
-            continue;
-        }
-
-        if (mime && ngx_strcmp(mime, NGX_GDRIVE_FOLDER_MIME) == 0) {
-            continue;
-        }
-
-        if (ngx_gdrive_job_child(job, "sync_file", id, 0, f) != NGX_OK) {
-            return;
-        }
-    }
-
-    next = ngx_gdrive_job_json_str(job->drive.json, "nextPageToken");
-    start = ngx_gdrive_job_json_str(job->drive.json, "newStartPageToken");
-
-    if (next == NULL && start == NULL) {
-        ngx_gdrive_job_page_fail(job, "upstream_error",
-                                 "a changes page with neither a next page "
-                                 "nor a new start token");
-        return;
-    }
-
-    ngx_gdrive_job_page_done(job, next, start);
-}
-
-
-/*
- * A page is in: the listing goes on from the next page's token, or it is
- * complete (with the feed's new start token); once the page's children
- * are acknowledged, the next step.
- */
-
-static void
-ngx_gdrive_job_page_done(ngx_gdrive_job_t *job, const char *next,
-    const char *start)
-{
-    if (next) {
-        if (ngx_gdrive_job_set_token(job, next, ngx_strlen(next), 0)
-            != NGX_OK)
-        {
-            goto nomem;
-        }
-
-    } else {
-        if (start
-            && ngx_gdrive_job_set_token(job, start, ngx_strlen(start), 1)
-               != NGX_OK)
-        {
-            goto nomem;
-        }
-
-        job->listed = 1;
-    }
-
-    if (job->pending == 0) {
-        ngx_gdrive_job_next_page(job);
-    }
-
-    return;
-
-nomem:
-
-    ngx_gdrive_job_page_fail(job, "internal_error", "out of memory");
-}
-
-
-/*
- * Every child of the page is acknowledged: the next page, or the end.
- * A listing is complete only with its last page: one that fails half
- * way is retried whole (child ids are deterministic), never reported as
- * a success with fewer files.
- */
-
-static void
-ngx_gdrive_job_next_page(ngx_gdrive_job_t *job)
-{
-    if (!job->listed) {
-        if (job->stage == NGX_GDRIVE_STAGE_LIST && job->narrow
-            && !job->narrowed)
-        {
-            ngx_gdrive_job_list_drive(job);
-
-        } else if (job->stage == NGX_GDRIVE_STAGE_LIST) {
-            ngx_gdrive_job_list(job);
-
-        } else {
-            ngx_gdrive_job_changes(job);
-        }
-
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_INFO, &job->log, 0,
-                  "gdrive: listed %ui pages: %ui children, %ui deleted",
-                  job->pages, job->children, job->deleted);
-
-    job->outcome = (job->trigger.action == NGX_GDRIVE_SYNC_FOLDER)
-                   ? "fanned_out" : "changes_listed";
-    job->stage = NGX_GDRIVE_STAGE_RESULT;
-    ngx_gdrive_job_run(job);
-}
-
-
-/*
- * A child trigger to the trigger topic, or a "deleted" result to the
- * result topic, keyed by the integration.  The child's id is a hash of
- * the parent's id and the file's: the same on every redelivery, of
- * bounded length, in the trigger-id charset.
- */
-
-static ngx_int_t
-ngx_gdrive_job_child(ngx_gdrive_job_t *job, const char *action,
-    const char *file_id, ngx_uint_t deleted, json_t *file)
-{
-    char                 *json;
-    u_char                digest[20], id[41];
-    json_t               *root, *last;
-    ngx_uint_t            folder;
-    ngx_str_t             key, fid, cached;
-    ngx_sha1_t            sha1;
-    ngx_gdrive_trigger_t *t;
-    rd_kafka_resp_err_t   err;
-
-    t = &job->trigger;
-
-    ngx_sha1_init(&sha1);
-    ngx_sha1_update(&sha1, job->id, ngx_strlen(job->id));
-    ngx_sha1_update(&sha1, "/", 1);
-    ngx_sha1_update(&sha1, file_id, ngx_strlen(file_id));
-    ngx_sha1_final(digest, &sha1);
-
-    *ngx_hex_dump(id, digest, 20) = '\0';
-
-    root = json_object();
-    if (root == NULL) {
-        goto failed;
-    }
-
-    json_object_set_new(root, "trigger_id", json_string((char *) id));
-    json_object_set_new(root, "integration_id",
-                        json_stringn(t->integration_id.data,
-                                     t->integration_id.len));
-
-    if (deleted) {
-        json_object_set_new(root, "action", json_string("sync_changes"));
-        json_object_set_new(root, "status", json_string("deleted"));
-
-        /*
-         * A removed file comes without metadata: what the worker saw of
-         * it last (the metadata cache) names it, when it is there.
-         */
-
-        last = NULL;
-        fid.data = (u_char *) file_id;
-        fid.len = ngx_strlen(file_id);
-
-        if (file == NULL
-            && ngx_gdrive_cache_get(&job->token.integration, &fid, job->pool,
-                                    &cached)
-               == NGX_OK)
-        {
-            last = json_loadb((char *) cached.data, cached.len, 0, NULL);
-        }
-
-        json_object_set_new(root, "file",
-                            ngx_gdrive_job_deleted_file(file_id,
-                                                        file ? file : last));
-        if (last) {
-            json_decref(last);
-        }
-
-    } else {
-        json_object_set_new(root, "action", json_string(action));
-        folder = (ngx_strcmp(action, "sync_folder") == 0);
-
-        json_object_set_new(root, folder ? "folder_id" : "file_id",
-                            json_string(file_id));
-
-        if (folder && t->recursive) {
-            json_object_set_new(root, "recursive", json_true());
-        }
-
-        if (t->export_mime_type.data) {
-            json_object_set_new(root, "export_mime_type",
-                                json_stringn(t->export_mime_type.data,
-                                             t->export_mime_type.len));
-        }
-
-        if (t->drive_id.data) {
-            json_object_set_new(root, "drive_id",
-                                json_stringn(t->drive_id.data,
-                                             t->drive_id.len));
-        }
-
-        if (file && !folder) {
-            json_object_set(root, "drive_file", file);
-        }
-    }
-
-    json_object_set_new(root, "parent_trigger_id",
-                        json_string((char *) job->id));
-
-    json = json_dumps(root, JSON_COMPACT);
-
-    if (json && ngx_strlen(json) > NGX_GDRIVE_CARRIED_MAX
-        && json_object_get(root, "drive_file"))
-    {
-        /* metadata that large is not carried: the child asks Drive */
-        free(json);
-        json_object_del(root, "drive_file");
-        json = json_dumps(root, JSON_COMPACT);
-    }
-
-    json_decref(root);
-
-    if (json == NULL) {
-        goto failed;
-    }
-
-    key.data = (u_char *) t->integration_id.data;
-    key.len = t->integration_id.len;
-
-    err = ngx_gdrive_kafka_produce(ngx_gdrive_worker.producer,
-                                   deleted ? ngx_gdrive_worker.result_topic
-                                           : ngx_gdrive_worker.trigger_topic,
-                                   &key, (u_char *) json, ngx_strlen(json),
-                                   1, NULL, &job->child_dr);
-
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        free(json);
-        ngx_log_error(NGX_LOG_ERR, &job->log, 0,
-                      "gdrive: child not produced: %s",
-                      rd_kafka_err2str(err));
-        goto failed;
-    }
-
-    job->pending++;
-
-    if (deleted) {
-        job->deleted++;
-
-    } else {
-        job->children++;
-    }
-
-    return NGX_OK;
-
-failed:
-
-    ngx_gdrive_job_page_fail(job, "kafka_error",
-                             "a child trigger was not produced");
-
-    return NGX_ERROR;
-}
-
-
-/*
- * A page that cannot be taken whole: what is already produced is
- * acknowledged first, then the job fails once (the listing is retried
- * from its start; child ids are the same again).
- */
-
-static void
-ngx_gdrive_job_page_fail(ngx_gdrive_job_t *job, const char *code,
-    const char *detail)
-{
-    if (job->page_error == NULL) {
-        job->page_error = code;
-        ngx_cpystrn(job->detail, (u_char *) detail, sizeof(job->detail));
-    }
-
-    job->listed = 1;
-
-    if (job->pending == 0) {
-        ngx_gdrive_job_page_failed(job);
-    }
-}
-
-
-static void
-ngx_gdrive_job_page_failed(ngx_gdrive_job_t *job)
-{
-    const char  *code;
-    u_char       detail[256];
-
-    code = job->page_error;
-    ngx_memcpy(detail, job->detail, sizeof(detail));
-    job->page_error = NULL;
-
-    ngx_gdrive_job_fail(job, code, (char *) detail, 0, -1);
-}
-
-
-static void
-ngx_gdrive_job_child_delivered(void *data, rd_kafka_resp_err_t err,
-    int32_t partition, int64_t offset)
-{
-    ngx_gdrive_job_t *job = data;
-
-    job->pending--;
-
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, &job->log, 0,
-                      "gdrive: child not delivered: %s",
-                      rd_kafka_err2str(err));
-        job->child_errors++;
-    }
-
-    if (job->pending) {
-        return;
-    }
-
-    if (job->part == NULL) {
-        /* cancelled by a revocation meanwhile */
-        if (!job->in_flight) {
-            ngx_gdrive_job_free(job);
-        }
-
-        return;
-    }
-
-    if (job->stage != NGX_GDRIVE_STAGE_LIST
-        && job->stage != NGX_GDRIVE_STAGE_CHANGES)
-    {
-        /* the listing is over: nothing waits for these reports */
-        return;
-    }
-
-    if (job->page_error) {
-        ngx_gdrive_job_page_failed(job);
-        return;
-    }
-
-    if (job->child_errors) {
-        ngx_gdrive_job_fail(job, "kafka_error",
-                            "a child trigger was not acknowledged", 0, -1);
-        return;
-    }
-
-    ngx_gdrive_job_next_page(job);
-}
-
-
-/* a deleted event's file: its id, and its name and type when known */
-
-static json_t *
-ngx_gdrive_job_deleted_file(const char *file_id, json_t *meta)
-{
-    json_t      *file;
-    const char  *v;
-
-    file = json_pack("{ss}", "id", file_id);
-
-    if (file == NULL || meta == NULL) {
-        return file;
-    }
-
-    v = ngx_gdrive_job_json_str(meta, "name");
-    if (v) {
-        json_object_set_new(file, "name", json_string(v));
-    }
-
-    v = ngx_gdrive_job_json_str(meta, "mimeType");
-    if (v) {
-        json_object_set_new(file, "mimeType", json_string(v));
-    }
-
-    return file;
-}
-
-
-/* a page token: kept raw for the result, escaped for the next URL */
-
-static ngx_int_t
-ngx_gdrive_job_set_token(ngx_gdrive_job_t *job, const char *token,
-    size_t len, ngx_uint_t start)
-{
-    ngx_str_t  raw;
-
-    if (start) {
-        raw.len = len;
-        raw.data = ngx_pnalloc(job->pool, raw.len);
-
-        if (raw.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(raw.data, token, raw.len);
-        job->start_token = raw;
-
-        return NGX_OK;
-    }
-
-    return ngx_gdrive_drive_escape(job->pool, token, len, &job->page_token);
-}
-
-
 /* whatever the job has going on outside: stopped, an open upload aborted */
 
-static void
+void
 ngx_gdrive_job_stop_io(ngx_gdrive_job_t *job)
 {
     ngx_gdrive_drive_cancel(&job->drive);
@@ -2184,127 +612,13 @@ ngx_gdrive_job_stop_io(ngx_gdrive_job_t *job)
 }
 
 
-static const char *
-ngx_gdrive_job_json_str(json_t *obj, const char *name)
-{
-    json_t  *v;
-
-    v = obj ? json_object_get(obj, name) : NULL;
-
-    return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-
-/* Google Workspace files: the export when the trigger names none */
-
-static ngx_int_t
-ngx_gdrive_job_export_default(const char *mime, ngx_str_t *type)
-{
-    ngx_uint_t  i;
-
-    static struct {
-        const char  *from;
-        ngx_str_t    to;
-    } defaults[] = {
-        { "document", ngx_string("application/vnd.openxmlformats-"
-                                 "officedocument.wordprocessingml.document") },
-        { "spreadsheet", ngx_string("application/vnd.openxmlformats-"
-                                    "officedocument.spreadsheetml.sheet") },
-        { "presentation", ngx_string("application/vnd.openxmlformats-"
-                                     "officedocument.presentationml."
-                                     "presentation") },
-        { "drawing", ngx_string("application/pdf") },
-        { NULL, ngx_null_string }
-    };
-
-    mime += sizeof(NGX_GDRIVE_APPS_PREFIX) - 1;
-
-    for (i = 0; defaults[i].from; i++) {
-        if (ngx_strcmp(mime, defaults[i].from) == 0) {
-            *type = defaults[i].to;
-            return NGX_OK;
-        }
-    }
-
-    return NGX_DECLINED;
-}
-
-
-/*
- * The key's suffix for an export, so that two formats never share a key:
- * every format Drive's "Export MIME types" lists has its extension, and
- * any other type a short stable hash of its name ("x" and 8 hex digits of
- * its SHA-1).  ext has room for 10 bytes and the NUL.
- */
-
-static void
-ngx_gdrive_job_export_ext(ngx_str_t *type, u_char *ext)
-{
-    u_char      digest[20];
-    ngx_uint_t  i;
-    ngx_sha1_t  sha1;
-
-    static struct {
-        ngx_str_t    type;
-        const char  *ext;
-    } exts[] = {
-        { ngx_string("application/pdf"), "pdf" },
-        { ngx_string("application/vnd.openxmlformats-officedocument."
-                     "wordprocessingml.document"), "docx" },
-        { ngx_string("application/vnd.openxmlformats-officedocument."
-                     "spreadsheetml.sheet"), "xlsx" },
-        { ngx_string("application/vnd.openxmlformats-officedocument."
-                     "presentationml.presentation"), "pptx" },
-        { ngx_string("application/vnd.oasis.opendocument.text"), "odt" },
-        { ngx_string("application/vnd.oasis.opendocument.spreadsheet"),
-          "ods" },
-        { ngx_string("application/x-vnd.oasis.opendocument.spreadsheet"),
-          "xods" },
-        { ngx_string("application/vnd.oasis.opendocument.presentation"),
-          "odp" },
-        { ngx_string("application/rtf"), "rtf" },
-        { ngx_string("application/epub+zip"), "epub" },
-        { ngx_string("application/zip"), "zip" },
-        { ngx_string("text/plain"), "txt" },
-        { ngx_string("text/html"), "html" },
-        { ngx_string("text/markdown"), "md" },
-        { ngx_string("text/x-markdown"), "xmd" },
-        { ngx_string("text/csv"), "csv" },
-        { ngx_string("text/tab-separated-values"), "tsv" },
-        { ngx_string("image/png"), "png" },
-        { ngx_string("image/jpeg"), "jpg" },
-        { ngx_string("image/svg+xml"), "svg" },
-        { ngx_string("application/vnd.google-apps.script+json"), "json" },
-        { ngx_string("video/mp4"), "mp4" },
-        { ngx_null_string, NULL }
-    };
-
-    for (i = 0; exts[i].ext; i++) {
-        if (exts[i].type.len == type->len
-            && ngx_strncasecmp(exts[i].type.data, type->data, type->len)
-               == 0)
-        {
-            ngx_cpystrn(ext, (u_char *) exts[i].ext, 11);
-            return;
-        }
-    }
-
-    ngx_sha1_init(&sha1);
-    ngx_sha1_update(&sha1, type->data, type->len);
-    ngx_sha1_final(digest, &sha1);
-
-    ext[0] = 'x';
-    *ngx_hex_dump(ext + 1, digest, 4) = '\0';
-}
-
-
 /*
  * A failed stage: transient failures are retried by the backoff, up to
  * gdrive_retry attempts; permanent ones and the last attempt go to the
  * DLQ with the error.
  */
 
-static void
+void
 ngx_gdrive_job_fail(ngx_gdrive_job_t *job, const char *code,
     const char *detail, ngx_uint_t permanent, ngx_int_t retry_after)
 {
@@ -2324,7 +638,7 @@ ngx_gdrive_job_fail(ngx_gdrive_job_t *job, const char *code,
     }
 
     if (!permanent
-        && job->attempt + 1 < ngx_gdrive_worker.gmcf->retry_attempts)
+        && job->attempt + 1 < ngx_gdrive_engine.gmcf->retry_attempts)
     {
         ngx_gdrive_job_retry(job, retry_after > 0
                                   ? (ngx_msec_t) retry_after * 1000 : 0);
@@ -2338,408 +652,8 @@ ngx_gdrive_job_fail(ngx_gdrive_job_t *job, const char *code,
     }
 
     job->to_dlq = 1;
-    job->stage = NGX_GDRIVE_STAGE_DLQ;
+    ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_DLQ);
     ngx_gdrive_job_dlq(job);
-}
-
-
-/* the result event: what the pipeline reached, keyed by integration */
-
-static void
-ngx_gdrive_job_result(ngx_gdrive_job_t *job)
-{
-    char                 *json;
-    json_t               *root;
-    ngx_str_t             key;
-    rd_kafka_resp_err_t   err;
-
-    ngx_gdrive_status_job_stage(job->status_slot, "result");
-
-    root = ngx_gdrive_job_result_json(job);
-    json = root ? json_dumps(root, JSON_COMPACT) : NULL;
-
-    if (root) {
-        json_decref(root);
-    }
-
-    if (json == NULL) {
-        job->error = "internal_error";
-        ngx_gdrive_job_retry(job, 1000);
-        return;
-    }
-
-    key.data = (u_char *) job->trigger.integration_id.data;
-    key.len = job->trigger.integration_id.len;
-
-    /* librdkafka frees the JSON once delivered */
-
-    err = ngx_gdrive_kafka_produce(ngx_gdrive_worker.producer,
-                                   ngx_gdrive_worker.result_topic, &key,
-                                   (u_char *) json, ngx_strlen(json), 1,
-                                   NULL, &job->dr);
-
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        free(json);
-        ngx_gdrive_job_output_failed(job, err);
-        return;
-    }
-
-    job->in_flight = 1;
-}
-
-
-static json_t *
-ngx_gdrive_job_result_json(ngx_gdrive_job_t *job)
-{
-    char                          worker[NGX_MAXHOSTNAMELEN + 32];
-    u_char                       *p;
-    json_t                       *root, *file, *payload, *v;
-    ngx_str_t                    *bucket;
-    ngx_uint_t                    i;
-    ngx_gdrive_s3_upload_t       *u;
-    ngx_http_gdrive_main_conf_t  *gmcf;
-
-    static const char  *meta_fields[] = {
-        "name", "mimeType", "size", "md5Checksum", "version",
-        "modifiedTime", "headRevisionId", "driveId", NULL
-    };
-
-    gmcf = ngx_gdrive_worker.gmcf;
-    u = &job->upload;
-
-    p = ngx_snprintf((u_char *) worker, sizeof(worker) - 1, "%V/%P",
-                     &ngx_cycle->hostname, ngx_pid);
-    *p = '\0';
-
-    root = json_object();
-    if (root == NULL) {
-        return NULL;
-    }
-
-    json_object_set_new(root, "trigger_id",
-                        json_string((char *) job->id));
-    json_object_set_new(root, "integration_id",
-                        json_stringn(job->trigger.integration_id.data,
-                                     job->trigger.integration_id.len));
-    json_object_set_new(root, "action",
-                        json_string(ngx_gdrive_action_name(
-                                        job->trigger.action)));
-    json_object_set_new(root, "status",
-                        json_string(job->outcome ? job->outcome
-                                                 : "completed"));
-
-    if (job->meta) {
-        file = json_object();
-
-        json_object_set_new(file, "id",
-                            json_stringn((char *) job->file_id.data,
-                                         job->file_id.len));
-
-        for (i = 0; meta_fields[i]; i++) {
-            v = json_object_get(job->meta, meta_fields[i]);
-
-            if (v) {
-                json_object_set(file, meta_fields[i], v);
-            }
-        }
-
-        if (job->shortcut_id.len) {
-            json_object_set_new(file, "shortcut_id",
-                                json_stringn((char *) job->shortcut_id.data,
-                                             job->shortcut_id.len));
-        }
-
-        json_object_set_new(root, "file", file);
-    }
-
-    if (job->pruned) {
-        json_object_set_new(root, "deleted_objects",
-                            json_integer((json_int_t) job->prune.deleted));
-    }
-
-    if (u->key.len) {
-        bucket = &gmcf->s3_bucket;
-        payload = json_object();
-
-        json_object_set_new(payload, "bucket",
-                            json_stringn((char *) bucket->data, bucket->len));
-        json_object_set_new(payload, "key",
-                            json_stringn((char *) u->key.data, u->key.len));
-
-        p = ngx_pnalloc(job->pool, bucket->len + u->key.len + 8);
-        if (p) {
-            json_object_set_new(payload, "uri",
-                                json_stringn((char *) p,
-                                    ngx_sprintf(p, "s3://%V/%V", bucket,
-                                                &u->key) - p));
-        }
-
-        json_object_set_new(payload, "content_type",
-                            json_stringn((char *) u->content_type.data,
-                                         u->content_type.len));
-
-        if (!u->unchanged) {
-            json_object_set_new(payload, "bytes",
-                                json_integer((json_int_t) u->bytes));
-            json_object_set_new(payload, "sha256",
-                                json_stringn((char *) u->sha256, 64));
-            json_object_set_new(payload, "md5",
-                                json_stringn((char *) u->md5_hex, 32));
-            json_object_set_new(payload, "parts",
-                                json_integer((json_int_t) u->parts));
-
-        } else if (u->size >= 0) {
-            json_object_set_new(payload, "bytes",
-                                json_integer((json_int_t) u->size));
-        }
-
-        json_object_set_new(root, "payload", payload);
-    }
-
-    if (job->trigger.action != NGX_GDRIVE_SYNC_FILE) {
-        json_object_set_new(root, "children",
-                            json_integer((json_int_t) job->children));
-        json_object_set_new(root, "pages",
-                            json_integer((json_int_t) job->pages));
-    }
-
-    if (job->trigger.action == NGX_GDRIVE_SYNC_CHANGES) {
-        json_object_set_new(root, "deleted",
-                            json_integer((json_int_t) job->deleted));
-
-        if (job->start_token.len) {
-            json_object_set_new(root, "new_start_page_token",
-                                json_stringn((char *) job->start_token.data,
-                                             job->start_token.len));
-        }
-    }
-
-    json_object_set_new(root, "attempts",
-                        json_integer((json_int_t) job->attempt + 1));
-    json_object_set_new(root, "duration_ms",
-                        json_integer((json_int_t)
-                                     (ngx_current_msec - job->started)));
-    json_object_set_new(root, "worker", json_string(worker));
-
-    v = json_object();
-    json_object_set_new(v, "topic", json_string(ngx_gdrive_engine.topic));
-    json_object_set_new(v, "partition",
-                        json_integer(job->msg->partition));
-    json_object_set_new(v, "offset", json_integer(job->msg->offset));
-    json_object_set_new(root, "source", v);
-
-    return root;
-}
-
-
-/*
- * The original key, value and headers, byte for byte, with the failure in
- * Kafka Connect's header names (for existing DLQ tooling) and ours.
- */
-
-static void
-ngx_gdrive_job_dlq(ngx_gdrive_job_t *job)
-{
-    u_char                buf[NGX_MAXHOSTNAMELEN + NGX_INT64_LEN + 2];
-    size_t                len, value_len;
-    ngx_str_t             key;
-    rd_kafka_headers_t   *hdrs, *orig;
-    rd_kafka_resp_err_t   err;
-
-    ngx_gdrive_status_job_stage(job->status_slot, "dlq");
-
-    /* a record being cut leaves the original headers out: they may be
-     * what the topic refuses */
-
-    if (job->dlq_len == 0
-        && rd_kafka_message_headers(job->msg, &orig)
-           == RD_KAFKA_RESP_ERR_NO_ERROR)
-    {
-        hdrs = rd_kafka_headers_copy(orig);
-
-    } else {
-        hdrs = rd_kafka_headers_new(12);
-    }
-
-    if (hdrs == NULL) {
-        ngx_gdrive_job_retry(job, 1000);
-        return;
-    }
-
-    rd_kafka_header_add(hdrs, "__connect.errors.topic", -1,
-                        ngx_gdrive_engine.topic, -1);
-
-    len = ngx_snprintf(buf, sizeof(buf), "%D", job->msg->partition) - buf;
-    rd_kafka_header_add(hdrs, "__connect.errors.partition", -1, buf, len);
-
-    len = ngx_snprintf(buf, sizeof(buf), "%O", (off_t) job->msg->offset)
-          - buf;
-    rd_kafka_header_add(hdrs, "__connect.errors.offset", -1, buf, len);
-
-    rd_kafka_header_add(hdrs, "__connect.errors.exception.class.name", -1,
-                        job->error, -1);
-    rd_kafka_header_add(hdrs, "__connect.errors.exception.message", -1,
-                        job->detail, -1);
-    rd_kafka_header_add(hdrs, "gdrive.error.code", -1, job->error, -1);
-    rd_kafka_header_add(hdrs, "gdrive.error.message", -1, job->detail, -1);
-
-    len = ngx_snprintf(buf, sizeof(buf), "%ui", job->attempt + 1) - buf;
-    rd_kafka_header_add(hdrs, "gdrive.error.attempts", -1, buf, len);
-
-    rd_kafka_header_add(hdrs, "gdrive.error.time", -1,
-                        ngx_cached_http_log_iso8601.data,
-                        ngx_cached_http_log_iso8601.len);
-
-    len = ngx_snprintf(buf, sizeof(buf), "%V/%P", &ngx_cycle->hostname,
-                       ngx_pid)
-          - buf;
-    rd_kafka_header_add(hdrs, "gdrive.error.worker", -1, buf, len);
-
-    /* a value the dead-letter topic refused whole goes cut, and says so */
-
-    value_len = job->msg->len;
-
-    if (job->dlq_len && job->dlq_len < value_len) {
-        value_len = job->dlq_len;
-        len = ngx_snprintf(buf, sizeof(buf), "%uz", job->msg->len) - buf;
-        rd_kafka_header_add(hdrs, "gdrive.error.truncated", -1, buf, len);
-    }
-
-    if (job->id[0] != '-') {
-        rd_kafka_header_add(hdrs, "gdrive.trigger_id", -1, job->id, -1);
-    }
-
-    key.data = job->msg->key;
-    key.len = job->msg->key_len;
-
-    err = ngx_gdrive_kafka_produce(ngx_gdrive_worker.producer,
-                                   ngx_gdrive_worker.dlq_topic, &key,
-                                   job->msg->payload, value_len, 0,
-                                   hdrs, &job->dr);
-
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        /* producev owns the headers only when it succeeds */
-        rd_kafka_headers_destroy(hdrs);
-        ngx_gdrive_job_output_failed(job, err);
-        return;
-    }
-
-    job->in_flight = 1;
-}
-
-
-static void
-ngx_gdrive_job_delivered(void *data, rd_kafka_resp_err_t err,
-    int32_t partition, int64_t offset)
-{
-    ngx_gdrive_job_t *job = data;
-
-    job->in_flight = 0;
-
-    if (job->part == NULL) {
-        /* cancelled by a revocation while the report was on its way */
-        if (job->pending == 0) {
-            ngx_gdrive_job_free(job);
-        }
-
-        return;
-    }
-
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        if (job->to_dlq) {
-            ngx_log_error(NGX_LOG_WARN, &job->log, 0,
-                          "gdrive: job done: sent to the dead-letter topic "
-                          "(%s)", job->error);
-
-        } else {
-            ngx_log_error(NGX_LOG_INFO, &job->log, 0,
-                          "gdrive: job done: result published");
-        }
-
-        ngx_gdrive_job_terminal(job);
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_ERR, &job->log, 0,
-                  "gdrive: job output not delivered: %s",
-                  rd_kafka_err2str(err));
-
-    ngx_gdrive_job_output_failed(job, err);
-}
-
-
-/*
- * A result or DLQ record Kafka did not take.  A transient error is
- * retried until it is taken: the partition waits rather than lose the
- * message.  A permanent one (too large, invalid, not authorized) would
- * stall the partition for good: a refused result goes to the DLQ; a
- * refused dead letter goes again with its value cut in half, down to
- * 1 KiB, and only if even that is refused is the message dropped, with
- * an alert and a metric, and its offset stored.
- */
-
-static void
-ngx_gdrive_job_output_failed(ngx_gdrive_job_t *job, rd_kafka_resp_err_t err)
-{
-    size_t  len;
-
-    if (!ngx_gdrive_kafka_permanent(err)) {
-        ngx_gdrive_job_output_retry(job);
-        return;
-    }
-
-    if (!job->to_dlq) {
-        ngx_snprintf(job->detail, sizeof(job->detail) - 1,
-                     "the result topic refused the result: %s%Z",
-                     rd_kafka_err2str(err));
-        job->error = "kafka_error";
-        job->to_dlq = 1;
-        job->stage = NGX_GDRIVE_STAGE_DLQ;
-        ngx_gdrive_job_retry(job, 0);
-        job->attempt--;
-        return;
-    }
-
-    len = job->dlq_len ? job->dlq_len : job->msg->len;
-
-    if (len > NGX_GDRIVE_DLQ_MIN_VALUE && ngx_gdrive_kafka_too_large(err)) {
-        job->dlq_len = ngx_max(len / 2, NGX_GDRIVE_DLQ_MIN_VALUE);
-
-        ngx_log_error(NGX_LOG_WARN, &job->log, 0,
-                      "gdrive: the dead-letter topic refused the record "
-                      "(%s): sending its value cut to %uz of %uz bytes",
-                      rd_kafka_err2str(err), job->dlq_len, job->msg->len);
-
-        /* at once: at most 10 halvings, each a produce */
-        ngx_gdrive_job_dlq(job);
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_ALERT, &job->log, 0,
-                  "gdrive: the dead-letter topic refuses the record of "
-                  "%uz bytes (%s): the message is dropped, its offset "
-                  "stored; it failed with %s: %s",
-                  len, rd_kafka_err2str(err), job->error, job->detail);
-
-    ngx_gdrive_metric_dlq("dropped", 1);
-    ngx_gdrive_job_terminal(job);
-}
-
-
-/*
- * The output is produced again: not an attempt of the job, and a DLQ
- * record keeps the failure it reports.
- */
-
-static void
-ngx_gdrive_job_output_retry(ngx_gdrive_job_t *job)
-{
-    if (!job->to_dlq) {
-        job->error = "kafka_error";
-    }
-
-    ngx_gdrive_job_retry(job, 0);
-    job->attempt--;
 }
 
 
@@ -2750,13 +664,13 @@ ngx_gdrive_job_output_retry(ngx_gdrive_job_t *job)
  * would lose the trigger, and the partition waits for it in order.
  */
 
-static void
+void
 ngx_gdrive_job_retry(ngx_gdrive_job_t *job, ngx_msec_t at_least)
 {
     ngx_msec_t                    cap, delay;
     ngx_http_gdrive_main_conf_t  *gmcf;
 
-    gmcf = ngx_gdrive_worker.gmcf;
+    gmcf = ngx_gdrive_engine.gmcf;
 
     cap = gmcf->retry_base << ngx_min(job->attempt, 20);
 
@@ -2777,9 +691,9 @@ ngx_gdrive_job_retry(ngx_gdrive_job_t *job, ngx_msec_t at_least)
     }
 
     job->attempt++;
-    ngx_gdrive_worker.status->retries++;
+    ngx_gdrive_engine.status->retries++;
     ngx_gdrive_metric_job_retry(job->error);
-    ngx_gdrive_status_job_stage(job->status_slot, "backoff");
+    ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_BACKOFF);
 
     ngx_log_error(NGX_LOG_INFO, &job->log, 0,
                   "gdrive: job retries in %Mms (attempt %ui): %s",
@@ -2798,7 +712,7 @@ ngx_gdrive_job_timer(ngx_event_t *ev)
 }
 
 
-static void
+void
 ngx_gdrive_job_terminal(ngx_gdrive_job_t *job)
 {
     int64_t               next;
@@ -2816,11 +730,11 @@ ngx_gdrive_job_terminal(ngx_gdrive_job_t *job)
     e->running--;
 
     if (job->to_dlq) {
-        ngx_gdrive_worker.status->dead_letters++;
+        ngx_gdrive_engine.status->dead_letters++;
         ngx_gdrive_metric_dlq("produced", 1);
 
     } else {
-        ngx_gdrive_worker.status->results++;
+        ngx_gdrive_engine.status->results++;
     }
 
     ngx_gdrive_metric_job_done(job->to_dlq ? "dlq"
@@ -2853,7 +767,8 @@ ngx_gdrive_job_terminal(ngx_gdrive_job_t *job)
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
             ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                           "gdrive: offset %L of partition %D not stored: %s",
-                          next, part->partition, rd_kafka_err2str(err));
+                          next, part->partition,
+                          ngx_gdrive_kafka_strerror(err));
 
         } else {
             part->stored = next;
@@ -2918,7 +833,7 @@ ngx_gdrive_job_revoked(void *data, rd_kafka_topic_partition_list_t *parts)
 
             if (!job->terminal) {
                 ngx_gdrive_job_untake(e, job);
-                ngx_gdrive_worker.status->cancelled++;
+                ngx_gdrive_engine.status->cancelled++;
                 ngx_gdrive_status_job_end(job->status_slot);
                 job->status_slot = -1;
                 ngx_log_error(NGX_LOG_INFO, &job->log, 0,
@@ -3041,7 +956,7 @@ ngx_gdrive_job_exiting(void *data)
         ngx_queue_remove(&job->queue);
 
         ngx_gdrive_job_untake(e, job);
-        ngx_gdrive_worker.status->cancelled++;
+        ngx_gdrive_engine.status->cancelled++;
         ngx_gdrive_status_job_end(job->status_slot);
         ngx_gdrive_job_free(job);
     }
@@ -3056,7 +971,7 @@ ngx_gdrive_job_exiting(void *data)
     e->shutdown.handler = ngx_gdrive_job_shutdown_handler;
     e->shutdown.data = e;
     e->shutdown.log = ngx_cycle->log;
-    ngx_add_timer(&e->shutdown, ngx_gdrive_worker.gmcf->shutdown_timeout);
+    ngx_add_timer(&e->shutdown, ngx_gdrive_engine.gmcf->shutdown_timeout);
 }
 
 
@@ -3099,14 +1014,12 @@ ngx_gdrive_job_tick(void *data)
 static void
 ngx_gdrive_job_status(ngx_gdrive_engine_t *e)
 {
-    int64_t                           lo, hi, done;
-    ngx_uint_t                        n;
-    ngx_queue_t                      *q;
-    ngx_gdrive_part_t                *part;
-    ngx_gdrive_worker_status_t       *st;
-    rd_kafka_topic_partition_list_t  *pos;
+    ngx_uint_t                   n;
+    ngx_queue_t                 *q;
+    ngx_gdrive_part_t           *part;
+    ngx_gdrive_worker_status_t  *st;
 
-    st = ngx_gdrive_worker.status;
+    st = e->status;
 
     st->inflight = e->running + e->parked;
     st->queued = e->inflight - e->running - e->parked;
@@ -3127,42 +1040,10 @@ ngx_gdrive_job_status(ngx_gdrive_engine_t *e)
         part = ngx_queue_data(q, ngx_gdrive_part_t, queue);
         st->partitions[n] = part->partition;
         st->stored[n] = part->stored;
-        st->high[n] = -1;
-        st->lag[n] = -1;
 
         /* the cached watermark: no request to the broker from here */
-
-        if (e->consumer && e->consumer->rk
-            && rd_kafka_get_watermark_offsets(e->consumer->rk, e->topic,
-                                              part->partition, &lo, &hi)
-               == RD_KAFKA_RESP_ERR_NO_ERROR
-            && hi >= 0)
-        {
-            st->high[n] = hi;
-            done = part->stored;
-
-            if (done < 0) {
-                pos = rd_kafka_topic_partition_list_new(1);
-                rd_kafka_topic_partition_list_add(pos, e->topic,
-                                                  part->partition);
-
-                if (rd_kafka_position(e->consumer->rk, pos)
-                    == RD_KAFKA_RESP_ERR_NO_ERROR)
-                {
-                    done = pos->elems[0].offset;
-                }
-
-                rd_kafka_topic_partition_list_destroy(pos);
-            }
-
-            if (done >= 0) {
-                st->lag[n] = ngx_max(hi - done, 0);
-
-            } else if (hi == 0 || (lo >= 0 && hi <= lo)) {
-                /* nothing in the partition to be behind on */
-                st->lag[n] = 0;
-            }
-        }
+        ngx_gdrive_kafka_lag(e->consumer, e->topic, part->partition,
+                             part->stored, &st->high[n], &st->lag[n]);
 
         n++;
     }
@@ -3171,7 +1052,7 @@ ngx_gdrive_job_status(ngx_gdrive_engine_t *e)
 }
 
 
-static void
+void
 ngx_gdrive_job_free(ngx_gdrive_job_t *job)
 {
     if (job->timer.timer_set) {
@@ -3190,7 +1071,7 @@ ngx_gdrive_job_free(ngx_gdrive_job_t *job)
     }
 
     ngx_gdrive_trigger_free(&job->trigger);
-    rd_kafka_message_destroy(job->msg);
+    ngx_gdrive_kafka_message_free(job->msg);
     ngx_destroy_pool(job->pool);
 }
 

@@ -2,13 +2,14 @@
 /*
  * nginx-gdrive-worker: Kafka on nginx's event loop.
  *
- * Client layer: librdkafka runs its own threads; this file is the only
- * place that talks to them.  Every queue the worker serves signals
- * readiness by writing to a pipe (rd_kafka_queue_io_event_enable) whose
- * read end is an nginx connection; the read handler drains the queue with
- * zero timeouts.  Delivery reports, errors and librdkafka's own log lines
- * are all served there, on the worker's thread, so callbacks may touch
- * nginx structures.
+ * Client layer: librdkafka runs its own threads; on the event loop this
+ * file is the only place that talks to them (the job engine's results,
+ * dead letters, offsets and lag go through its functions).  Every
+ * queue the worker serves signals readiness by writing to a pipe
+ * (rd_kafka_queue_io_event_enable) whose read end is an nginx connection;
+ * the read handler drains the queue with zero timeouts.  Delivery
+ * reports, errors and librdkafka's own log lines are all served there, on
+ * the worker's thread, so callbacks may touch nginx structures.
  */
 
 
@@ -1034,4 +1035,155 @@ ngx_gdrive_kafka_destroy(ngx_gdrive_kafka_t *k, ngx_msec_t flush)
 
     k->pipe[0] = -1;
     k->pipe[1] = -1;
+}
+
+
+/* called from exit_process, before the producer that made it goes */
+
+void
+ngx_gdrive_kafka_topic_destroy(rd_kafka_topic_t *rkt)
+{
+    rd_kafka_topic_destroy(rkt);
+}
+
+
+void
+ngx_gdrive_kafka_message_free(rd_kafka_message_t *msg)
+{
+    rd_kafka_message_destroy(msg);
+}
+
+
+const char *
+ngx_gdrive_kafka_strerror(rd_kafka_resp_err_t err)
+{
+    return rd_kafka_err2str(err);
+}
+
+
+/*
+ * A partition's high watermark and the consumer's lag on it, -1 where not
+ * known: the cached watermark, no request to the broker from here.  The
+ * lag counts from the offset stored, else from the consumer's position.
+ */
+
+void
+ngx_gdrive_kafka_lag(ngx_gdrive_kafka_t *k, const char *topic,
+    int32_t partition, int64_t stored, int64_t *high, int64_t *lag)
+{
+    int64_t                           lo, hi, done;
+    rd_kafka_topic_partition_list_t  *pos;
+
+    *high = -1;
+    *lag = -1;
+
+    if (k == NULL || k->rk == NULL
+        || rd_kafka_get_watermark_offsets(k->rk, topic, partition, &lo, &hi)
+           != RD_KAFKA_RESP_ERR_NO_ERROR
+        || hi < 0)
+    {
+        return;
+    }
+
+    *high = hi;
+    done = stored;
+
+    if (done < 0) {
+        pos = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(pos, topic, partition);
+
+        if (rd_kafka_position(k->rk, pos) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            done = pos->elems[0].offset;
+        }
+
+        rd_kafka_topic_partition_list_destroy(pos);
+    }
+
+    if (done >= 0) {
+        *lag = ngx_max(hi - done, 0);
+
+    } else if (hi == 0 || (lo >= 0 && hi <= lo)) {
+        /* nothing in the partition to be behind on */
+        *lag = 0;
+    }
+}
+
+
+/*
+ * The original headers, byte for byte, with the failure in Kafka
+ * Connect's header names (for existing DLQ tooling) and ours.  NULL: no
+ * memory.  The produce owns the headers only when it succeeds.
+ */
+
+rd_kafka_headers_t *
+ngx_gdrive_kafka_dlq_headers(rd_kafka_message_t *msg,
+    ngx_gdrive_kafka_dlq_t *dlq)
+{
+    u_char               buf[NGX_MAXHOSTNAMELEN + NGX_INT64_LEN + 2];
+    size_t               len;
+    rd_kafka_headers_t  *hdrs, *orig;
+
+    /* a record being cut leaves the original headers out: they may be
+     * what the topic refuses */
+
+    if (!dlq->cut
+        && rd_kafka_message_headers(msg, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+        hdrs = rd_kafka_headers_copy(orig);
+
+    } else {
+        hdrs = rd_kafka_headers_new(12);
+    }
+
+    if (hdrs == NULL) {
+        return NULL;
+    }
+
+    rd_kafka_header_add(hdrs, "__connect.errors.topic", -1, dlq->topic, -1);
+
+    len = ngx_snprintf(buf, sizeof(buf), "%D", msg->partition) - buf;
+    rd_kafka_header_add(hdrs, "__connect.errors.partition", -1, buf, len);
+
+    len = ngx_snprintf(buf, sizeof(buf), "%O", (off_t) msg->offset) - buf;
+    rd_kafka_header_add(hdrs, "__connect.errors.offset", -1, buf, len);
+
+    rd_kafka_header_add(hdrs, "__connect.errors.exception.class.name", -1,
+                        dlq->code, -1);
+    rd_kafka_header_add(hdrs, "__connect.errors.exception.message", -1,
+                        dlq->detail, -1);
+    rd_kafka_header_add(hdrs, "gdrive.error.code", -1, dlq->code, -1);
+    rd_kafka_header_add(hdrs, "gdrive.error.message", -1, dlq->detail, -1);
+
+    len = ngx_snprintf(buf, sizeof(buf), "%ui", dlq->attempts) - buf;
+    rd_kafka_header_add(hdrs, "gdrive.error.attempts", -1, buf, len);
+
+    rd_kafka_header_add(hdrs, "gdrive.error.time", -1,
+                        ngx_cached_http_log_iso8601.data,
+                        ngx_cached_http_log_iso8601.len);
+
+    len = ngx_snprintf(buf, sizeof(buf), "%V/%P", &ngx_cycle->hostname,
+                       ngx_pid)
+          - buf;
+    rd_kafka_header_add(hdrs, "gdrive.error.worker", -1, buf, len);
+
+    /* a value the dead-letter topic refused whole goes cut, and says so */
+
+    if (dlq->value_len < msg->len) {
+        len = ngx_snprintf(buf, sizeof(buf), "%uz", msg->len) - buf;
+        rd_kafka_header_add(hdrs, "gdrive.error.truncated", -1, buf, len);
+    }
+
+    if (dlq->trigger_id) {
+        rd_kafka_header_add(hdrs, "gdrive.trigger_id", -1, dlq->trigger_id,
+                            -1);
+    }
+
+    return hdrs;
+}
+
+
+void
+ngx_gdrive_kafka_headers_free(rd_kafka_headers_t *hdrs)
+{
+    rd_kafka_headers_destroy(hdrs);
 }

@@ -383,7 +383,10 @@ ngx_http_gdrive_init_process(ngx_cycle_t *cycle)
 
     if (gmcf->consumer
         && (ngx_gdrive_http_init(cycle, gmcf) != NGX_OK
-            || ngx_gdrive_job_init(cycle, gmcf) != NGX_OK))
+            || ngx_gdrive_drive_init(gmcf) != NGX_OK
+            || ngx_gdrive_job_init(cycle, gmcf, &(ngx_gdrive_job_ctx_t) {
+                   w->producer, w->trigger_topic, w->result_topic,
+                   w->dlq_topic, w->status }) != NGX_OK))
     {
         ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
                       "gdrive: worker runs without a Kafka consumer");
@@ -406,23 +409,20 @@ ngx_http_gdrive_exit_process(ngx_cycle_t *cycle)
 
     ngx_http_gdrive_trigger_detach_all();
 
-    if (w->consumer) {
-        ngx_gdrive_kafka_destroy(w->consumer, 0);
-        w->consumer = NULL;
-    }
+    ngx_gdrive_job_exit();
 
     ngx_gdrive_http_done();
 
     if (w->trigger_topic) {
-        rd_kafka_topic_destroy(w->trigger_topic);
+        ngx_gdrive_kafka_topic_destroy(w->trigger_topic);
     }
 
     if (w->result_topic) {
-        rd_kafka_topic_destroy(w->result_topic);
+        ngx_gdrive_kafka_topic_destroy(w->result_topic);
     }
 
     if (w->dlq_topic) {
-        rd_kafka_topic_destroy(w->dlq_topic);
+        ngx_gdrive_kafka_topic_destroy(w->dlq_topic);
     }
 
     /* the loop has ended: a bounded wait for what is still in flight */
