@@ -218,23 +218,6 @@ struct ngx_gdrive_sh_s {
 #include "ngx_gdrive_http.h"
 
 
-/* what one worker process runs */
-
-typedef struct {
-    ngx_http_gdrive_main_conf_t  *gmcf;
-    struct ngx_gdrive_kafka_s    *producer;
-    struct ngx_gdrive_kafka_s    *consumer;
-    rd_kafka_topic_t             *trigger_topic;
-    rd_kafka_topic_t             *result_topic;
-    rd_kafka_topic_t             *dlq_topic;
-    ngx_gdrive_worker_status_t   *status;    /* this worker's slot */
-    ngx_gdrive_worker_detail_t   *detail;    /* its jobs, errors; or NULL */
-    ngx_gdrive_metrics_t         *metrics;   /* NULL: not counted */
-} ngx_gdrive_worker_t;
-
-extern ngx_gdrive_worker_t  ngx_gdrive_worker;
-
-
 /* locations */
 
 ngx_int_t ngx_http_gdrive_dlq_handler(ngx_http_request_t *r);
@@ -243,6 +226,7 @@ ngx_int_t ngx_http_gdrive_dlq_handler(ngx_http_request_t *r);
 extern ngx_module_t  ngx_http_gdrive_worker_module;
 
 
+#include "ngx_gdrive_kafka.h"
 #include "ngx_gdrive_oauth.h"
 #include "ngx_gdrive_ratelimit.h"
 #include "ngx_gdrive_cache.h"
@@ -250,7 +234,6 @@ extern ngx_module_t  ngx_http_gdrive_worker_module;
 #include "ngx_gdrive_metrics.h"
 #include "ngx_gdrive_probe.h"
 #include "ngx_http_gdrive.h"
-#include "ngx_gdrive_kafka.h"
 #include "ngx_gdrive_drive.h"
 #include "ngx_gdrive_job.h"
 

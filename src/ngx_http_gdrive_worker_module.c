@@ -259,7 +259,22 @@ ngx_module_t  ngx_http_gdrive_worker_module = {
 };
 
 
-ngx_gdrive_worker_t  ngx_gdrive_worker;
+/*
+ * What this worker process runs, made by init_process and handed down to
+ * each part at its init; only this file holds it.
+ */
+
+typedef struct {
+    ngx_http_gdrive_main_conf_t  *gmcf;
+    ngx_gdrive_kafka_t           *producer;
+    rd_kafka_topic_t             *trigger_topic;
+    rd_kafka_topic_t             *result_topic;
+    rd_kafka_topic_t             *dlq_topic;
+    ngx_gdrive_worker_status_t   *status;    /* this worker's slot */
+} ngx_http_gdrive_process_t;
+
+
+static ngx_http_gdrive_process_t  ngx_http_gdrive_process;
 
 
 static ngx_int_t
@@ -302,7 +317,7 @@ ngx_http_gdrive_create_main_conf(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_gdrive_init_process(ngx_cycle_t *cycle)
 {
-    ngx_gdrive_worker_t          *w;
+    ngx_http_gdrive_process_t    *w;
     ngx_http_gdrive_main_conf_t  *gmcf;
 
     gmcf = ngx_http_cycle_get_module_main_conf(cycle,
@@ -312,7 +327,7 @@ ngx_http_gdrive_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    w = &ngx_gdrive_worker;
+    w = &ngx_http_gdrive_process;
     w->gmcf = gmcf;
 
     ngx_gdrive_token_init(gmcf);
@@ -399,9 +414,9 @@ ngx_http_gdrive_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_gdrive_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_gdrive_worker_t  *w;
+    ngx_http_gdrive_process_t  *w;
 
-    w = &ngx_gdrive_worker;
+    w = &ngx_http_gdrive_process;
 
     if (w->producer == NULL) {
         return;
