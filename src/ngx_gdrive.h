@@ -2,9 +2,12 @@
 /*
  * nginx-gdrive-worker: shared types.
  *
- * The configuration of the module, the shared zone and the prototypes
- * that cross file boundaries.  Files include only this header and the
- * nginx headers; see the file map in the README.
+ * What every part of the module shares: the configuration
+ * (ngx_gdrive_conf.h), the layout of the shared zone (the keyed tables of
+ * ngx_gdrive_shm.h, the workers' slots, the metrics, the health window)
+ * and the module itself.  Each client and layer has a header of its own,
+ * which includes this one; a file includes the headers of what it uses
+ * (the file map is in the README).
  */
 
 
@@ -215,9 +218,6 @@ struct ngx_gdrive_sh_s {
 };
 
 
-#include "ngx_gdrive_http.h"
-
-
 /* locations */
 
 ngx_int_t ngx_http_gdrive_dlq_handler(ngx_http_request_t *r);
@@ -226,15 +226,5 @@ ngx_int_t ngx_http_gdrive_dlq_handler(ngx_http_request_t *r);
 extern ngx_module_t  ngx_http_gdrive_worker_module;
 
 
-#include "ngx_gdrive_kafka.h"
-#include "ngx_gdrive_oauth.h"
-#include "ngx_gdrive_ratelimit.h"
-#include "ngx_gdrive_cache.h"
-#include "ngx_gdrive_s3.h"
-#include "ngx_gdrive_metrics.h"
-#include "ngx_gdrive_probe.h"
-#include "ngx_http_gdrive.h"
-#include "ngx_gdrive_drive.h"
-#include "ngx_gdrive_job.h"
 
 #endif /* _NGX_GDRIVE_H_INCLUDED_ */

@@ -17,6 +17,8 @@
 #include <ngx_core.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_cache.h"
+#include "ngx_gdrive_metrics.h"
 
 
 typedef struct {

@@ -2,8 +2,7 @@
 /*
  * nginx-gdrive-worker: the Drive metadata cache (ngx_gdrive_cache.c).
  *
- * Client layer.  Include after ngx_gdrive.h (the configuration, the
- * length limits of ids).
+ * Client layer.
  */
 
 
@@ -13,6 +12,8 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+
+#include "ngx_gdrive.h"
 
 
 /*

@@ -23,6 +23,11 @@
 #include <jansson.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_cache.h"
+#include "ngx_gdrive_drive.h"
+#include "ngx_gdrive_http.h"
+#include "ngx_gdrive_metrics.h"
+#include "ngx_gdrive_ratelimit.h"
 
 
 #define NGX_GDRIVE_DRIVE_MAX_JSON    (8 * 1024 * 1024)

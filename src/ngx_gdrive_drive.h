@@ -16,6 +16,9 @@
 
 #include <jansson.h>
 
+#include "ngx_gdrive.h"
+#include "ngx_gdrive_http.h"
+
 
 #define NGX_GDRIVE_FOLDER_MIME    "application/vnd.google-apps.folder"
 #define NGX_GDRIVE_SHORTCUT_MIME  "application/vnd.google-apps.shortcut"

@@ -16,6 +16,7 @@
 #include <ngx_event.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_http.h"
 
 
 /* curl's receive and send buffers while content moves (see start()) */

@@ -17,6 +17,8 @@
 
 #include <curl/curl.h>
 
+#include "ngx_gdrive.h"
+
 
 /* outbound HTTP (curl multi on the event loop) */
 

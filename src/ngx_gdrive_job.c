@@ -35,6 +35,12 @@
 #include <jansson.h>
 
 #include "ngx_gdrive_job_private.h"
+#include "ngx_gdrive_drive.h"
+#include "ngx_gdrive_job.h"
+#include "ngx_gdrive_kafka.h"
+#include "ngx_gdrive_metrics.h"
+#include "ngx_gdrive_oauth.h"
+#include "ngx_gdrive_s3.h"
 
 
 /* quota circuit: how many pauses a job waits through before the DLQ */

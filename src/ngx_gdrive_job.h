@@ -15,6 +15,9 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
+#include "ngx_gdrive.h"
+#include "ngx_gdrive_kafka.h"
+
 
 typedef struct {
     ngx_gdrive_kafka_t           *producer;

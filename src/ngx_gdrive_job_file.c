@@ -18,6 +18,8 @@
 #include <jansson.h>
 
 #include "ngx_gdrive_job_private.h"
+#include "ngx_gdrive_drive.h"
+#include "ngx_gdrive_s3.h"
 
 
 static ngx_int_t ngx_gdrive_job_carried(ngx_gdrive_job_t *job);

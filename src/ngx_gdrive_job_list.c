@@ -17,6 +17,8 @@
 #include <jansson.h>
 
 #include "ngx_gdrive_job_private.h"
+#include "ngx_gdrive_drive.h"
+#include "ngx_gdrive_kafka.h"
 
 
 /* a child trigger carries its file's metadata only up to this size */

@@ -17,6 +17,9 @@
 #include <jansson.h>
 
 #include "ngx_gdrive_job_private.h"
+#include "ngx_gdrive_kafka.h"
+#include "ngx_gdrive_metrics.h"
+#include "ngx_gdrive_s3.h"
 
 
 /* a dead letter refused whole is cut in half down to this */

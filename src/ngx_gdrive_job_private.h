@@ -18,6 +18,10 @@
 
 #include <jansson.h>
 
+#include "ngx_gdrive_drive.h"
+#include "ngx_gdrive_kafka.h"
+#include "ngx_gdrive_oauth.h"
+
 #include "ngx_gdrive.h"
 #include "ngx_gdrive_s3.h"
 

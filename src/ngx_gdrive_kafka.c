@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_kafka.h"
 
 
 static ngx_int_t ngx_gdrive_kafka_conf_set(ngx_log_t *log,

@@ -17,6 +17,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "ngx_gdrive.h"
+
 
 typedef struct ngx_gdrive_kafka_s  ngx_gdrive_kafka_t;
 

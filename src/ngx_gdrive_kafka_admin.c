@@ -21,6 +21,7 @@
 #include <ngx_core.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_kafka.h"
 #include "ngx_gdrive_kafka_admin.h"
 
 

@@ -15,6 +15,8 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
+#include "ngx_gdrive.h"
+
 #include "ngx_gdrive_conf.h"
 
 

@@ -18,6 +18,9 @@
 #include <jansson.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_http.h"
+#include "ngx_gdrive_metrics.h"
+#include "ngx_gdrive_oauth.h"
 
 
 #define NGX_GDRIVE_TOKEN_MAX        2048

@@ -2,8 +2,7 @@
 /*
  * nginx-gdrive-worker: Google OAuth access tokens (ngx_gdrive_oauth.c).
  *
- * Client layer.  Include after ngx_gdrive.h (the configuration, the
- * outbound HTTP client).
+ * Client layer.
  */
 
 
@@ -14,6 +13,9 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_event.h>
+
+#include "ngx_gdrive.h"
+#include "ngx_gdrive_http.h"
 
 
 /* OAuth access tokens, cached in the shared zone */

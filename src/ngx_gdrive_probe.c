@@ -18,6 +18,7 @@
 #include <ngx_event.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_http.h"
 #include "ngx_gdrive_probe.h"
 
 

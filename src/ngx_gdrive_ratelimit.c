@@ -22,6 +22,7 @@
 #include <ngx_core.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_ratelimit.h"
 
 
 /* a drained bucket idle this long is the same as none: removed */

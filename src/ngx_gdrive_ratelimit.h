@@ -2,7 +2,7 @@
 /*
  * nginx-gdrive-worker: Drive API rate limits (ngx_gdrive_ratelimit.c).
  *
- * Client layer.  Include after ngx_gdrive.h (the configuration).
+ * Client layer.
  */
 
 
@@ -12,6 +12,8 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+
+#include "ngx_gdrive.h"
 
 
 /*

@@ -41,6 +41,9 @@
 #include <ngx_event.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_http.h"
+#include "ngx_gdrive_metrics.h"
+#include "ngx_gdrive_sigv4.h"
 #include "ngx_gdrive_s3.h"
 
 

@@ -5,7 +5,7 @@
  * Client layer: the uploader (ngx_gdrive_s3.c) and the deleter of a
  * file's objects (ngx_gdrive_s3_delete.c); both address, sign and start
  * their requests the same way, with the settings ngx_gdrive_s3_init()
- * hands the uploader.  Include after ngx_gdrive.h.
+ * hands the uploader.
  */
 
 
@@ -13,6 +13,8 @@
 #define _NGX_GDRIVE_S3_H_INCLUDED_
 
 
+#include "ngx_gdrive.h"
+#include "ngx_gdrive_http.h"
 #include "ngx_gdrive_sigv4.h"
 
 

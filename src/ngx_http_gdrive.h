@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_kafka.h"
 
 
 /* the locations */

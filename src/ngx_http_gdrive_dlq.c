@@ -26,6 +26,8 @@
 #include <jansson.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_metrics.h"
+#include "ngx_http_gdrive.h"
 #include "ngx_gdrive_kafka_admin.h"
 
 

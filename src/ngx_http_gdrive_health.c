@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_kafka.h"
 #include "ngx_gdrive_metrics.h"
 #include "ngx_gdrive_probe.h"
 #include "ngx_http_gdrive.h"

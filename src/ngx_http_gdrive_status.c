@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_ratelimit.h"
 #include "ngx_gdrive_metrics.h"
 #include "ngx_http_gdrive.h"
 

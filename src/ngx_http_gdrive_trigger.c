@@ -18,6 +18,7 @@
 #include <ngx_http.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_kafka.h"
 #include "ngx_gdrive_metrics.h"
 #include "ngx_http_gdrive.h"
 

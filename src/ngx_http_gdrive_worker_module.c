@@ -19,6 +19,17 @@
 #include <librdkafka/rdkafka.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_cache.h"
+#include "ngx_gdrive_drive.h"
+#include "ngx_gdrive_http.h"
+#include "ngx_gdrive_job.h"
+#include "ngx_gdrive_kafka.h"
+#include "ngx_gdrive_metrics.h"
+#include "ngx_gdrive_oauth.h"
+#include "ngx_gdrive_probe.h"
+#include "ngx_gdrive_ratelimit.h"
+#include "ngx_gdrive_s3.h"
+#include "ngx_http_gdrive.h"
 
 
 static ngx_int_t ngx_http_gdrive_postconfiguration(ngx_conf_t *cf);
