@@ -74,7 +74,7 @@ static u_char *ngx_gdrive_job_log_handler(ngx_log_t *log, u_char *buf,
     size_t len);
 
 
-ngx_gdrive_engine_t  ngx_gdrive_engine;
+static ngx_gdrive_engine_t  ngx_gdrive_engine;
 
 
 static const char  *ngx_gdrive_job_stages[] = {
@@ -167,6 +167,13 @@ ngx_uint_t
 ngx_gdrive_job_inflight(void)
 {
     return ngx_gdrive_engine.inflight;
+}
+
+
+const ngx_gdrive_engine_t *
+ngx_gdrive_job_engine(void)
+{
+    return &ngx_gdrive_engine;
 }
 
 

@@ -363,7 +363,7 @@ ngx_gdrive_job_upload_key(ngx_gdrive_job_t *job, ngx_str_t *revision)
     ngx_gdrive_s3_upload_t  *u;
 
     u = &job->upload;
-    prefix = &ngx_gdrive_engine.gmcf->s3_prefix;
+    prefix = &ngx_gdrive_job_engine()->gmcf->s3_prefix;
 
     len = prefix->len + job->token.integration.len + job->file_id.len
           + revision->len + 2;
@@ -416,7 +416,7 @@ ngx_gdrive_job_gone(ngx_gdrive_job_t *job)
     ngx_gdrive_s3_delete_t       *d;
     ngx_http_gdrive_main_conf_t  *gmcf;
 
-    gmcf = ngx_gdrive_engine.gmcf;
+    gmcf = ngx_gdrive_job_engine()->gmcf;
 
     ngx_memzero(&job->upload, sizeof(ngx_gdrive_s3_upload_t));
 

@@ -315,7 +315,7 @@ ngx_gdrive_job_change_gone(ngx_gdrive_job_t *job,
     json_t     *gone;
     ngx_int_t   rc;
 
-    if (!ngx_gdrive_engine.gmcf->s3_on_delete) {
+    if (!ngx_gdrive_job_engine()->gmcf->s3_on_delete) {
         return ngx_gdrive_job_child(job, NULL, e->id, 1, e->file);
     }
 
@@ -423,14 +423,15 @@ static ngx_int_t
 ngx_gdrive_job_child(ngx_gdrive_job_t *job, const char *action,
     const char *file_id, ngx_uint_t deleted, json_t *file)
 {
-    char                 *json;
-    u_char                digest[20], id[41];
-    json_t               *root, *last;
-    ngx_uint_t            folder;
-    ngx_str_t             key, fid;
-    ngx_sha1_t            sha1;
-    ngx_gdrive_trigger_t *t;
-    rd_kafka_resp_err_t   err;
+    char                       *json;
+    u_char                      digest[20], id[41];
+    json_t                     *root, *last;
+    ngx_uint_t                  folder;
+    ngx_str_t                   key, fid;
+    ngx_sha1_t                  sha1;
+    ngx_gdrive_trigger_t       *t;
+    rd_kafka_resp_err_t         err;
+    const ngx_gdrive_engine_t  *e;
 
     t = &job->trigger;
 
@@ -528,9 +529,11 @@ ngx_gdrive_job_child(ngx_gdrive_job_t *job, const char *action,
     key.data = (u_char *) t->integration_id.data;
     key.len = t->integration_id.len;
 
-    err = ngx_gdrive_kafka_produce(ngx_gdrive_engine.producer,
-                                   deleted ? ngx_gdrive_engine.result_topic
-                                           : ngx_gdrive_engine.trigger_topic,
+    e = ngx_gdrive_job_engine();
+
+    err = ngx_gdrive_kafka_produce(e->producer,
+                                   deleted ? e->result_topic
+                                           : e->trigger_topic,
                                    &key, (u_char *) json, ngx_strlen(json),
                                    1, NULL, &job->child_dr);
 

@@ -62,8 +62,8 @@ ngx_gdrive_job_result(ngx_gdrive_job_t *job)
 
     /* librdkafka frees the JSON once delivered */
 
-    err = ngx_gdrive_kafka_produce(ngx_gdrive_engine.producer,
-                                   ngx_gdrive_engine.result_topic, &key,
+    err = ngx_gdrive_kafka_produce(ngx_gdrive_job_engine()->producer,
+                                   ngx_gdrive_job_engine()->result_topic, &key,
                                    (u_char *) json, ngx_strlen(json), 1,
                                    NULL, &job->dr);
 
@@ -93,7 +93,7 @@ ngx_gdrive_job_result_json(ngx_gdrive_job_t *job)
         "modifiedTime", "headRevisionId", "driveId", NULL
     };
 
-    gmcf = ngx_gdrive_engine.gmcf;
+    gmcf = ngx_gdrive_job_engine()->gmcf;
     u = &job->upload;
 
     p = ngx_snprintf((u_char *) worker, sizeof(worker) - 1, "%V/%P",
@@ -211,7 +211,8 @@ ngx_gdrive_job_result_json(ngx_gdrive_job_t *job)
     json_object_set_new(root, "worker", json_string(worker));
 
     v = json_object();
-    json_object_set_new(v, "topic", json_string(ngx_gdrive_engine.topic));
+    json_object_set_new(v, "topic",
+                        json_string(ngx_gdrive_job_engine()->topic));
     json_object_set_new(v, "partition",
                         json_integer(job->msg->partition));
     json_object_set_new(v, "offset", json_integer(job->msg->offset));
@@ -236,7 +237,7 @@ ngx_gdrive_job_dlq(ngx_gdrive_job_t *job)
 
     ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_DLQ);
 
-    dlq.topic = ngx_gdrive_engine.topic;
+    dlq.topic = ngx_gdrive_job_engine()->topic;
     dlq.code = job->error;
     dlq.detail = (char *) job->detail;
     dlq.attempts = job->attempt + 1;
@@ -261,8 +262,8 @@ ngx_gdrive_job_dlq(ngx_gdrive_job_t *job)
     key.data = job->msg->key;
     key.len = job->msg->key_len;
 
-    err = ngx_gdrive_kafka_produce(ngx_gdrive_engine.producer,
-                                   ngx_gdrive_engine.dlq_topic, &key,
+    err = ngx_gdrive_kafka_produce(ngx_gdrive_job_engine()->producer,
+                                   ngx_gdrive_job_engine()->dlq_topic, &key,
                                    job->msg->payload, dlq.value_len, 0,
                                    hdrs, &job->dr);
 

@@ -145,7 +145,8 @@ typedef struct {
 } ngx_gdrive_engine_t;
 
 
-extern ngx_gdrive_engine_t  ngx_gdrive_engine;
+/* the engine, written only by ngx_gdrive_job.c; the other job files read */
+const ngx_gdrive_engine_t *ngx_gdrive_job_engine(void);
 
 
 void ngx_gdrive_job_run(ngx_gdrive_job_t *job);

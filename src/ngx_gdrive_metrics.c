@@ -22,14 +22,14 @@
 #include "ngx_gdrive_metrics.h"
 
 
-const char  *ngx_gdrive_metric_outcomes[NGX_GDRIVE_M_OUTCOMES] = {
+const char *const  ngx_gdrive_metric_outcomes[NGX_GDRIVE_M_OUTCOMES] = {
     "uploaded", "unchanged", "deleted", "fanned_out", "changes_listed",
     "dlq", "other"
 };
 
 /* the codes of the README's Error codes and the engine's own; index 0 is
  * "no error" */
-const char  *ngx_gdrive_metric_codes[NGX_GDRIVE_M_CODES] = {
+const char *const  ngx_gdrive_metric_codes[NGX_GDRIVE_M_CODES] = {
     "none", "invalid_message", "missing_field", "auth_invalid",
     "auth_revoked", "rate_limited", "upstream_error", "not_found",
     "permission_denied", "export_too_large", "s3_access_denied", "s3_error",
@@ -41,49 +41,49 @@ const char  *ngx_gdrive_metric_codes[NGX_GDRIVE_M_CODES] = {
 };
 
 /* the last entry of a status list stands for every other status */
-ngx_uint_t  ngx_gdrive_metric_trigger_st[NGX_GDRIVE_M_TRIGGER_ST] = {
+const ngx_uint_t  ngx_gdrive_metric_trigger_st[NGX_GDRIVE_M_TRIGGER_ST] = {
     202, 400, 403, 404, 405, 408, 411, 413, 415, 500, 503, 0
 };
 
-const char  *ngx_gdrive_metric_endpoints[NGX_GDRIVE_M_ENDPOINTS] = {
+const char *const  ngx_gdrive_metric_endpoints[NGX_GDRIVE_M_ENDPOINTS] = {
     "files.get", "files.media", "files.export", "files.exportLink",
     "files.list", "changes.list", "changes.startPageToken", "token",
     "cp.credentials", "cp.reauthorize", "other"
 };
 
 /* 0 is a transport failure; the last entry is "other" */
-ngx_uint_t  ngx_gdrive_metric_http_st[NGX_GDRIVE_M_HTTP_ST] = {
+const ngx_uint_t  ngx_gdrive_metric_http_st[NGX_GDRIVE_M_HTTP_ST] = {
     0, 200, 201, 204, 206, 304, 400, 401, 403, 404, 409, 410, 412, 416,
     429, 500, 502, 503, 504, 1
 };
 
-const char  *ngx_gdrive_metric_s3_ops[NGX_GDRIVE_M_S3_OPS] = {
+const char *const  ngx_gdrive_metric_s3_ops[NGX_GDRIVE_M_S3_OPS] = {
     "head", "put", "create", "part", "complete", "abort", "list", "delete",
     "other"
 };
 
-const char  *ngx_gdrive_metric_caches[NGX_GDRIVE_M_CACHES] = {
+const char *const  ngx_gdrive_metric_caches[NGX_GDRIVE_M_CACHES] = {
     "token", "metadata", "other"
 };
 
-const char  *ngx_gdrive_metric_cache_events[NGX_GDRIVE_M_CACHE_EVENTS] = {
+const char *const  ngx_gdrive_metric_cache_events[NGX_GDRIVE_M_CACHE_EVENTS] = {
     "hit", "miss", "eviction"
 };
 
-const char  *ngx_gdrive_metric_refresh[NGX_GDRIVE_M_REFRESH] = {
+const char *const  ngx_gdrive_metric_refresh[NGX_GDRIVE_M_REFRESH] = {
     "ok", "error", "revoked", "other"
 };
 
 /* upper bounds of the duration buckets, ms: 25 ms to 5 minutes */
-ngx_msec_t  ngx_gdrive_metric_bounds[NGX_GDRIVE_M_BUCKETS - 1] = {
+const ngx_msec_t  ngx_gdrive_metric_bounds[NGX_GDRIVE_M_BUCKETS - 1] = {
     25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000,
     300000
 };
 
 
-static ngx_uint_t ngx_gdrive_metric_index(const char **list, ngx_uint_t n,
+static ngx_uint_t ngx_gdrive_metric_index(const char *const *list, ngx_uint_t n,
     const char *name);
-static ngx_uint_t ngx_gdrive_metric_status(ngx_uint_t *list, ngx_uint_t n,
+static ngx_uint_t ngx_gdrive_metric_status(const ngx_uint_t *list, ngx_uint_t n,
     ngx_uint_t status);
 static void ngx_gdrive_metric_observe(ngx_gdrive_histogram_t *h,
     ngx_msec_t ms);
@@ -349,7 +349,7 @@ ngx_gdrive_metric_token_refresh(const char *result)
 /* the index of name in a list whose last entry is "other" */
 
 static ngx_uint_t
-ngx_gdrive_metric_index(const char **list, ngx_uint_t n, const char *name)
+ngx_gdrive_metric_index(const char *const *list, ngx_uint_t n, const char *name)
 {
     ngx_uint_t  i;
 
@@ -368,7 +368,8 @@ ngx_gdrive_metric_index(const char **list, ngx_uint_t n, const char *name)
 
 
 static ngx_uint_t
-ngx_gdrive_metric_status(ngx_uint_t *list, ngx_uint_t n, ngx_uint_t status)
+ngx_gdrive_metric_status(const ngx_uint_t *list, ngx_uint_t n,
+    ngx_uint_t status)
 {
     ngx_uint_t  i;
 

@@ -75,16 +75,17 @@ void ngx_gdrive_metrics_window(ngx_msec_t window, ngx_gdrive_snapshot_t *base,
 ngx_msec_t ngx_gdrive_metrics_p95(ngx_atomic_uint_t *bucket);
 
 /* the fixed label values, for the exposition */
-extern const char  *ngx_gdrive_metric_outcomes[NGX_GDRIVE_M_OUTCOMES];
-extern const char  *ngx_gdrive_metric_codes[NGX_GDRIVE_M_CODES];
-extern ngx_uint_t   ngx_gdrive_metric_trigger_st[NGX_GDRIVE_M_TRIGGER_ST];
-extern const char  *ngx_gdrive_metric_endpoints[NGX_GDRIVE_M_ENDPOINTS];
-extern ngx_uint_t   ngx_gdrive_metric_http_st[NGX_GDRIVE_M_HTTP_ST];
-extern const char  *ngx_gdrive_metric_s3_ops[NGX_GDRIVE_M_S3_OPS];
-extern const char  *ngx_gdrive_metric_caches[NGX_GDRIVE_M_CACHES];
-extern const char  *ngx_gdrive_metric_cache_events[NGX_GDRIVE_M_CACHE_EVENTS];
-extern const char  *ngx_gdrive_metric_refresh[NGX_GDRIVE_M_REFRESH];
-extern ngx_msec_t   ngx_gdrive_metric_bounds[NGX_GDRIVE_M_BUCKETS - 1];
+extern const char *const  ngx_gdrive_metric_outcomes[NGX_GDRIVE_M_OUTCOMES];
+extern const char *const  ngx_gdrive_metric_codes[NGX_GDRIVE_M_CODES];
+extern const ngx_uint_t   ngx_gdrive_metric_trigger_st[NGX_GDRIVE_M_TRIGGER_ST];
+extern const char *const  ngx_gdrive_metric_endpoints[NGX_GDRIVE_M_ENDPOINTS];
+extern const ngx_uint_t   ngx_gdrive_metric_http_st[NGX_GDRIVE_M_HTTP_ST];
+extern const char *const  ngx_gdrive_metric_s3_ops[NGX_GDRIVE_M_S3_OPS];
+extern const char *const  ngx_gdrive_metric_caches[NGX_GDRIVE_M_CACHES];
+extern const char *const
+    ngx_gdrive_metric_cache_events[NGX_GDRIVE_M_CACHE_EVENTS];
+extern const char *const  ngx_gdrive_metric_refresh[NGX_GDRIVE_M_REFRESH];
+extern const ngx_msec_t   ngx_gdrive_metric_bounds[NGX_GDRIVE_M_BUCKETS - 1];
 
 
 #endif /* _NGX_GDRIVE_METRICS_H_INCLUDED_ */

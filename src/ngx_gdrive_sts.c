@@ -75,9 +75,10 @@ ngx_gdrive_sts_parse(const char *xml, size_t len, ngx_gdrive_sts_answer_t *a)
     {
         rc = ngx_gdrive_sts_element(xml, len, "Code", a->code,
                                     NGX_GDRIVE_STS_CODE_MAX);
-        if (rc != 1 || !ngx_gdrive_sts_charset(a->code,
-                            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                            "0123456789._-"))
+        if (rc != 1
+            || !ngx_gdrive_sts_charset(a->code, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                       "abcdefghijklmnopqrstuvwxyz"
+                                       "0123456789._-"))
         {
             snprintf(a->message, sizeof(a->message),
                      "an STS error without a readable Code");
