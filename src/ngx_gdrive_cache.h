@@ -2,7 +2,7 @@
 /*
  * nginx-gdrive-worker: the Drive metadata cache (ngx_gdrive_cache.c).
  *
- * Client layer.
+ * Shared-state layer.
  */
 
 

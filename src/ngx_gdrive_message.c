@@ -1,6 +1,6 @@
 
 /*
- * nginx-gdrive-worker: the trigger message schema (DESIGN §3).
+ * nginx-gdrive-worker: the trigger message schema (README, gdrive_trigger).
  *
  * Infrastructure: a strict JSON scanner that validates trigger objects
  * without building a tree and says precisely what is wrong with a bad one.

@@ -2,7 +2,7 @@
 /*
  * nginx-gdrive-worker: metrics and the status page's tables.
  *
- * Client layer, one shared table: counters and histograms of the whole
+ * Counters layer, one shared table: counters and histograms of the whole
  * instance in the shared zone, added to with lock-free atomics by every
  * worker (and by gdrive_dlq's thread), summed by nobody: one copy per
  * instance.  Label values are looked up in fixed lists; anything else is

@@ -2,7 +2,7 @@
 /*
  * nginx-gdrive-worker: Drive API rate limits (ngx_gdrive_ratelimit.c).
  *
- * Client layer.
+ * Shared-state layer.
  */
 
 

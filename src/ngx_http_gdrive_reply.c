@@ -2,7 +2,7 @@
 /*
  * nginx-gdrive-worker: the answers of the module's locations.
  *
- * Locations layer, shared by every location: JSON errors and bodies,
+ * Replies layer, shared by every location: JSON errors and bodies,
  * jansson's text, text built in a chain of buffers that grows as needed
  * (metrics, the HTML page), the request body as one piece of memory,
  * and the filter that turns the error pages nginx itself answers in a

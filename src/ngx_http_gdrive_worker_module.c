@@ -2,7 +2,7 @@
 /*
  * nginx-gdrive-worker: the module's tables and lifecycle.
  *
- * Glue layer: the directive table, the module context and the module
+ * Module layer: the directive table, the module context and the module
  * itself; postconfiguration, and the worker process's start and exit,
  * which bring up and tear down the clients.  The directives that are not
  * value settings (the shared zone, librdkafka options, the locations and

@@ -30,7 +30,7 @@ open my $fh, '<', "$root/README.md" or die "README.md: $!";
 my $readme = do { local $/; <$fh> };
 close $fh;
 
-my ($table) = $readme =~ /Files in `src\/`[^\n]*\n\n((?:\|[^\n]*\n)+)/
+my ($table) = $readme =~ /Files in `src\/`.*?\n\n((?:\|[^\n]*\n)+)/s
     or BAIL_OUT('no file table under "Files in `src/`" in the README');
 
 my (%layer, @layers);

@@ -3,7 +3,7 @@
 # The Drive stage against the Google emulator, with the real broker and the
 # real S3 server: binary downloads and Workspace exports (with the export
 # link fallback), shortcuts, shared drives, the metadata cache, refused
-# tokens, error classes of DESIGN §4 and backoff on rate limits, folders
+# tokens, error classes (README, Failures and retries) and backoff on rate limits, folders
 # fanned out page by page (a failing page fails the listing), the changes
 # feed with edits and deletions.
 
