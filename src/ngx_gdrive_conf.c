@@ -109,6 +109,13 @@ static char *ngx_gdrive_parse_sec(ngx_conf_t *cf,
 static char *ngx_gdrive_parse_size(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
     void *field, void *post);
+static char *ngx_gdrive_parse_service_account(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static void ngx_gdrive_service_account_cleanup(void *data);
+static char *ngx_gdrive_parse_scope(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
 static char *ngx_gdrive_parse_path(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
     void *field, void *post);
@@ -189,6 +196,11 @@ static ngx_gdrive_setting_t  ngx_gdrive_settings[] = {
         ngx_gdrive_parse_str, 0, 0, NGX_GDRIVE_SECRET),
     ngx_gdrive_setting(GOOGLE_API_DEBUG, "GOOGLE_API_DEBUG", "off",
         ngx_gdrive_parse_flag, 0, 0, 0),
+    ngx_gdrive_setting(GOOGLE_SERVICE_ACCOUNT, "GOOGLE_APPLICATION_CREDENTIALS",
+        NULL, ngx_gdrive_parse_service_account, 0, 0, 0),
+    ngx_gdrive_setting(GOOGLE_SCOPE, NULL,
+        "https://www.googleapis.com/auth/drive.readonly",
+        ngx_gdrive_parse_scope, 0, 0, 0),
     ngx_gdrive_setting(CONTROL_PLANE_URL, "CONTROL_PLANE_URL", NULL,
         ngx_gdrive_parse_url, 0, 0, 0),
     ngx_gdrive_setting(CONTROL_PLANE_TOKEN, "CONTROL_PLANE_TOKEN", NULL,
@@ -555,7 +567,11 @@ ngx_http_gdrive_required(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf)
 
     why = "gdrive_consumer is on";
 
-    if (gmcf->set[NGX_GDRIVE_S_CONTROL_PLANE_URL] == NGX_GDRIVE_FROM_UNSET) {
+    /* a service account needs no OAuth client nor refresh token */
+
+    if (gmcf->set[NGX_GDRIVE_S_CONTROL_PLANE_URL] == NGX_GDRIVE_FROM_UNSET
+        && gmcf->google_sa_key == NULL)
+    {
 
         for (i = NGX_GDRIVE_S_GOOGLE_CLIENT_ID;
              i <= NGX_GDRIVE_S_GOOGLE_REFRESH_TOKEN;
@@ -1499,6 +1515,125 @@ ngx_gdrive_parse_path(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
     }
 
     *str = path;
+
+    return NULL;
+}
+
+
+/*
+ * A service account's JSON key file, read once here: the private key is
+ * kept by OpenSSL for the assertions, the file's bytes are wiped, and a
+ * message names what is wrong with the file, never quoting the key.
+ */
+
+static char *
+ngx_gdrive_parse_service_account(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post)
+{
+    ngx_str_t  *str = field;
+
+    char                  err[160], *msg;
+    u_char               *buf;
+    ssize_t               size;
+    ngx_str_t             path;
+    ngx_file_t            file;
+    ngx_file_info_t       fi;
+    ngx_pool_cleanup_t   *cln;
+    ngx_gdrive_jwt_key_t *key;
+
+    if (ngx_gdrive_parse_path(cf, gmcf, args, n, &path, post) != NULL) {
+        return "names no file";
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = path;
+    file.log = cf->log;
+    file.fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (file.fd == NGX_INVALID_FILE) {
+        return "names a file that cannot be opened";
+    }
+
+    size = -1;
+    buf = NULL;
+
+    if (ngx_fd_info(file.fd, &fi) != NGX_FILE_ERROR
+        && ngx_file_size(&fi) > 0 && ngx_file_size(&fi) <= 65536)
+    {
+        buf = ngx_pnalloc(cf->temp_pool, ngx_file_size(&fi));
+
+        if (buf) {
+            size = ngx_read_file(&file, buf, ngx_file_size(&fi), 0);
+        }
+    }
+
+    (void) ngx_close_file(file.fd);
+
+    if (size <= 0) {
+        return "names a file that is empty, larger than 64k, or unreadable";
+    }
+
+    key = ngx_gdrive_jwt_key_parse((char *) buf, size, err, sizeof(err));
+    ngx_explicit_memzero(buf, size);
+
+    if (key == NULL) {
+        msg = ngx_pnalloc(cf->pool, sizeof("names a key file that ") - 1
+                                    + ngx_strlen(err) + 1);
+        if (msg == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_sprintf((u_char *) msg, "names a key file that %s%Z", err);
+        return msg;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        ngx_gdrive_jwt_key_free(key);
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_gdrive_service_account_cleanup;
+    cln->data = key;
+
+    gmcf->google_sa_key = key;
+    *str = path;
+
+    return NULL;
+}
+
+
+static void
+ngx_gdrive_service_account_cleanup(void *data)
+{
+    ngx_gdrive_jwt_key_free(data);
+}
+
+
+/* OAuth scopes: space-separated URLs, as the assertion's claim has them */
+
+static char *
+ngx_gdrive_parse_scope(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    ngx_str_t  *str = field;
+
+    ngx_uint_t  i;
+
+    if (args[0].len == 0 || args[0].len > 1024) {
+        return "must be 1 to 1024 characters long";
+    }
+
+    for (i = 0; i < args[0].len; i++) {
+        if (args[0].data[i] < 0x20 || args[0].data[i] >= 0x7f
+            || args[0].data[i] == '"' || args[0].data[i] == '\\')
+        {
+            return "must be printable ASCII without quotes";
+        }
+    }
+
+    *str = args[0];
 
     return NULL;
 }

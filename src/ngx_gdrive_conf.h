@@ -17,6 +17,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_gdrive_jwt.h"
+
 #if (NGX_THREADS)
 #include <ngx_thread_pool.h>
 #endif
@@ -56,6 +58,8 @@ typedef enum {
     NGX_GDRIVE_S_GOOGLE_CLIENT_SECRET,
     NGX_GDRIVE_S_GOOGLE_REFRESH_TOKEN,
     NGX_GDRIVE_S_GOOGLE_API_DEBUG,
+    NGX_GDRIVE_S_GOOGLE_SERVICE_ACCOUNT,
+    NGX_GDRIVE_S_GOOGLE_SCOPE,
     NGX_GDRIVE_S_CONTROL_PLANE_URL,
     NGX_GDRIVE_S_CONTROL_PLANE_TOKEN,
     NGX_GDRIVE_S_CONTROL_PLANE_CERTIFICATE,
@@ -138,6 +142,9 @@ typedef struct {
     ngx_str_t            google_client_id;
     ngx_str_t            google_client_secret;
     ngx_str_t            google_refresh_token;
+    ngx_str_t            google_service_account;  /* the key file */
+    ngx_gdrive_jwt_key_t *google_sa_key;          /* read from it */
+    ngx_str_t            google_scope;
     ngx_flag_t           google_api_debug;
     ngx_str_t            control_plane_url;
     ngx_str_t            control_plane_token;

@@ -45,7 +45,8 @@ const char *ngx_gdrive_jwt_key_id(ngx_gdrive_jwt_key_t *key);
 
 
 /*
- * ngx_gdrive_jwt_sign(): the assertion for scope, aud, sub (NULL: none),
+ * ngx_gdrive_jwt_sign(): the assertion for scope, aud, sub (NULL: none;
+ * the caller checks it is an e-mail address),
  * issued at iat (seconds since the epoch) for lifetime seconds (at most
  * NGX_GDRIVE_JWT_MAX_LIFETIME), into out; its length, or -1 when out is
  * too small or signing fails.
@@ -53,10 +54,6 @@ const char *ngx_gdrive_jwt_key_id(ngx_gdrive_jwt_key_t *key);
 int ngx_gdrive_jwt_sign(ngx_gdrive_jwt_key_t *key, const char *scope,
     const char *aud, const char *sub, int64_t iat, int64_t lifetime,
     char *out, size_t size);
-
-
-/* a subject to impersonate: an e-mail address of printable ASCII */
-int ngx_gdrive_jwt_valid_subject(const char *s, size_t len);
 
 
 #endif /* _NGX_GDRIVE_JWT_H_INCLUDED_ */

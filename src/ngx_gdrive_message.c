@@ -33,6 +33,7 @@ enum {
     F_DRIVE_ID,
     F_RECURSIVE,
     F_DRIVE_FILE,
+    F_SUBJECT,
     F_LAST
 };
 
@@ -86,6 +87,7 @@ static const struct {
     { "drive_id", 8 },
     { "recursive", 9 },
     { "drive_file", 10 },
+    { "subject", 7 },
 };
 
 
@@ -120,6 +122,7 @@ static int ngx_gdrive_valid_id(const char *s, size_t len);
 static int ngx_gdrive_valid_drive_id(const char *s, size_t len);
 static int ngx_gdrive_valid_token(const char *s, size_t len);
 static int ngx_gdrive_valid_mime(const char *s, size_t len);
+static int ngx_gdrive_valid_subject(const char *s, size_t len);
 static int ngx_gdrive_trigger_string(ngx_gdrive_trigger_t *t,
     const ngx_gdrive_string_field_t *sf, ngx_gdrive_seen_t *v,
     int require_id, char **out, ngx_gdrive_msg_error_t *err);
@@ -154,6 +157,9 @@ static const ngx_gdrive_string_field_t  ngx_gdrive_strings[] = {
     { F_DRIVE_ID, offsetof(ngx_gdrive_trigger_t, drive_id),
       NGX_GDRIVE_DRIVE_ID_MAX_LEN, ngx_gdrive_valid_drive_id,
       "a Drive id: 1 to 200 of [A-Za-z0-9_-]" },
+    { F_SUBJECT, offsetof(ngx_gdrive_trigger_t, subject),
+      NGX_GDRIVE_SUBJECT_MAX_LEN, ngx_gdrive_valid_subject,
+      "the e-mail address of the user to act as" },
 };
 
 
@@ -1261,4 +1267,51 @@ ngx_gdrive_msg_fail(ngx_gdrive_msg_error_t *err, const char *code,
     va_end(args);
 
     return -1;
+}
+
+
+static int
+ngx_gdrive_valid_subject(const char *s, size_t len)
+{
+    return ngx_gdrive_email_valid(s, len);
+}
+
+
+/*
+ * An e-mail address as Google's accounts have them, in printable ASCII:
+ * a local part, one '@', a domain with a dot; none of the characters that
+ * would need quoting in a header, a JSON string or a log line.
+ */
+
+int
+ngx_gdrive_email_valid(const char *s, size_t len)
+{
+    size_t       i, at;
+    const char  *p;
+
+    if (len < 3 || len > NGX_GDRIVE_SUBJECT_MAX_LEN) {
+        return 0;
+    }
+
+    at = 0;
+
+    for (i = 0, p = s; i < len; i++, p++) {
+        if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == '\\'
+            || *p == ',' || *p == '<' || *p == '>' || *p == '(' || *p == ')'
+            || *p == '/')
+        {
+            return 0;
+        }
+
+        if (*p == '@') {
+            if (at) {
+                return 0;
+            }
+
+            at = i;
+        }
+    }
+
+    return at > 0 && at < len - 1 && memchr(s + at + 1, '.', len - at - 1)
+           && s[len - 1] != '.' && s[at + 1] != '.';
 }

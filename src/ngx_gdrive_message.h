@@ -20,6 +20,7 @@
 #define NGX_GDRIVE_ID_MAX_LEN         128
 #define NGX_GDRIVE_DRIVE_ID_MAX_LEN   200
 #define NGX_GDRIVE_UUID_LEN           36
+#define NGX_GDRIVE_SUBJECT_MAX_LEN    254
 
 
 typedef enum {
@@ -56,6 +57,8 @@ typedef struct {
     ngx_gdrive_field_t     page_token;
     ngx_gdrive_field_t     export_mime_type;
     ngx_gdrive_field_t     drive_id;
+    ngx_gdrive_field_t     subject;    /* the user a service account
+                                          acts as */
     int                    recursive;
     int                    drive_file; /* carries Drive's metadata */
 
@@ -94,6 +97,7 @@ int ngx_gdrive_uuid(char *buf);
 
 const char *ngx_gdrive_action_name(ngx_gdrive_action_e action);
 int ngx_gdrive_drive_id_valid(const char *s, size_t len);
+int ngx_gdrive_email_valid(const char *s, size_t len);
 
 
 #endif /* _NGX_GDRIVE_MESSAGE_H_INCLUDED_ */

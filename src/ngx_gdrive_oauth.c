@@ -59,6 +59,13 @@ static void ngx_gdrive_token_credentials_done(ngx_gdrive_http_t *h);
 static ngx_int_t ngx_gdrive_token_cp_auth(ngx_gdrive_token_req_t *req);
 static ngx_uint_t ngx_gdrive_token_b64token(const char *p);
 static void ngx_gdrive_token_refresh(ngx_gdrive_token_req_t *req);
+static void ngx_gdrive_token_cp_subject(ngx_gdrive_token_req_t *req,
+    json_t *root);
+static void ngx_gdrive_token_assertion(ngx_gdrive_token_req_t *req);
+static void ngx_gdrive_token_assertion_done(ngx_gdrive_http_t *h);
+static void ngx_gdrive_token_accept(ngx_gdrive_token_req_t *req,
+    ngx_gdrive_http_t *h, json_t *root);
+static ngx_uint_t ngx_gdrive_token_printable(const char *s);
 static void ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h);
 static void ngx_gdrive_token_reauthorize(ngx_gdrive_token_req_t *req);
 static void ngx_gdrive_token_reauthorize_done(ngx_gdrive_http_t *h);
@@ -117,6 +124,24 @@ ngx_gdrive_token_init(ngx_http_gdrive_main_conf_t *gmcf)
 void
 ngx_gdrive_token_get(ngx_gdrive_token_req_t *req)
 {
+    u_char  *p;
+
+    /* a token is per integration, and per user a service account acts as */
+
+    req->key = req->integration;
+
+    if (req->subject.len) {
+        p = ngx_pnalloc(req->pool, req->integration.len + 1
+                                   + req->subject.len);
+        if (p) {
+            req->key.data = p;
+            p = ngx_cpymem(p, req->integration.data, req->integration.len);
+            *p++ = '/';
+            p = ngx_cpymem(p, req->subject.data, req->subject.len);
+            req->key.len = p - req->key.data;
+        }
+    }
+
     req->rc = NGX_ERROR;
     req->retry_after = -1;
     req->code = NULL;
@@ -155,13 +180,13 @@ ngx_gdrive_token_cancel(ngx_gdrive_token_req_t *req)
  */
 
 void
-ngx_gdrive_token_invalidate(ngx_str_t *integration, ngx_str_t *token)
+ngx_gdrive_token_invalidate(ngx_str_t *key, ngx_str_t *token)
 {
     ngx_gdrive_token_node_t  *node;
 
     ngx_shmtx_lock(&ngx_gdrive_tokens.shpool->mutex);
 
-    node = ngx_gdrive_token_node(integration, 0);
+    node = ngx_gdrive_token_node(key, 0);
 
     if (node && node->token_len == token->len
         && ngx_memcmp(node->token, token->data, token->len) == 0)
@@ -191,7 +216,7 @@ ngx_gdrive_token_look(ngx_event_t *ev)
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    node = ngx_gdrive_token_node(&req->integration, 1);
+    node = ngx_gdrive_token_node(&req->key, 1);
 
     if (node && node->token_len && node->expires > now + gmcf->token_skew) {
 
@@ -235,7 +260,7 @@ ngx_gdrive_token_look(ngx_event_t *ev)
         }
 
         ngx_shmtx_lock(&shpool->mutex);
-        node = ngx_gdrive_token_node(&req->integration, 0);
+        node = ngx_gdrive_token_node(&req->key, 0);
     }
 
     if (node) {
@@ -261,6 +286,18 @@ ngx_gdrive_token_credentials(ngx_gdrive_token_req_t *req)
     ngx_http_gdrive_main_conf_t  *gmcf;
 
     gmcf = ngx_gdrive_tokens.gmcf;
+
+    if (req->subject.len && gmcf->google_sa_key == NULL) {
+        ngx_gdrive_token_fail(req, "auth_invalid", "a subject needs a "
+                              "service account (gdrive_google_service_"
+                              "account)", 1);
+        return;
+    }
+
+    if (gmcf->control_plane_url.len == 0 && gmcf->google_sa_key) {
+        ngx_gdrive_token_assertion(req);
+        return;
+    }
 
     if (gmcf->control_plane_url.len == 0) {
         req->client_id = gmcf->google_client_id;
@@ -374,6 +411,12 @@ ngx_gdrive_token_credentials_done(ngx_gdrive_http_t *h)
     }
 
     root = json_loadb((char *) h->body, h->len, 0, &jerr);
+
+    if (gmcf->google_sa_key) {
+        ngx_gdrive_token_cp_subject(req, root);
+        json_decref(root);
+        return;
+    }
 
     /*
      * Only refresh_token is required: the platform's own OAuth client is
@@ -499,12 +542,9 @@ ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h)
 {
     ngx_gdrive_token_req_t *req = h->data;
 
-    json_t                   *root;
-    uint64_t                  now;
-    json_int_t                expires_in;
-    const char               *token, *error;
-    json_error_t              jerr;
-    ngx_gdrive_token_node_t  *node;
+    json_t        *root;
+    const char    *error;
+    json_error_t   jerr;
 
     ngx_gdrive_metric_google_request("token",
                                      h->result == CURLE_OK ? h->status : 0,
@@ -540,6 +580,24 @@ ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h)
                               1);
         return;
     }
+
+    ngx_gdrive_token_accept(req, h, root);
+}
+
+
+/*
+ * The token endpoint's answer to either grant: an access token, stored
+ * for every worker, or a failure.  Takes root.
+ */
+
+static void
+ngx_gdrive_token_accept(ngx_gdrive_token_req_t *req, ngx_gdrive_http_t *h,
+    json_t *root)
+{
+    uint64_t                  now;
+    json_int_t                expires_in;
+    const char               *token;
+    ngx_gdrive_token_node_t  *node;
 
     if (ngx_gdrive_token_classify(req, h, "the token endpoint") != NGX_OK) {
         json_decref(root);
@@ -594,7 +652,7 @@ ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h)
 
     ngx_gdrive_tokens.tc->refreshes++;
 
-    node = ngx_gdrive_token_node(&req->integration, 1);
+    node = ngx_gdrive_token_node(&req->key, 1);
 
     if (node) {
         ngx_memcpy(node->token, req->token.data, req->token.len);
@@ -613,6 +671,206 @@ ngx_gdrive_token_refresh_done(ngx_gdrive_http_t *h)
                   "valid %Ls", &req->integration, (int64_t) expires_in);
 
     ngx_gdrive_token_finish(req);
+}
+
+
+/*
+ * With a service account, the control plane names the user an integration
+ * acts as ("subject"); a trigger's own subject, if any, is kept (the
+ * cache entry is already that user's).
+ */
+
+static void
+ngx_gdrive_token_cp_subject(ngx_gdrive_token_req_t *req, json_t *root)
+{
+    size_t       len;
+    const char  *v;
+
+    if (req->subject.len == 0) {
+        v = json_string_value(json_object_get(root, "subject"));
+
+        if (v && *v) {
+            len = ngx_strlen(v);
+
+            if (!ngx_gdrive_email_valid(v, len)) {
+                ngx_gdrive_token_fail(req, "auth_invalid", "the control "
+                                      "plane's subject is not an e-mail "
+                                      "address", 1);
+                return;
+            }
+
+            req->subject.data = ngx_pnalloc(req->pool, len);
+            if (req->subject.data == NULL) {
+                ngx_gdrive_token_fail(req, "internal_error",
+                                      "out of memory", 0);
+                return;
+            }
+
+            ngx_memcpy(req->subject.data, v, len);
+            req->subject.len = len;
+        }
+    }
+
+    ngx_gdrive_token_assertion(req);
+}
+
+
+/*
+ * Google's JWT bearer grant: an assertion signed with the service
+ * account's key, here on the event loop.  One RSA signature (about a
+ * millisecond, see the README) per token, that is per integration and
+ * user an hour, costs less than the TLS handshake of the request it goes
+ * with, which nginx makes on the loop too.
+ */
+
+static void
+ngx_gdrive_token_assertion(ngx_gdrive_token_req_t *req)
+{
+    int                           n;
+    char                          sub[NGX_GDRIVE_SUBJECT_MAX_LEN + 1];
+    char                         *jwt, *url;
+    u_char                       *form;
+    const char                   *aud;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    static const char  grant[] = "grant_type=urn%3Aietf%3Aparams%3Aoauth"
+                                 "%3Agrant-type%3Ajwt-bearer&assertion=";
+
+    gmcf = ngx_gdrive_tokens.gmcf;
+
+    req->http = ngx_gdrive_http_create(req->pool, req->log, 64 * 1024);
+    jwt = ngx_pnalloc(req->pool, NGX_GDRIVE_JWT_MAX_LEN);
+    form = ngx_pnalloc(req->pool, sizeof(grant) + NGX_GDRIVE_JWT_MAX_LEN);
+
+    if (req->http == NULL || jwt == NULL || form == NULL) {
+        ngx_gdrive_token_fail(req, "internal_error", "out of memory", 0);
+        return;
+    }
+
+    if (req->subject.len) {
+        ngx_cpystrn((u_char *) sub, req->subject.data, req->subject.len + 1);
+    }
+
+    aud = ngx_gdrive_jwt_key_token_uri(gmcf->google_sa_key);
+
+    n = ngx_gdrive_jwt_sign(gmcf->google_sa_key,
+                            (char *) gmcf->google_scope.data, aud,
+                            req->subject.len ? sub : NULL, ngx_time(),
+                            NGX_GDRIVE_JWT_MAX_LIFETIME, jwt,
+                            NGX_GDRIVE_JWT_MAX_LEN);
+
+    if (n <= 0) {
+        ngx_gdrive_token_fail(req, "internal_error", "the assertion could "
+                              "not be signed", 0);
+        return;
+    }
+
+    /* base64url and dots need no escaping in a form */
+
+    ngx_sprintf(form, "%s%*s%Z", grant, (size_t) n, jwt);
+
+    url = (char *) aud;
+
+    /* the assertion is a credential for an hour: curl copies it, no more */
+    curl_easy_setopt(req->http->easy, CURLOPT_COPYPOSTFIELDS, form);
+    ngx_explicit_memzero(form, ngx_strlen(form));
+    ngx_explicit_memzero(jwt, n);
+
+    ngx_gdrive_token_send(req, url, ngx_gdrive_token_assertion_done,
+                          "OAuth service account token");
+}
+
+
+/*
+ * Google's answers to an assertion: unauthorized_client when the account
+ * is not granted domain-wide delegation for the user or the scope, and
+ * invalid_grant for a key, an account or a clock it does not accept;
+ * both need an administrator, so both are permanent.
+ */
+
+static void
+ngx_gdrive_token_assertion_done(ngx_gdrive_http_t *h)
+{
+    ngx_gdrive_token_req_t *req = h->data;
+
+    json_t                       *root;
+    u_char                       *p;
+    const char                   *error, *desc;
+    json_error_t                  jerr;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_gdrive_tokens.gmcf;
+
+    ngx_gdrive_metric_google_request("token",
+                                     h->result == CURLE_OK ? h->status : 0,
+                                     ngx_current_msec - h->started);
+
+    root = (h->result == CURLE_OK)
+           ? json_loadb((char *) h->body, h->len, 0, &jerr) : NULL;
+
+    if (h->result != CURLE_OK || (h->status != 400 && h->status != 401)) {
+        ngx_gdrive_token_accept(req, h, root);
+        return;
+    }
+
+    error = json_string_value(json_object_get(root, "error"));
+    desc = json_string_value(json_object_get(root, "error_description"));
+
+    if (error == NULL || !ngx_gdrive_token_printable(error)) {
+        error = "(none)";
+    }
+
+    if (desc == NULL || !ngx_gdrive_token_printable(desc)) {
+        desc = "";
+    }
+
+    ngx_gdrive_metric_token_refresh("error");
+
+    p = ngx_pnalloc(req->pool, 512);
+
+    if (p && ngx_strcmp(error, "unauthorized_client") == 0) {
+        ngx_snprintf(p, 511, "the service account %s is not granted "
+                     "domain-wide "
+                     "delegation for %V and the scope \"%V\": a Workspace "
+                     "administrator allows its client id for that scope "
+                     "(Admin console, API controls, Domain-wide "
+                     "delegation)%Z",
+                     ngx_gdrive_jwt_key_email(gmcf->google_sa_key),
+                     req->subject.len ? &req->subject
+                                      : &(ngx_str_t) ngx_string("itself"),
+                     &gmcf->google_scope);
+        p[511] = '\0';
+
+    } else if (p) {
+        ngx_snprintf(p, 511, "the token endpoint refused the service "
+                     "account %s: %.32s %.200s%Z",
+                     ngx_gdrive_jwt_key_email(gmcf->google_sa_key), error,
+                     desc);
+        p[511] = '\0';
+    }
+
+    ngx_log_error(NGX_LOG_ERR, req->log, 0,
+                  "gdrive: no token for integration \"%V\": %s",
+                  &req->integration, p ? (char *) p : error);
+
+    json_decref(root);
+
+    ngx_gdrive_token_fail(req, "auth_invalid", p ? (char *) p : error, 1);
+}
+
+
+/* Google's error words are logged and shown: printable ASCII only */
+
+static ngx_uint_t
+ngx_gdrive_token_printable(const char *s)
+{
+    for ( /* void */ ; *s; s++) {
+        if (*s < 0x20 || *s >= 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 
@@ -825,7 +1083,7 @@ ngx_gdrive_token_release(ngx_gdrive_token_req_t *req)
 
     ngx_shmtx_lock(&ngx_gdrive_tokens.shpool->mutex);
 
-    node = ngx_gdrive_token_node(&req->integration, 0);
+    node = ngx_gdrive_token_node(&req->key, 0);
 
     if (node && node->refreshing == ngx_pid) {
         node->refreshing = 0;
@@ -861,7 +1119,9 @@ ngx_gdrive_token_node(ngx_str_t *key, ngx_uint_t create)
         return (ngx_gdrive_token_node_t *) sn;
     }
 
-    if (!create || key->len > NGX_GDRIVE_ID_MAX_LEN) {
+    if (!create
+        || key->len > NGX_GDRIVE_ID_MAX_LEN + 1 + NGX_GDRIVE_SUBJECT_MAX_LEN)
+    {
         return NULL;
     }
 

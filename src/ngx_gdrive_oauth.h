@@ -26,6 +26,8 @@ struct ngx_gdrive_token_req_s {
     ngx_pool_t              *pool;
     ngx_log_t               *log;
     ngx_str_t                integration;
+    /* with a service account: the user to act as, or empty */
+    ngx_str_t                subject;
     void                   (*handler)(ngx_gdrive_token_req_t *req);
     void                    *data;
 
@@ -44,13 +46,16 @@ struct ngx_gdrive_token_req_s {
     ngx_str_t                client_id;
     ngx_str_t                client_secret;
     ngx_str_t                refresh_token;
+    ngx_str_t                key;         /* in the cache: integration, or
+                                             integration/subject */
     unsigned                 refreshing:1;
 };
 
 void ngx_gdrive_token_init(ngx_http_gdrive_main_conf_t *gmcf);
 void ngx_gdrive_token_get(ngx_gdrive_token_req_t *req);
 void ngx_gdrive_token_cancel(ngx_gdrive_token_req_t *req);
-void ngx_gdrive_token_invalidate(ngx_str_t *integration, ngx_str_t *token);
+/* key: the request's (req->key, set by ngx_gdrive_token_get()) */
+void ngx_gdrive_token_invalidate(ngx_str_t *key, ngx_str_t *token);
 
 
 #endif /* _NGX_GDRIVE_OAUTH_H_INCLUDED_ */

@@ -154,7 +154,9 @@ function registerRefreshToken(b) {
   const rt = String(b.refresh_token), integ = String(b.integration_id);
   S.refreshTokens.set(rt, { integration: integ, client_id: clientId, revoked: false });
   S.integrations.set(integ, { integration_id: integ, client_id: clientId, client_secret: S.clients.get(clientId), refresh_token: rt,
-    refresh_token_only: !!b.refresh_token_only });
+    refresh_token_only: !!b.refresh_token_only,
+    // with a service account, the user the integration acts as
+    ...(b.subject != null ? { subject: String(b.subject) } : {}) });
   return S.integrations.get(integ);
 }
 

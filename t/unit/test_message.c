@@ -301,6 +301,32 @@ main(void)
     ok(ngx_gdrive_uuid(uuid) == 0 && strlen(uuid) == 36 && uuid[14] == '4'
        && uuid[8] == '-', "uuid %s", uuid);
 
+    /* the subject a service account acts as */
+
+    rc = ngx_gdrive_trigger_parse((const unsigned char *)
+             "{\"integration_id\":\"a\",\"action\":\"sync_changes\","
+             "\"subject\":\"alice@example.com\"}", 76, 0, &one, &err);
+    ok(rc == 0 && one.subject.len == 17
+       && memcmp(one.subject.data, "alice@example.com", 17) == 0,
+       "a subject is read");
+    ngx_gdrive_trigger_free(&one);
+
+    rc = ngx_gdrive_trigger_parse((const unsigned char *)
+             "{\"integration_id\":\"a\",\"action\":\"sync_changes\","
+             "\"subject\":\"alice\"}", 64, 0, &one, &err);
+    ok(rc == -1 && strcmp(err.field, "subject") == 0,
+       "a subject that is no e-mail address is refused: %s", err.detail);
+
+    ok(ngx_gdrive_email_valid("a@b.c", 5), "a@b.c");
+    ok(!ngx_gdrive_email_valid("a@b", 3), "a@b: no dot");
+    ok(!ngx_gdrive_email_valid("@b.c", 4), "no local part");
+    ok(!ngx_gdrive_email_valid("a@@b.c", 6), "two @");
+    ok(!ngx_gdrive_email_valid("a b@c.d", 7), "a space");
+    ok(!ngx_gdrive_email_valid("a\"@c.d", 6), "a quote");
+    ok(!ngx_gdrive_email_valid("a/b@c.d", 7), "a slash (the token cache's "
+       "separator)");
+    ok(!ngx_gdrive_email_valid("a@c.d.", 6), "a trailing dot");
+
     free(big);
     free(deep);
 
