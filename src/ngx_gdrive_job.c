@@ -394,6 +394,8 @@ ngx_gdrive_job_run(ngx_gdrive_job_t *job)
         job->token.integration.data = (u_char *)
                                       job->trigger.integration_id.data;
         job->token.integration.len = job->trigger.integration_id.len;
+        job->token.subject.data = (u_char *) job->trigger.subject.data;
+        job->token.subject.len = job->trigger.subject.len;
         job->token.handler = ngx_gdrive_job_token_done;
         job->token.data = job;
         job->token_busy = 1;
@@ -535,8 +537,7 @@ ngx_gdrive_job_drive_done(ngx_gdrive_drive_t *d)
                           "gdrive: access token refused, refreshing it");
 
             ngx_gdrive_job_stop_io(job);
-            ngx_gdrive_token_invalidate(&job->token.integration,
-                                        &job->drive.token);
+            ngx_gdrive_token_invalidate(&job->token.key, &job->drive.token);
             job->auth_retried = 1;
             ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_TOKEN);
             ngx_gdrive_job_run(job);

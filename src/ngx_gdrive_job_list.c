@@ -501,6 +501,14 @@ ngx_gdrive_job_child(ngx_gdrive_job_t *job, const char *action,
                                              t->drive_id.len));
         }
 
+        /* a service account acts as the same user for the children */
+
+        if (t->subject.data) {
+            json_object_set_new(root, "subject",
+                                json_stringn(t->subject.data,
+                                             t->subject.len));
+        }
+
         if (file && !folder) {
             json_object_set(root, "drive_file", file);
         }
