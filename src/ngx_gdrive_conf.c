@@ -1578,13 +1578,13 @@ ngx_gdrive_parse_service_account(ngx_conf_t *cf,
     ngx_explicit_memzero(buf, size);
 
     if (key == NULL) {
-        msg = ngx_pnalloc(cf->pool, sizeof("names a key file that ") - 1
+        msg = ngx_pnalloc(cf->pool, sizeof("names a key file, but ") - 1
                                     + ngx_strlen(err) + 1);
         if (msg == NULL) {
             return NGX_CONF_ERROR;
         }
 
-        ngx_sprintf((u_char *) msg, "names a key file that %s%Z", err);
+        ngx_sprintf((u_char *) msg, "names a key file, but %s%Z", err);
         return msg;
     }
 

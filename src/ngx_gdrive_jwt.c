@@ -53,13 +53,13 @@ ngx_gdrive_jwt_key_parse(const char *json, size_t len, char *err,
     o = json_loadb(json, len, 0, &jerr);
 
     if (o == NULL) {
-        snprintf(err, err_size, "is not JSON (line %d: %s)", jerr.line,
+        snprintf(err, err_size, "it is not JSON (line %d: %s)", jerr.line,
                  jerr.text);
         return NULL;
     }
 
     if (!json_is_object(o)) {
-        snprintf(err, err_size, "is not a JSON object");
+        snprintf(err, err_size, "it is not a JSON object");
         json_decref(o);
         return NULL;
     }
@@ -84,28 +84,30 @@ ngx_gdrive_jwt_key_parse(const char *json, size_t len, char *err,
     }
 
     if (type[0] && strcmp(type, "service_account") != 0) {
-        snprintf(err, err_size, "\"type\" is \"%.64s\", not "
+        snprintf(err, err_size, "its \"type\" is \"%.64s\", not "
                  "\"service_account\"", type);
         goto failed;
     }
 
     if (strchr(email, '@') == NULL || strcspn(email, " \"\\") != strlen(email))
     {
-        snprintf(err, err_size, "\"client_email\" is not an e-mail "
+        snprintf(err, err_size, "its \"client_email\" is not an e-mail "
                  "address");
         goto failed;
     }
 
     if (strncmp(uri, "https://", 8) != 0 && strncmp(uri, "http://", 7) != 0)
     {
-        snprintf(err, err_size, "\"token_uri\" is not an http(s) URL");
+        snprintf(err, err_size, "its \"token_uri\" is not an http(s) "
+                 "URL");
         goto failed;
     }
 
     if (strlen(kid) > 128 || strspn(kid, "0123456789abcdefABCDEF")
                              != strlen(kid))
     {
-        snprintf(err, err_size, "\"private_key_id\" is not a key id");
+        snprintf(err, err_size, "its \"private_key_id\" is not a key "
+                 "id");
         goto failed;
     }
 
@@ -188,7 +190,7 @@ ngx_gdrive_jwt_string(json_t *o, const char *name, int required, char *err,
     if (!json_is_string(v) || json_string_length(v) == 0
         || strlen(json_string_value(v)) != json_string_length(v))
     {
-        snprintf(err, err_size, "\"%s\" is %s", name,
+        snprintf(err, err_size, "its \"%s\" is %s", name,
                  v == NULL ? "missing" : "not a non-empty string");
         return NULL;
     }
@@ -214,18 +216,20 @@ ngx_gdrive_jwt_load_pem(ngx_gdrive_jwt_key_t *key, const char *pem,
     BIO_free(bio);
 
     if (key->pkey == NULL) {
-        snprintf(err, err_size, "\"private_key\" is not a PEM private key");
+        snprintf(err, err_size, "its \"private_key\" is not a PEM private "
+                 "key");
         return -1;
     }
 
     if (EVP_PKEY_get_base_id(key->pkey) != EVP_PKEY_RSA) {
-        snprintf(err, err_size, "\"private_key\" is not an RSA key "
+        snprintf(err, err_size, "its \"private_key\" is not an RSA key "
                  "(RS256 needs one)");
         return -1;
     }
 
     if (EVP_PKEY_get_bits(key->pkey) < NGX_GDRIVE_JWT_MIN_BITS) {
-        snprintf(err, err_size, "\"private_key\" has %d bits, fewer than "
+        snprintf(err, err_size, "its \"private_key\" has %d bits, fewer "
+                 "than "
                  "%d", EVP_PKEY_get_bits(key->pkey), NGX_GDRIVE_JWT_MIN_BITS);
         return -1;
     }
