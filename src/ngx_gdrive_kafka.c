@@ -2,9 +2,11 @@
 /*
  * nginx-gdrive-worker: Kafka on nginx's event loop.
  *
- * Client layer: librdkafka runs its own threads; on the event loop this
- * file is the only place that talks to them (the job engine's results,
- * dead letters, offsets and lag go through its functions).  Every
+ * Client layer: librdkafka runs its own threads; this file is the only
+ * place that talks to them on the event loop (the job engine's results,
+ * dead letters, offsets and lag go through its functions), and, with
+ * ngx_gdrive_kafka_admin.c for the DLQ tools' blocking client in the
+ * thread pool, the only one that uses librdkafka at all.  Every
  * queue the worker serves signals readiness by writing to a pipe
  * (rd_kafka_queue_io_event_enable) whose read end is an nginx connection;
  * the read handler drains the queue with zero timeouts.  Delivery
@@ -1187,4 +1189,32 @@ void
 ngx_gdrive_kafka_headers_free(rd_kafka_headers_t *hdrs)
 {
     rd_kafka_headers_destroy(hdrs);
+}
+
+
+ngx_int_t
+ngx_gdrive_kafka_option_check(const char *name, const char *value,
+    char *err, size_t size)
+{
+    rd_kafka_conf_t      *kconf;
+    rd_kafka_conf_res_t   res;
+
+    kconf = rd_kafka_conf_new();
+    if (kconf == NULL) {
+        ngx_cpystrn((u_char *) err, (u_char *) "out of memory", size);
+        return NGX_ERROR;
+    }
+
+    res = rd_kafka_conf_set(kconf, name, value, err, size);
+
+    rd_kafka_conf_destroy(kconf);
+
+    return res == RD_KAFKA_CONF_OK ? NGX_OK : NGX_ERROR;
+}
+
+
+const char *
+ngx_gdrive_kafka_version(void)
+{
+    return rd_kafka_version_str();
 }

@@ -92,6 +92,11 @@ ngx_int_t ngx_gdrive_kafka_brokers_up(ngx_gdrive_kafka_t *k);
 ngx_int_t ngx_gdrive_kafka_brokers_state(ngx_gdrive_kafka_t *k,
     ngx_uint_t *up, ngx_uint_t *known);
 void ngx_gdrive_kafka_destroy(ngx_gdrive_kafka_t *k, ngx_msec_t flush);
+
+/* librdkafka judges a property and its value (gdrive_kafka_option) */
+ngx_int_t ngx_gdrive_kafka_option_check(const char *name, const char *value,
+    char *err, size_t size);
+const char *ngx_gdrive_kafka_version(void);
 void ngx_gdrive_kafka_topic_destroy(rd_kafka_topic_t *rkt);
 void ngx_gdrive_kafka_message_free(rd_kafka_message_t *msg);
 const char *ngx_gdrive_kafka_strerror(rd_kafka_resp_err_t err);

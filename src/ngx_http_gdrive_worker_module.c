@@ -528,27 +528,17 @@ ngx_http_gdrive_kafka_option(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_gdrive_main_conf_t *gmcf = conf;
 
-    char                 errstr[512];
-    ngx_str_t           *value;
-    ngx_keyval_t        *kv;
-    rd_kafka_conf_t     *kconf;
-    rd_kafka_conf_res_t  res;
+    char           errstr[512];
+    ngx_str_t     *value;
+    ngx_keyval_t  *kv;
 
     value = cf->args->elts;
 
-    /* librdkafka knows its properties and their ranges: let it judge */
-
-    kconf = rd_kafka_conf_new();
-    if (kconf == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    res = rd_kafka_conf_set(kconf, (char *) value[1].data,
-                            (char *) value[2].data, errstr, sizeof(errstr));
-
-    rd_kafka_conf_destroy(kconf);
-
-    if (res != RD_KAFKA_CONF_OK) {
+    if (ngx_gdrive_kafka_option_check((char *) value[1].data,
+                                      (char *) value[2].data, errstr,
+                                      sizeof(errstr))
+        != NGX_OK)
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"gdrive_kafka_option\" \"%V\": %s",
                            &value[1], errstr);
