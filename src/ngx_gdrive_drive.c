@@ -227,6 +227,7 @@ ngx_gdrive_drive_go(ngx_event_t *ev)
     ngx_explicit_memzero(line, sizeof(line));
 
     d->started = ngx_current_msec;
+    d->requests++;
 
     if (ngx_gdrive_http_start(h, d->url) != NGX_OK) {
         ngx_gdrive_drive_fail(d, "internal_error", 0,

@@ -79,6 +79,8 @@ struct ngx_gdrive_drive_s {
     unsigned                 cleanup_set:1;
     unsigned                 wait_global:1;
     ngx_uint_t               redirects;
+    ngx_uint_t               requests;    /* made to Google, redirects
+                                             included */
 };
 
 ngx_int_t ngx_gdrive_drive_init(ngx_http_gdrive_main_conf_t *gmcf);

@@ -205,6 +205,11 @@ ngx_gdrive_job_result_json(ngx_gdrive_job_t *job)
 
     json_object_set_new(root, "attempts",
                         json_integer((json_int_t) job->attempt + 1));
+
+    /* the job's cost in Google's quota: every attempt's requests */
+    json_object_set_new(root, "google_requests",
+                        json_integer((json_int_t) (job->drive.requests
+                                                   + job->token.requests)));
     json_object_set_new(root, "duration_ms",
                         json_integer((json_int_t)
                                      (ngx_current_msec - job->started)));

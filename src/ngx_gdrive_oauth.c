@@ -532,6 +532,8 @@ ngx_gdrive_token_refresh(ngx_gdrive_token_req_t *req)
     curl_easy_setopt(req->http->easy, CURLOPT_COPYPOSTFIELDS, form);
     ngx_explicit_memzero(form, ngx_strlen(form));
 
+    req->requests++;
+
     ngx_gdrive_token_send(req, url, ngx_gdrive_token_refresh_done,
                           "OAuth token refresh");
 }
@@ -775,6 +777,8 @@ ngx_gdrive_token_assertion(ngx_gdrive_token_req_t *req)
     curl_easy_setopt(req->http->easy, CURLOPT_COPYPOSTFIELDS, form);
     ngx_explicit_memzero(form, ngx_strlen(form));
     ngx_explicit_memzero(jwt, n);
+
+    req->requests++;
 
     ngx_gdrive_token_send(req, url, ngx_gdrive_token_assertion_done,
                           "OAuth service account token");

@@ -48,6 +48,7 @@ struct ngx_gdrive_token_req_s {
     ngx_str_t                refresh_token;
     ngx_str_t                key;         /* in the cache: integration, or
                                              integration/subject */
+    ngx_uint_t               requests;    /* to Google's token endpoint */
     unsigned                 refreshing:1;
 };
 

@@ -66,9 +66,13 @@ sub synced {
         my $all = kafka_json_by_id("$topic.result");
         return 0 unless $all->{$parent};
         %st = ();
-        $st{$all->{$_}{status}}++ for grep { !$before{$_} && $_ ne $parent } keys %$all;
+        for my $id (grep { !$before{$_} && $_ ne $parent } keys %$all) {
+            $st{$all->{$id}{status}}++;
+            # what the results say the children cost Google
+            $st{google_requests} += $all->{$id}{google_requests} // 1e9;
+        }
         my $got = 0;
-        $got += $_ for values %st;
+        $got += $st{$_} for grep { $_ ne 'google_requests' } keys %st;
         return $got >= $children;
     });
     return (kafka_json_by_id("$topic.result")->{$parent}, $done ? \%st : {});
@@ -118,6 +122,8 @@ ok(($c->{token} // 0) <= 1, 'at most one token refresh');
 my $total = 0;
 $total += $_ for values %$c;
 is($total, $FILES + $pages + ($c->{token} // 0), 'and nothing else');
+is($parent->{google_requests} + $st->{google_requests}, $total,
+   'the results\' google_requests add up to what Google saw');
 diag sprintf 'S3: %d HEADs for %d new files', s3_heads() - $heads, $FILES;
 
 # ------------------------------------------------- the same folder, unchanged
@@ -129,6 +135,8 @@ is($st->{unchanged}, $FILES, "$FILES children unchanged");
 $c = requests_since($since);
 diag 'unchanged folder: ', join ', ', map { "$_ $c->{$_}" } sort keys %$c;
 is_deeply([sort keys %$c], ['files.list'], 'only the listing');
+is($st->{google_requests}, 0, 'the unchanged children say they cost nothing');
+is($parent->{google_requests}, $c->{'files.list'}, 'the parent says it cost the listing');
 ok($c->{'files.list'} <= 2, "in $c->{'files.list'} page(s)");
 diag sprintf 'S3: %d HEADs for %d unchanged files', s3_heads() - $heads, $FILES;
 
