@@ -59,6 +59,7 @@ typedef struct {
     ngx_slab_pool_t              *shpool;
     ngx_log_t                    *log;
     ngx_event_t                   tick;
+    uint32_t                      role;           /* crc32 of its ARN */
 
     /* this worker's copy of the zone's credentials */
     ngx_atomic_uint_t             generation;
@@ -75,8 +76,9 @@ typedef struct {
 
 static void ngx_gdrive_aws_tick(ngx_event_t *ev);
 static void ngx_gdrive_aws_refresh(ngx_gdrive_aws_t *aws);
-static ngx_uint_t ngx_gdrive_aws_due(ngx_gdrive_aws_sh_t *a, uint64_t now);
-static uint64_t ngx_gdrive_aws_usable_until(ngx_gdrive_aws_sh_t *a);
+static ngx_uint_t ngx_gdrive_aws_due(ngx_gdrive_aws_t *aws, uint64_t now);
+static uint64_t ngx_gdrive_aws_usable_until(ngx_gdrive_aws_sh_t *a,
+    uint32_t role);
 static ngx_int_t ngx_gdrive_aws_start(ngx_gdrive_aws_t *aws);
 static ssize_t ngx_gdrive_aws_read_token(ngx_gdrive_aws_t *aws, u_char *buf,
     size_t size);
@@ -108,6 +110,7 @@ ngx_gdrive_aws_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
     aws->sh = &ctx->sh->aws;
     aws->shpool = ctx->shpool;
     aws->log = cycle->log;
+    aws->role = ngx_crc32_short(gmcf->s3_role_arn.data, gmcf->s3_role_arn.len);
 
     aws->tick.handler = ngx_gdrive_aws_tick;
     aws->tick.data = aws;
@@ -128,19 +131,13 @@ ngx_gdrive_aws_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
  */
 
 ngx_int_t
-ngx_gdrive_aws_credentials(ngx_gdrive_aws_creds_t *c)
+ngx_gdrive_aws_credentials(ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_gdrive_aws_creds_t *c)
 {
-    uint64_t                      now;
-    ngx_gdrive_aws_t             *aws;
-    ngx_http_gdrive_main_conf_t  *gmcf;
+    uint64_t           now;
+    ngx_gdrive_aws_t  *aws;
 
     aws = &ngx_gdrive_aws;
-    gmcf = aws->gmcf;
-
-    if (gmcf == NULL) {
-        gmcf = ngx_gdrive_s3_conf();
-        aws->gmcf = gmcf;
-    }
 
     if (!gmcf->s3_web_identity) {
         c->access_key = gmcf->s3_access_key;
@@ -203,7 +200,8 @@ ngx_gdrive_aws_check(ngx_http_gdrive_main_conf_t *gmcf,
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    until = ngx_gdrive_aws_usable_until(a);
+    until = ngx_gdrive_aws_usable_until(a,
+                ngx_crc32_short(gmcf->s3_role_arn.data, gmcf->s3_role_arn.len));
     st->ok = (now < until);
     st->requests = a->requests;
     st->failures = a->failures;
@@ -224,6 +222,8 @@ ngx_gdrive_aws_check(ngx_http_gdrive_main_conf_t *gmcf,
 }
 
 
+/* once a second, re-armed first; a worker that is exiting asks no more */
+
 static void
 ngx_gdrive_aws_tick(ngx_event_t *ev)
 {
@@ -233,9 +233,9 @@ ngx_gdrive_aws_tick(ngx_event_t *ev)
         return;
     }
 
-    ngx_gdrive_aws_refresh(aws);
-
     ngx_add_timer(&aws->tick, NGX_GDRIVE_AWS_TICK);
+
+    ngx_gdrive_aws_refresh(aws);
 }
 
 
@@ -256,7 +256,7 @@ ngx_gdrive_aws_refresh(ngx_gdrive_aws_t *aws)
 
     now = ngx_gdrive_epoch_ms();
 
-    if (!ngx_gdrive_aws_due(a, now) || now < a->retry_at) {
+    if (!ngx_gdrive_aws_due(aws, now) || now < a->retry_at) {
         return;
     }
 
@@ -284,7 +284,7 @@ ngx_gdrive_aws_refresh(ngx_gdrive_aws_t *aws)
 
     /* another worker may have renewed them between the look and the lock */
 
-    if (!ngx_gdrive_aws_due(a, now) || now < a->retry_at) {
+    if (!ngx_gdrive_aws_due(aws, now) || now < a->retry_at) {
         ngx_gdrive_aws_unlock(aws);
         return;
     }
@@ -295,21 +295,30 @@ ngx_gdrive_aws_refresh(ngx_gdrive_aws_t *aws)
 }
 
 
+/*
+ * Due: none yet, near their expiry, or of another role (the zone outlives
+ * a reload that changed gdrive_s3_role_arn).
+ */
+
 static ngx_uint_t
-ngx_gdrive_aws_due(ngx_gdrive_aws_sh_t *a, uint64_t now)
+ngx_gdrive_aws_due(ngx_gdrive_aws_t *aws, uint64_t now)
 {
-    return a->issued == 0 || now >= a->renew_at;
+    ngx_gdrive_aws_sh_t  *a;
+
+    a = aws->sh;
+
+    return a->issued == 0 || a->role != aws->role || now >= a->renew_at;
 }
 
 
 /* the lifetime's end less a safety margin, a quarter of it at most */
 
 static uint64_t
-ngx_gdrive_aws_usable_until(ngx_gdrive_aws_sh_t *a)
+ngx_gdrive_aws_usable_until(ngx_gdrive_aws_sh_t *a, uint32_t role)
 {
     uint64_t  margin;
 
-    if (a->issued == 0 || a->expiration <= a->issued) {
+    if (a->issued == 0 || a->role != role || a->expiration <= a->issued) {
         return 0;
     }
 
@@ -554,6 +563,7 @@ ngx_gdrive_aws_handler(ngx_gdrive_http_t *h)
                 sizeof(a->secret_key));
     ngx_cpystrn((u_char *) a->session_token, (u_char *) ans->session_token,
                 sizeof(a->session_token));
+    a->role = aws->role;
     a->issued = now;
     a->expiration = exp;
     a->renew_at = exp - margin;
@@ -650,7 +660,7 @@ ngx_gdrive_aws_copy(ngx_gdrive_aws_t *aws)
     ngx_memcpy(aws->secret_key, a->secret_key, sizeof(aws->secret_key));
     ngx_memcpy(aws->session_token, a->session_token,
                sizeof(aws->session_token));
-    aws->usable_until = ngx_gdrive_aws_usable_until(a);
+    aws->usable_until = ngx_gdrive_aws_usable_until(a, aws->role);
     aws->generation = a->generation;
 
     ngx_shmtx_unlock(&aws->shpool->mutex);

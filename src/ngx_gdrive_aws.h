@@ -31,6 +31,7 @@ typedef struct {
     ngx_atomic_t         lock;           /* pid, 0: nobody refreshes */
     uint64_t             locked;         /* epoch ms the lock was taken */
     ngx_atomic_t         generation;     /* bumped when credentials come */
+    uint32_t             role;           /* crc32 of the role's ARN */
     uint64_t             issued;         /* epoch ms, 0: none yet */
     uint64_t             expiration;     /* epoch ms */
     uint64_t             renew_at;       /* epoch ms */
@@ -67,7 +68,8 @@ typedef struct {
 ngx_int_t ngx_gdrive_aws_init(ngx_cycle_t *cycle,
     ngx_http_gdrive_main_conf_t *gmcf);
 /* NGX_OK, or NGX_AGAIN: none usable yet, the caller waits on a timer */
-ngx_int_t ngx_gdrive_aws_credentials(ngx_gdrive_aws_creds_t *c);
+ngx_int_t ngx_gdrive_aws_credentials(ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_gdrive_aws_creds_t *c);
 void ngx_gdrive_aws_check(ngx_http_gdrive_main_conf_t *gmcf,
     ngx_gdrive_aws_check_t *st);
 

@@ -1431,7 +1431,7 @@ ngx_gdrive_s3_sign_start(ngx_gdrive_http_t *h,
 
     /* the credentials current now: each request, each part, asks again */
 
-    if (ngx_gdrive_aws_credentials(&cr) != NGX_OK) {
+    if (ngx_gdrive_aws_credentials(gmcf, &cr) != NGX_OK) {
         return NGX_BUSY;
     }
 

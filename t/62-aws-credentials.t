@@ -96,6 +96,7 @@ my $server = <<'EOF';
     server {
         listen 127.0.0.1:%%PORT%%;
         location = /health { gdrive_health; }
+        location = /status { gdrive_status; }
     }
 EOF
 
@@ -263,6 +264,10 @@ ok(@s3 && !grep({ ($_->{headers}{'x-amz-security-token'} // '') ne $cred{Session
    'the session token is sent and signed');
 my $sh = $s->http_json(GET => '/health')->{json}{checks}{'s3.credentials'};
 is($sh->{mode}, 'session token', 'health says which mode');
+my $diag = $s->http(GET => '/status?diagnostics');
+like($diag->{content}, qr/gdrive_s3_session_token/, 'the diagnostics name the session token');
+ok(index($diag->{content}, $cred{SessionToken}) < 0 && index($diag->{content}, $cred{SecretAccessKey}) < 0,
+   'but show neither it nor the secret');
 $s->stop;
 
 diag sprintf 'took %.0f s', time - $t0;
