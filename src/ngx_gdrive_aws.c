@@ -260,27 +260,28 @@ ngx_gdrive_aws_refresh(ngx_gdrive_aws_t *aws)
         return;
     }
 
+    /* the lock and its time together, under the zone's mutex */
+
+    ngx_shmtx_lock(&aws->shpool->mutex);
+
     pid = a->lock;
 
+    if (pid != 0 && now < a->locked + NGX_GDRIVE_AWS_STALE) {
+        ngx_shmtx_unlock(&aws->shpool->mutex);
+        return;
+    }
+
+    a->lock = ngx_pid;
+    a->locked = now;
+
+    ngx_shmtx_unlock(&aws->shpool->mutex);
+
     if (pid != 0) {
-        if (now < a->locked + NGX_GDRIVE_AWS_STALE) {
-            return;
-        }
-
-        if (!ngx_atomic_cmp_set(&a->lock, pid, ngx_pid)) {
-            return;
-        }
-
         ngx_log_error(NGX_LOG_WARN, aws->log, 0,
                       "gdrive: aws credentials: the STS request of worker "
                       "%P took too long, this worker asks instead",
                       (ngx_pid_t) pid);
-
-    } else if (!ngx_atomic_cmp_set(&a->lock, 0, ngx_pid)) {
-        return;
     }
-
-    a->locked = now;
 
     /* another worker may have renewed them between the look and the lock */
 
@@ -641,7 +642,13 @@ ngx_gdrive_aws_failed(ngx_gdrive_aws_t *aws, ngx_uint_t level,
 static void
 ngx_gdrive_aws_unlock(ngx_gdrive_aws_t *aws)
 {
-    (void) ngx_atomic_cmp_set(&aws->sh->lock, ngx_pid, 0);
+    ngx_shmtx_lock(&aws->shpool->mutex);
+
+    if (aws->sh->lock == (ngx_atomic_uint_t) ngx_pid) {
+        aws->sh->lock = 0;
+    }
+
+    ngx_shmtx_unlock(&aws->shpool->mutex);
 }
 
 

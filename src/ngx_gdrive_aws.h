@@ -23,9 +23,9 @@
 
 /*
  * The web identity credentials in the zone.  lock is the pid of the one
- * worker that asks STS (a stale one is taken over); everything else is
- * written by that worker under the slab pool's mutex, generation last,
- * and read under it by a worker whose copy is older.
+ * worker that asks STS (a stale one is taken over).  Everything is
+ * written under the slab pool's mutex, the credentials by that worker,
+ * and read under it by a worker whose copy is older than generation.
  */
 typedef struct {
     ngx_atomic_t         lock;           /* pid, 0: nobody refreshes */
