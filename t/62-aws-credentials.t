@@ -13,7 +13,8 @@
 # rotated (the next request sends the new token, the only one STS takes);
 # STS refusing (an error line with STS's Code and Message, never the token;
 # health's s3.credentials fails with it); STS down (jobs wait, none in the
-# DLQ, all uploaded once STS is back).  Static keys with a session token:
+# DLQ, all uploaded once STS is back); a multipart upload longer than
+# the credentials' renewal signs its parts with the newest ones.  Static keys with a session token:
 # sent as x-amz-security-token and signed.  nginx -t: a role without a
 # token file is refused; static keys beside web identity are named unused.
 
@@ -90,6 +91,7 @@ my $common = <<"EOF";
     gdrive_retry attempts=2 base=50ms max=200ms;
     gdrive_s3_endpoint $proxy;
     gdrive_s3_prefix $prefix;
+    gdrive_stream_buffers 2 5m;
 EOF
 
 my $server = <<'EOF';
@@ -135,7 +137,8 @@ sub health { my $r = $t->http_json(GET => '/health'); return $r->{json}{checks}{
 my $n = 0;
 
 sub trigger {
-    my $f = drive_file(name => "f$n.bin", size => 1000 + $n);
+    my (%o) = @_;
+    my $f = drive_file(name => "f$n.bin", size => $o{size} // 1000 + $n);
     my $id = sprintf '%s-%03d', $run, ++$n;
     kafka_produce_lines($topic, [$int, $JSON->encode({ trigger_id => $id, integration_id => $int,
                                                        action => 'sync_file', file_id => $f->{id} })]);
@@ -181,6 +184,21 @@ ok(!grep({ $_ > 5500 } @gaps), 'each 4 s before the 8 s credentials expire')
     or diag "gaps: @gaps ms";
 uploaded(trigger(), 'after renewals');
 uploaded(trigger(), 'again');
+
+# a multipart upload longer than a renewal: each part is signed when it
+# starts, with the credentials current then (2 buffers, so 2 parts at a
+# time, each held 2.5 s by the proxy: 6 parts take about 8 s)
+$proxy_api->(DELETE => '/requests');
+$proxy_api->(POST => '/faults', { method => 'PUT', match => 'partNumber=', delay_ms => 2500, times => 6 });
+my ($mid, $mf) = trigger(size => 30 * 1024 * 1024);
+my $mo = job_outcome($topic, $mid, 60);
+is($mo->{result}{status}, 'uploaded', 'a multipart upload across renewals: uploaded') or diag explain $mo;
+is($mo->{result}{payload}{parts}, 6, 'in 6 parts');
+my @parts = grep { $_->{method} eq 'PUT' && $_->{url} =~ /partNumber=/ } @{ $proxy_api->(GET => '/requests') };
+my %keys = map { (($_->{headers}{authorization} // '') =~ /Credential=(ASIA\w+)/)[0] // '' => 1 } @parts;
+cmp_ok(scalar keys %keys, '>=', 2, 'its parts are signed with the credentials of their time, not of its start')
+    or diag explain [keys %keys];
+ok(@parts == 6 && !grep({ $_->{status} != 200 } @parts), 'and S3 took every part');
 
 # --- the token file rotated ---------------------------------------------------------
 
