@@ -250,7 +250,9 @@ ngx_gdrive_aws_refresh(ngx_gdrive_aws_t *aws)
 
     a = aws->sh;
 
-    if (aws->pool != NULL || ngx_exiting) {
+    /* an exiting worker still asks for the jobs it drains; the tick not */
+
+    if (aws->pool != NULL) {
         return;
     }
 
