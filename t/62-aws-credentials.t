@@ -118,6 +118,14 @@ is($rc, 0, 'web identity needs no static keys, and accepts them beside it');
 like($out, qr/S3 signs with web identity \(the role "\Q$ROLE\E"\): the static access key.*not used/,
      'saying that web identity wins');
 
+$t->{http} = "$common    gdrive_s3_role_arn $ROLE;\n"
+    . "    gdrive_s3_web_identity_token_file $token_file;\n"
+    . "    gdrive_s3_role_session_name 'a b';\n$server";
+($rc, $out) = $t->test_conf;
+isnt($rc, 0, 'nginx -t refuses a role session name STS would refuse');
+like($out, qr/gdrive_s3_role_session_name.*may have only letters, digits and _\+=,\.\@-/,
+     'and says what it may have');
+
 $t->{http} = <<"EOF";
 $common    gdrive_s3_role_arn $ROLE;
     gdrive_s3_web_identity_token_file $token_file;
