@@ -66,6 +66,7 @@ typedef struct {
 
 
 #include "ngx_gdrive_shm.h"
+#include "ngx_gdrive_aws.h"
 
 
 /* OAuth access tokens, a table keyed by integration */
@@ -213,6 +214,7 @@ struct ngx_gdrive_sh_s {
     ngx_gdrive_worker_status_t  workers[NGX_GDRIVE_MAX_WORKERS];
     ngx_gdrive_metrics_t        metrics;
     ngx_gdrive_health_sh_t      health;
+    ngx_gdrive_aws_sh_t         aws;         /* web identity credentials */
     /* allocated by each worker number when it first starts */
     ngx_gdrive_worker_detail_t *details[NGX_GDRIVE_MAX_WORKERS];
 };

@@ -53,6 +53,8 @@ static char *ngx_http_gdrive_check(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf);
 static char *ngx_http_gdrive_required(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf);
+static char *ngx_http_gdrive_aws_mode(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, char *why);
 static char *ngx_http_gdrive_apply(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_command_t *cmd, ngx_str_t *args,
     ngx_uint_t n, ngx_uint_t from, char *env);
@@ -114,6 +116,9 @@ static char *ngx_gdrive_parse_service_account(ngx_conf_t *cf,
     void *field, void *post);
 static void ngx_gdrive_service_account_cleanup(void *data);
 static char *ngx_gdrive_parse_scope(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
+static char *ngx_gdrive_parse_session_name(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
     void *field, void *post);
 static char *ngx_gdrive_parse_path(ngx_conf_t *cf,
@@ -232,6 +237,18 @@ static ngx_gdrive_setting_t  ngx_gdrive_settings[] = {
         ngx_gdrive_parse_str, 0, 0, 0),
     ngx_gdrive_setting(S3_SECRET_KEY, "AWS_SECRET_ACCESS_KEY", NULL,
         ngx_gdrive_parse_str, 0, 0, NGX_GDRIVE_SECRET),
+    ngx_gdrive_setting(S3_SESSION_TOKEN, "AWS_SESSION_TOKEN", NULL,
+        ngx_gdrive_parse_str, 0, 0, NGX_GDRIVE_SECRET),
+    ngx_gdrive_setting(S3_ROLE_ARN, "AWS_ROLE_ARN", NULL,
+        ngx_gdrive_parse_str, 0, 0, 0),
+    ngx_gdrive_setting(S3_WEB_IDENTITY_TOKEN_FILE,
+        "AWS_WEB_IDENTITY_TOKEN_FILE", NULL, ngx_gdrive_parse_path, 0, 0, 0),
+    ngx_gdrive_setting(S3_ROLE_SESSION_NAME, "AWS_ROLE_SESSION_NAME",
+        "nginx-gdrive-worker", ngx_gdrive_parse_session_name, 0, 0, 0),
+    ngx_gdrive_setting(STS_ENDPOINT, "AWS_ENDPOINT_URL_STS", NULL,
+        ngx_gdrive_parse_url, 0, 0, 0),
+    ngx_gdrive_setting(STS_RENEW, NULL, "5m",
+        ngx_gdrive_parse_msec, 0, 43200000, 0),
     ngx_gdrive_setting(S3_PREFIX, "S3_PREFIX", "",
         ngx_gdrive_parse_prefix, 0, 0, 0),
     ngx_gdrive_setting(S3_PATH_STYLE, "S3_PATH_STYLE", NULL,
@@ -453,6 +470,23 @@ ngx_http_gdrive_derived(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf)
         gmcf->s3_path_style = 1;
     }
 
+    /* AWS's regional STS endpoint, as the SDKs use by default now */
+
+    if (gmcf->set[NGX_GDRIVE_S_STS_ENDPOINT] == NGX_GDRIVE_FROM_UNSET) {
+        value.len = sizeof("https://sts..amazonaws.com") - 1
+                    + gmcf->s3_region.len;
+        value.data = ngx_pnalloc(cf->pool, value.len);
+        if (value.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_sprintf(value.data, "https://sts.%V.amazonaws.com",
+                    &gmcf->s3_region);
+        gmcf->sts_endpoint = value;
+        gmcf->origin[NGX_GDRIVE_S_STS_ENDPOINT] = value;
+        gmcf->set[NGX_GDRIVE_S_STS_ENDPOINT] = NGX_GDRIVE_FROM_DEFAULT;
+    }
+
     if (gmcf->set[NGX_GDRIVE_S_S3_PATH_STYLE] == NGX_GDRIVE_FROM_UNSET) {
         gmcf->set[NGX_GDRIVE_S_S3_PATH_STYLE] = NGX_GDRIVE_FROM_DEFAULT;
 
@@ -598,7 +632,62 @@ ngx_http_gdrive_required(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf)
         return NGX_CONF_ERROR;
     }
 
-    for (i = NGX_GDRIVE_S_S3_BUCKET; i <= NGX_GDRIVE_S_S3_SECRET_KEY; i++) {
+    if (ngx_http_gdrive_require(cf, gmcf, NGX_GDRIVE_S_S3_BUCKET, why)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_gdrive_aws_mode(cf, gmcf, why);
+}
+
+
+/*
+ * Which AWS credentials sign: web identity when a role and a token file
+ * are both set, else the static keys (with a session token or not).  A
+ * role without a token file, or the reverse, is refused: half of IRSA
+ * is a mistake, not a choice.  Web identity wins over static keys set as
+ * well, with a warning: the role is what the pod was given on purpose,
+ * while keys often linger in a base image's environment.
+ */
+
+static char *
+ngx_http_gdrive_aws_mode(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    char *why)
+{
+    ngx_uint_t  role, file, i;
+
+    role = (gmcf->set[NGX_GDRIVE_S_S3_ROLE_ARN] != NGX_GDRIVE_FROM_UNSET);
+    file = (gmcf->set[NGX_GDRIVE_S_S3_WEB_IDENTITY_TOKEN_FILE]
+            != NGX_GDRIVE_FROM_UNSET);
+
+    if (role != file) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"gdrive_s3_role_arn\" (AWS_ROLE_ARN) and "
+                      "\"gdrive_s3_web_identity_token_file\" "
+                      "(AWS_WEB_IDENTITY_TOKEN_FILE) go together: one is "
+                      "set without the other");
+        return NGX_CONF_ERROR;
+    }
+
+    if (role) {
+        gmcf->s3_web_identity = 1;
+
+        if (gmcf->set[NGX_GDRIVE_S_S3_ACCESS_KEY] != NGX_GDRIVE_FROM_UNSET
+            || gmcf->set[NGX_GDRIVE_S_S3_SESSION_TOKEN]
+               != NGX_GDRIVE_FROM_UNSET)
+        {
+            ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                          "S3 signs with web identity (the role \"%V\"): "
+                          "the static access key and session token that "
+                          "are also set are not used", &gmcf->s3_role_arn);
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    for (i = NGX_GDRIVE_S_S3_ACCESS_KEY; i <= NGX_GDRIVE_S_S3_SECRET_KEY; i++)
+    {
         if (ngx_http_gdrive_require(cf, gmcf, i, why) != NGX_CONF_OK) {
             return NGX_CONF_ERROR;
         }
@@ -1630,6 +1719,36 @@ ngx_gdrive_parse_scope(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
             || args[0].data[i] == '"' || args[0].data[i] == '\\')
         {
             return "must be printable ASCII without quotes";
+        }
+    }
+
+    *str = args[0];
+
+    return NULL;
+}
+
+
+/* STS's RoleSessionName: 2 to 64 of [A-Za-z0-9_+=,.@-] */
+
+static char *
+ngx_gdrive_parse_session_name(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post)
+{
+    ngx_str_t  *str = field;
+
+    u_char  *p;
+
+    if (args[0].len < 2 || args[0].len > 64) {
+        return "must have 2 to 64 characters";
+    }
+
+    for (p = args[0].data; p < args[0].data + args[0].len; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9')
+              || (*p != '\0' && ngx_strchr("_+=,.@-", *p) != NULL)))
+        {
+            return "may have only letters, digits and _+=,.@-";
         }
     }
 

@@ -75,6 +75,12 @@ typedef enum {
     NGX_GDRIVE_S_S3_BUCKET,
     NGX_GDRIVE_S_S3_ACCESS_KEY,
     NGX_GDRIVE_S_S3_SECRET_KEY,
+    NGX_GDRIVE_S_S3_SESSION_TOKEN,
+    NGX_GDRIVE_S_S3_ROLE_ARN,
+    NGX_GDRIVE_S_S3_WEB_IDENTITY_TOKEN_FILE,
+    NGX_GDRIVE_S_S3_ROLE_SESSION_NAME,
+    NGX_GDRIVE_S_STS_ENDPOINT,
+    NGX_GDRIVE_S_STS_RENEW,
     NGX_GDRIVE_S_S3_PREFIX,
     NGX_GDRIVE_S_S3_PATH_STYLE,
     NGX_GDRIVE_S_S3_MULTIPART_THRESHOLD,
@@ -163,6 +169,13 @@ typedef struct {
     ngx_str_t            s3_bucket;
     ngx_str_t            s3_access_key;
     ngx_str_t            s3_secret_key;
+    ngx_str_t            s3_session_token;   /* with static keys */
+    ngx_str_t            s3_role_arn;        /* web identity */
+    ngx_str_t            s3_web_identity_token_file;
+    ngx_str_t            s3_role_session_name;
+    ngx_str_t            sts_endpoint;
+    ngx_msec_t           sts_renew;     /* renewed this long before expiry */
+    ngx_flag_t           s3_web_identity;    /* role and token file set */
     ngx_str_t            s3_prefix;
     ngx_flag_t           s3_path_style;
     size_t               s3_multipart_threshold;

@@ -41,6 +41,7 @@
 #include <ngx_event.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_aws.h"
 #include "ngx_gdrive_http.h"
 #include "ngx_gdrive_metrics.h"
 #include "ngx_gdrive_sigv4.h"
@@ -51,6 +52,7 @@
 #define NGX_GDRIVE_S3_ATTEMPTS       4        /* per request */
 #define NGX_GDRIVE_S3_BACKOFF        500      /* ms, doubled per attempt */
 #define NGX_GDRIVE_S3_MAX_WAIT       10000    /* ms; longer: the job's */
+#define NGX_GDRIVE_S3_CREDENTIALS_WAIT  1000  /* ms, for AWS credentials */
 #define NGX_GDRIVE_S3_MAX_BODY       (64 * 1024)
 #define NGX_GDRIVE_S3_MAX_ETAG       128
 #define NGX_GDRIVE_S3_MAX_UPLOAD_ID  1024
@@ -141,6 +143,7 @@ struct ngx_gdrive_s3_s {
     unsigned                 stream:1;    /* a known size below threshold */
     unsigned                 streaming:1; /* its PUT started */
     unsigned                 send_paused:1;
+    unsigned                 waited:1;    /* for credentials, logged */
     unsigned                 drive_md5:1; /* stream: S3 checks Drive's md5 */
     unsigned                 sign_parts:1;
     unsigned                 multipart:1;
@@ -294,8 +297,10 @@ ngx_gdrive_s3_prepare(ngx_gdrive_s3_upload_t *u, ngx_gdrive_s3_t *s3)
 
     gmcf = s3->gmcf;
 
-    if (gmcf->s3_bucket.len == 0 || gmcf->s3_access_key.len == 0
-        || gmcf->s3_secret_key.len == 0)
+    if (gmcf->s3_bucket.len == 0
+        || (!gmcf->s3_web_identity
+            && (gmcf->s3_access_key.len == 0
+                || gmcf->s3_secret_key.len == 0)))
     {
         ngx_gdrive_s3_fail(s3, "s3_rejected", "the S3 bucket or its "
                            "credentials are not configured", 1, -1);
@@ -982,13 +987,40 @@ ngx_gdrive_s3_complete_xml(ngx_gdrive_s3_t *s3, size_t *len)
 }
 
 
+/*
+ * A request without credentials yet (web identity: the first STS answer
+ * is on its way, or STS fails) waits on its retry timer without using
+ * up an attempt: the job stays in flight, so the consumer pauses at
+ * gdrive_max_inflight and the backlog stays in Kafka, and nothing goes
+ * to the DLQ for want of credentials.
+ */
+
 static void
 ngx_gdrive_s3_start_req(ngx_gdrive_s3_req_t *req, ngx_gdrive_s3_kind_e kind)
 {
+    ngx_int_t  rc;
+
     req->kind = kind;
     req->attempts++;
 
-    if (ngx_gdrive_s3_send(req->s3, req, req->http, kind) != NGX_OK) {
+    rc = ngx_gdrive_s3_send(req->s3, req, req->http, kind);
+
+    if (rc == NGX_BUSY) {
+        req->attempts--;
+
+        if (!req->s3->waited) {
+            req->s3->waited = 1;
+            ngx_log_error(NGX_LOG_INFO, req->s3->u->log, 0,
+                          "gdrive: s3 %s of \"%V\" waits for AWS "
+                          "credentials", ngx_gdrive_s3_what(kind),
+                          &req->s3->u->key);
+        }
+
+        ngx_add_timer(&req->retry, NGX_GDRIVE_S3_CREDENTIALS_WAIT);
+        return;
+    }
+
+    if (rc != NGX_OK) {
         ngx_gdrive_s3_fail(req->s3, "internal_error", "an S3 request could "
                            "not be started", 0, -1);
     }
@@ -1008,6 +1040,7 @@ ngx_gdrive_s3_send(ngx_gdrive_s3_t *s3, ngx_gdrive_s3_req_t *req,
     char                      md5_b64[32];
     u_char                    num[NGX_INT_T_LEN];
     size_t                    nh, nq;
+    ngx_int_t                 rc;
     const char               *hash, *method;
     ngx_gdrive_s3_upload_t   *u;
     ngx_gdrive_sigv4_pair_t   hdr[24], q[2];
@@ -1138,10 +1171,14 @@ ngx_gdrive_s3_send(ngx_gdrive_s3_t *s3, ngx_gdrive_s3_req_t *req,
         h->request_len = req->len;
     }
 
-    if (ngx_gdrive_s3_sign_start(h, s3->gmcf, &s3->target, method, q, nq,
-                                 hdr, nh, hash, s3->url)
-        != NGX_OK)
-    {
+    rc = ngx_gdrive_s3_sign_start(h, s3->gmcf, &s3->target, method, q, nq,
+                                  hdr, nh, hash, s3->url);
+
+    if (rc == NGX_BUSY) {
+        return NGX_BUSY;
+    }
+
+    if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_ALERT, u->log, 0,
                       "gdrive: s3 %s of \"%V\" could not be started",
                       ngx_gdrive_s3_what(kind), &u->key);
@@ -1368,9 +1405,12 @@ ngx_gdrive_s3_url_size(ngx_gdrive_s3_target_t *t, size_t query)
 /*
  * Signs a request with SigV4 and starts it on h, whose handler and body
  * the caller has set: Host, x-amz-date and x-amz-content-sha256 are
- * added to the caller's headers, the URL is written into url (of
- * ngx_gdrive_s3_url_size() bytes) encoded as the canonical request is,
- * and every header line is built in scratch space (curl copies both).
+ * added to the caller's headers, and x-amz-security-token with temporary
+ * credentials; the URL is written into url (of ngx_gdrive_s3_url_size()
+ * bytes) encoded as the canonical request is, and every header line is
+ * built in scratch space (curl copies both).  NGX_BUSY: no credentials
+ * yet (web identity, ngx_gdrive_aws.c): nothing is started and the
+ * caller tries again on a timer.
  */
 
 ngx_int_t
@@ -1383,13 +1423,20 @@ ngx_gdrive_s3_sign_start(ngx_gdrive_http_t *h,
     int                       n;
     char                      date[NGX_GDRIVE_SIGV4_DATE_LEN + 1];
     char                      auth[1024];
-    u_char                    line[4096], *p, *last;
+    u_char                    line[NGX_GDRIVE_STS_TOKEN_MAX + 64], *p, *last;
     size_t                    i, nh;
     ngx_gdrive_sigv4_t        s;
+    ngx_gdrive_aws_creds_t    cr;
     ngx_gdrive_sigv4_pair_t   hdr[NGX_GDRIVE_SIGV4_MAX_PAIRS];
 
-    if (nextra + 3 > NGX_GDRIVE_SIGV4_MAX_PAIRS) {
+    if (nextra + 4 > NGX_GDRIVE_SIGV4_MAX_PAIRS) {
         return NGX_ERROR;
+    }
+
+    /* the credentials current now: each request, each part, asks again */
+
+    if (ngx_gdrive_aws_credentials(gmcf, &cr) != NGX_OK) {
+        return NGX_BUSY;
     }
 
     ngx_gdrive_sigv4_date(ngx_time(), date);
@@ -1408,6 +1455,14 @@ ngx_gdrive_s3_sign_start(ngx_gdrive_http_t *h,
     hdr[nh++] = (ngx_gdrive_sigv4_pair_t) {
         "x-amz-content-sha256", 20, hash, ngx_strlen(hash) };
 
+    /* temporary credentials: S3 wants their token, and signed */
+
+    if (cr.session_token.len) {
+        hdr[nh++] = (ngx_gdrive_sigv4_pair_t) {
+            "x-amz-security-token", 20, (char *) cr.session_token.data,
+            cr.session_token.len };
+    }
+
     ngx_memzero(&s, sizeof(ngx_gdrive_sigv4_t));
 
     s.method = method;
@@ -1422,10 +1477,10 @@ ngx_gdrive_s3_sign_start(ngx_gdrive_http_t *h,
     s.region = (char *) gmcf->s3_region.data;
     s.region_len = gmcf->s3_region.len;
     s.service = "s3";
-    s.access_key = (char *) gmcf->s3_access_key.data;
-    s.access_key_len = gmcf->s3_access_key.len;
-    s.secret_key = (char *) gmcf->s3_secret_key.data;
-    s.secret_key_len = gmcf->s3_secret_key.len;
+    s.access_key = (char *) cr.access_key.data;
+    s.access_key_len = cr.access_key.len;
+    s.secret_key = (char *) cr.secret_key.data;
+    s.secret_key_len = cr.secret_key.len;
 
     if (ngx_gdrive_sigv4_sign(&s, auth, sizeof(auth)) < 0) {
         return NGX_ERROR;
@@ -1467,7 +1522,8 @@ ngx_gdrive_s3_sign_start(ngx_gdrive_http_t *h,
 
     n = ngx_gdrive_http_header_add(h, (char *) line);
 
-    ngx_explicit_memzero(line, p - line);
+    /* the session token's line is in there too, partly overwritten */
+    ngx_explicit_memzero(line, sizeof(line));
     ngx_explicit_memzero(auth, sizeof(auth));
 
     if (n != NGX_OK) {

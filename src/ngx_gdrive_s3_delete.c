@@ -42,6 +42,7 @@ typedef struct {
     char                          hash[NGX_GDRIVE_SHA256_HEX_LEN + 1];
     char                          md5[NGX_GDRIVE_MD5_BASE64_LEN + 1];
     u_char                        detail[256];
+    ngx_event_t                   wait;     /* for AWS credentials */
     unsigned                      deleting:1;
     unsigned                      truncated:1;
     unsigned                      reported:1;
@@ -58,6 +59,9 @@ static void ngx_gdrive_s3_delete_end(ngx_gdrive_s3_deleter_t *s);
 static void ngx_gdrive_s3_delete_done(ngx_event_t *ev);
 static void ngx_gdrive_s3_delete_cleanup(void *data);
 static void ngx_gdrive_s3_delete_stop(ngx_gdrive_s3_deleter_t *s);
+static ngx_int_t ngx_gdrive_s3_delete_busy(ngx_gdrive_s3_deleter_t *s,
+    ngx_int_t rc);
+static void ngx_gdrive_s3_delete_wait(ngx_event_t *ev);
 
 
 void
@@ -92,10 +96,16 @@ ngx_gdrive_s3_delete_start(ngx_gdrive_s3_delete_t *d)
     s->post.log = d->log;
     s->post.handler = ngx_gdrive_s3_delete_list;
 
+    s->wait.data = s;
+    s->wait.log = d->log;
+    s->wait.handler = ngx_gdrive_s3_delete_wait;
+
     ngx_str_null(&empty);
 
-    if (s->gmcf->s3_bucket.len == 0 || s->gmcf->s3_access_key.len == 0
-        || s->gmcf->s3_secret_key.len == 0)
+    if (s->gmcf->s3_bucket.len == 0
+        || (!s->gmcf->s3_web_identity
+            && (s->gmcf->s3_access_key.len == 0
+                || s->gmcf->s3_secret_key.len == 0)))
     {
         d->code = "s3_rejected";
         d->detail = "the S3 bucket or its credentials are not configured";
@@ -168,6 +178,10 @@ ngx_gdrive_s3_delete_stop(ngx_gdrive_s3_deleter_t *s)
         ngx_delete_posted_event(&s->post);
     }
 
+    if (s->wait.timer_set) {
+        ngx_del_timer(&s->wait);
+    }
+
     if (s->xml) {
         ngx_free(s->xml);
         s->xml = NULL;
@@ -214,9 +228,10 @@ ngx_gdrive_s3_delete_list(ngx_event_t *ev)
     s->http->method = "GET";
     s->http->what = "s3 list";
 
-    if (ngx_gdrive_s3_sign_start(s->http, s->gmcf, &s->bucket, "GET", q, 3,
-                                 NULL, 0, NGX_GDRIVE_SIGV4_EMPTY_SHA256,
-                                 s->url)
+    if (ngx_gdrive_s3_delete_busy(s,
+            ngx_gdrive_s3_sign_start(s->http, s->gmcf, &s->bucket, "GET",
+                                     q, 3, NULL, 0,
+                                     NGX_GDRIVE_SIGV4_EMPTY_SHA256, s->url))
         != NGX_OK)
     {
         d->detail = "the S3 listing could not be started";
@@ -454,12 +469,49 @@ ngx_gdrive_s3_delete_objects(ngx_gdrive_s3_deleter_t *s)
     s->http->request_body = s->xml;
     s->http->request_len = s->xml_len;
 
-    if (ngx_gdrive_s3_sign_start(s->http, s->gmcf, &s->bucket, "POST", q, 1,
-                                 hdr, 2, s->hash, s->url)
+    if (ngx_gdrive_s3_delete_busy(s,
+            ngx_gdrive_s3_sign_start(s->http, s->gmcf, &s->bucket, "POST",
+                                     q, 1, hdr, 2, s->hash, s->url))
         != NGX_OK)
     {
         s->d->detail = "DeleteObjects could not be started";
         ngx_gdrive_s3_delete_end(s);
+    }
+}
+
+
+/*
+ * No AWS credentials yet (web identity): the request waits a second and
+ * is made again, as often as it takes; nothing is counted as a failure.
+ */
+
+static ngx_int_t
+ngx_gdrive_s3_delete_busy(ngx_gdrive_s3_deleter_t *s, ngx_int_t rc)
+{
+    if (rc != NGX_BUSY) {
+        return rc;
+    }
+
+    ngx_add_timer(&s->wait, 1000);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_gdrive_s3_delete_wait(ngx_event_t *ev)
+{
+    ngx_gdrive_s3_deleter_t *s = ev->data;
+
+    if (s->reported) {
+        return;
+    }
+
+    if (s->deleting) {
+        ngx_gdrive_s3_delete_objects(s);
+
+    } else {
+        ngx_gdrive_s3_delete_list(&s->post);
     }
 }
 

@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_aws.h"
 #include "ngx_gdrive_kafka.h"
 #include "ngx_gdrive_metrics.h"
 #include "ngx_gdrive_probe.h"
@@ -41,6 +42,8 @@ static void ngx_http_gdrive_health_kafka(json_t *checks,
 static void ngx_http_gdrive_health_probes(json_t *checks,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_gdrive_health_sh_t *hs,
     ngx_uint_t *degraded);
+static void ngx_http_gdrive_health_credentials(json_t *checks,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_uint_t *degraded);
 static void ngx_http_gdrive_health_workers(json_t *checks,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_gdrive_sh_t *sh,
     ngx_uint_t *degraded);
@@ -181,6 +184,7 @@ ngx_http_gdrive_health_send(ngx_http_request_t *r)
 
     ngx_http_gdrive_health_kafka(checks, gmcf, &unhealthy);
     ngx_http_gdrive_health_probes(checks, gmcf, &sh->health, &degraded);
+    ngx_http_gdrive_health_credentials(checks, gmcf, &degraded);
 
     /* the monitoring checklist */
 
@@ -288,6 +292,51 @@ ngx_http_gdrive_health_probes(json_t *checks,
                                 &hs->probe[NGX_GDRIVE_PROBE_S3]));
         json_object_set_new(c, "age_seconds",
                             json_integer((now - hs->checked) / 1000));
+    }
+}
+
+
+/*
+ * s3.credentials: whether S3 can be signed for now.  With web identity it
+ * fails until STS has answered, and while the credentials it gave are
+ * past their use; the detail is the last failure (STS's Code and
+ * Message), never a secret.
+ */
+
+static void
+ngx_http_gdrive_health_credentials(json_t *checks,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_uint_t *degraded)
+{
+    json_t                  *c;
+    ngx_gdrive_aws_check_t   st;
+
+    if (!gmcf->consumer) {
+        c = ngx_http_gdrive_check(checks, "s3.credentials", 1, degraded);
+        json_object_set_new(c, "skipped",
+                            json_string("gdrive_consumer is off"));
+        return;
+    }
+
+    ngx_gdrive_aws_check(gmcf, &st);
+
+    c = ngx_http_gdrive_check(checks, "s3.credentials", st.ok, degraded);
+    json_object_set_new(c, "mode", json_string(st.mode));
+
+    if (gmcf->s3_web_identity) {
+        json_object_set_new(c, "role",
+                            json_stringn((char *) gmcf->s3_role_arn.data,
+                                         gmcf->s3_role_arn.len));
+        json_object_set_new(c, "sts_requests", json_integer(st.requests));
+        json_object_set_new(c, "failures", json_integer(st.failures));
+
+        if (st.expires_in >= 0) {
+            json_object_set_new(c, "expires_in_seconds",
+                                json_integer(st.expires_in));
+        }
+    }
+
+    if (st.detail[0]) {
+        json_object_set_new(c, "detail", json_string((char *) st.detail));
     }
 }
 

@@ -19,6 +19,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_aws.h"
 #include "ngx_gdrive_cache.h"
 #include "ngx_gdrive_drive.h"
 #include "ngx_gdrive_http.h"
@@ -134,6 +135,18 @@ static ngx_command_t  ngx_http_gdrive_commands[] = {
                      s3_access_key, S3_ACCESS_KEY),
     ngx_gdrive_value("gdrive_s3_secret_key", NGX_CONF_TAKE1,
                      s3_secret_key, S3_SECRET_KEY),
+    ngx_gdrive_value("gdrive_s3_session_token", NGX_CONF_TAKE1,
+                     s3_session_token, S3_SESSION_TOKEN),
+    ngx_gdrive_value("gdrive_s3_role_arn", NGX_CONF_TAKE1,
+                     s3_role_arn, S3_ROLE_ARN),
+    ngx_gdrive_value("gdrive_s3_web_identity_token_file", NGX_CONF_TAKE1,
+                     s3_web_identity_token_file, S3_WEB_IDENTITY_TOKEN_FILE),
+    ngx_gdrive_value("gdrive_s3_role_session_name", NGX_CONF_TAKE1,
+                     s3_role_session_name, S3_ROLE_SESSION_NAME),
+    ngx_gdrive_value("gdrive_sts_endpoint", NGX_CONF_TAKE1,
+                     sts_endpoint, STS_ENDPOINT),
+    ngx_gdrive_value("gdrive_sts_renew", NGX_CONF_TAKE1,
+                     sts_renew, STS_RENEW),
     ngx_gdrive_value("gdrive_s3_prefix", NGX_CONF_TAKE1,
                      s3_prefix, S3_PREFIX),
     ngx_gdrive_value("gdrive_s3_path_style", NGX_CONF_FLAG,
@@ -420,6 +433,10 @@ ngx_http_gdrive_init_process(ngx_cycle_t *cycle)
     {
         ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
                       "gdrive: worker runs without a Kafka consumer");
+    }
+
+    if (gmcf->consumer) {
+        (void) ngx_gdrive_aws_init(cycle, gmcf);
     }
 
     return NGX_OK;
