@@ -904,7 +904,8 @@ ngx_http_gdrive_diagnostics(ngx_http_request_t *r)
     v = json_object();
     json_object_set_new(v, "nginx", json_string(NGINX_VERSION));
     json_object_set_new(v, "module", json_string(NGX_GDRIVE_VERSION));
-    json_object_set_new(v, "librdkafka", json_string(ngx_gdrive_kafka_version()));
+    json_object_set_new(v, "librdkafka",
+                        json_string(ngx_gdrive_kafka_version()));
     json_object_set_new(v, "libcurl", json_string(cv->version));
     json_object_set_new(v, "libcurl_ssl",
                         cv->ssl_version ? json_string(cv->ssl_version)
