@@ -17,6 +17,7 @@
 #include <ngx_http.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_s3.h"
 
 
 typedef struct {
