@@ -17,7 +17,7 @@
 #         spread over 8 integrations (so every worker gets partitions);
 #         files/s and the nginx workers' CPU milliseconds per file.
 #   python  the module against the Python design users would otherwise run
-#         (../shared/baseline/pyworker, or BENCH_PYWORKER), on the same
+#         (the worker.py that BENCH_PYWORKER names), on the same
 #         stack in the same run, as its README says is fair: one nginx
 #         worker against the one Python process, sync_file triggers of
 #         4 KiB files produced straight into each one's topic, a warm-up,
