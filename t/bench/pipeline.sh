@@ -429,9 +429,9 @@ py_files() {
 py_round() {
     local who=$1 pid=$2 topic=$3 name=$4 n=$5 c0 c1 t0 deadline got
     py_files "$RUN-$who-$name" "$n"
-    awk -v int="$INT" -v name="$who-$name" '{
+    awk -v ig="$INT" -v name="$who-$name" '{
             printf "%s\t{\"trigger_id\":\"%s-%d\",\"integration_id\":\"%s\",\"action\":\"sync_file\",\"file_id\":\"%s\"}\n",
-                int, name, NR, int, $1 }' "$WORK/ids" > "$WORK/lines"
+                ig, name, NR, ig, $1 }' "$WORK/ids" > "$WORK/lines"
     admin DELETE /requests > /dev/null
     c0=$(task_ticks "$pid")
     t0=$(now)
@@ -477,7 +477,9 @@ stop_python() {
 bench_python() {
     local mod py topic
     [ -f "$PYWORKER" ] || fail "no Python baseline at $PYWORKER (BENCH_PYWORKER)"
-    python3 -c 'import aiohttp, confluent_kafka, boto3, cachetools, prometheus_client, psutil' \
+    # Debian's Python, whose packages make deps installs (not another one
+    # that PATH may find first)
+    /usr/bin/python3 -c 'import aiohttp, confluent_kafka, boto3, cachetools, prometheus_client, psutil' \
         2>/dev/null || fail "the Python baseline's packages are missing: make deps installs them"
     INT=int-$RUN-py
     integration "$INT"
@@ -493,6 +495,8 @@ bench_python() {
     stop_nginx
 
     topic=$RUN-python
+    # the follower needs the result topic to exist: a first record makes it
+    printf 'bench\t{}\n' | produce "$topic.result"
     kcat -C -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$topic.result" -o beginning -u -q \
          -f '%s\n' > "$WORK/results-python" 2>/dev/null &
     follower=$!
@@ -502,7 +506,7 @@ bench_python() {
     GROUP_ID=group-$topic KAFKA_SESSION_TIMEOUT_MS=6000 LOG_LEVEL=WARNING \
     HEALTH_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') \
     S3_PREFIX=$RUN/python/ \
-        python3 "$PYWORKER" > "$WORK/python.log" 2>&1 &
+        /usr/bin/python3 "$PYWORKER" > "$WORK/python.log" 2>&1 &
     PY_PID=$!
     py=$(py_rounds python "$PY_PID" "$topic")
     kill $follower 2>/dev/null || true
