@@ -311,7 +311,10 @@ ngx_gdrive_aws_due(ngx_gdrive_aws_t *aws, uint64_t now)
 
     a = aws->sh;
 
-    return a->issued == 0 || a->role != aws->role || now >= a->renew_at;
+    /* a renewal margin set below the safety margin: due when unusable */
+
+    return a->issued == 0 || a->role != aws->role || now >= a->renew_at
+           || now >= ngx_gdrive_aws_usable_until(a, aws->role);
 }
 
 

@@ -693,6 +693,15 @@ ngx_http_gdrive_aws_mode(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
         }
     }
 
+    /* it goes into one header line and the shared zone's copy */
+
+    if (gmcf->s3_session_token.len > NGX_GDRIVE_STS_TOKEN_MAX) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"gdrive_s3_session_token\" (AWS_SESSION_TOKEN) is "
+                      "longer than %d bytes", NGX_GDRIVE_STS_TOKEN_MAX);
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
 }
 

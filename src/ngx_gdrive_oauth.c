@@ -133,7 +133,11 @@ ngx_gdrive_token_get(ngx_gdrive_token_req_t *req)
     if (req->subject.len) {
         p = ngx_pnalloc(req->pool, req->integration.len + 1
                                    + req->subject.len);
-        if (p) {
+        if (p == NULL) {
+            /* never the bare integration's entry for a user's token */
+            req->key.len = 0;
+
+        } else {
             req->key.data = p;
             p = ngx_cpymem(p, req->integration.data, req->integration.len);
             *p++ = '/';
@@ -213,6 +217,11 @@ ngx_gdrive_token_look(ngx_event_t *ev)
     gmcf = ngx_gdrive_tokens.gmcf;
     shpool = ngx_gdrive_tokens.shpool;
     now = ngx_gdrive_epoch_ms();
+
+    if (req->key.len == 0) {
+        ngx_gdrive_token_fail(req, "internal_error", "out of memory", 0);
+        return;
+    }
 
     ngx_shmtx_lock(&shpool->mutex);
 
@@ -413,6 +422,16 @@ ngx_gdrive_token_credentials_done(ngx_gdrive_http_t *h)
     root = json_loadb((char *) h->body, h->len, 0, &jerr);
 
     if (gmcf->google_sa_key) {
+
+        /* no answer to read must not make the account act as itself */
+
+        if (!json_is_object(root)) {
+            json_decref(root);
+            ngx_gdrive_token_fail(req, "upstream_error", "the control "
+                                  "plane's answer is not a JSON object", 0);
+            return;
+        }
+
         ngx_gdrive_token_cp_subject(req, root);
         json_decref(root);
         return;

@@ -1507,6 +1507,15 @@ ngx_gdrive_s3_sign_start(ngx_gdrive_http_t *h,
     last = line + sizeof(line) - 1;
 
     for (i = 0; i < nh; i++) {
+
+        /* a header cut short would be a request refused for ever */
+
+        if (hdr[i].name_len + 2 + hdr[i].value_len
+            >= (size_t) (last - line))
+        {
+            return NGX_ERROR;
+        }
+
         p = ngx_snprintf(line, last - line, "%*s: %*s",
                          hdr[i].name_len, hdr[i].name,
                          hdr[i].value_len, hdr[i].value);

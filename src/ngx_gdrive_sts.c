@@ -64,7 +64,7 @@ int
 ngx_gdrive_sts_parse(const char *xml, size_t len, ngx_gdrive_sts_answer_t *a)
 {
     int          rc;
-    char         expiration[64];
+    char         expiration[64], *p;
     const char  *last;
 
     memset(a, 0, sizeof(ngx_gdrive_sts_answer_t));
@@ -91,6 +91,14 @@ ngx_gdrive_sts_parse(const char *xml, size_t len, ngx_gdrive_sts_answer_t *a)
                                    NGX_GDRIVE_STS_MESSAGE_MAX) != 1)
         {
             a->message[0] = '\0';
+        }
+
+        /* it is logged and shown: printable ASCII only */
+
+        for (p = a->message; *p; p++) {
+            if (*p < 0x20 || *p >= 0x7f) {
+                *p = '?';
+            }
         }
 
         return 1;

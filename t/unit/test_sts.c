@@ -73,6 +73,11 @@ main(void)
        && strcmp(a.message, "Couldn't verify the identity token") == 0,
        "an error: %s: %s", a.code, a.message);
 
+    ok(parse("<ErrorResponse><Error><Code>AccessDenied</Code><Message>a"
+             "&#x41;\r\nforged: line\x01</Message></Error></ErrorResponse>",
+             &a) == 1 && strcmp(a.message, "aA??forged: line?") == 0,
+       "a message's control bytes are replaced: %s", a.message);
+
     ok(parse("<ErrorResponse><Error><Code>Bad<x/></Code></Error>"
              "</ErrorResponse>", &a) == -1, "an error without a code");
 
