@@ -63,9 +63,10 @@ my $module = module_path();
 SKIP: {
     skip "no module at $module: make first", 1 unless -f $module;
     my $tmp = tempdir(CLEANUP => 1);
-    (my $c = $conf) =~ s{include /etc/nginx/modules-enabled/\*\.conf;}
-                        {load_module $module;};
-    $c =~ s{/tmp/}{$tmp/}g;
+    # the pod's /tmp is the test's directory (first: the module may be
+    # under /tmp itself)
+    (my $c = $conf) =~ s{/tmp/}{$tmp/}g;
+    $c =~ s{include /etc/nginx/modules-enabled/\*\.conf;}{load_module $module;};
     open my $fh, '>', "$tmp/nginx.conf" or die $!;
     print $fh $c;
     close $fh;
