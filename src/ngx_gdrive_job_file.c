@@ -282,6 +282,7 @@ static ngx_int_t
 ngx_gdrive_job_content_revision(ngx_gdrive_job_t *job, const char *mime,
     ngx_str_t *revision)
 {
+    u_char                   kind;
     size_t                   len;
     ngx_int_t                size;
     const char              *rev, *v;
@@ -308,38 +309,28 @@ ngx_gdrive_job_content_revision(ngx_gdrive_job_t *job, const char *mime,
         u->md5.len = 32;
     }
 
+    kind = 'r';
+
     if (rev == NULL || !ngx_gdrive_drive_id_valid(rev, ngx_strlen(rev))) {
         /* no revision of its own: the version identifies it */
+        kind = 'v';
         rev = ngx_gdrive_drive_meta_str(job->meta, "version");
 
         if (rev == NULL || !ngx_gdrive_drive_id_valid(rev, ngx_strlen(rev)))
         {
             rev = "0";
         }
-
-        len = ngx_strlen(rev) + 2;
-        revision->data = ngx_pnalloc(job->pool, len);
-        if (revision->data == NULL) {
-            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
-                                -1);
-            return NGX_ERROR;
-        }
-
-        revision->len = ngx_sprintf(revision->data, "v%s", rev)
-                        - revision->data;
-
-    } else {
-        len = ngx_strlen(rev) + 2;
-        revision->data = ngx_pnalloc(job->pool, len);
-        if (revision->data == NULL) {
-            ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0,
-                                -1);
-            return NGX_ERROR;
-        }
-
-        revision->len = ngx_sprintf(revision->data, "r%s", rev)
-                        - revision->data;
     }
+
+    len = ngx_strlen(rev) + 2;
+    revision->data = ngx_pnalloc(job->pool, len);
+    if (revision->data == NULL) {
+        ngx_gdrive_job_fail(job, "internal_error", "out of memory", 0, -1);
+        return NGX_ERROR;
+    }
+
+    revision->len = ngx_sprintf(revision->data, "%c%s", kind, rev)
+                    - revision->data;
 
     u->content_type.data = (u_char *) mime;
     u->content_type.len = ngx_strlen(mime);

@@ -77,6 +77,8 @@ static ngx_int_t ngx_gdrive_token_classify(ngx_gdrive_token_req_t *req,
     ngx_gdrive_http_t *h, const char *what);
 static void ngx_gdrive_token_send(ngx_gdrive_token_req_t *req, char *url,
     void (*handler)(ngx_gdrive_http_t *h), const char *what);
+static void ngx_gdrive_token_post(ngx_gdrive_token_req_t *req, char *url,
+    u_char *form, void (*handler)(ngx_gdrive_http_t *h), const char *what);
 static char *ngx_gdrive_token_url(ngx_pool_t *pool, ngx_str_t *base,
     const char *fmt, ngx_str_t *id);
 
@@ -547,13 +549,7 @@ ngx_gdrive_token_refresh(ngx_gdrive_token_req_t *req)
     ngx_cpystrn((u_char *) url, gmcf->google_token_url.data,
                 gmcf->google_token_url.len + 1);
 
-    /* the form holds secrets: curl copies it, debug lines never show it */
-    curl_easy_setopt(req->http->easy, CURLOPT_COPYPOSTFIELDS, form);
-    ngx_explicit_memzero(form, ngx_strlen(form));
-
-    req->requests++;
-
-    ngx_gdrive_token_send(req, url, ngx_gdrive_token_refresh_done,
+    ngx_gdrive_token_post(req, url, form, ngx_gdrive_token_refresh_done,
                           "OAuth token refresh");
 }
 
@@ -792,14 +788,10 @@ ngx_gdrive_token_assertion(ngx_gdrive_token_req_t *req)
 
     url = (char *) aud;
 
-    /* the assertion is a credential for an hour: curl copies it, no more */
-    curl_easy_setopt(req->http->easy, CURLOPT_COPYPOSTFIELDS, form);
-    ngx_explicit_memzero(form, ngx_strlen(form));
+    /* the assertion is a credential for an hour */
     ngx_explicit_memzero(jwt, n);
 
-    req->requests++;
-
-    ngx_gdrive_token_send(req, url, ngx_gdrive_token_assertion_done,
+    ngx_gdrive_token_post(req, url, form, ngx_gdrive_token_assertion_done,
                           "OAuth service account token");
 }
 
@@ -953,6 +945,25 @@ ngx_gdrive_token_send(ngx_gdrive_token_req_t *req, char *url,
                                           : "the HTTP client failed",
                               req->code != NULL);
     }
+}
+
+
+/*
+ * A request to Google's token endpoint: its form holds secrets, which curl
+ * copies and debug lines never show; it counts in the job's Google
+ * requests.
+ */
+
+static void
+ngx_gdrive_token_post(ngx_gdrive_token_req_t *req, char *url, u_char *form,
+    void (*handler)(ngx_gdrive_http_t *h), const char *what)
+{
+    curl_easy_setopt(req->http->easy, CURLOPT_COPYPOSTFIELDS, form);
+    ngx_explicit_memzero(form, ngx_strlen(form));
+
+    req->requests++;
+
+    ngx_gdrive_token_send(req, url, handler, what);
 }
 
 
