@@ -124,6 +124,18 @@ is($r->{json}{trace_id}, $T1, 'a later version\'s trace is kept');
 is(record_at($r->{json}{partition}, $r->{json}{offset})->{headers}{traceparent},
    "00-$T1-$P1-01", 'and carried on as version 00');
 
+# --- tracestate: several headers are one list, a long one is dropped -----------
+
+$r = post({ integration_id => $int, action => 'sync_changes' },
+          traceparent => "00-$T1-$P1-01", tracestate => ['a=1', 'b=2']);
+like(raw_headers($topic, $r->{json}{partition}, $r->{json}{offset}),
+     qr/(?:^|,)tracestate=a=1,b=2(?:,|$)/, 'two tracestate headers are joined');
+$r = post({ integration_id => $int, action => 'sync_changes' },
+          traceparent => "00-$T1-$P1-01", tracestate => 'k=' . ('v' x 600));
+my $hd = record_at($r->{json}{partition}, $r->{json}{offset})->{headers};
+is($hd->{traceparent}, "00-$T1-$P1-01", 'a tracestate over 512 bytes');
+ok(!defined $hd->{tracestate}, 'is not carried on, the trace is');
+
 # --- a listing's children ------------------------------------------------------
 
 my $T2 = 'a3ce929d0e0e47364bf92f3577b34da6';
@@ -210,7 +222,7 @@ for my $what (sort keys %bad) {
     my $tid = $r->{json}{trace_id} // '';
     like($tid, qr/^[0-9a-f]{32}$/, "$what: with a trace id");
     ok($tid ne $T1 && $tid ne $T2 && $tid !~ /^0+$/, "$what: a new one");
-    my $hd = record_at($r->{json}{partition}, $r->{json}{offset})->{headers};
+    $hd = record_at($r->{json}{partition}, $r->{json}{offset})->{headers};
     my ($ht, $hp) = valid_tp($hd->{traceparent});
     is($ht, $tid, "$what: the record carries a valid traceparent of it");
     ok(!defined $hd->{tracestate}, "$what: and no tracestate of the bad one");
