@@ -70,6 +70,7 @@ static void ngx_gdrive_job_shutdown_handler(ngx_event_t *ev);
 static void ngx_gdrive_job_closed(void *data);
 static void ngx_gdrive_job_tick(void *data);
 static void ngx_gdrive_job_status(ngx_gdrive_engine_t *e);
+static void ngx_gdrive_job_trace(ngx_gdrive_job_t *job);
 static u_char *ngx_gdrive_job_log_handler(ngx_log_t *log, u_char *buf,
     size_t len);
 
@@ -256,6 +257,7 @@ ngx_gdrive_job_message(void *data, rd_kafka_message_t *msg)
     job->resume.data = job;
     job->resume.log = &job->log;
     ngx_cpystrn(job->id, (u_char *) "-", sizeof(job->id));
+    ngx_gdrive_job_trace(job);
     job->status_slot = ngx_gdrive_status_job_begin(job->id, 1, msg->partition,
                                                    msg->offset);
 
@@ -1090,12 +1092,72 @@ ngx_gdrive_job_free(ngx_gdrive_job_t *job)
 }
 
 
+/*
+ * The trace the job is in: the record's traceparent (and tracestate) when
+ * it has one, valid; else, a trigger produced without one or with a bad
+ * one, a trace started here.  The job is a span of its own, the parent of
+ * every record it makes (children, results, its dead letter).
+ */
+
+static void
+ngx_gdrive_job_trace(ngx_gdrive_job_t *job)
+{
+    size_t               len;
+    ngx_int_t            rc;
+    ngx_uint_t           invalid;
+    const u_char        *v;
+    ngx_gdrive_trace_t  *t;
+
+    t = &job->trace;
+    invalid = 0;
+
+    rc = ngx_gdrive_kafka_header(job->msg, "traceparent", &v, &len);
+
+    if (rc == NGX_OK && ngx_gdrive_traceparent_parse(t, v, len) == 0) {
+
+        if (ngx_gdrive_kafka_header(job->msg, "tracestate", &v, &len)
+            == NGX_OK
+            && ngx_gdrive_tracestate_valid(v, len))
+        {
+            ngx_memcpy(t->state, v, len);
+            t->state[len] = '\0';
+            t->state_len = len;
+        }
+
+    } else {
+        invalid = (rc != NGX_DECLINED);
+        ngx_gdrive_trace_start(t);
+    }
+
+    ngx_gdrive_trace_span(t);
+    ngx_gdrive_traceparent_print(t, t->span_id, job->traceparent);
+    ngx_gdrive_trace_id_print(t, job->trace_id);
+
+    if (invalid) {
+        ngx_log_error(NGX_LOG_INFO, &job->log, 0,
+                      "gdrive: the trigger's traceparent is not valid, "
+                      "the job starts a trace");
+    }
+}
+
+
+/* a record made from the job: its trace context; NULL: no memory */
+
+rd_kafka_headers_t *
+ngx_gdrive_job_trace_headers(ngx_gdrive_job_t *job)
+{
+    return ngx_gdrive_kafka_trace_headers(job->traceparent,
+                                          job->trace.state_len
+                                          ? job->trace.state : NULL);
+}
+
+
 static u_char *
 ngx_gdrive_job_log_handler(ngx_log_t *log, u_char *buf, size_t len)
 {
     ngx_gdrive_job_t *job = log->data;
 
-    return ngx_snprintf(buf, len, ", trigger: %s, partition: %D, offset: %O",
-                        job->id, job->msg->partition,
-                        (off_t) job->msg->offset);
+    return ngx_snprintf(buf, len, ", trigger: %s, partition: %D, offset: %O, "
+                        "trace=%s", job->id, job->msg->partition,
+                        (off_t) job->msg->offset, job->trace_id);
 }

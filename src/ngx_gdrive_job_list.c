@@ -34,6 +34,8 @@ static void ngx_gdrive_job_next_page(ngx_gdrive_job_t *job);
 static ngx_int_t ngx_gdrive_job_child(ngx_gdrive_job_t *job,
     const char *action, const char *file_id, ngx_uint_t deleted,
     json_t *file);
+static ngx_int_t ngx_gdrive_job_child_produce(ngx_gdrive_job_t *job,
+    char *json, ngx_uint_t deleted);
 static void ngx_gdrive_job_page_fail(ngx_gdrive_job_t *job,
     const char *code, const char *detail);
 static void ngx_gdrive_job_page_failed(ngx_gdrive_job_t *job);
@@ -423,15 +425,13 @@ static ngx_int_t
 ngx_gdrive_job_child(ngx_gdrive_job_t *job, const char *action,
     const char *file_id, ngx_uint_t deleted, json_t *file)
 {
-    char                       *json;
-    u_char                      digest[20], id[41];
-    json_t                     *root, *last;
-    ngx_uint_t                  folder;
-    ngx_str_t                   key, fid;
-    ngx_sha1_t                  sha1;
-    ngx_gdrive_trigger_t       *t;
-    rd_kafka_resp_err_t         err;
-    const ngx_gdrive_engine_t  *e;
+    char                  *json;
+    u_char                 digest[20], id[41];
+    json_t                *root, *last;
+    ngx_str_t              fid;
+    ngx_uint_t             folder;
+    ngx_sha1_t             sha1;
+    ngx_gdrive_trigger_t  *t;
 
     t = &job->trigger;
 
@@ -517,6 +517,10 @@ ngx_gdrive_job_child(ngx_gdrive_job_t *job, const char *action,
     json_object_set_new(root, "parent_trigger_id",
                         json_string((char *) job->id));
 
+    if (deleted) {
+        json_object_set_new(root, "trace_id", json_string(job->trace_id));
+    }
+
     json = json_dumps(root, JSON_COMPACT);
 
     if (json && ngx_strlen(json) > NGX_GDRIVE_CARRIED_MAX
@@ -530,26 +534,7 @@ ngx_gdrive_job_child(ngx_gdrive_job_t *job, const char *action,
 
     json_decref(root);
 
-    if (json == NULL) {
-        goto failed;
-    }
-
-    key.data = (u_char *) t->integration_id.data;
-    key.len = t->integration_id.len;
-
-    e = ngx_gdrive_job_engine();
-
-    err = ngx_gdrive_kafka_produce(e->producer,
-                                   deleted ? e->result_topic
-                                           : e->trigger_topic,
-                                   &key, (u_char *) json, ngx_strlen(json),
-                                   1, NULL, &job->child_dr);
-
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        free(json);
-        ngx_log_error(NGX_LOG_ERR, &job->log, 0,
-                      "gdrive: child not produced: %s",
-                      ngx_gdrive_kafka_strerror(err));
+    if (ngx_gdrive_job_child_produce(job, json, deleted) != NGX_OK) {
         goto failed;
     }
 
@@ -570,6 +555,52 @@ failed:
                              "a child trigger was not produced");
 
     return NGX_ERROR;
+}
+
+
+/*
+ * The child's JSON (NULL: none was made) goes out, freed by librdkafka
+ * once delivered.  The child is in the job's trace, with the job's span
+ * as its parent.
+ */
+
+static ngx_int_t
+ngx_gdrive_job_child_produce(ngx_gdrive_job_t *job, char *json,
+    ngx_uint_t deleted)
+{
+    ngx_str_t                   key;
+    rd_kafka_headers_t         *hdrs;
+    rd_kafka_resp_err_t         err;
+    const ngx_gdrive_engine_t  *e;
+
+    hdrs = json ? ngx_gdrive_job_trace_headers(job) : NULL;
+
+    if (hdrs == NULL) {
+        free(json);
+        return NGX_ERROR;
+    }
+
+    key.data = (u_char *) job->trigger.integration_id.data;
+    key.len = job->trigger.integration_id.len;
+
+    e = ngx_gdrive_job_engine();
+
+    err = ngx_gdrive_kafka_produce(e->producer,
+                                   deleted ? e->result_topic
+                                           : e->trigger_topic,
+                                   &key, (u_char *) json, ngx_strlen(json),
+                                   1, hdrs, &job->child_dr);
+
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        free(json);
+        ngx_gdrive_kafka_headers_free(hdrs);
+        ngx_log_error(NGX_LOG_ERR, &job->log, 0,
+                      "gdrive: child not produced: %s",
+                      ngx_gdrive_kafka_strerror(err));
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -40,6 +40,7 @@ ngx_gdrive_job_result(ngx_gdrive_job_t *job)
     char                 *json;
     json_t               *root;
     ngx_str_t             key;
+    rd_kafka_headers_t   *hdrs;
     rd_kafka_resp_err_t   err;
 
     ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_RESULT);
@@ -51,7 +52,10 @@ ngx_gdrive_job_result(ngx_gdrive_job_t *job)
         json_decref(root);
     }
 
-    if (json == NULL) {
+    hdrs = json ? ngx_gdrive_job_trace_headers(job) : NULL;
+
+    if (hdrs == NULL) {
+        free(json);
         job->error = "internal_error";
         ngx_gdrive_job_retry(job, 1000);
         return;
@@ -65,10 +69,11 @@ ngx_gdrive_job_result(ngx_gdrive_job_t *job)
     err = ngx_gdrive_kafka_produce(ngx_gdrive_job_engine()->producer,
                                    ngx_gdrive_job_engine()->result_topic, &key,
                                    (u_char *) json, ngx_strlen(json), 1,
-                                   NULL, &job->dr);
+                                   hdrs, &job->dr);
 
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         free(json);
+        ngx_gdrive_kafka_headers_free(hdrs);
         ngx_gdrive_job_output_failed(job, err);
         return;
     }
@@ -214,6 +219,7 @@ ngx_gdrive_job_result_json(ngx_gdrive_job_t *job)
                         json_integer((json_int_t)
                                      (ngx_current_msec - job->started)));
     json_object_set_new(root, "worker", json_string(worker));
+    json_object_set_new(root, "trace_id", json_string(job->trace_id));
 
     v = json_object();
     json_object_set_new(v, "topic",
@@ -248,6 +254,8 @@ ngx_gdrive_job_dlq(ngx_gdrive_job_t *job)
     dlq.attempts = job->attempt + 1;
     dlq.trigger_id = (job->id[0] != '-') ? (char *) job->id : NULL;
     dlq.cut = (job->dlq_len != 0);
+    dlq.traceparent = job->traceparent;
+    dlq.tracestate = job->trace.state_len ? job->trace.state : NULL;
 
     /* a value the dead-letter topic refused whole goes cut, and says so */
 

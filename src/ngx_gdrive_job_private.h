@@ -24,6 +24,7 @@
 
 #include "ngx_gdrive.h"
 #include "ngx_gdrive_s3.h"
+#include "ngx_gdrive_trace.h"
 
 
 typedef struct ngx_gdrive_part_s  ngx_gdrive_part_t;
@@ -77,6 +78,11 @@ struct ngx_gdrive_job_s {
     const char              *error;      /* code of the last failure */
     u_char                   detail[256];
     u_char                   id[NGX_GDRIVE_ID_MAX_LEN + 1];
+
+    /* the trace it is in; its records' traceparent has its span as parent */
+    ngx_gdrive_trace_t       trace;
+    char                     traceparent[NGX_GDRIVE_TRACEPARENT_LEN + 1];
+    char                     trace_id[NGX_GDRIVE_TRACE_ID_LEN + 1];
 
     ngx_gdrive_drive_t       drive;
     ngx_gdrive_s3_upload_t   upload;
@@ -152,6 +158,7 @@ const ngx_gdrive_engine_t *ngx_gdrive_job_engine(void);
 void ngx_gdrive_job_run(ngx_gdrive_job_t *job);
 void ngx_gdrive_job_set_stage(ngx_gdrive_job_t *job,
     ngx_gdrive_stage_e stage);
+rd_kafka_headers_t *ngx_gdrive_job_trace_headers(ngx_gdrive_job_t *job);
 void ngx_gdrive_job_file(ngx_gdrive_job_t *job);
 void ngx_gdrive_job_file_meta(ngx_gdrive_job_t *job);
 void ngx_gdrive_job_store(ngx_gdrive_job_t *job);

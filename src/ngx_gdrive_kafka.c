@@ -1181,6 +1181,19 @@ ngx_gdrive_kafka_dlq_headers(rd_kafka_message_t *msg,
                             -1);
     }
 
+    /* the job's trace context, not what came (which may be invalid) */
+
+    if (dlq->traceparent) {
+        (void) rd_kafka_header_remove(hdrs, "traceparent");
+        (void) rd_kafka_header_remove(hdrs, "tracestate");
+
+        rd_kafka_header_add(hdrs, "traceparent", -1, dlq->traceparent, -1);
+
+        if (dlq->tracestate) {
+            rd_kafka_header_add(hdrs, "tracestate", -1, dlq->tracestate, -1);
+        }
+    }
+
     return hdrs;
 }
 
@@ -1189,6 +1202,62 @@ void
 ngx_gdrive_kafka_headers_free(rd_kafka_headers_t *hdrs)
 {
     rd_kafka_headers_destroy(hdrs);
+}
+
+
+/*
+ * A message's header when it has exactly one of that name, with a value.
+ * NGX_DECLINED: none; NGX_ERROR: several, or one without a value.
+ */
+
+ngx_int_t
+ngx_gdrive_kafka_header(rd_kafka_message_t *msg, const char *name,
+    const u_char **value, size_t *len)
+{
+    size_t               n;
+    const void          *v, *other;
+    rd_kafka_headers_t  *hdrs;
+
+    if (rd_kafka_message_headers(msg, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR
+        || rd_kafka_header_get(hdrs, 0, name, &v, len)
+           != RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (v == NULL
+        || rd_kafka_header_get(hdrs, 1, name, &other, &n)
+           == RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    *value = v;
+
+    return NGX_OK;
+}
+
+
+/* the headers of a record made with a trace context; NULL: no memory */
+
+rd_kafka_headers_t *
+ngx_gdrive_kafka_trace_headers(const char *traceparent,
+    const char *tracestate)
+{
+    rd_kafka_headers_t  *hdrs;
+
+    hdrs = rd_kafka_headers_new(2);
+    if (hdrs == NULL) {
+        return NULL;
+    }
+
+    rd_kafka_header_add(hdrs, "traceparent", -1, traceparent, -1);
+
+    if (tracestate) {
+        rd_kafka_header_add(hdrs, "tracestate", -1, tracestate, -1);
+    }
+
+    return hdrs;
 }
 
 

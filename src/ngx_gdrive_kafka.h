@@ -116,12 +116,20 @@ typedef struct {
     ngx_uint_t               attempts;
     size_t                   value_len;   /* sent of the value */
     const char              *trigger_id;  /* or NULL: none was read */
+    const char              *traceparent; /* the job's, in place of the */
+    const char              *tracestate;  /* original ones; or NULL */
     unsigned                 cut:1;       /* leave the original headers out */
 } ngx_gdrive_kafka_dlq_t;
 
 rd_kafka_headers_t *ngx_gdrive_kafka_dlq_headers(rd_kafka_message_t *msg,
     ngx_gdrive_kafka_dlq_t *dlq);
 void ngx_gdrive_kafka_headers_free(rd_kafka_headers_t *hdrs);
+
+/* W3C trace context on the records: read, and made for a produce */
+ngx_int_t ngx_gdrive_kafka_header(rd_kafka_message_t *msg, const char *name,
+    const u_char **value, size_t *len);
+rd_kafka_headers_t *ngx_gdrive_kafka_trace_headers(const char *traceparent,
+    const char *tracestate);
 
 
 #endif /* _NGX_GDRIVE_KAFKA_H_INCLUDED_ */

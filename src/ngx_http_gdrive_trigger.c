@@ -20,6 +20,7 @@
 #include "ngx_gdrive.h"
 #include "ngx_gdrive_kafka.h"
 #include "ngx_gdrive_metrics.h"
+#include "ngx_gdrive_trace.h"
 #include "ngx_http_gdrive.h"
 
 
@@ -41,6 +42,7 @@ typedef struct {
     int32_t                   partition;
     int64_t                   offset;
     u_char                    id[NGX_GDRIVE_ID_MAX_LEN + 1];
+    char                      trace_id[NGX_GDRIVE_TRACE_ID_LEN + 1];
 } ngx_http_gdrive_item_t;
 
 
@@ -63,6 +65,11 @@ static void ngx_http_gdrive_trigger_body(ngx_http_request_t *r,
     ngx_http_gdrive_body_t *body);
 static ngx_int_t ngx_http_gdrive_trigger_produce(ngx_http_request_t *r,
     ngx_gdrive_trigger_t *triggers, size_t n, ngx_uint_t batch);
+static ngx_uint_t ngx_http_gdrive_trigger_trace(ngx_http_request_t *r,
+    ngx_gdrive_trace_t *t);
+static rd_kafka_resp_err_t ngx_http_gdrive_trigger_send(
+    ngx_http_gdrive_item_t *item, ngx_gdrive_trace_t *trace, ngx_str_t *key,
+    char *value, size_t len, ngx_uint_t free_value);
 static void ngx_http_gdrive_trigger_delivered(void *data,
     rd_kafka_resp_err_t err, int32_t partition, int64_t offset);
 static void ngx_http_gdrive_trigger_done(ngx_http_gdrive_post_t *post);
@@ -410,16 +417,16 @@ ngx_http_gdrive_trigger_produce(ngx_http_request_t *r,
     size_t                  i, len;
     const u_char           *p, *last;
     ngx_str_t               key;
-    ngx_uint_t              free_value;
-    ngx_gdrive_kafka_t     *k;
+    ngx_uint_t              free_value, traced;
     rd_kafka_resp_err_t     err;
+    ngx_gdrive_trace_t      trace;
     ngx_pool_cleanup_t     *cln;
     ngx_http_gdrive_item_t  *item;
     ngx_http_gdrive_post_t  *post;
     ngx_http_gdrive_main_conf_t  *gmcf;
 
-    k = ngx_http_gdrive_trigger_producer;
     gmcf = ngx_http_gdrive_trigger_conf;
+    traced = ngx_http_gdrive_trigger_trace(r, &trace);
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
@@ -493,9 +500,14 @@ ngx_http_gdrive_trigger_produce(ngx_http_request_t *r,
         key.data = (u_char *) triggers[i].integration_id.data;
         key.len = triggers[i].integration_id.len;
 
-        err = ngx_gdrive_kafka_produce(k, ngx_http_gdrive_trigger_topic,
-                                       &key, (u_char *) dump, len,
-                                       free_value, NULL, &item->dr);
+        /* without the caller's trace, each trigger starts one */
+
+        if (!traced) {
+            ngx_gdrive_trace_start(&trace);
+        }
+
+        err = ngx_http_gdrive_trigger_send(item, &trace, &key, dump, len,
+                                           free_value);
 
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
             if (free_value) {
@@ -542,6 +554,134 @@ ngx_http_gdrive_trigger_produce(ngx_http_request_t *r,
     r->write_event_handler = ngx_http_request_empty_handler;
 
     return NGX_DONE;
+}
+
+
+/*
+ * The caller's trace context: exactly one traceparent header, valid (W3C
+ * says several are invalid), and the tracestate headers, one list, when
+ * valid and at most 512 bytes together.  0: none, or not valid: the
+ * trigger starts a trace, and nothing of the headers is carried on.
+ */
+
+static ngx_uint_t
+ngx_http_gdrive_trigger_trace(ngx_http_request_t *r, ngx_gdrive_trace_t *t)
+{
+    u_char           *p;
+    ngx_uint_t        i, n, bad_state;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *tp;
+
+    tp = NULL;
+    n = 0;
+    bad_state = 0;
+    t->state_len = 0;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("traceparent") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "traceparent",
+                               sizeof("traceparent") - 1) == 0)
+        {
+            tp = &h[i];
+            n++;
+            continue;
+        }
+
+        if (h[i].key.len != sizeof("tracestate") - 1
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "tracestate",
+                               sizeof("tracestate") - 1) != 0
+            || h[i].value.len == 0 || bad_state)
+        {
+            continue;
+        }
+
+        if (t->state_len + (t->state_len ? 1 : 0) + h[i].value.len
+            > NGX_GDRIVE_TRACESTATE_MAX
+            || !ngx_gdrive_tracestate_valid(h[i].value.data,
+                                            h[i].value.len))
+        {
+            bad_state = 1;
+            continue;
+        }
+
+        p = (u_char *) t->state + t->state_len;
+
+        if (t->state_len) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, h[i].value.data, h[i].value.len);
+        *p = '\0';
+        t->state_len = p - (u_char *) t->state;
+    }
+
+    if (bad_state) {
+        t->state_len = 0;
+    }
+
+    if (n == 1
+        && ngx_gdrive_traceparent_parse(t, tp->value.data, tp->value.len)
+           == 0)
+    {
+        return 1;
+    }
+
+    if (n) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "gdrive: the traceparent header is not valid, "
+                      "a trace is started");
+    }
+
+    return 0;
+}
+
+
+/* one trigger to Kafka, its trace context in the record's headers */
+
+static rd_kafka_resp_err_t
+ngx_http_gdrive_trigger_send(ngx_http_gdrive_item_t *item,
+    ngx_gdrive_trace_t *trace, ngx_str_t *key, char *value, size_t len,
+    ngx_uint_t free_value)
+{
+    char                  tp[NGX_GDRIVE_TRACEPARENT_LEN + 1];
+    rd_kafka_headers_t   *hdrs;
+    rd_kafka_resp_err_t   err;
+
+    /* the caller's span stays the parent: the location makes no span */
+
+    ngx_gdrive_traceparent_print(trace, trace->parent_id, tp);
+    ngx_gdrive_trace_id_print(trace, item->trace_id);
+
+    hdrs = ngx_gdrive_kafka_trace_headers(tp, trace->state_len
+                                              ? trace->state : NULL);
+    if (hdrs == NULL) {
+        return RD_KAFKA_RESP_ERR__FAIL;
+    }
+
+    err = ngx_gdrive_kafka_produce(ngx_http_gdrive_trigger_producer,
+                                   ngx_http_gdrive_trigger_topic, key,
+                                   (u_char *) value, len, free_value, hdrs,
+                                   &item->dr);
+
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ngx_gdrive_kafka_headers_free(hdrs);
+    }
+
+    return err;
 }
 
 
@@ -614,9 +754,9 @@ ngx_http_gdrive_trigger_respond(ngx_http_request_t *r,
 
     len = 2 + post->count
               * (sizeof("{\"trigger_id\":\"\",\"topic\":\"\",\"partition\":"
-                        ",\"offset\":},") - 1
+                        ",\"offset\":,\"trace_id\":\"\"},") - 1
                  + NGX_GDRIVE_ID_MAX_LEN + topic->len + NGX_INT32_LEN
-                 + NGX_INT64_LEN);
+                 + NGX_INT64_LEN + NGX_GDRIVE_TRACE_ID_LEN);
 
     json = ngx_pnalloc(r->pool, len);
     if (json == NULL) {
@@ -637,8 +777,10 @@ ngx_http_gdrive_trigger_respond(ngx_http_request_t *r,
         }
 
         p = ngx_sprintf(p, "{\"trigger_id\":\"%s\",\"topic\":\"%V\","
-                           "\"partition\":%D,\"offset\":%L}",
-                        item->id, topic, item->partition, item->offset);
+                           "\"partition\":%D,\"offset\":%L,"
+                           "\"trace_id\":\"%s\"}",
+                        item->id, topic, item->partition, item->offset,
+                        item->trace_id);
     }
 
     if (post->batch) {
