@@ -1158,6 +1158,6 @@ ngx_gdrive_job_log_handler(ngx_log_t *log, u_char *buf, size_t len)
     ngx_gdrive_job_t *job = log->data;
 
     return ngx_snprintf(buf, len, ", trigger: %s, partition: %D, offset: %O, "
-                        "trace=%s", job->id, job->msg->partition,
+                        "trace: %s", job->id, job->msg->partition,
                         (off_t) job->msg->offset, job->trace_id);
 }

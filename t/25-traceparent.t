@@ -113,7 +113,7 @@ is($h->{tracestate}, 'congo=t61rcWkgMzE', 'and the tracestate');
 
 my @lines = grep { /trigger: \Q$id\E,/ } split /\n/, $t->error_log;
 ok(@lines, 'the job logged lines');
-is(scalar(grep { !/trace=$T1\b/ } @lines), 0, 'every one names the trace')
+is(scalar(grep { !/trace: $T1\b/ } @lines), 0, 'every one names the trace')
     or diag join "\n", @lines;
 
 # --- a higher version is read by its first four fields ---------------------------
