@@ -1874,17 +1874,24 @@ ngx_gdrive_parse_prefix(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
 }
 
 
-/* "10r/s", "600r/m" or a plain number of requests per second */
+/*
+ * "10r/s", "600r/m" or a plain number of requests per second, then
+ * burst=N; the global limit also takes scope=host (the default: this
+ * instance's budget) or scope=fleet (a share of it, by partitions held).
+ */
 
 static char *
 ngx_gdrive_parse_rate(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
     ngx_str_t *args, ngx_uint_t n, void *field, void *post)
 {
-    ngx_uint_t  *rate = field;     /* followed by the burst */
+    ngx_gdrive_setting_t  *s = post;
+    ngx_uint_t            *rate = field;  /* burst, and scope if global */
 
-    size_t      len;
-    ngx_int_t   r, scale, burst;
-    ngx_str_t   v;
+    u_char      *msg;
+    size_t       len;
+    ngx_int_t    r, scale, burst;
+    ngx_str_t    v;
+    ngx_uint_t   i, scope;
 
     len = args[0].len;
     scale = 1;
@@ -1912,20 +1919,55 @@ ngx_gdrive_parse_rate(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
 
     /* by default a burst of one second's worth, at least one request */
     burst = (r + scale - 1) / scale;
+    scope = NGX_GDRIVE_SCOPE_HOST;
 
-    if (n == 2) {
-        if (ngx_gdrive_param(&args[1], "burst=", &v) != NGX_OK) {
-            return "expected burst=N after the rate";
+    for (i = 1; i < n; i++) {
+
+        if (ngx_gdrive_param(&args[i], "burst=", &v) == NGX_OK) {
+            burst = ngx_atoi(v.data, v.len);
+
+            if (burst == NGX_ERROR) {
+                return "burst= must be a number";
+            }
+
+            continue;
         }
 
-        burst = ngx_atoi(v.data, v.len);
+        if (s->id == NGX_GDRIVE_S_GLOBAL_RATE_LIMIT
+            && ngx_gdrive_param(&args[i], "scope=", &v) == NGX_OK)
+        {
+            if (v.len == 4 && ngx_strncmp(v.data, "host", 4) == 0) {
+                scope = NGX_GDRIVE_SCOPE_HOST;
+                continue;
+            }
 
-        if (burst == NGX_ERROR) {
-            return "burst= must be a number";
+            if (v.len == 5 && ngx_strncmp(v.data, "fleet", 5) == 0) {
+                scope = NGX_GDRIVE_SCOPE_FLEET;
+                continue;
+            }
+
+            msg = ngx_pnalloc(cf->pool, v.len + 64);
+            if (msg == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            *ngx_snprintf(msg, v.len + 63,
+                          "scope=\"%V\" must be \"host\" or \"fleet\"", &v)
+                = '\0';
+
+            return (char *) msg;
         }
+
+        return (s->id == NGX_GDRIVE_S_GLOBAL_RATE_LIMIT)
+               ? "expected burst=N or scope=host|fleet after the rate"
+               : "expected burst=N after the rate";
     }
 
     rate[1] = burst;
+
+    if (s->id == NGX_GDRIVE_S_GLOBAL_RATE_LIMIT) {
+        rate[2] = scope;
+    }
 
     return NULL;
 }

@@ -190,6 +190,7 @@ typedef struct {
     ngx_uint_t           burst;
     ngx_uint_t           global_rate;
     ngx_uint_t           global_burst;
+    ngx_uint_t           global_scope;  /* NGX_GDRIVE_SCOPE_* */
 
     /* outbound HTTP */
     ngx_uint_t           max_connections;
@@ -235,6 +236,11 @@ typedef struct {
     size_t               trigger_max_body;
     ngx_uint_t           status_recent;
 } ngx_http_gdrive_loc_conf_t;
+
+
+/* what gdrive_global_rate_limit limits: this instance, or its share */
+#define NGX_GDRIVE_SCOPE_HOST      0
+#define NGX_GDRIVE_SCOPE_FLEET     1
 
 
 /* where a setting's value came from */

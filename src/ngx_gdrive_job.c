@@ -40,6 +40,7 @@
 #include "ngx_gdrive_kafka.h"
 #include "ngx_gdrive_metrics.h"
 #include "ngx_gdrive_oauth.h"
+#include "ngx_gdrive_ratelimit.h"
 #include "ngx_gdrive_s3.h"
 
 
@@ -70,6 +71,7 @@ static void ngx_gdrive_job_shutdown_handler(ngx_event_t *ev);
 static void ngx_gdrive_job_closed(void *data);
 static void ngx_gdrive_job_tick(void *data);
 static void ngx_gdrive_job_status(ngx_gdrive_engine_t *e);
+static void ngx_gdrive_job_fleet(ngx_gdrive_engine_t *e, ngx_uint_t gone);
 static u_char *ngx_gdrive_job_log_handler(ngx_log_t *log, u_char *buf,
     size_t len);
 
@@ -139,6 +141,9 @@ ngx_gdrive_job_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf,
 
     e->consumer = ngx_gdrive_kafka_consumer(cycle, gmcf, &cb);
 
+    /* the slot was cleared for this process: what it held is no more */
+    ngx_gdrive_job_fleet(e, e->consumer == NULL);
+
     if (e->consumer == NULL) {
         return NGX_ERROR;
     }
@@ -159,6 +164,10 @@ ngx_gdrive_job_exit(void)
     if (e->consumer) {
         ngx_gdrive_kafka_destroy(e->consumer, 0);
         e->consumer = NULL;
+    }
+
+    if (e->status) {
+        ngx_gdrive_job_fleet(e, 1);
     }
 }
 
@@ -818,6 +827,7 @@ ngx_gdrive_job_assigned(void *data, rd_kafka_topic_partition_list_t *parts)
     }
 
     ngx_gdrive_job_status(data);
+    ngx_gdrive_job_fleet(data, 0);
 }
 
 
@@ -890,6 +900,7 @@ ngx_gdrive_job_revoked(void *data, rd_kafka_topic_partition_list_t *parts)
 
     ngx_gdrive_job_start_waiting(e);
     ngx_gdrive_job_status(e);
+    ngx_gdrive_job_fleet(e, 0);
 
     if (e->consumer->paused && !e->exiting
         && e->inflight <= e->low_watermark
@@ -1013,6 +1024,8 @@ ngx_gdrive_job_closed(void *data)
 
     ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                   "gdrive: consumer left the group");
+
+    ngx_gdrive_job_fleet(e, 1);
 }
 
 
@@ -1020,6 +1033,55 @@ static void
 ngx_gdrive_job_tick(void *data)
 {
     ngx_gdrive_job_status(data);
+    ngx_gdrive_job_fleet(data, 0);
+}
+
+
+/*
+ * What this worker holds of the trigger topic, for scope=fleet's share
+ * and the status page: the partitions assigned, their topic's count, and
+ * the member id.  A worker that ends (gone) holds nothing.  The slot is
+ * written only while it is this process's: after a reload the new worker
+ * of the same number owns it, and the old one, until it has left the
+ * group, counts nowhere (a share too small, never too large).
+ */
+
+static void
+ngx_gdrive_job_fleet(ngx_gdrive_engine_t *e, ngx_uint_t gone)
+{
+    ngx_uint_t                   n;
+    ngx_queue_t                 *q;
+    ngx_gdrive_worker_status_t  *st;
+
+    st = e->status;
+
+    if (st == NULL || st->pid != (ngx_atomic_uint_t) ngx_pid) {
+        return;
+    }
+
+    n = 0;
+
+    if (!gone) {
+        for (q = ngx_queue_head(&e->parts);
+             q != ngx_queue_sentinel(&e->parts);
+             q = ngx_queue_next(q))
+        {
+            n++;
+        }
+    }
+
+    st->held = n;
+    st->topic_partitions = ngx_gdrive_kafka_partitions(e->producer);
+
+    if (gone) {
+        st->member_id[0] = '\0';
+
+    } else {
+        ngx_gdrive_kafka_member_id(e->consumer, st->member_id,
+                                   NGX_GDRIVE_MEMBER_ID_LEN);
+    }
+
+    ngx_gdrive_rate_share();
 }
 
 

@@ -24,6 +24,7 @@
 
 static ngx_int_t ngx_http_gdrive_status_json(ngx_http_request_t *r);
 static json_t *ngx_http_gdrive_rate_json(ngx_pool_t *pool);
+static void ngx_http_gdrive_share_json(ngx_pool_t *pool, json_t *limits);
 static json_t *ngx_http_gdrive_worker_json(ngx_gdrive_worker_status_t *st,
     ngx_uint_t i);
 static void ngx_http_gdrive_rate_html(ngx_http_gdrive_out_t *o,
@@ -238,6 +239,7 @@ ngx_http_gdrive_status_json(ngx_http_request_t *r)
                         json_real(gmcf->global_rate / 1000.0));
     json_object_set_new(limits, "global_burst",
                         json_integer(gmcf->global_burst));
+    ngx_http_gdrive_share_json(r->pool, limits);
     json_object_set_new(limits, "integration_waits",
                         json_integer(m->ratelimit_waits[0]));
     json_object_set_new(limits, "global_waits",
@@ -381,10 +383,51 @@ ngx_http_gdrive_worker_json(ngx_gdrive_worker_status_t *st, ngx_uint_t i)
     json_object_set_new(w, "dead_letters", json_integer(st->dead_letters));
     json_object_set_new(w, "retries", json_integer(st->retries));
     json_object_set_new(w, "cancelled", json_integer(st->cancelled));
+    json_object_set_new(w, "partitions_held", json_integer(st->held));
+    json_object_set_new(w, "member_id",
+                        ngx_http_gdrive_str_json(st->member_id,
+                            ngx_strnlen(st->member_id,
+                                        NGX_GDRIVE_MEMBER_ID_LEN)));
     json_object_set_new(w, "rss_bytes", json_integer(
                             ngx_gdrive_process_rss((ngx_pid_t) st->pid)));
 
     return w;
+}
+
+
+/*
+ * What of the global rate this instance has: all of it (scope=host), or
+ * its share (scope=fleet), the partitions held here of the topic's.
+ */
+
+static void
+ngx_http_gdrive_share_json(ngx_pool_t *pool, json_t *limits)
+{
+    ngx_gdrive_rate_snapshot_t    snap;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_gdrive_worker_module);
+
+    if (ngx_gdrive_rate_snapshot(pool, 0, &snap) != NGX_OK) {
+        return;
+    }
+
+    json_object_set_new(limits, "global_scope",
+                        json_string(gmcf->global_scope
+                                    == NGX_GDRIVE_SCOPE_FLEET
+                                    ? "fleet" : "host"));
+    json_object_set_new(limits, "global_share_per_second",
+                        json_real(snap.global_rate / 1000.0));
+    json_object_set_new(limits, "global_share_burst",
+                        json_integer(snap.global_burst));
+
+    if (gmcf->global_scope == NGX_GDRIVE_SCOPE_FLEET) {
+        json_object_set_new(limits, "partitions_held",
+                            json_integer(snap.held));
+        json_object_set_new(limits, "partitions_total",
+                            json_integer(snap.total));
+    }
 }
 
 

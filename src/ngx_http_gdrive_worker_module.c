@@ -163,7 +163,7 @@ static ngx_command_t  ngx_http_gdrive_commands[] = {
                      s3_storage_class, S3_STORAGE_CLASS),
     ngx_gdrive_value("gdrive_rate_limit", NGX_CONF_TAKE12,
                      rate, RATE_LIMIT),
-    ngx_gdrive_value("gdrive_global_rate_limit", NGX_CONF_TAKE12,
+    ngx_gdrive_value("gdrive_global_rate_limit", NGX_CONF_TAKE123,
                      global_rate, GLOBAL_RATE_LIMIT),
     ngx_gdrive_value("gdrive_max_connections", NGX_CONF_TAKE12,
                      max_connections, MAX_CONNECTIONS),
