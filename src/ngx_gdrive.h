@@ -151,6 +151,7 @@ typedef struct {
     ngx_atomic_t         s3_bytes;
     ngx_atomic_t         dlq[3];          /* produced, replayed, dropped */
     ngx_atomic_t         token_refresh[NGX_GDRIVE_M_REFRESH];
+    ngx_atomic_t         holds_relearned;
 } ngx_gdrive_metrics_t;
 
 

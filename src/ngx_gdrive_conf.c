@@ -81,6 +81,9 @@ static char *ngx_gdrive_parse_brokers(ngx_conf_t *cf,
 static char *ngx_gdrive_parse_topic(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
     void *field, void *post);
+static char *ngx_gdrive_parse_instance(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
 static char *ngx_gdrive_parse_flag(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
     void *field, void *post);
@@ -173,6 +176,8 @@ static ngx_gdrive_setting_t  ngx_gdrive_settings[] = {
         ngx_gdrive_parse_topic, 0, 0, 0),
     ngx_gdrive_setting(KAFKA_GROUP, NULL, "google-drive-worker",
         ngx_gdrive_parse_topic, 0, 0, 0),
+    ngx_gdrive_setting(INSTANCE, "GDRIVE_INSTANCE", NULL,
+        ngx_gdrive_parse_instance, 0, 0, 0),
     ngx_gdrive_setting(KAFKA_MAX_POLL_RECORDS, "KAFKA_MAX_POLL_RECORDS", "500",
         ngx_gdrive_parse_num, 1, 100000, 0),
     ngx_gdrive_setting(KAFKA_MAX_POLL_INTERVAL, "KAFKA_MAX_POLL_INTERVAL_MS",
@@ -468,6 +473,14 @@ ngx_http_gdrive_derived(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf)
     {
         /* S3-compatible stores rarely have wildcard DNS for buckets */
         gmcf->s3_path_style = 1;
+    }
+
+    /* the instance is named after the machine unless told otherwise */
+
+    if (gmcf->set[NGX_GDRIVE_S_INSTANCE] == NGX_GDRIVE_FROM_UNSET) {
+        gmcf->instance = cf->cycle->hostname;
+        gmcf->origin[NGX_GDRIVE_S_INSTANCE] = cf->cycle->hostname;
+        gmcf->set[NGX_GDRIVE_S_INSTANCE] = NGX_GDRIVE_FROM_DEFAULT;
     }
 
     /* AWS's regional STS endpoint, as the SDKs use by default now */
@@ -1865,6 +1878,41 @@ ngx_gdrive_parse_prefix(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
               || c == '.' || c == '=' || c == '!'))
         {
             return "only letters, digits and \"/-_.=!\" are allowed";
+        }
+    }
+
+    *str = args[0];
+
+    return NULL;
+}
+
+
+/*
+ * An instance's name: a host name's characters, as long as one may be;
+ * it names the instance in metrics labels, Kafka's client.id and the
+ * results' and dead letters' "name/pid".
+ */
+
+static char *
+ngx_gdrive_parse_instance(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    ngx_str_t  *str = field;
+
+    u_char      c;
+    ngx_uint_t  i;
+
+    if (args[0].len == 0 || args[0].len >= NGX_MAXHOSTNAMELEN) {
+        return "must be from 1 to 255 characters";
+    }
+
+    for (i = 0; i < args[0].len; i++) {
+        c = args[0].data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+        {
+            return "only letters, digits and \"-_.\" are allowed";
         }
     }
 

@@ -44,6 +44,7 @@ typedef enum {
     NGX_GDRIVE_S_KAFKA_DLQ_TOPIC,
     NGX_GDRIVE_S_KAFKA_RESULT_TOPIC,
     NGX_GDRIVE_S_KAFKA_GROUP,
+    NGX_GDRIVE_S_INSTANCE,
     NGX_GDRIVE_S_KAFKA_MAX_POLL_RECORDS,
     NGX_GDRIVE_S_KAFKA_MAX_POLL_INTERVAL,
     NGX_GDRIVE_S_KAFKA_SESSION_TIMEOUT,
@@ -132,6 +133,7 @@ typedef struct {
     ngx_str_t            kafka_dlq_topic;
     ngx_str_t            kafka_result_topic;
     ngx_str_t            kafka_group;
+    ngx_str_t            instance;      /* this nginx's name in the fleet */
     ngx_array_t         *kafka_options;           /* of ngx_keyval_t */
     ngx_uint_t           kafka_max_poll_records;
     ngx_msec_t           kafka_max_poll_interval;

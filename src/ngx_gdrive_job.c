@@ -64,6 +64,8 @@ static void ngx_gdrive_job_assigned(void *data,
     rd_kafka_topic_partition_list_t *parts);
 static void ngx_gdrive_job_revoked(void *data,
     rd_kafka_topic_partition_list_t *parts);
+static void ngx_gdrive_job_hold_learned(ngx_gdrive_part_t *part,
+    ngx_msec_t held);
 static ngx_gdrive_part_t *ngx_gdrive_job_part(int32_t partition,
     ngx_uint_t create);
 static void ngx_gdrive_job_exiting(void *data);
@@ -541,6 +543,10 @@ ngx_gdrive_job_drive_done(ngx_gdrive_drive_t *d)
 
     if (d->rc != NGX_OK) {
 
+        if (d->held && job->part) {
+            ngx_gdrive_job_hold_learned(job->part, d->held);
+        }
+
         if (ngx_strcmp(d->code, "auth_invalid") == 0 && !job->auth_retried) {
             ngx_log_error(NGX_LOG_INFO, &job->log, 0,
                           "gdrive: access token refused, refreshing it");
@@ -911,6 +917,39 @@ ngx_gdrive_job_revoked(void *data, rd_kafka_topic_partition_list_t *parts)
 }
 
 
+/*
+ * A Retry-After hold or an open quota circuit stays in the zone of the
+ * instance that learned it; the next owner of the partition learns it
+ * again from its first refused request.  Such a hold is "re-learned"
+ * when it is the first hold learned on a partition since it was assigned
+ * to this worker, and comes within the hold's length of the assignment:
+ * a hold of that length learned by the former owner just before it gave
+ * the partition up would still be in force.  Whether it was is not known
+ * here; at most one is counted per assignment.
+ */
+
+static void
+ngx_gdrive_job_hold_learned(ngx_gdrive_part_t *part, ngx_msec_t held)
+{
+    if (!part->first_hold) {
+        return;
+    }
+
+    part->first_hold = 0;
+
+    if ((ngx_msec_int_t) (ngx_current_msec - part->assigned)
+        <= (ngx_msec_int_t) held)
+    {
+        ngx_gdrive_metric_hold_relearned();
+
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "gdrive: a hold of %M ms learned again on partition "
+                      "%D, %M ms after it was assigned here", held,
+                      part->partition, ngx_current_msec - part->assigned);
+    }
+}
+
+
 static ngx_gdrive_part_t *
 ngx_gdrive_job_part(int32_t partition, ngx_uint_t create)
 {
@@ -939,6 +978,8 @@ ngx_gdrive_job_part(int32_t partition, ngx_uint_t create)
 
     part->partition = partition;
     part->stored = -1;
+    part->assigned = ngx_current_msec;
+    part->first_hold = 1;
     ngx_queue_init(&part->jobs);
     ngx_queue_insert_tail(&ngx_gdrive_engine.parts, &part->queue);
 

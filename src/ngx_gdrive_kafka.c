@@ -65,6 +65,7 @@ ngx_gdrive_kafka_conf(ngx_log_t *log, ngx_http_gdrive_main_conf_t *gmcf,
     ngx_gdrive_kafka_t *k, char **defaults)
 {
     u_char           *brokers;
+    u_char            client_id[NGX_MAXHOSTNAMELEN];
     ngx_uint_t        i;
     ngx_keyval_t     *kv;
     rd_kafka_conf_t  *conf;
@@ -92,10 +93,17 @@ ngx_gdrive_kafka_conf(ngx_log_t *log, ngx_http_gdrive_main_conf_t *gmcf,
 
     ngx_free(brokers);
 
-    /* small requests go out at once: HTTP clients wait for the acks */
+    /*
+     * The client is named after the instance (its members' ids start so,
+     * and brokers log it); small requests go out at once: HTTP clients
+     * wait for the acks.
+     */
 
-    if (ngx_gdrive_kafka_conf_set(log, conf, "client.id",
-                                  "nginx-gdrive-worker") != NGX_OK
+    ngx_cpystrn(client_id, gmcf->instance.data,
+                ngx_min(gmcf->instance.len + 1, sizeof(client_id)));
+
+    if (ngx_gdrive_kafka_conf_set(log, conf, "client.id", (char *) client_id)
+        != NGX_OK
         || ngx_gdrive_kafka_conf_set(log, conf, "log.queue", "true")
            != NGX_OK
         || ngx_gdrive_kafka_conf_set(log, conf, "socket.nagle.disable",
@@ -1255,8 +1263,7 @@ ngx_gdrive_kafka_dlq_headers(rd_kafka_message_t *msg,
                         ngx_cached_http_log_iso8601.data,
                         ngx_cached_http_log_iso8601.len);
 
-    len = ngx_snprintf(buf, sizeof(buf), "%V/%P", &ngx_cycle->hostname,
-                       ngx_pid)
+    len = ngx_snprintf(buf, sizeof(buf), "%V/%P", dlq->instance, ngx_pid)
           - buf;
     rd_kafka_header_add(hdrs, "gdrive.error.worker", -1, buf, len);
 

@@ -116,6 +116,7 @@ void ngx_gdrive_kafka_lag(ngx_gdrive_kafka_t *k, const char *topic,
 
 typedef struct {
     const char              *topic;       /* where the message was taken */
+    ngx_str_t               *instance;    /* gdrive_instance */
     const char              *code;
     const char              *detail;
     ngx_uint_t               attempts;

@@ -72,6 +72,8 @@ static ngx_command_t  ngx_http_gdrive_commands[] = {
                      kafka_result_topic, KAFKA_RESULT_TOPIC),
     ngx_gdrive_value("gdrive_kafka_group", NGX_CONF_TAKE1,
                      kafka_group, KAFKA_GROUP),
+    ngx_gdrive_value("gdrive_instance", NGX_CONF_TAKE1,
+                     instance, INSTANCE),
     ngx_gdrive_value("gdrive_kafka_max_poll_records", NGX_CONF_TAKE1,
                      kafka_max_poll_records, KAFKA_MAX_POLL_RECORDS),
     ngx_gdrive_value("gdrive_kafka_max_poll_interval", NGX_CONF_TAKE1,
