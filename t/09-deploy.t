@@ -36,7 +36,12 @@ SKIP: {
 # --- the API schemas ---------------------------------------------------------
 
 my $modules = "$root/t/deploy/node_modules";
-plan skip_all => "no $modules: make deps installs it" unless -d $modules;
+unless (-d $modules) {
+    # the schemas come with make deps; without them, what ran so far stands
+    diag "no $modules: make deps installs it; the schemas are not checked";
+    done_testing;
+    exit 0;
+}
 
 my $out = `node $root/t/deploy/validate.mjs @files 2>&1`;
 is($?, 0, 'every manifest validates against its schema') or diag $out;
