@@ -24,7 +24,7 @@ is($?, 0, 'configure with default flags and --with-compat accepts the addon')
     or diag $out;
 like($out, qr/gdrive worker: found rdkafka/, 'config reports librdkafka');
 
-$out = `cd $dir && make -s -f objs/Makefile modules 2>&1`;
+$out = `cd $dir && make -s -j2 -f objs/Makefile modules 2>&1`;
 is($?, 0, 'the module builds (warnings are errors)') or diag $out;
 ok(-f "$dir/objs/ngx_http_gdrive_worker_module.so", 'and is a shared object');
 
