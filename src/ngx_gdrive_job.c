@@ -1205,7 +1205,8 @@ ngx_gdrive_job_free(ngx_gdrive_job_t *job)
 static void
 ngx_gdrive_job_trace(ngx_gdrive_job_t *job)
 {
-    size_t               len;
+    size_t               len, n;
+    u_char               name[256 + NGX_INT64_LEN * 2];
     ngx_int_t            rc;
     ngx_uint_t           invalid;
     const u_char        *v;
@@ -1228,8 +1229,13 @@ ngx_gdrive_job_trace(ngx_gdrive_job_t *job)
         }
 
     } else {
+        /* a redelivery, here or on another host, continues its trace */
         invalid = (rc != NGX_DECLINED);
-        ngx_gdrive_trace_start(t);
+        n = ngx_snprintf(name, sizeof(name), "%s/%D/%O",
+                         ngx_gdrive_engine.topic, job->msg->partition,
+                         (off_t) job->msg->offset)
+            - name;
+        ngx_gdrive_trace_derive(t, name, n);
     }
 
     ngx_gdrive_trace_span(t);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include "ngx_gdrive_trace.h"
 
@@ -118,6 +119,34 @@ ngx_gdrive_trace_start(ngx_gdrive_trace_t *t)
 {
     ngx_gdrive_trace_random(t->trace_id, sizeof(t->trace_id));
     ngx_gdrive_trace_random(t->parent_id, sizeof(t->parent_id));
+    t->flags = NGX_GDRIVE_TRACE_SAMPLED;
+    t->state_len = 0;
+    t->state[0] = '\0';
+}
+
+
+/*
+ * A trace for a record that came without one, the same wherever and
+ * however often the record is read: its ids are the SHA-256 of what names
+ * the record (topic, partition, offset), so that a redelivery on another
+ * host continues the trace of the first delivery.
+ */
+
+void
+ngx_gdrive_trace_derive(ngx_gdrive_trace_t *t, const unsigned char *name,
+    size_t len)
+{
+    unsigned char  md[SHA256_DIGEST_LENGTH];
+
+    SHA256(name, len, md);
+
+    memcpy(t->trace_id, md, sizeof(t->trace_id));
+    memcpy(t->parent_id, md + sizeof(t->trace_id), sizeof(t->parent_id));
+
+    /* all-zero ids are invalid: a digest that has them is one in 2^64 */
+    t->trace_id[15] |= (unsigned char) 1;
+    t->parent_id[7] |= (unsigned char) 1;
+
     t->flags = NGX_GDRIVE_TRACE_SAMPLED;
     t->state_len = 0;
     t->state[0] = '\0';

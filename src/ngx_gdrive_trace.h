@@ -38,6 +38,8 @@ int ngx_gdrive_traceparent_parse(ngx_gdrive_trace_t *t,
     const unsigned char *value, size_t len);
 int ngx_gdrive_tracestate_valid(const unsigned char *value, size_t len);
 void ngx_gdrive_trace_start(ngx_gdrive_trace_t *t);
+void ngx_gdrive_trace_derive(ngx_gdrive_trace_t *t,
+    const unsigned char *name, size_t len);
 void ngx_gdrive_trace_span(ngx_gdrive_trace_t *t);
 void ngx_gdrive_traceparent_print(const ngx_gdrive_trace_t *t,
     const unsigned char *parent, char *buf);

@@ -112,5 +112,19 @@ main(void)
     ngx_gdrive_traceparent_print(&t, t.parent_id, buf);
     ok(differ && parses(buf), "a span has an id of its own");
 
+    /* a record without a trace: the same ids at every delivery */
+    ngx_gdrive_trace_derive(&t, (const unsigned char *) "t/3/1041", 8);
+    ngx_gdrive_trace_derive(&u, (const unsigned char *) "t/3/1041", 8);
+    ngx_gdrive_trace_id_print(&t, id);
+    ngx_gdrive_trace_id_print(&u, id2);
+    ok(strcmp(id, id2) == 0
+       && memcmp(t.parent_id, u.parent_id, 8) == 0,
+       "a record's derived trace is the same each time: %s", id);
+    ngx_gdrive_traceparent_print(&t, t.parent_id, buf);
+    ok(parses(buf), "and valid");
+    ngx_gdrive_trace_derive(&u, (const unsigned char *) "t/3/1042", 8);
+    ngx_gdrive_trace_id_print(&u, id2);
+    ok(strcmp(id, id2) != 0, "the next record has another");
+
     return done_testing();
 }
