@@ -40,6 +40,7 @@
 
 #define NGX_GDRIVE_MAX_WORKERS     64
 #define NGX_GDRIVE_MAX_PARTITIONS  64
+#define NGX_GDRIVE_MEMBER_ID_LEN   128     /* longer ones are cut */
 
 /*
  * What one worker process shows the others (status page, metrics): a slot
@@ -58,6 +59,11 @@ typedef struct {
     ngx_atomic_t         retries;
     ngx_atomic_t         cancelled;
     ngx_atomic_t         nparts;
+    ngx_atomic_t         held;           /* partitions assigned, all of
+                                            them; 0 when the worker ends */
+    ngx_atomic_t         topic_partitions;  /* of the trigger topic, 0:
+                                               not known yet */
+    u_char               member_id[NGX_GDRIVE_MEMBER_ID_LEN];  /* "": none */
     int32_t              partitions[NGX_GDRIVE_MAX_PARTITIONS];
     int64_t              stored[NGX_GDRIVE_MAX_PARTITIONS];
     int64_t              high[NGX_GDRIVE_MAX_PARTITIONS];  /* watermark */
@@ -90,6 +96,11 @@ typedef struct {
     ngx_atomic_t                expired;      /* idle buckets dropped */
     ngx_atomic_t                refused;      /* no room: told to wait */
     ngx_atomic_t                unlimited;    /* passed for want of room */
+    /* scope=fleet: this instance's share, from its workers' slots */
+    uint64_t                    share_rate;   /* as global_rate */
+    uint64_t                    share_burst;
+    ngx_atomic_t                share_held;   /* partitions held here */
+    ngx_atomic_t                share_total;  /* of the topic, 0: unknown */
 } ngx_gdrive_rate_zone_t;
 
 
@@ -140,6 +151,7 @@ typedef struct {
     ngx_atomic_t         s3_bytes;
     ngx_atomic_t         dlq[3];          /* produced, replayed, dropped */
     ngx_atomic_t         token_refresh[NGX_GDRIVE_M_REFRESH];
+    ngx_atomic_t         holds_relearned;
 } ngx_gdrive_metrics_t;
 
 

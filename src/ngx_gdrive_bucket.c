@@ -134,6 +134,32 @@ ngx_gdrive_bucket_use(const ngx_gdrive_bucket_t *b, uint64_t now,
 }
 
 
+void
+ngx_gdrive_bucket_share(uint64_t rate, uint64_t burst, uint64_t held,
+    uint64_t total, uint64_t *share_rate, uint64_t *share_burst)
+{
+    uint64_t  r, b;
+
+    if (held == 0 || total == 0) {
+        *share_rate = 0;
+        *share_burst = 0;
+        return;
+    }
+
+    /* more held than known: the count is older than the assignment */
+    if (held > total) {
+        held = total;
+    }
+
+    /* in two parts, so that rate * held cannot overflow */
+    r = rate / total * held + rate % total * held / total;
+    b = burst / total * held + burst % total * held / total;
+
+    *share_rate = r ? r : 1;
+    *share_burst = b ? b : 1;
+}
+
+
 static uint64_t
 ngx_gdrive_bucket_elapsed(const ngx_gdrive_bucket_t *b, uint64_t now)
 {

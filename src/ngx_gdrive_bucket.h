@@ -48,5 +48,13 @@ uint64_t ngx_gdrive_bucket_take(ngx_gdrive_bucket_t *b, uint64_t now,
 unsigned ngx_gdrive_bucket_use(const ngx_gdrive_bucket_t *b, uint64_t now,
     uint64_t rate, uint64_t burst);
 
+/*
+ * A share of a rate and burst for "held" of "total" parts: rate * held /
+ * total, at least 1 (a rate of 0 would mean no limit), and the burst
+ * likewise, at least 1.  Nothing held, or total unknown (0): both 0.
+ */
+void ngx_gdrive_bucket_share(uint64_t rate, uint64_t burst, uint64_t held,
+    uint64_t total, uint64_t *share_rate, uint64_t *share_burst);
+
 
 #endif /* _NGX_GDRIVE_BUCKET_H_INCLUDED_ */

@@ -81,6 +81,9 @@ static char *ngx_gdrive_parse_brokers(ngx_conf_t *cf,
 static char *ngx_gdrive_parse_topic(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
     void *field, void *post);
+static char *ngx_gdrive_parse_instance(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
 static char *ngx_gdrive_parse_flag(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
     void *field, void *post);
@@ -173,6 +176,8 @@ static ngx_gdrive_setting_t  ngx_gdrive_settings[] = {
         ngx_gdrive_parse_topic, 0, 0, 0),
     ngx_gdrive_setting(KAFKA_GROUP, NULL, "google-drive-worker",
         ngx_gdrive_parse_topic, 0, 0, 0),
+    ngx_gdrive_setting(INSTANCE, "GDRIVE_INSTANCE", NULL,
+        ngx_gdrive_parse_instance, 0, 0, 0),
     ngx_gdrive_setting(KAFKA_MAX_POLL_RECORDS, "KAFKA_MAX_POLL_RECORDS", "500",
         ngx_gdrive_parse_num, 1, 100000, 0),
     ngx_gdrive_setting(KAFKA_MAX_POLL_INTERVAL, "KAFKA_MAX_POLL_INTERVAL_MS",
@@ -468,6 +473,14 @@ ngx_http_gdrive_derived(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf)
     {
         /* S3-compatible stores rarely have wildcard DNS for buckets */
         gmcf->s3_path_style = 1;
+    }
+
+    /* the instance is named after the machine unless told otherwise */
+
+    if (gmcf->set[NGX_GDRIVE_S_INSTANCE] == NGX_GDRIVE_FROM_UNSET) {
+        gmcf->instance = cf->cycle->hostname;
+        gmcf->origin[NGX_GDRIVE_S_INSTANCE] = cf->cycle->hostname;
+        gmcf->set[NGX_GDRIVE_S_INSTANCE] = NGX_GDRIVE_FROM_DEFAULT;
     }
 
     /* AWS's regional STS endpoint, as the SDKs use by default now */
@@ -1874,17 +1887,59 @@ ngx_gdrive_parse_prefix(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
 }
 
 
-/* "10r/s", "600r/m" or a plain number of requests per second */
+/*
+ * An instance's name: a host name's characters, as long as one may be;
+ * it names the instance in metrics labels, Kafka's client.id and the
+ * results' and dead letters' "name/pid".
+ */
+
+static char *
+ngx_gdrive_parse_instance(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_str_t *args, ngx_uint_t n, void *field, void *post)
+{
+    ngx_str_t  *str = field;
+
+    u_char      c;
+    ngx_uint_t  i;
+
+    if (args[0].len == 0 || args[0].len >= NGX_MAXHOSTNAMELEN) {
+        return "must be from 1 to 255 characters";
+    }
+
+    for (i = 0; i < args[0].len; i++) {
+        c = args[0].data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+        {
+            return "only letters, digits and \"-_.\" are allowed";
+        }
+    }
+
+    *str = args[0];
+
+    return NULL;
+}
+
+
+/*
+ * "10r/s", "600r/m" or a plain number of requests per second, then
+ * burst=N; the global limit also takes scope=host (the default: this
+ * instance's budget) or scope=fleet (a share of it, by partitions held).
+ */
 
 static char *
 ngx_gdrive_parse_rate(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
     ngx_str_t *args, ngx_uint_t n, void *field, void *post)
 {
-    ngx_uint_t  *rate = field;     /* followed by the burst */
+    ngx_gdrive_setting_t  *s = post;
+    ngx_uint_t            *rate = field;  /* burst, and scope if global */
 
-    size_t      len;
-    ngx_int_t   r, scale, burst;
-    ngx_str_t   v;
+    u_char      *msg;
+    size_t       len;
+    ngx_int_t    r, scale, burst;
+    ngx_str_t    v;
+    ngx_uint_t   i, scope;
 
     len = args[0].len;
     scale = 1;
@@ -1912,20 +1967,55 @@ ngx_gdrive_parse_rate(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf,
 
     /* by default a burst of one second's worth, at least one request */
     burst = (r + scale - 1) / scale;
+    scope = NGX_GDRIVE_SCOPE_HOST;
 
-    if (n == 2) {
-        if (ngx_gdrive_param(&args[1], "burst=", &v) != NGX_OK) {
-            return "expected burst=N after the rate";
+    for (i = 1; i < n; i++) {
+
+        if (ngx_gdrive_param(&args[i], "burst=", &v) == NGX_OK) {
+            burst = ngx_atoi(v.data, v.len);
+
+            if (burst == NGX_ERROR) {
+                return "burst= must be a number";
+            }
+
+            continue;
         }
 
-        burst = ngx_atoi(v.data, v.len);
+        if (s->id == NGX_GDRIVE_S_GLOBAL_RATE_LIMIT
+            && ngx_gdrive_param(&args[i], "scope=", &v) == NGX_OK)
+        {
+            if (v.len == 4 && ngx_strncmp(v.data, "host", 4) == 0) {
+                scope = NGX_GDRIVE_SCOPE_HOST;
+                continue;
+            }
 
-        if (burst == NGX_ERROR) {
-            return "burst= must be a number";
+            if (v.len == 5 && ngx_strncmp(v.data, "fleet", 5) == 0) {
+                scope = NGX_GDRIVE_SCOPE_FLEET;
+                continue;
+            }
+
+            msg = ngx_pnalloc(cf->pool, v.len + 64);
+            if (msg == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            *ngx_snprintf(msg, v.len + 63,
+                          "scope=\"%V\" must be \"host\" or \"fleet\"", &v)
+                = '\0';
+
+            return (char *) msg;
         }
+
+        return (s->id == NGX_GDRIVE_S_GLOBAL_RATE_LIMIT)
+               ? "expected burst=N or scope=host|fleet after the rate"
+               : "expected burst=N after the rate";
     }
 
     rate[1] = burst;
+
+    if (s->id == NGX_GDRIVE_S_GLOBAL_RATE_LIMIT) {
+        rate[2] = scope;
+    }
 
     return NULL;
 }

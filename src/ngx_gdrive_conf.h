@@ -44,6 +44,7 @@ typedef enum {
     NGX_GDRIVE_S_KAFKA_DLQ_TOPIC,
     NGX_GDRIVE_S_KAFKA_RESULT_TOPIC,
     NGX_GDRIVE_S_KAFKA_GROUP,
+    NGX_GDRIVE_S_INSTANCE,
     NGX_GDRIVE_S_KAFKA_MAX_POLL_RECORDS,
     NGX_GDRIVE_S_KAFKA_MAX_POLL_INTERVAL,
     NGX_GDRIVE_S_KAFKA_SESSION_TIMEOUT,
@@ -132,6 +133,7 @@ typedef struct {
     ngx_str_t            kafka_dlq_topic;
     ngx_str_t            kafka_result_topic;
     ngx_str_t            kafka_group;
+    ngx_str_t            instance;      /* this nginx's name in the fleet */
     ngx_array_t         *kafka_options;           /* of ngx_keyval_t */
     ngx_uint_t           kafka_max_poll_records;
     ngx_msec_t           kafka_max_poll_interval;
@@ -190,6 +192,7 @@ typedef struct {
     ngx_uint_t           burst;
     ngx_uint_t           global_rate;
     ngx_uint_t           global_burst;
+    ngx_uint_t           global_scope;  /* NGX_GDRIVE_SCOPE_* */
 
     /* outbound HTTP */
     ngx_uint_t           max_connections;
@@ -235,6 +238,11 @@ typedef struct {
     size_t               trigger_max_body;
     ngx_uint_t           status_recent;
 } ngx_http_gdrive_loc_conf_t;
+
+
+/* what gdrive_global_rate_limit limits: this instance, or its share */
+#define NGX_GDRIVE_SCOPE_HOST      0
+#define NGX_GDRIVE_SCOPE_FLEET     1
 
 
 /* where a setting's value came from */

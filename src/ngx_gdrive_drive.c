@@ -115,6 +115,7 @@ ngx_gdrive_drive_call(ngx_gdrive_drive_t *d, const char *endpoint, char *url)
     d->detail[0] = '\0';
     d->permanent = 0;
     d->retry_after = -1;
+    d->held = 0;
     d->bytes = 0;
     d->waited = 0;
     d->redirects = 0;
@@ -754,10 +755,11 @@ ngx_gdrive_drive_classify(ngx_gdrive_drive_t *d)
 
     if (ngx_strcmp(d->code, "rate_limited") == 0 && d->retry_after > 0) {
         /* every job of the integration waits, not only this one */
-        ngx_gdrive_rate_hold(&d->integration,
-                             (ngx_msec_t) d->retry_after * 1000, 0);
+        d->held = (ngx_msec_t) d->retry_after * 1000;
+        ngx_gdrive_rate_hold(&d->integration, d->held, 0);
 
     } else if (ngx_strcmp(d->code, "quota_exhausted") == 0) {
+        d->held = gmcf->quota_pause;
         ngx_gdrive_rate_hold(&d->integration, gmcf->quota_pause, 1);
 
         if (d->retry_after < 0 || (ngx_msec_t) d->retry_after * 1000

@@ -62,6 +62,8 @@ struct ngx_gdrive_drive_s {
     const char              *reason;      /* Google's, when known */
     ngx_uint_t               permanent;
     ngx_int_t                retry_after; /* seconds, -1: none */
+    ngx_msec_t               held;        /* the hold this answer made the
+                                             integration's, 0: none */
     void                    *json;        /* json_t *, a JSON answer */
     off_t                    bytes;       /* content taken by the sink */
     u_char                   detail[256];

@@ -40,6 +40,7 @@
 #include "ngx_gdrive_kafka.h"
 #include "ngx_gdrive_metrics.h"
 #include "ngx_gdrive_oauth.h"
+#include "ngx_gdrive_ratelimit.h"
 #include "ngx_gdrive_s3.h"
 
 
@@ -63,6 +64,8 @@ static void ngx_gdrive_job_assigned(void *data,
     rd_kafka_topic_partition_list_t *parts);
 static void ngx_gdrive_job_revoked(void *data,
     rd_kafka_topic_partition_list_t *parts);
+static void ngx_gdrive_job_hold_learned(ngx_gdrive_part_t *part,
+    ngx_msec_t held);
 static ngx_gdrive_part_t *ngx_gdrive_job_part(int32_t partition,
     ngx_uint_t create);
 static void ngx_gdrive_job_exiting(void *data);
@@ -70,6 +73,7 @@ static void ngx_gdrive_job_shutdown_handler(ngx_event_t *ev);
 static void ngx_gdrive_job_closed(void *data);
 static void ngx_gdrive_job_tick(void *data);
 static void ngx_gdrive_job_status(ngx_gdrive_engine_t *e);
+static void ngx_gdrive_job_fleet(ngx_gdrive_engine_t *e, ngx_uint_t gone);
 static u_char *ngx_gdrive_job_log_handler(ngx_log_t *log, u_char *buf,
     size_t len);
 
@@ -139,6 +143,9 @@ ngx_gdrive_job_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf,
 
     e->consumer = ngx_gdrive_kafka_consumer(cycle, gmcf, &cb);
 
+    /* the slot was cleared for this process: what it held is no more */
+    ngx_gdrive_job_fleet(e, e->consumer == NULL);
+
     if (e->consumer == NULL) {
         return NGX_ERROR;
     }
@@ -159,6 +166,10 @@ ngx_gdrive_job_exit(void)
     if (e->consumer) {
         ngx_gdrive_kafka_destroy(e->consumer, 0);
         e->consumer = NULL;
+    }
+
+    if (e->status) {
+        ngx_gdrive_job_fleet(e, 1);
     }
 }
 
@@ -532,6 +543,10 @@ ngx_gdrive_job_drive_done(ngx_gdrive_drive_t *d)
 
     if (d->rc != NGX_OK) {
 
+        if (d->held && job->part) {
+            ngx_gdrive_job_hold_learned(job->part, d->held);
+        }
+
         if (ngx_strcmp(d->code, "auth_invalid") == 0 && !job->auth_retried) {
             ngx_log_error(NGX_LOG_INFO, &job->log, 0,
                           "gdrive: access token refused, refreshing it");
@@ -818,6 +833,7 @@ ngx_gdrive_job_assigned(void *data, rd_kafka_topic_partition_list_t *parts)
     }
 
     ngx_gdrive_job_status(data);
+    ngx_gdrive_job_fleet(data, 0);
 }
 
 
@@ -890,12 +906,46 @@ ngx_gdrive_job_revoked(void *data, rd_kafka_topic_partition_list_t *parts)
 
     ngx_gdrive_job_start_waiting(e);
     ngx_gdrive_job_status(e);
+    ngx_gdrive_job_fleet(e, 0);
 
     if (e->consumer->paused && !e->exiting
         && e->inflight <= e->low_watermark
         && e->bytes <= e->max_bytes / 2)
     {
         ngx_gdrive_kafka_consumer_pause(e->consumer, 0);
+    }
+}
+
+
+/*
+ * A Retry-After hold or an open quota circuit stays in the zone of the
+ * instance that learned it; the next owner of the partition learns it
+ * again from its first refused request.  Such a hold is "re-learned"
+ * when it is the first hold learned on a partition since it was assigned
+ * to this worker, and comes within the hold's length of the assignment:
+ * a hold of that length learned by the former owner just before it gave
+ * the partition up would still be in force.  Whether it was is not known
+ * here; at most one is counted per assignment.
+ */
+
+static void
+ngx_gdrive_job_hold_learned(ngx_gdrive_part_t *part, ngx_msec_t held)
+{
+    if (!part->first_hold) {
+        return;
+    }
+
+    part->first_hold = 0;
+
+    if ((ngx_msec_int_t) (ngx_current_msec - part->assigned)
+        <= (ngx_msec_int_t) held)
+    {
+        ngx_gdrive_metric_hold_relearned();
+
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "gdrive: a hold of %M ms learned again on partition "
+                      "%D, %M ms after it was assigned here", held,
+                      part->partition, ngx_current_msec - part->assigned);
     }
 }
 
@@ -928,6 +978,8 @@ ngx_gdrive_job_part(int32_t partition, ngx_uint_t create)
 
     part->partition = partition;
     part->stored = -1;
+    part->assigned = ngx_current_msec;
+    part->first_hold = 1;
     ngx_queue_init(&part->jobs);
     ngx_queue_insert_tail(&ngx_gdrive_engine.parts, &part->queue);
 
@@ -1013,6 +1065,8 @@ ngx_gdrive_job_closed(void *data)
 
     ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                   "gdrive: consumer left the group");
+
+    ngx_gdrive_job_fleet(e, 1);
 }
 
 
@@ -1020,6 +1074,55 @@ static void
 ngx_gdrive_job_tick(void *data)
 {
     ngx_gdrive_job_status(data);
+    ngx_gdrive_job_fleet(data, 0);
+}
+
+
+/*
+ * What this worker holds of the trigger topic, for scope=fleet's share
+ * and the status page: the partitions assigned, their topic's count, and
+ * the member id.  A worker that ends (gone) holds nothing.  The slot is
+ * written only while it is this process's: after a reload the new worker
+ * of the same number owns it, and the old one, until it has left the
+ * group, counts nowhere (a share too small, never too large).
+ */
+
+static void
+ngx_gdrive_job_fleet(ngx_gdrive_engine_t *e, ngx_uint_t gone)
+{
+    ngx_uint_t                   n;
+    ngx_queue_t                 *q;
+    ngx_gdrive_worker_status_t  *st;
+
+    st = e->status;
+
+    if (st == NULL || st->pid != (ngx_atomic_uint_t) ngx_pid) {
+        return;
+    }
+
+    n = 0;
+
+    if (!gone) {
+        for (q = ngx_queue_head(&e->parts);
+             q != ngx_queue_sentinel(&e->parts);
+             q = ngx_queue_next(q))
+        {
+            n++;
+        }
+    }
+
+    st->held = n;
+    st->topic_partitions = ngx_gdrive_kafka_partitions(e->producer);
+
+    if (gone) {
+        st->member_id[0] = '\0';
+
+    } else {
+        ngx_gdrive_kafka_member_id(e->consumer, st->member_id,
+                                   NGX_GDRIVE_MEMBER_ID_LEN);
+    }
+
+    ngx_gdrive_rate_share();
 }
 
 

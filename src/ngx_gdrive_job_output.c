@@ -97,7 +97,7 @@ ngx_gdrive_job_result_json(ngx_gdrive_job_t *job)
     u = &job->upload;
 
     p = ngx_snprintf((u_char *) worker, sizeof(worker) - 1, "%V/%P",
-                     &ngx_cycle->hostname, ngx_pid);
+                     &gmcf->instance, ngx_pid);
     *p = '\0';
 
     root = json_object();
@@ -243,6 +243,7 @@ ngx_gdrive_job_dlq(ngx_gdrive_job_t *job)
     ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_DLQ);
 
     dlq.topic = ngx_gdrive_job_engine()->topic;
+    dlq.instance = &ngx_gdrive_job_engine()->gmcf->instance;
     dlq.code = job->error;
     dlq.detail = (char *) job->detail;
     dlq.attempts = job->attempt + 1;

@@ -57,6 +57,8 @@ struct ngx_gdrive_part_s {
     ngx_queue_t              jobs;       /* in offset order */
     int32_t                  partition;
     int64_t                  stored;     /* last offset stored, + 1 */
+    ngx_msec_t               assigned;   /* when it came to this worker */
+    unsigned                 first_hold:1;  /* none learned since */
 };
 
 

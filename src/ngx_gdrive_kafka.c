@@ -34,6 +34,8 @@ static void ngx_gdrive_kafka_error_cb(rd_kafka_t *rk, int err,
     const char *reason, void *opaque);
 static int ngx_gdrive_kafka_stats_cb(rd_kafka_t *rk, char *json,
     size_t len, void *opaque);
+static void ngx_gdrive_kafka_count_partitions(ngx_gdrive_kafka_t *k,
+    json_t *root);
 static void ngx_gdrive_kafka_log_cb(const rd_kafka_t *rk, int level,
     const char *fac, const char *buf);
 static ngx_int_t ngx_gdrive_kafka_start(ngx_gdrive_kafka_t *k,
@@ -63,6 +65,7 @@ ngx_gdrive_kafka_conf(ngx_log_t *log, ngx_http_gdrive_main_conf_t *gmcf,
     ngx_gdrive_kafka_t *k, char **defaults)
 {
     u_char           *brokers;
+    u_char            client_id[NGX_MAXHOSTNAMELEN];
     ngx_uint_t        i;
     ngx_keyval_t     *kv;
     rd_kafka_conf_t  *conf;
@@ -90,10 +93,17 @@ ngx_gdrive_kafka_conf(ngx_log_t *log, ngx_http_gdrive_main_conf_t *gmcf,
 
     ngx_free(brokers);
 
-    /* small requests go out at once: HTTP clients wait for the acks */
+    /*
+     * The client is named after the instance (its members' ids start so,
+     * and brokers log it); small requests go out at once: HTTP clients
+     * wait for the acks.
+     */
 
-    if (ngx_gdrive_kafka_conf_set(log, conf, "client.id",
-                                  "nginx-gdrive-worker") != NGX_OK
+    ngx_cpystrn(client_id, gmcf->instance.data,
+                ngx_min(gmcf->instance.len + 1, sizeof(client_id)));
+
+    if (ngx_gdrive_kafka_conf_set(log, conf, "client.id", (char *) client_id)
+        != NGX_OK
         || ngx_gdrive_kafka_conf_set(log, conf, "log.queue", "true")
            != NGX_OK
         || ngx_gdrive_kafka_conf_set(log, conf, "socket.nagle.disable",
@@ -189,6 +199,14 @@ ngx_gdrive_kafka_producer(ngx_cycle_t *cycle,
     k->log = cycle->log;
     k->pipe[0] = -1;
     k->pipe[1] = -1;
+
+    /* the trigger topic's partitions are counted from the statistics */
+    k->counted = ngx_pcalloc(cycle->pool, gmcf->kafka_topic.len + 1);
+    if (k->counted == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(k->counted, gmcf->kafka_topic.data, gmcf->kafka_topic.len);
 
     conf = ngx_gdrive_kafka_conf(cycle->log, gmcf, k, defaults);
     if (conf == NULL) {
@@ -486,7 +504,10 @@ ngx_gdrive_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason,
 /*
  * The producer's statistics say which brokers it is connected to: "all
  * brokers down" has no "up again" event of its own, so gdrive_health
- * learns of a broker's return here, within statistics.interval.ms.
+ * learns of a broker's return here, within statistics.interval.ms.  They
+ * also give the trigger topic's partitions as the producer's metadata
+ * has them, refreshed by librdkafka's own requests: how many there are
+ * is learned without a metadata request from the event loop.
  */
 
 static int
@@ -531,6 +552,8 @@ ngx_gdrive_kafka_stats_cb(rd_kafka_t *rk, char *json, size_t len,
         }
     }
 
+    ngx_gdrive_kafka_count_partitions(k, root);
+
     json_decref(root);
 
     k->brokers_known = known;
@@ -552,6 +575,82 @@ ngx_gdrive_kafka_stats_cb(rd_kafka_t *rk, char *json, size_t len,
 
     /* 0: librdkafka frees the JSON */
     return 0;
+}
+
+
+/*
+ * "topics": {"<name>": {"partitions": {"0": {..}, .., "-1": {..}}}}: the
+ * partitions of the metadata, and -1, librdkafka's "unassigned" one.  A
+ * topic not (yet) in the metadata keeps the count it had.
+ */
+
+static void
+ngx_gdrive_kafka_count_partitions(ngx_gdrive_kafka_t *k, json_t *root)
+{
+    json_t      *parts, *p;
+    ngx_int_t    id;
+    ngx_uint_t   n;
+    const char  *key;
+
+    if (k->counted == NULL) {
+        return;
+    }
+
+    parts = json_object_get(json_object_get(json_object_get(root, "topics"),
+                                            k->counted),
+                            "partitions");
+
+    if (!json_is_object(parts)) {
+        return;
+    }
+
+    n = 0;
+
+    json_object_foreach(parts, key, p) {
+        id = ngx_atoi((u_char *) key, ngx_strlen(key));
+
+        if (id >= 0) {
+            n++;
+        }
+    }
+
+    if (n) {
+        k->topic_partitions = n;
+    }
+}
+
+
+/* the trigger topic's partitions, as the producer last learned: 0 unknown */
+
+ngx_uint_t
+ngx_gdrive_kafka_partitions(ngx_gdrive_kafka_t *k)
+{
+    return k ? k->topic_partitions : 0;
+}
+
+
+/* the consumer's member id in its group, cut to fit; "" before it joins */
+
+void
+ngx_gdrive_kafka_member_id(ngx_gdrive_kafka_t *k, u_char *buf, size_t size)
+{
+    char  *id;
+
+    buf[0] = '\0';
+
+    if (k == NULL || k->rk == NULL || k->closed) {
+        return;
+    }
+
+    id = rd_kafka_memberid(k->rk);
+
+    if (id == NULL) {
+        return;
+    }
+
+    ngx_cpystrn(buf, (u_char *) id, size);
+
+    rd_kafka_mem_free(k->rk, id);
 }
 
 
@@ -1164,8 +1263,7 @@ ngx_gdrive_kafka_dlq_headers(rd_kafka_message_t *msg,
                         ngx_cached_http_log_iso8601.data,
                         ngx_cached_http_log_iso8601.len);
 
-    len = ngx_snprintf(buf, sizeof(buf), "%V/%P", &ngx_cycle->hostname,
-                       ngx_pid)
+    len = ngx_snprintf(buf, sizeof(buf), "%V/%P", dlq->instance, ngx_pid)
           - buf;
     rd_kafka_header_add(hdrs, "gdrive.error.worker", -1, buf, len);
 

@@ -59,6 +59,8 @@ struct ngx_gdrive_kafka_s {
     ngx_event_t              tick;
     ngx_uint_t               brokers_known;  /* from the statistics */
     ngx_uint_t               brokers_seen_up;
+    char                    *counted;    /* the topic whose partitions */
+    ngx_uint_t               topic_partitions;  /* are counted, 0: unknown */
     unsigned                 brokers_down:1;
     unsigned                 fatal:1;
     unsigned                 paused:1;
@@ -100,6 +102,9 @@ const char *ngx_gdrive_kafka_version(void);
 void ngx_gdrive_kafka_topic_destroy(rd_kafka_topic_t *rkt);
 void ngx_gdrive_kafka_message_free(rd_kafka_message_t *msg);
 const char *ngx_gdrive_kafka_strerror(rd_kafka_resp_err_t err);
+ngx_uint_t ngx_gdrive_kafka_partitions(ngx_gdrive_kafka_t *k);
+void ngx_gdrive_kafka_member_id(ngx_gdrive_kafka_t *k, u_char *buf,
+    size_t size);
 void ngx_gdrive_kafka_lag(ngx_gdrive_kafka_t *k, const char *topic,
     int32_t partition, int64_t stored, int64_t *high, int64_t *lag);
 
@@ -111,6 +116,7 @@ void ngx_gdrive_kafka_lag(ngx_gdrive_kafka_t *k, const char *topic,
 
 typedef struct {
     const char              *topic;       /* where the message was taken */
+    ngx_str_t               *instance;    /* gdrive_instance */
     const char              *code;
     const char              *detail;
     ngx_uint_t               attempts;

@@ -174,6 +174,16 @@ ngx_gdrive_metric_job_done(const char *outcome, const char *code,
 
 
 void
+ngx_gdrive_metric_hold_relearned(void)
+{
+    if (ngx_gdrive_metrics_counters) {
+        ngx_gdrive_metric_add(ngx_gdrive_metrics_counters->holds_relearned,
+                              1);
+    }
+}
+
+
+void
 ngx_gdrive_metric_job_retry(const char *code)
 {
     ngx_uint_t             c;

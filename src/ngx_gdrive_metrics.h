@@ -50,6 +50,8 @@ void ngx_gdrive_metric_s3_request(const char *op, long status);
 void ngx_gdrive_metric_s3_bytes(off_t bytes);
 /* event: "produced", "replayed", "dropped" */
 void ngx_gdrive_metric_dlq(const char *event, ngx_uint_t n);
+/* a hold learned again after a partition changed hands (ngx_gdrive_job.c) */
+void ngx_gdrive_metric_hold_relearned(void);
 /* result: "ok", "error", "revoked" */
 void ngx_gdrive_metric_token_refresh(const char *result);
 

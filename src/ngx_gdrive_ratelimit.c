@@ -22,6 +22,7 @@
 #include <ngx_core.h>
 
 #include "ngx_gdrive.h"
+#include "ngx_gdrive_metrics.h"
 #include "ngx_gdrive_ratelimit.h"
 
 
@@ -29,6 +30,7 @@
 #define NGX_GDRIVE_RATE_IDLE       60000
 #define NGX_GDRIVE_RATE_SCAN       64      /* buckets looked at to evict */
 #define NGX_GDRIVE_RATE_FULL_WAIT  1000    /* ms a newcomer waits for room */
+#define NGX_GDRIVE_RATE_NO_SHARE   1000    /* ms to wait with no share */
 
 
 typedef struct {
@@ -43,11 +45,13 @@ typedef struct {
 typedef struct {
     ngx_http_gdrive_main_conf_t  *gmcf;
     ngx_gdrive_rate_zone_t       *rz;       /* NULL: nothing is limited */
+    ngx_gdrive_sh_t              *sh;       /* the workers' slots */
     ngx_slab_pool_t              *shpool;
     ngx_gdrive_shm_keyed_t        buckets;
 } ngx_gdrive_rate_t;
 
 
+static void ngx_gdrive_rate_global(uint64_t *rate, uint64_t *burst);
 static ngx_gdrive_rate_node_t *ngx_gdrive_rate_node(ngx_str_t *key,
     uint64_t now);
 static ngx_uint_t ngx_gdrive_rate_expired(ngx_gdrive_shm_node_t *node,
@@ -76,6 +80,7 @@ ngx_gdrive_rate_init(ngx_http_gdrive_main_conf_t *gmcf)
     ctx = ngx_gdrive_shm_ctx(gmcf);
 
     ngx_gdrive_rate.rz = &ctx->sh->rate;
+    ngx_gdrive_rate.sh = ctx->sh;
     ngx_gdrive_rate.shpool = ctx->shpool;
 
     k = &ngx_gdrive_rate.buckets;
@@ -103,7 +108,7 @@ ngx_gdrive_rate_init(ngx_http_gdrive_main_conf_t *gmcf)
 ngx_msec_t
 ngx_gdrive_rate_take(ngx_str_t *integration, ngx_uint_t *global)
 {
-    uint64_t                      now, wait, w, gw;
+    uint64_t                      now, wait, w, gw, grate, gburst;
     ngx_gdrive_rate_zone_t       *rz;
     ngx_gdrive_rate_node_t       *node;
     ngx_http_gdrive_main_conf_t  *gmcf;
@@ -121,8 +126,11 @@ ngx_gdrive_rate_take(ngx_str_t *integration, ngx_uint_t *global)
 
     node = ngx_gdrive_rate_node(integration, now);
 
-    wait = ngx_gdrive_bucket_wait(&rz->global, now, gmcf->global_rate,
-                                  gmcf->global_burst);
+    ngx_gdrive_rate_global(&grate, &gburst);
+
+    /* no share of the fleet's rate: nothing passes until one is taken */
+    wait = grate ? ngx_gdrive_bucket_wait(&rz->global, now, grate, gburst)
+                 : NGX_GDRIVE_RATE_NO_SHARE;
     gw = wait;
 
     if (node) {
@@ -148,8 +156,7 @@ ngx_gdrive_rate_take(ngx_str_t *integration, ngx_uint_t *global)
     if (wait == 0) {
         /* both said yes under the same lock: these cannot refuse now */
 
-        (void) ngx_gdrive_bucket_take(&rz->global, now, gmcf->global_rate,
-                                      gmcf->global_burst);
+        (void) ngx_gdrive_bucket_take(&rz->global, now, grate, gburst);
 
         if (node) {
             (void) ngx_gdrive_bucket_take(&node->bucket, now, gmcf->rate,
@@ -233,6 +240,89 @@ ngx_gdrive_rate_hold(ngx_str_t *integration, ngx_msec_t ms, ngx_uint_t quota)
 
 
 /*
+ * scope=fleet: this instance's share of the global rate is the part of
+ * the trigger topic's partitions its live workers hold.  Each worker's
+ * slot says how many it holds (0 once it ends, and a slot of a process
+ * that is gone counts nothing) and how many the topic has; any worker
+ * sums them after its rebalances and every second.  The liveness checks
+ * are system calls: made before the lock, which only stores the result.
+ */
+
+void
+ngx_gdrive_rate_share(void)
+{
+    uint64_t                     held, total, r, b;
+    ngx_uint_t                   i;
+    ngx_gdrive_sh_t             *sh;
+    ngx_gdrive_worker_status_t  *st;
+
+    sh = ngx_gdrive_rate.sh;
+
+    if (ngx_gdrive_rate.rz == NULL
+        || ngx_gdrive_rate.gmcf->global_scope != NGX_GDRIVE_SCOPE_FLEET)
+    {
+        return;
+    }
+
+    held = 0;
+    total = 0;
+
+    for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
+        st = &sh->workers[i];
+
+        if (st->pid == 0 || !ngx_gdrive_status_live(st)) {
+            continue;
+        }
+
+        held += st->held;
+        total = ngx_max(total, (uint64_t) st->topic_partitions);
+    }
+
+    ngx_gdrive_bucket_share(ngx_gdrive_rate.gmcf->global_rate,
+                            ngx_gdrive_rate.gmcf->global_burst, held, total,
+                            &r, &b);
+
+    ngx_shmtx_lock(&ngx_gdrive_rate.shpool->mutex);
+
+    if (r != ngx_gdrive_rate.rz->share_rate
+        || held != ngx_gdrive_rate.rz->share_held)
+    {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "gdrive: fleet share of the global rate: %uL.%03uL r/s "
+                      "burst=%uL for %uL of %uL partitions", r / 1000,
+                      r % 1000, b, held, total);
+    }
+
+    ngx_gdrive_rate.rz->share_rate = r;
+    ngx_gdrive_rate.rz->share_burst = b;
+    ngx_gdrive_rate.rz->share_held = held;
+    ngx_gdrive_rate.rz->share_total = total;
+
+    ngx_shmtx_unlock(&ngx_gdrive_rate.shpool->mutex);
+}
+
+
+/* under the zone's mutex: the global rate and burst this instance has */
+
+static void
+ngx_gdrive_rate_global(uint64_t *rate, uint64_t *burst)
+{
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_gdrive_rate.gmcf;
+
+    if (gmcf->global_scope == NGX_GDRIVE_SCOPE_FLEET) {
+        *rate = ngx_gdrive_rate.rz->share_rate;
+        *burst = ngx_gdrive_rate.rz->share_burst;
+        return;
+    }
+
+    *rate = gmcf->global_rate;
+    *burst = gmcf->global_burst;
+}
+
+
+/*
  * The entries' strings point into the array's own memory, allocated
  * before the lock is taken: under it, only copying.
  */
@@ -242,7 +332,7 @@ ngx_gdrive_rate_snapshot(ngx_pool_t *pool, ngx_uint_t max,
     ngx_gdrive_rate_snapshot_t *snap)
 {
     u_char                       *keys, *p;
-    uint64_t                      now, wait;
+    uint64_t                      now, wait, grate, gburst;
     ngx_uint_t                    n;
     ngx_gdrive_shm_node_t        *sn;
     ngx_gdrive_rate_zone_t       *rz;
@@ -284,10 +374,21 @@ ngx_gdrive_rate_snapshot(ngx_pool_t *pool, ngx_uint_t max,
     e = ngx_array_push(snap->entries);
     ngx_memzero(e, sizeof(ngx_gdrive_rate_entry_t));
 
-    e->use = ngx_gdrive_bucket_use(&rz->global, now, gmcf->global_rate,
-                                   gmcf->global_burst);
-    e->wait = ngx_gdrive_bucket_wait(&rz->global, now, gmcf->global_rate,
-                                     gmcf->global_burst);
+    ngx_gdrive_rate_global(&grate, &gburst);
+
+    if (grate) {
+        e->use = ngx_gdrive_bucket_use(&rz->global, now, grate, gburst);
+        e->wait = ngx_gdrive_bucket_wait(&rz->global, now, grate, gburst);
+
+    } else {
+        e->use = 100;
+        e->wait = NGX_GDRIVE_RATE_NO_SHARE;
+    }
+
+    snap->global_rate = grate;
+    snap->global_burst = gburst;
+    snap->held = rz->share_held;
+    snap->total = rz->share_total;
 
     n = 0;
 

@@ -30,6 +30,9 @@
  * ngx_gdrive_rate_hold(): no request of the integration passes for ms
  * (Retry-After; quota = 1: the quota_exhausted circuit); a hold only
  * ever extends, and holds longer than a day are cut to one.
+ * ngx_gdrive_rate_share(): scope=fleet: this instance's share of the
+ * global rate is summed again from the workers' slots (partitions held,
+ * partitions of the topic); call it after a slot changed.
  * ngx_gdrive_rate_snapshot(): the global bucket first (integration
  * empty), then up to max (at most NGX_GDRIVE_RATE_SNAPSHOT_MAX)
  * integrations, most recently used first, copied out of the zone into
@@ -55,6 +58,11 @@ typedef struct {
     ngx_uint_t                  holds;
     ngx_uint_t                  evictions;    /* buckets dropped for room */
     ngx_uint_t                  unlimited;    /* passed with no bucket */
+    uint64_t                    global_rate;  /* in effect, per 1000 s;
+                                                 scope=fleet: the share */
+    uint64_t                    global_burst;
+    ngx_uint_t                  held;         /* scope=fleet: partitions */
+    ngx_uint_t                  total;        /* held here, of the topic */
 } ngx_gdrive_rate_snapshot_t;
 
 #define NGX_GDRIVE_RATE_SNAPSHOT_MAX  100
@@ -64,6 +72,7 @@ ngx_msec_t ngx_gdrive_rate_take(ngx_str_t *integration,
     ngx_uint_t *global);
 void ngx_gdrive_rate_hold(ngx_str_t *integration, ngx_msec_t ms,
     ngx_uint_t quota);
+void ngx_gdrive_rate_share(void);
 ngx_int_t ngx_gdrive_rate_snapshot(ngx_pool_t *pool, ngx_uint_t max,
     ngx_gdrive_rate_snapshot_t *snap);
 

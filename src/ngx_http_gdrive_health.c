@@ -409,24 +409,40 @@ ngx_http_gdrive_health_window(json_t *checks,
     ngx_uint_t *degraded)
 {
     json_t                 *c;
-    uint64_t                used, base_used, rate;
-    ngx_uint_t              i, n, pct;
+    uint64_t                used, base_used, rate, limit;
+    ngx_uint_t              i, n, pct, fleet;
     ngx_msec_t              p95, span;
     ngx_gdrive_snapshot_t   base, cur;
 
     ngx_gdrive_metrics_window(gmcf->health_window, &base, &cur);
     span = (ngx_msec_t) (cur.time - base.time);
 
-    /* the Drive requests of the window against the global rate limit */
+    /*
+     * The Drive requests of the window against the global rate limit in
+     * effect: with scope=fleet, this instance's share of it (read without
+     * the lock: a figure a moment old is fine here).
+     */
 
+    fleet = (gmcf->global_scope == NGX_GDRIVE_SCOPE_FLEET);
+    limit = fleet ? sh->rate.share_rate : gmcf->global_rate;
     rate = span ? (cur.google - base.google) * 1000 * 1000 / span : 0;
-    pct = gmcf->global_rate ? (ngx_uint_t) (rate * 10000 / gmcf->global_rate)
-                            : 0;
+    pct = limit ? (ngx_uint_t) (rate * 10000 / limit) : (rate ? 10000 : 0);
     c = ngx_http_gdrive_check(checks, "rate_limit",
                               pct < gmcf->health_max_rate_use, degraded);
     json_object_set_new(c, "requests_per_second", json_real(rate / 1000.0));
-    json_object_set_new(c, "limit_per_second",
-                        json_real(gmcf->global_rate / 1000.0));
+    json_object_set_new(c, "limit_per_second", json_real(limit / 1000.0));
+    json_object_set_new(c, "scope",
+                        json_string(fleet ? "fleet" : "host"));
+
+    if (fleet) {
+        json_object_set_new(c, "global_per_second",
+                            json_real(gmcf->global_rate / 1000.0));
+        json_object_set_new(c, "partitions_held",
+                            json_integer(sh->rate.share_held));
+        json_object_set_new(c, "partitions_total",
+                            json_integer(sh->rate.share_total));
+    }
+
     json_object_set_new(c, "used_percent", json_real(pct / 100.0));
     json_object_set_new(c, "threshold_percent",
                         json_real(gmcf->health_max_rate_use / 100.0));

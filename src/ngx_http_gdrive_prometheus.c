@@ -17,6 +17,7 @@
 
 #include "ngx_gdrive.h"
 #include "ngx_gdrive_metrics.h"
+#include "ngx_gdrive_ratelimit.h"
 #include "ngx_http_gdrive.h"
 
 
@@ -85,6 +86,14 @@ static void ngx_http_gdrive_prom_value(ngx_http_gdrive_prom_t *p,
 static void ngx_http_gdrive_prom_probes(ngx_http_gdrive_prom_t *p,
     ngx_http_gdrive_family_t *f);
 static ngx_uint_t ngx_http_gdrive_prom_probed(ngx_http_gdrive_prom_t *p);
+static void ngx_http_gdrive_prom_member(ngx_http_gdrive_prom_t *p,
+    ngx_http_gdrive_family_t *f);
+static void ngx_http_gdrive_prom_label(ngx_http_gdrive_out_t *o, u_char *s,
+    size_t len);
+static void ngx_http_gdrive_prom_share(ngx_http_gdrive_prom_t *p,
+    ngx_http_gdrive_family_t *f);
+static void ngx_http_gdrive_prom_topic(ngx_http_gdrive_prom_t *p,
+    ngx_http_gdrive_family_t *f);
 static void ngx_http_gdrive_prom_histogram(ngx_http_gdrive_out_t *o,
     const char *name, const char *labels, ngx_gdrive_histogram_t *h);
 
@@ -177,6 +186,34 @@ static ngx_http_gdrive_family_t  ngx_http_gdrive_families[] = {
       "the zone's buckets all hold Retry-After waits or quota circuits.",
       ngx_http_gdrive_prom_value, ngx_http_gdrive_zone(rate.refused),
       NULL },
+
+    { "gdrive_holds_relearned_total", "counter",
+      "Retry-After holds and quota circuits learned again by this "
+      "instance: the first hold learned on a partition after it was "
+      "assigned here, within the hold's length of the assignment.",
+      ngx_http_gdrive_prom_value,
+      ngx_http_gdrive_zone(metrics.holds_relearned), NULL },
+
+    { "gdrive_global_rate_share", "gauge",
+      "Drive requests per second this instance may make under "
+      "gdrive_global_rate_limit: all of it with scope=host, its share "
+      "with scope=fleet.",
+      ngx_http_gdrive_prom_share, 0, NULL },
+
+    { "gdrive_topic_partitions", "gauge",
+      "Partitions of the trigger topic, as the workers' producers last "
+      "learned (absent: not known yet).",
+      ngx_http_gdrive_prom_topic, 0, NULL },
+
+    { "gdrive_partitions_assigned", "gauge",
+      "Partitions of the trigger topic a worker holds in the consumer "
+      "group.",
+      ngx_http_gdrive_prom_gauge, ngx_http_gdrive_slot(held), NULL },
+
+    { "gdrive_member_info", "gauge",
+      "A worker's member id in the consumer group and its instance "
+      "(gdrive_instance); 1 while it is a member.",
+      ngx_http_gdrive_prom_member, 0, NULL },
 
     { "gdrive_token_refreshes_total", "counter",
       "OAuth access token refreshes by result.",
@@ -599,6 +636,98 @@ ngx_http_gdrive_prom_value(ngx_http_gdrive_prom_t *p,
 {
     ngx_http_gdrive_out_printf(&p->out, "%s %uA\n", f->name,
                                *(ngx_atomic_t *) ((u_char *) p->sh + f->arg));
+}
+
+
+static void
+ngx_http_gdrive_prom_share(ngx_http_gdrive_prom_t *p,
+    ngx_http_gdrive_family_t *f)
+{
+    ngx_gdrive_rate_snapshot_t  snap;
+
+    if (ngx_gdrive_rate_snapshot(p->out.pool, 0, &snap) == NGX_OK) {
+        ngx_http_gdrive_out_printf(&p->out, "%s %uL.%03uL\n", f->name,
+                                   snap.global_rate / 1000,
+                                   snap.global_rate % 1000);
+    }
+}
+
+
+static void
+ngx_http_gdrive_prom_topic(ngx_http_gdrive_prom_t *p,
+    ngx_http_gdrive_family_t *f)
+{
+    ngx_uint_t                   i;
+    ngx_atomic_uint_t            n;
+    ngx_gdrive_worker_status_t  *st;
+
+    n = 0;
+
+    for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
+        st = &p->sh->workers[i];
+
+        if (ngx_gdrive_status_live(st)) {
+            n = ngx_max(n, st->topic_partitions);
+        }
+    }
+
+    if (n) {
+        ngx_http_gdrive_out_printf(&p->out, "%s %uA\n", f->name, n);
+    }
+}
+
+
+static void
+ngx_http_gdrive_prom_member(ngx_http_gdrive_prom_t *p,
+    ngx_http_gdrive_family_t *f)
+{
+    u_char                       id[NGX_GDRIVE_MEMBER_ID_LEN];
+    ngx_uint_t                   i;
+    ngx_gdrive_worker_status_t  *st;
+
+    for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
+        st = &p->sh->workers[i];
+
+        if (!ngx_gdrive_status_live(st) || st->member_id[0] == '\0') {
+            continue;
+        }
+
+        /* a copy: the worker may rewrite its slot meanwhile */
+        ngx_memcpy(id, st->member_id, NGX_GDRIVE_MEMBER_ID_LEN);
+        id[NGX_GDRIVE_MEMBER_ID_LEN - 1] = '\0';
+
+        ngx_http_gdrive_out_printf(&p->out, "%s{worker=\"%ui\",member_id=\"",
+                                   f->name, i);
+        ngx_http_gdrive_prom_label(&p->out, id, ngx_strlen(id));
+        ngx_http_gdrive_out_printf(&p->out, "\",host=\"");
+        ngx_http_gdrive_prom_label(&p->out, p->gmcf->instance.data,
+                                   p->gmcf->instance.len);
+        ngx_http_gdrive_out_printf(&p->out, "\"} 1\n");
+    }
+}
+
+
+/* a label value: backslash, quote and newline escaped, as 0.0.4 wants */
+
+static void
+ngx_http_gdrive_prom_label(ngx_http_gdrive_out_t *o, u_char *s, size_t len)
+{
+    u_char  *p, *last, *start;
+
+    start = s;
+    last = s + len;
+
+    for (p = s; p < last; p++) {
+        if (*p != '\\' && *p != '"' && *p != '\n') {
+            continue;
+        }
+
+        ngx_http_gdrive_out_printf(o, "%*s\\%c", (size_t) (p - start),
+                                   start, *p == '\n' ? 'n' : *p);
+        start = p + 1;
+    }
+
+    ngx_http_gdrive_out_printf(o, "%*s", (size_t) (last - start), start);
 }
 
 

@@ -24,10 +24,13 @@
 
 static ngx_int_t ngx_http_gdrive_status_json(ngx_http_request_t *r);
 static json_t *ngx_http_gdrive_rate_json(ngx_pool_t *pool);
+static void ngx_http_gdrive_share_json(ngx_pool_t *pool, json_t *limits);
 static json_t *ngx_http_gdrive_worker_json(ngx_gdrive_worker_status_t *st,
     ngx_uint_t i);
 static void ngx_http_gdrive_rate_html(ngx_http_gdrive_out_t *o,
     ngx_pool_t *pool);
+static void ngx_http_gdrive_share_html(ngx_http_gdrive_out_t *o,
+    ngx_http_gdrive_main_conf_t *gmcf);
 static ngx_int_t ngx_http_gdrive_status_html(ngx_http_request_t *r);
 static void ngx_http_gdrive_html_workers(ngx_http_gdrive_out_t *o,
     ngx_gdrive_sh_t *sh);
@@ -148,6 +151,12 @@ ngx_http_gdrive_status_json(ngx_http_request_t *r)
     root = json_object();
     json_object_set_new(root, "version", json_string(NGX_GDRIVE_VERSION));
     json_object_set_new(root, "nginx", json_string(NGINX_VERSION));
+    json_object_set_new(root, "instance",
+                        ngx_http_gdrive_str_json(gmcf->instance.data,
+                                                 gmcf->instance.len));
+    json_object_set_new(root, "topic",
+                        ngx_http_gdrive_str_json(gmcf->kafka_topic.data,
+                                                 gmcf->kafka_topic.len));
 
     workers = json_array();
     json_object_set_new(root, "workers", workers);
@@ -160,12 +169,18 @@ ngx_http_gdrive_status_json(ngx_http_request_t *r)
         }
 
         w = ngx_http_gdrive_worker_json(st, i);
+        json_object_set_new(w, "host",
+                            ngx_http_gdrive_str_json(gmcf->instance.data,
+                                                     gmcf->instance.len));
 
         parts = json_array();
         n = ngx_min(st->nparts, NGX_GDRIVE_MAX_PARTITIONS);
 
         for (j = 0; j < n; j++) {
             o = json_object();
+            json_object_set_new(o, "topic",
+                                ngx_http_gdrive_str_json(gmcf->kafka_topic.data,
+                                    gmcf->kafka_topic.len));
             json_object_set_new(o, "partition",
                                 json_integer(st->partitions[j]));
             json_object_set_new(o, "stored_offset",
@@ -238,6 +253,7 @@ ngx_http_gdrive_status_json(ngx_http_request_t *r)
                         json_real(gmcf->global_rate / 1000.0));
     json_object_set_new(limits, "global_burst",
                         json_integer(gmcf->global_burst));
+    ngx_http_gdrive_share_json(r->pool, limits);
     json_object_set_new(limits, "integration_waits",
                         json_integer(m->ratelimit_waits[0]));
     json_object_set_new(limits, "global_waits",
@@ -381,10 +397,51 @@ ngx_http_gdrive_worker_json(ngx_gdrive_worker_status_t *st, ngx_uint_t i)
     json_object_set_new(w, "dead_letters", json_integer(st->dead_letters));
     json_object_set_new(w, "retries", json_integer(st->retries));
     json_object_set_new(w, "cancelled", json_integer(st->cancelled));
+    json_object_set_new(w, "partitions_held", json_integer(st->held));
+    json_object_set_new(w, "member_id",
+                        ngx_http_gdrive_str_json(st->member_id,
+                            ngx_strnlen(st->member_id,
+                                        NGX_GDRIVE_MEMBER_ID_LEN)));
     json_object_set_new(w, "rss_bytes", json_integer(
                             ngx_gdrive_process_rss((ngx_pid_t) st->pid)));
 
     return w;
+}
+
+
+/*
+ * What of the global rate this instance has: all of it (scope=host), or
+ * its share (scope=fleet), the partitions held here of the topic's.
+ */
+
+static void
+ngx_http_gdrive_share_json(ngx_pool_t *pool, json_t *limits)
+{
+    ngx_gdrive_rate_snapshot_t    snap;
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_gdrive_worker_module);
+
+    if (ngx_gdrive_rate_snapshot(pool, 0, &snap) != NGX_OK) {
+        return;
+    }
+
+    json_object_set_new(limits, "global_scope",
+                        json_string(gmcf->global_scope
+                                    == NGX_GDRIVE_SCOPE_FLEET
+                                    ? "fleet" : "host"));
+    json_object_set_new(limits, "global_share_per_second",
+                        json_real(snap.global_rate / 1000.0));
+    json_object_set_new(limits, "global_share_burst",
+                        json_integer(snap.global_burst));
+
+    if (gmcf->global_scope == NGX_GDRIVE_SCOPE_FLEET) {
+        json_object_set_new(limits, "partitions_held",
+                            json_integer(snap.held));
+        json_object_set_new(limits, "partitions_total",
+                            json_integer(snap.total));
+    }
 }
 
 
@@ -521,10 +578,9 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
         "th{background:#eee}td.n{text-align:right}"
         ".bad{color:#b00}.ok{color:#070}.muted{color:#777}"
         "</style></head><body>\n"
-        "<h1>nginx-gdrive-worker %s</h1>\n<p class=\"muted\">nginx %s, ",
-        NGX_GDRIVE_VERSION, NGINX_VERSION);
-    ngx_http_gdrive_out_html(&o, ngx_cycle->hostname.data,
-                             ngx_cycle->hostname.len);
+        "<h1>nginx-gdrive-worker %s</h1>\n<p class=\"muted\">nginx %s, "
+        "instance ", NGX_GDRIVE_VERSION, NGINX_VERSION);
+    ngx_http_gdrive_out_html(&o, gmcf->instance.data, gmcf->instance.len);
     ngx_http_gdrive_out_printf(&o,
         ", %V &middot; refreshes every 5 s &middot; "
         "<a href=\"?format=json\">JSON</a> &middot; "
@@ -558,7 +614,8 @@ ngx_http_gdrive_html_workers(ngx_http_gdrive_out_t *o, ngx_gdrive_sh_t *sh)
         "<th>up</th><th>in flight</th><th>queued</th><th>peak</th>"
         "<th>consumer</th>"
         "<th>results</th><th>dead letters</th><th>retries</th>"
-        "<th>cancelled</th><th>memory (RSS)</th></tr>\n");
+        "<th>cancelled</th><th>memory (RSS)</th><th>partitions held</th>"
+        "<th>Kafka member id</th></tr>\n");
 
     for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
         st = &sh->workers[i];
@@ -575,11 +632,17 @@ ngx_http_gdrive_html_workers(ngx_http_gdrive_out_t *o, ngx_gdrive_sh_t *sh)
             "<td class=\"n\">%uA</td>"
             "<td class=\"n\">%uA</td><td>%s</td><td class=\"n\">%uA</td>"
             "<td class=\"n\">%uA</td><td class=\"n\">%uA</td>"
-            "<td class=\"n\">%uA</td><td class=\"n\">%uz MiB</td></tr>\n",
+            "<td class=\"n\">%uA</td><td class=\"n\">%uz MiB</td>"
+            "<td class=\"n\">%uA</td><td>",
             i, st->pid, ngx_time() - (time_t) st->started, st->inflight,
             st->queued, st->inflight_peak, st->paused ? "paused" : "fetching",
             st->results, st->dead_letters, st->retries, st->cancelled,
-            rss / (1024 * 1024));
+            rss / (1024 * 1024), st->held);
+
+        ngx_http_gdrive_out_html(o, st->member_id,
+                                 ngx_strnlen(st->member_id,
+                                             NGX_GDRIVE_MEMBER_ID_LEN));
+        ngx_http_gdrive_out_printf(o, "</td></tr>\n");
     }
 
     ngx_http_gdrive_out_printf(o, "</table>\n");
@@ -594,7 +657,8 @@ ngx_http_gdrive_html_partitions(ngx_http_gdrive_out_t *o,
     ngx_gdrive_worker_status_t  *st;
 
     ngx_http_gdrive_out_printf(o,
-        "<h2>Partitions</h2>\n<table><tr><th>partition</th><th>worker</th>"
+        "<h2>Partitions</h2>\n<table><tr><th>topic</th><th>partition</th>"
+        "<th>worker</th>"
         "<th>stored offset</th><th>high watermark</th><th>lag</th></tr>\n");
 
     any = 0;
@@ -611,8 +675,11 @@ ngx_http_gdrive_html_partitions(ngx_http_gdrive_out_t *o,
         for (j = 0; j < n; j++) {
             any = 1;
 
+            ngx_http_gdrive_out_printf(o, "<tr><td>");
+            ngx_http_gdrive_out_html(o, gmcf->kafka_topic.data,
+                                     gmcf->kafka_topic.len);
             ngx_http_gdrive_out_printf(o,
-                "<tr><td class=\"n\">%D</td><td class=\"n\">%ui</td>"
+                "</td><td class=\"n\">%D</td><td class=\"n\">%ui</td>"
                 "<td class=\"n\">%L</td><td class=\"n\">%L</td>",
                 st->partitions[j], i, st->stored[j], st->high[j]);
 
@@ -631,7 +698,7 @@ ngx_http_gdrive_html_partitions(ngx_http_gdrive_out_t *o,
 
     if (!any) {
         ngx_http_gdrive_out_printf(o,
-            "<tr><td colspan=\"5\" class=\"muted\">no partitions assigned"
+            "<tr><td colspan=\"6\" class=\"muted\">no partitions assigned"
             "</td></tr>\n");
     }
 
@@ -767,7 +834,32 @@ ngx_http_gdrive_html_limits(ngx_http_gdrive_out_t *o,
         gmcf->global_burst, m->ratelimit_waits[1],
         m->ratelimit_wait_ms[1] / 1000);
 
+    ngx_http_gdrive_share_html(o, gmcf);
     ngx_http_gdrive_rate_html(o, o->pool);
+}
+
+
+/* scope=fleet: this instance's share of the global rate */
+
+static void
+ngx_http_gdrive_share_html(ngx_http_gdrive_out_t *o,
+    ngx_http_gdrive_main_conf_t *gmcf)
+{
+    ngx_gdrive_rate_snapshot_t  snap;
+
+    if (gmcf->global_scope != NGX_GDRIVE_SCOPE_FLEET
+        || ngx_gdrive_rate_snapshot(o->pool, 0, &snap) != NGX_OK)
+    {
+        return;
+    }
+
+    ngx_http_gdrive_out_printf(o,
+        "<p>Global rate scope=fleet: this instance's share is "
+        "<b>%uL.%03uL/s</b> burst %uL, for <b>%ui of %ui</b> partitions "
+        "of the trigger topic held here%s.</p>\n",
+        snap.global_rate / 1000, snap.global_rate % 1000, snap.global_burst,
+        snap.held, snap.total,
+        snap.total ? "" : " (the topic's partition count is not known yet)");
 }
 
 
@@ -895,6 +987,9 @@ ngx_http_gdrive_diagnostics(ngx_http_request_t *r)
     json_object_set_new(root, "hostname",
                         json_stringn((char *) ngx_cycle->hostname.data,
                                      ngx_cycle->hostname.len));
+    json_object_set_new(root, "instance",
+                        ngx_http_gdrive_str_json(gmcf->instance.data,
+                                                 gmcf->instance.len));
     json_object_set_new(root, "conf_file",
                         ngx_http_gdrive_str_json(ngx_cycle->conf_file.data,
                                                  ngx_cycle->conf_file.len));
