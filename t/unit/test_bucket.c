@@ -162,5 +162,40 @@ main(void)
     ok(ngx_gdrive_bucket_level(&b, (uint64_t) -1, 1) == 0,
        "a gap of 2^64 ms drains the bucket");
 
+    /* scope=fleet: a share of the global rate by partitions held */
+
+    {
+        uint64_t  r, bu, sum_r, sum_b;
+
+        ngx_gdrive_bucket_share(200000, 20, 6, 6, &r, &bu);
+        ok(r == 200000 && bu == 20, "all partitions held: the whole rate");
+
+        ngx_gdrive_bucket_share(200000, 20, 4, 6, &r, &bu);
+        sum_r = r;
+        sum_b = bu;
+        ok(r == 133333 && bu == 13, "4 of 6: two thirds, rounded down");
+        ngx_gdrive_bucket_share(200000, 20, 2, 6, &r, &bu);
+        sum_r += r;
+        sum_b += bu;
+        ok(sum_r <= 200000 && sum_b <= 20,
+           "shares of disjoint partitions sum to at most the whole");
+
+        ngx_gdrive_bucket_share(200000, 20, 0, 6, &r, &bu);
+        ok(r == 0 && bu == 0, "nothing held: no share");
+        ngx_gdrive_bucket_share(200000, 20, 3, 0, &r, &bu);
+        ok(r == 0 && bu == 0, "partition count unknown: no share");
+
+        ngx_gdrive_bucket_share(1, 1, 1, 64, &r, &bu);
+        ok(r == 1 && bu == 1, "a share is at least 1 (0 means no limit)");
+
+        ngx_gdrive_bucket_share(200000, 20, 9, 6, &r, &bu);
+        ok(r == 200000 && bu == 20, "more held than counted: cut at all");
+
+        ngx_gdrive_bucket_share((uint64_t) -1, (uint64_t) -1, 1000, 1000,
+                                &r, &bu);
+        ok(r == (uint64_t) -1 && bu == (uint64_t) -1,
+           "huge rates do not overflow");
+    }
+
     return done_testing();
 }
