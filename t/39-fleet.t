@@ -340,9 +340,10 @@ for (records("$topic.result")) {
     my ($worker) = $_->[1] =~ /"worker":\s*"([^"]*)"/;
     my ($source) = $_->[1] =~ /"source":\s*(\{[^{}]*\})/;
     next unless $id && $trigger{$id} && $source;
+    my ($p) = $source =~ /"partition":\s*(\d+)/;
+    my ($o) = $source =~ /"offset":\s*(\d+)/;
     my $j = { trigger_id => $id, worker => $worker, _ts => $_->[0],
-              source => { partition => $source =~ /"partition":\s*(\d+)/ ? $1 : -1,
-                          offset => $source =~ /"offset":\s*(\d+)/ ? $1 : -1 } };
+              source => { partition => $p // -1, offset => $o // -1 } };
     push @{ $full{$j->{trigger_id}} }, $j;
 }
 for my $id (keys %full) {
