@@ -75,6 +75,8 @@ static size_t ngx_gdrive_sigv4_next_name(const ngx_gdrive_sigv4_pair_t **h,
 static int ngx_gdrive_sigv4_signature(ngx_gdrive_sigv4_t *s,
     const char *hash_hex, char *scope, size_t scope_size,
     unsigned char *sig);
+static int ngx_gdrive_sigv4_key(ngx_gdrive_sigv4_t *s, unsigned char *key);
+static const EVP_MD *ngx_gdrive_sigv4_md(int md5);
 static int ngx_gdrive_sigv4_authorization(ngx_gdrive_sigv4_t *s,
     const ngx_gdrive_sigv4_pair_t **h, const char *scope,
     const unsigned char *sig, char *auth, size_t size);
@@ -170,7 +172,8 @@ ngx_gdrive_sigv4_canonical(ngx_gdrive_sigv4_t *s,
     out.len = 0;
     out.error = 0;
 
-    if (out.md == NULL || EVP_DigestInit_ex(out.md, EVP_sha256(), NULL) != 1)
+    if (out.md == NULL
+        || EVP_DigestInit_ex(out.md, ngx_gdrive_sigv4_md(0), NULL) != 1)
     {
         EVP_MD_CTX_free(out.md);
         return -1;
@@ -297,10 +300,7 @@ ngx_gdrive_sigv4_signature(ngx_gdrive_sigv4_t *s, const char *hash_hex,
 
     rc = 0;
 
-    if (ngx_gdrive_sigv4_signing_key(s->secret_key, s->secret_key_len,
-                                     s->date, s->region, s->region_len,
-                                     s->service, key)
-        != 0
+    if (ngx_gdrive_sigv4_key(s, key) != 0
         || ngx_gdrive_sigv4_hmac(key, sizeof(key), sts, n, sig) != 0)
     {
         rc = -1;
@@ -309,6 +309,68 @@ ngx_gdrive_sigv4_signature(ngx_gdrive_sigv4_t *s, const char *hash_hex,
     memset(key, 0, sizeof(key));
 
     return rc;
+}
+
+
+/*
+ * The signing key depends on the secret, the day, the region and the
+ * service only: four HMACs, the larger part of a request's signing, done
+ * again only when one of them changed.  One key per process is kept,
+ * next to the secret it came from (which the process holds anyway).
+ */
+
+static int
+ngx_gdrive_sigv4_key(ngx_gdrive_sigv4_t *s, unsigned char *key)
+{
+    size_t  slen;
+
+    static struct {
+        int            valid;
+        char           date[8];
+        char           region[64];
+        char           service[16];
+        size_t         secret_len;
+        char           secret[256];
+        unsigned char  key[32];
+    } last;
+
+    slen = strlen(s->service);
+
+    if (last.valid && last.secret_len == s->secret_key_len
+        && s->region_len < sizeof(last.region)
+        && memcmp(last.date, s->date, 8) == 0
+        && memcmp(last.region, s->region, s->region_len) == 0
+        && last.region[s->region_len] == '\0'
+        && strcmp(last.service, s->service) == 0
+        && memcmp(last.secret, s->secret_key, s->secret_key_len) == 0)
+    {
+        memcpy(key, last.key, 32);
+        return 0;
+    }
+
+    if (ngx_gdrive_sigv4_signing_key(s->secret_key, s->secret_key_len,
+                                     s->date, s->region, s->region_len,
+                                     s->service, key)
+        != 0)
+    {
+        return -1;
+    }
+
+    if (s->secret_key_len <= sizeof(last.secret)
+        && s->region_len < sizeof(last.region)
+        && slen < sizeof(last.service))
+    {
+        memcpy(last.date, s->date, 8);
+        memcpy(last.region, s->region, s->region_len);
+        last.region[s->region_len] = '\0';
+        memcpy(last.service, s->service, slen + 1);
+        memcpy(last.secret, s->secret_key, s->secret_key_len);
+        last.secret_len = s->secret_key_len;
+        memcpy(last.key, key, 32);
+        last.valid = 1;
+    }
+
+    return 0;
 }
 
 
@@ -660,6 +722,29 @@ ngx_gdrive_sigv4_hmac(const unsigned char *key, size_t key_len,
 }
 
 
+/*
+ * SHA-256 (0) or MD5 (1), fetched from the provider once per process:
+ * OpenSSL 3 looks EVP_sha256() up again at every digest's start, a lock
+ * and a table search for each of a request's few digests.
+ */
+
+static const EVP_MD *
+ngx_gdrive_sigv4_md(int md5)
+{
+    static EVP_MD  *fetched[2];
+
+    if (fetched[md5] == NULL) {
+        fetched[md5] = EVP_MD_fetch(NULL, md5 ? "MD5" : "SHA256", NULL);
+
+        if (fetched[md5] == NULL) {
+            return md5 ? EVP_md5() : EVP_sha256();
+        }
+    }
+
+    return fetched[md5];
+}
+
+
 /* digests */
 
 ngx_gdrive_digest_t *
@@ -672,8 +757,8 @@ ngx_gdrive_digest_create(int alg)
         return NULL;
     }
 
-    if (EVP_DigestInit_ex(md, alg == NGX_GDRIVE_DIGEST_MD5 ? EVP_md5()
-                                                            : EVP_sha256(),
+    if (EVP_DigestInit_ex(md,
+                          ngx_gdrive_sigv4_md(alg == NGX_GDRIVE_DIGEST_MD5),
                           NULL)
         != 1)
     {
@@ -721,7 +806,7 @@ ngx_gdrive_sha256_hex(const void *p, size_t len, char *out)
 {
     unsigned char  md[32];
 
-    if (EVP_Digest(p, len, md, NULL, EVP_sha256(), NULL) != 1) {
+    if (EVP_Digest(p, len, md, NULL, ngx_gdrive_sigv4_md(0), NULL) != 1) {
         return -1;
     }
 
@@ -735,7 +820,8 @@ ngx_gdrive_sha256_hex(const void *p, size_t len, char *out)
 int
 ngx_gdrive_md5(const void *p, size_t len, unsigned char *out)
 {
-    return EVP_Digest(p, len, out, NULL, EVP_md5(), NULL) == 1 ? 0 : -1;
+    return EVP_Digest(p, len, out, NULL, ngx_gdrive_sigv4_md(1), NULL) == 1
+           ? 0 : -1;
 }
 
 
