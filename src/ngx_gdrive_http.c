@@ -19,6 +19,10 @@
 #include "ngx_gdrive_http.h"
 
 
+/* easy handles kept for the next request (see create()) */
+#define NGX_GDRIVE_HTTP_FREE_HANDLES    64
+
+
 /* curl's receive and send buffers while content moves (see start()) */
 #define NGX_GDRIVE_HTTP_CONTENT_BUFFER  (256 * 1024)
 
@@ -33,6 +37,8 @@ typedef struct {
     ngx_uint_t                    in_curl;   /* inside socket_action() */
     ngx_queue_t                   pending;   /* started from a callback */
     ngx_event_t                   kick;
+    ngx_uint_t                    nfree;
+    CURL                         *free[NGX_GDRIVE_HTTP_FREE_HANDLES];
 } ngx_gdrive_http_multi_t;
 
 
@@ -114,6 +120,11 @@ ngx_gdrive_http_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
 void
 ngx_gdrive_http_done(void)
 {
+    while (ngx_gdrive_http_multi.nfree) {
+        curl_easy_cleanup(
+            ngx_gdrive_http_multi.free[--ngx_gdrive_http_multi.nfree]);
+    }
+
     if (ngx_gdrive_http_multi.multi) {
         curl_multi_cleanup(ngx_gdrive_http_multi.multi);
         ngx_gdrive_http_multi.multi = NULL;
@@ -127,7 +138,10 @@ ngx_gdrive_http_done(void)
 
 /*
  * A request object lives in its owner's pool; destroying the pool cancels
- * the transfer and frees curl's handle.
+ * the transfer and gives curl's handle back.  Up to
+ * NGX_GDRIVE_HTTP_FREE_HANDLES handles are kept, reset, for the next
+ * requests: a handle's allocations (its buffers, its state) are made once,
+ * not for every request of every job.
  */
 
 ngx_gdrive_http_t *
@@ -154,9 +168,14 @@ ngx_gdrive_http_create(ngx_pool_t *pool, ngx_log_t *log, size_t max_body)
         return NULL;
     }
 
-    easy = curl_easy_init();
-    if (easy == NULL) {
-        return NULL;
+    if (ngx_gdrive_http_multi.nfree) {
+        easy = ngx_gdrive_http_multi.free[--ngx_gdrive_http_multi.nfree];
+
+    } else {
+        easy = curl_easy_init();
+        if (easy == NULL) {
+            return NULL;
+        }
     }
 
     h->easy = easy;
@@ -478,7 +497,20 @@ ngx_gdrive_http_cleanup(void *data)
 
     ngx_gdrive_http_cancel(h);
 
-    curl_easy_cleanup(h->easy);
+    if (h->easy) {
+        if (ngx_gdrive_http_multi.nfree < NGX_GDRIVE_HTTP_FREE_HANDLES
+            && ngx_gdrive_http_multi.multi && !h->active)
+        {
+            /* options and pointers into this pool are forgotten here */
+            curl_easy_reset(h->easy);
+            ngx_gdrive_http_multi.free[ngx_gdrive_http_multi.nfree++] =
+                                                                     h->easy;
+
+        } else {
+            curl_easy_cleanup(h->easy);
+        }
+    }
+
     curl_slist_free_all(h->headers);
 
     if (h->body) {
