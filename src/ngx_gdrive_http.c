@@ -39,6 +39,8 @@ typedef struct {
     ngx_event_t                   kick;
     ngx_uint_t                    nfree;
     CURL                         *free[NGX_GDRIVE_HTTP_FREE_HANDLES];
+    ngx_queue_t                   idle;      /* sockets between transfers */
+    ngx_uint_t                    nidle;
 } ngx_gdrive_http_multi_t;
 
 
@@ -58,6 +60,9 @@ static void ngx_gdrive_http_cleanup(void *data);
 static void ngx_gdrive_http_defaults(ngx_gdrive_http_t *h);
 static ngx_int_t ngx_gdrive_http_add(ngx_gdrive_http_t *h);
 static void ngx_gdrive_http_kick(ngx_event_t *ev);
+static ngx_connection_t *ngx_gdrive_http_idle(curl_socket_t s);
+static void ngx_gdrive_http_release(ngx_connection_t *c);
+static int ngx_gdrive_http_close(void *data, curl_socket_t s);
 
 
 static ngx_gdrive_http_multi_t  ngx_gdrive_http_multi;
@@ -96,6 +101,7 @@ ngx_gdrive_http_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
     m->timer.cancelable = 1;
 
     ngx_queue_init(&m->pending);
+    ngx_queue_init(&m->idle);
     m->kick.handler = ngx_gdrive_http_kick;
     m->kick.data = m;
     m->kick.log = cycle->log;
@@ -237,6 +243,8 @@ ngx_gdrive_http_defaults(ngx_gdrive_http_t *h)
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, h);
     curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, ngx_gdrive_http_header);
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, h);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, ngx_gdrive_http_close);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, &ngx_gdrive_http_multi);
     curl_easy_setopt(easy, CURLOPT_USERAGENT,
                      "nginx-gdrive-worker/" NGX_GDRIVE_VERSION);
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -525,6 +533,17 @@ ngx_gdrive_http_cleanup(void *data)
 }
 
 
+/*
+ * curl's sockets as nginx connections.  A connection that curl keeps for
+ * the next request is told POLL_REMOVE at a transfer's end and POLL_IN
+ * again when the next one starts: between the two it stays registered
+ * for reading, idle, so that its reuse costs no epoll_ctl() either way.
+ * An idle socket that becomes readable (the server closed it) is let go
+ * of at once; one that curl closes is forgotten before it is closed (the
+ * kernel drops a closed descriptor's registration; its number may come
+ * back as another socket's).
+ */
+
 static int
 ngx_gdrive_http_socket(CURL *easy, curl_socket_t s, int what, void *userp,
     void *socketp)
@@ -540,42 +559,42 @@ ngx_gdrive_http_socket(CURL *easy, curl_socket_t s, int what, void *userp,
             return 0;
         }
 
-        /* curl still owns the socket: nginx lets go of it, not closes it */
-
-        if (c->read->active) {
-            ngx_del_event(c->read, NGX_READ_EVENT, 0);
-        }
-
-        if (c->write->active) {
-            ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-        }
-
-        if (c->read->posted) {
-            ngx_delete_posted_event(c->read);
-        }
-
-        if (c->write->posted) {
-            ngx_delete_posted_event(c->write);
-        }
-
         curl_multi_assign(m->multi, s, NULL);
-        ngx_free_connection(c);
-        c->fd = (ngx_socket_t) -1;
+
+        if (c->read->active && !c->write->active
+            && m->nidle < m->gmcf->max_connections)
+        {
+            c->idle = 1;
+            ngx_queue_insert_tail(&m->idle, &c->queue);
+            m->nidle++;
+            return 0;
+        }
+
+        ngx_gdrive_http_release(c);
 
         return 0;
     }
 
     if (c == NULL) {
-        c = ngx_get_connection(s, m->log);
-        if (c == NULL) {
-            return -1;
-        }
+        c = ngx_gdrive_http_idle(s);
 
-        c->data = m;
-        c->read->handler = ngx_gdrive_http_event_handler;
-        c->write->handler = ngx_gdrive_http_event_handler;
-        c->read->log = m->log;
-        c->write->log = m->log;
+        if (c) {
+            ngx_queue_remove(&c->queue);
+            m->nidle--;
+            c->idle = 0;
+
+        } else {
+            c = ngx_get_connection(s, m->log);
+            if (c == NULL) {
+                return -1;
+            }
+
+            c->data = m;
+            c->read->handler = ngx_gdrive_http_event_handler;
+            c->write->handler = ngx_gdrive_http_event_handler;
+            c->read->log = m->log;
+            c->write->log = m->log;
+        }
 
         curl_multi_assign(m->multi, s, c);
     }
@@ -610,6 +629,74 @@ ngx_gdrive_http_socket(CURL *easy, curl_socket_t s, int what, void *userp,
 }
 
 
+static ngx_connection_t *
+ngx_gdrive_http_idle(curl_socket_t s)
+{
+    ngx_queue_t       *q;
+    ngx_connection_t  *c;
+
+    for (q = ngx_queue_head(&ngx_gdrive_http_multi.idle);
+         q != ngx_queue_sentinel(&ngx_gdrive_http_multi.idle);
+         q = ngx_queue_next(q))
+    {
+        c = ngx_queue_data(q, ngx_connection_t, queue);
+
+        if (c->fd == (ngx_socket_t) s) {
+            return c;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* curl still owns the socket: nginx lets go of it, not closes it */
+
+static void
+ngx_gdrive_http_release(ngx_connection_t *c)
+{
+    if (c->idle) {
+        ngx_queue_remove(&c->queue);
+        ngx_gdrive_http_multi.nidle--;
+        c->idle = 0;
+    }
+
+    if (c->read->active) {
+        ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+
+    if (c->write->active) {
+        ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+}
+
+
+static int
+ngx_gdrive_http_close(void *data, curl_socket_t s)
+{
+    ngx_connection_t  *c;
+
+    c = ngx_gdrive_http_idle(s);
+
+    if (c) {
+        ngx_gdrive_http_release(c);
+    }
+
+    return close(s);
+}
+
+
 static int
 ngx_gdrive_http_timer(CURLM *multi, long ms, void *userp)
 {
@@ -623,8 +710,25 @@ ngx_gdrive_http_timer(CURLM *multi, long ms, void *userp)
         return 0;
     }
 
+    if (ms == 0) {
+        ms = 1;
+    }
+
+    /*
+     * ngx_add_timer() keeps a set timer that is less than 300 ms off the
+     * new time: harmless when it is due earlier (curl, run early, asks for
+     * its time again), a stall when it is due later than curl's "now" (a
+     * transfer just added would wait): an earlier time is always set.
+     */
+
+    if (m->timer.timer_set
+        && (ngx_msec_int_t) (ngx_current_msec + ms - m->timer.timer.key) < 0)
+    {
+        ngx_del_timer(&m->timer);
+    }
+
     /* never act from inside curl's callback: the timer runs it next */
-    ngx_add_timer(&m->timer, (ngx_msec_t) (ms ? ms : 1));
+    ngx_add_timer(&m->timer, (ngx_msec_t) ms);
 
     return 0;
 }
@@ -653,6 +757,12 @@ ngx_gdrive_http_event_handler(ngx_event_t *ev)
 
     c = ev->data;
     fd = c->fd;
+
+    if (c->idle) {
+        /* between transfers: closed by the server, or junk */
+        ngx_gdrive_http_release(c);
+        return;
+    }
 
     /* c may be freed by the socket callback inside this call */
     ngx_gdrive_http_multi.in_curl++;
