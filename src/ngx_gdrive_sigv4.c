@@ -10,6 +10,10 @@
  * Our own signer, not curl's CURLOPT_AWS_SIGV4: curl 7.88 signs the query
  * as written, unsorted and "uploads" without "=", which S3 rejects for
  * multipart uploads.
+ *
+ * What it keeps between calls (the last signing key, the algorithms
+ * fetched from the provider, one HMAC context) is per process and not
+ * locked: one thread signs, the event loop's.
  */
 
 
@@ -18,8 +22,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 
 #include "ngx_gdrive_sigv4.h"
 
@@ -27,13 +33,20 @@
 #define NGX_GDRIVE_SIGV4_ALGORITHM  "AWS4-HMAC-SHA256"
 
 
-/* what the canonical request is written to: its hash, and maybe a copy */
+/*
+ * What the canonical request is written to: its hash, and maybe a copy.
+ * The pieces (a header name goes a character at a time) are gathered in
+ * buf and hashed a buffer at a time: a digest update costs far more than
+ * a few bytes copied.
+ */
 typedef struct {
     EVP_MD_CTX            *md;
     char                  *copy;
     size_t                 size;
     size_t                 len;
     int                    error;
+    size_t                 blen;
+    char                   buf[1024];
 } ngx_gdrive_sigv4_out_t;
 
 
@@ -47,6 +60,7 @@ typedef struct {
 } ngx_gdrive_sigv4_enc_t;
 
 
+static void ngx_gdrive_sigv4_flush(ngx_gdrive_sigv4_out_t *out);
 static void ngx_gdrive_sigv4_put(ngx_gdrive_sigv4_out_t *out,
     const char *p, size_t len);
 static void ngx_gdrive_sigv4_put_encoded(ngx_gdrive_sigv4_out_t *out,
@@ -171,6 +185,7 @@ ngx_gdrive_sigv4_canonical(ngx_gdrive_sigv4_t *s,
     out.size = s->canonical_size;
     out.len = 0;
     out.error = 0;
+    out.blen = 0;
 
     if (out.md == NULL
         || EVP_DigestInit_ex(out.md, ngx_gdrive_sigv4_md(0), NULL) != 1)
@@ -237,6 +252,8 @@ ngx_gdrive_sigv4_canonical(ngx_gdrive_sigv4_t *s,
 
     ngx_gdrive_sigv4_put(&out, "\n", 1);
     ngx_gdrive_sigv4_put(&out, s->payload_hash, strlen(s->payload_hash));
+
+    ngx_gdrive_sigv4_flush(&out);
 
     if (s->canonical) {
         s->canonical_len = out.len;
@@ -504,6 +521,17 @@ ngx_gdrive_sigv4_encode(char *dst, const char *src, size_t len,
 
 
 static void
+ngx_gdrive_sigv4_flush(ngx_gdrive_sigv4_out_t *out)
+{
+    if (out->blen && EVP_DigestUpdate(out->md, out->buf, out->blen) != 1) {
+        out->error = 1;
+    }
+
+    out->blen = 0;
+}
+
+
+static void
 ngx_gdrive_sigv4_put(ngx_gdrive_sigv4_out_t *out, const char *p, size_t len)
 {
     size_t  n;
@@ -512,7 +540,15 @@ ngx_gdrive_sigv4_put(ngx_gdrive_sigv4_out_t *out, const char *p, size_t len)
         return;
     }
 
-    if (EVP_DigestUpdate(out->md, p, len) != 1) {
+    if (out->blen + len > sizeof(out->buf)) {
+        ngx_gdrive_sigv4_flush(out);
+    }
+
+    if (len <= sizeof(out->buf)) {
+        memcpy(out->buf + out->blen, p, len);
+        out->blen += len;
+
+    } else if (EVP_DigestUpdate(out->md, p, len) != 1) {
         out->error = 1;
     }
 
@@ -549,11 +585,19 @@ static void
 ngx_gdrive_sigv4_put_lower(ngx_gdrive_sigv4_out_t *out, const char *p,
     size_t len)
 {
-    char  c;
+    char    buf[64];
+    size_t  i, n;
 
-    while (len--) {
-        c = (char) tolower((unsigned char) *p++);
-        ngx_gdrive_sigv4_put(out, &c, 1);
+    while (len) {
+        n = (len < sizeof(buf)) ? len : sizeof(buf);
+
+        for (i = 0; i < n; i++) {
+            buf[i] = (char) tolower((unsigned char) p[i]);
+        }
+
+        ngx_gdrive_sigv4_put(out, buf, n);
+        p += n;
+        len -= n;
     }
 }
 
@@ -705,13 +749,57 @@ static int
 ngx_gdrive_sigv4_hmac(const unsigned char *key, size_t key_len,
     const char *data, size_t len, unsigned char *md)
 {
-    unsigned int   md_len;
+    size_t         md_len;
+    unsigned int   n;
     unsigned char  buf[EVP_MAX_MD_SIZE];
+    OSSL_PARAM     params[2];
 
-    /* key and md may be the same buffer: HMAC() reads the key first */
-    if (HMAC(EVP_sha256(), key, (int) key_len, (const unsigned char *) data,
-             len, buf, &md_len)
-        == NULL || md_len != 32)
+    static EVP_MAC_CTX  *ctx;
+
+    /*
+     * One HMAC-SHA256 context, set up once and given each key in turn:
+     * HMAC() fetches the algorithms anew at every call, several times the
+     * cost of the HMAC itself for a string to sign.
+     */
+
+    if (ctx == NULL) {
+        EVP_MAC  *mac;
+
+        mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+
+        if (mac) {
+            ctx = EVP_MAC_CTX_new(mac);
+            EVP_MAC_free(mac);
+        }
+
+        params[0] = OSSL_PARAM_construct_utf8_string("digest", "SHA256", 0);
+        params[1] = OSSL_PARAM_construct_end();
+
+        if (ctx && EVP_MAC_CTX_set_params(ctx, params) != 1) {
+            EVP_MAC_CTX_free(ctx);
+            ctx = NULL;
+        }
+    }
+
+    /* key and md may be the same buffer: the key is read first */
+
+    if (ctx == NULL) {
+        if (HMAC(EVP_sha256(), key, (int) key_len,
+                 (const unsigned char *) data, len, buf, &n)
+            == NULL || n != 32)
+        {
+            return -1;
+        }
+
+        memcpy(md, buf, 32);
+
+        return 0;
+    }
+
+    if (EVP_MAC_init(ctx, key, key_len, NULL) != 1
+        || EVP_MAC_update(ctx, (const unsigned char *) data, len) != 1
+        || EVP_MAC_final(ctx, buf, &md_len, sizeof(buf)) != 1
+        || md_len != 32)
     {
         return -1;
     }
