@@ -406,7 +406,7 @@ resync_many() {
     while :; do
         tail -n +$((n0 + 1)) "$RESULTS" \
             | grep -E "\"status\":\"unchanged\".*\"name\":\"$prefix" > "$WORK/matched" || true
-        got=$(grep -o '"file":{"id":"[^"]*"' "$WORK/matched" | sort -u | wc -l)
+        got=$(grep -o '"file":{"id":"[^"]*"' "$WORK/matched" | sort -u | wc -l || true)
         [ "$got" -ge "$files" ] && break
         [ "$(date +%s)" -le "$deadline" ] \
             || fail "the re-sync: $got of $files files unchanged within 180s"
