@@ -41,6 +41,8 @@ typedef struct {
     CURL                         *free[NGX_GDRIVE_HTTP_FREE_HANDLES];
     ngx_queue_t                   idle;      /* sockets between transfers */
     ngx_uint_t                    nidle;
+    u_char                       *ours;      /* by fd: opened by open() */
+    size_t                        nours;
 } ngx_gdrive_http_multi_t;
 
 
@@ -63,6 +65,8 @@ static void ngx_gdrive_http_kick(ngx_event_t *ev);
 static ngx_connection_t *ngx_gdrive_http_idle(curl_socket_t s);
 static void ngx_gdrive_http_release(ngx_connection_t *c);
 static int ngx_gdrive_http_close(void *data, curl_socket_t s);
+static curl_socket_t ngx_gdrive_http_open(void *data, curlsocktype purpose,
+    struct curl_sockaddr *a);
 
 
 static ngx_gdrive_http_multi_t  ngx_gdrive_http_multi;
@@ -134,6 +138,12 @@ ngx_gdrive_http_done(void)
     if (ngx_gdrive_http_multi.multi) {
         curl_multi_cleanup(ngx_gdrive_http_multi.multi);
         ngx_gdrive_http_multi.multi = NULL;
+    }
+
+    if (ngx_gdrive_http_multi.ours) {
+        ngx_free(ngx_gdrive_http_multi.ours);
+        ngx_gdrive_http_multi.ours = NULL;
+        ngx_gdrive_http_multi.nours = 0;
     }
 
     if (ngx_gdrive_http_multi.timer.timer_set) {
@@ -243,6 +253,8 @@ ngx_gdrive_http_defaults(ngx_gdrive_http_t *h)
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, h);
     curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, ngx_gdrive_http_header);
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, h);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, ngx_gdrive_http_open);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, &ngx_gdrive_http_multi);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, ngx_gdrive_http_close);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, &ngx_gdrive_http_multi);
     curl_easy_setopt(easy, CURLOPT_USERAGENT,
@@ -541,7 +553,9 @@ ngx_gdrive_http_cleanup(void *data)
  * An idle socket that becomes readable (the server closed it) is let go
  * of at once; one that curl closes is forgotten before it is closed (the
  * kernel drops a closed descriptor's registration; its number may come
- * back as another socket's).
+ * back as another socket's).  Only connections that curl opened and will
+ * close through open() and close() below are kept so: curl closes other
+ * descriptors it watches (its resolver's socket pair) by itself.
  */
 
 static int
@@ -562,7 +576,8 @@ ngx_gdrive_http_socket(CURL *easy, curl_socket_t s, int what, void *userp,
         curl_multi_assign(m->multi, s, NULL);
 
         if (c->read->active && !c->write->active
-            && m->nidle < m->gmcf->max_connections)
+            && m->nidle < m->gmcf->max_connections
+            && (size_t) s < m->nours && m->ours[s])
         {
             c->idle = 1;
             ngx_queue_insert_tail(&m->idle, &c->queue);
@@ -682,15 +697,65 @@ ngx_gdrive_http_release(ngx_connection_t *c)
 }
 
 
+/* a connection's socket, as curl would open it, marked as one of ours */
+
+static curl_socket_t
+ngx_gdrive_http_open(void *data, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    ngx_gdrive_http_multi_t *m = data;
+
+    size_t          n;
+    u_char         *ours;
+    curl_socket_t   s;
+
+    s = socket(a->family, a->socktype, a->protocol);
+
+    if (s == CURL_SOCKET_BAD || s < 0) {
+        return s;
+    }
+
+    if ((size_t) s >= m->nours && s < 65536) {
+        /* grows with the largest descriptor seen, at most 64k bytes */
+        n = ngx_max((size_t) s + 1, ngx_max(m->nours * 2, 256));
+
+        ours = ngx_alloc(n, m->log);
+
+        if (ours) {
+            ngx_memzero(ours, n);
+
+            if (m->nours) {
+                ngx_memcpy(ours, m->ours, m->nours);
+                ngx_free(m->ours);
+            }
+
+            m->ours = ours;
+            m->nours = n;
+        }
+    }
+
+    if ((size_t) s < m->nours) {
+        m->ours[s] = 1;
+    }
+
+    return s;
+}
+
+
 static int
 ngx_gdrive_http_close(void *data, curl_socket_t s)
 {
+    ngx_gdrive_http_multi_t *m = data;
+
     ngx_connection_t  *c;
 
     c = ngx_gdrive_http_idle(s);
 
     if (c) {
         ngx_gdrive_http_release(c);
+    }
+
+    if (s >= 0 && (size_t) s < m->nours) {
+        m->ours[s] = 0;
     }
 
     return close(s);
