@@ -39,7 +39,8 @@
 # BENCH_BIG_SIZE, BENCH_MANY_COUNT, BENCH_MANY_SIZE, BENCH_WORKERS (2),
 # BENCH_INFLIGHT (64) and BENCH_MANY_OPTIONS (more directives) vary them;
 # BENCH_LOG_LEVEL (warn) and BENCH_KEEP=1 (keep the directory, logs in it)
-# help to see why.
+# help to see why; BENCH_MODULE names another build of the module to load
+# (to compare two).
 # Needs the stack (make stack), kcat, jq, curl.
 set -euo pipefail
 
@@ -171,7 +172,7 @@ start_nginx() {
     TOPIC=$RUN-$name
     mkdir -p "$NGX_DIR"
     cat > "$NGX_DIR/nginx.conf" <<CONF
-load_module $REPO/build/ngx_http_gdrive_worker_module.so;
+load_module ${BENCH_MODULE:-$REPO/build/ngx_http_gdrive_worker_module.so};
 $( [ "$(id -u)" = 0 ] && echo "user root root;" )
 worker_processes $workers;
 pid $NGX_DIR/nginx.pid;
