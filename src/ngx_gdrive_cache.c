@@ -10,6 +10,12 @@
  * half of the zone (the token cache and the rest need the other half), or
  * when the slab has no room.  A full cache costs a metadata call, never a
  * job.
+ *
+ * The same table keeps, under keys of their own, what this zone's workers
+ * stored in S3: "file -> object key and size", written when an upload
+ * completes or a HEAD finds the object, so that a sync of the same
+ * revision spares the HEAD while the record is fresh (README, "What a
+ * sync guarantees", says what that bounds).
  */
 
 
@@ -38,8 +44,10 @@ typedef struct {
 } ngx_gdrive_cache_t;
 
 
-static ngx_int_t ngx_gdrive_cache_key(ngx_str_t *integration,
-    ngx_str_t *file_id, u_char *buf, ngx_str_t *key);
+static ngx_int_t ngx_gdrive_cache_key(ngx_uint_t stored,
+    ngx_str_t *integration, ngx_str_t *file_id, u_char *buf, ngx_str_t *key);
+static void ngx_gdrive_cache_store(ngx_str_t *key, u_char *value,
+    size_t len, u_char *more, size_t more_len);
 static ngx_uint_t ngx_gdrive_cache_on(void);
 static ngx_uint_t ngx_gdrive_cache_expired(ngx_gdrive_shm_node_t *node,
     uint64_t now);
@@ -47,9 +55,12 @@ static void ngx_gdrive_cache_gone(ngx_gdrive_shm_node_t *node,
     ngx_uint_t cause);
 
 
-/* a length byte keeps "ab" + "c" apart from "a" + "bc" */
+/*
+ * A length byte keeps "ab" + "c" apart from "a" + "bc"; a stored object's
+ * record has a zero byte first (a length is never zero).
+ */
 #define NGX_GDRIVE_CACHE_KEY_MAX                                              \
-    (1 + NGX_GDRIVE_ID_MAX_LEN + NGX_GDRIVE_DRIVE_ID_MAX_LEN)
+    (2 + NGX_GDRIVE_ID_MAX_LEN + NGX_GDRIVE_DRIVE_ID_MAX_LEN)
 
 
 static ngx_gdrive_cache_t  ngx_gdrive_cache;
@@ -99,7 +110,7 @@ ngx_gdrive_cache_get(ngx_str_t *integration, ngx_str_t *file_id,
     value->data = NULL;
 
     if (!ngx_gdrive_cache_on()
-        || ngx_gdrive_cache_key(integration, file_id, buf, &key) != NGX_OK)
+        || ngx_gdrive_cache_key(0, integration, file_id, buf, &key) != NGX_OK)
     {
         return NGX_DECLINED;
     }
@@ -153,23 +164,137 @@ void
 ngx_gdrive_cache_put(ngx_str_t *integration, ngx_str_t *file_id,
     u_char *value, size_t len)
 {
-    u_char                    buf[NGX_GDRIVE_CACHE_KEY_MAX];
-    uint64_t                  now;
-    ngx_str_t                 key;
-    ngx_gdrive_shm_node_t    *sn;
-    ngx_gdrive_cache_node_t  *node;
+    u_char     buf[NGX_GDRIVE_CACHE_KEY_MAX];
+    ngx_str_t  key;
 
     if (!ngx_gdrive_cache_on() || len > NGX_GDRIVE_CACHE_MAX_VALUE
-        || ngx_gdrive_cache_key(integration, file_id, buf, &key) != NGX_OK)
+        || ngx_gdrive_cache_key(0, integration, file_id, buf, &key)
+           != NGX_OK)
     {
         return;
     }
+
+    ngx_gdrive_cache_store(&key, value, len, NULL, 0);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "gdrive metadata cache \"%V\" \"%V\": %uz bytes",
+                   integration, file_id, len);
+}
+
+
+/* the record of an object stored: its size, then its key */
+
+void
+ngx_gdrive_cache_stored_put(ngx_str_t *integration, ngx_str_t *file_id,
+    ngx_str_t *object, off_t size)
+{
+    u_char     buf[NGX_GDRIVE_CACHE_KEY_MAX];
+    ngx_str_t  key;
+
+    if (!ngx_gdrive_cache_on() || size < 0
+        || object->len > NGX_GDRIVE_CACHE_MAX_VALUE
+        || ngx_gdrive_cache_key(1, integration, file_id, buf, &key)
+           != NGX_OK)
+    {
+        return;
+    }
+
+    ngx_gdrive_cache_store(&key, (u_char *) &size, sizeof(off_t),
+                           object->data, object->len);
+}
+
+
+/*
+ * NGX_OK: a fresh record says that the object at this key was stored with
+ * this size (any, for size -1), which it sets in *stored_size.  Neither
+ * a hit nor a miss of the metadata cache.
+ */
+
+ngx_int_t
+ngx_gdrive_cache_stored(ngx_str_t *integration, ngx_str_t *file_id,
+    ngx_str_t *object, off_t size, off_t *stored_size)
+{
+    u_char                    buf[NGX_GDRIVE_CACHE_KEY_MAX];
+    off_t                     n;
+    ngx_int_t                 rc;
+    ngx_str_t                 key;
+    ngx_gdrive_cache_node_t  *node;
+
+    if (!ngx_gdrive_cache_on()
+        || ngx_gdrive_cache_key(1, integration, file_id, buf, &key) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&ngx_gdrive_cache.shpool->mutex);
+
+    node = (ngx_gdrive_cache_node_t *)
+               ngx_gdrive_shm_lookup(&ngx_gdrive_cache.entries, &key);
+
+    if (node && node->expires > ngx_gdrive_epoch_ms()
+        && node->len == sizeof(off_t) + object->len
+        && ngx_memcmp(node->data + sizeof(off_t), object->data, object->len)
+           == 0)
+    {
+        ngx_memcpy(&n, node->data, sizeof(off_t));
+
+        if (size < 0 || n == size) {
+            *stored_size = n;
+            ngx_gdrive_shm_touch(&ngx_gdrive_cache.entries, &node->node);
+            rc = NGX_OK;
+        }
+    }
+
+    ngx_shmtx_unlock(&ngx_gdrive_cache.shpool->mutex);
+
+    return rc;
+}
+
+
+/* the file's objects were deleted: what was stored is no longer known */
+
+void
+ngx_gdrive_cache_stored_forget(ngx_str_t *integration, ngx_str_t *file_id)
+{
+    u_char                  buf[NGX_GDRIVE_CACHE_KEY_MAX];
+    ngx_str_t               key;
+    ngx_gdrive_shm_node_t  *sn;
+
+    if (!ngx_gdrive_cache_on()
+        || ngx_gdrive_cache_key(1, integration, file_id, buf, &key) != NGX_OK)
+    {
+        return;
+    }
+
+    ngx_shmtx_lock(&ngx_gdrive_cache.shpool->mutex);
+
+    sn = ngx_gdrive_shm_lookup(&ngx_gdrive_cache.entries, &key);
+
+    if (sn) {
+        ngx_gdrive_shm_delete(&ngx_gdrive_cache.entries, sn);
+    }
+
+    ngx_shmtx_unlock(&ngx_gdrive_cache.shpool->mutex);
+}
+
+
+/* stores or replaces the value (two pieces) at the key */
+
+static void
+ngx_gdrive_cache_store(ngx_str_t *key, u_char *value, size_t len,
+    u_char *more, size_t more_len)
+{
+    uint64_t                  now;
+    ngx_gdrive_shm_node_t    *sn;
+    ngx_gdrive_cache_node_t  *node;
 
     now = ngx_gdrive_epoch_ms();
 
     ngx_shmtx_lock(&ngx_gdrive_cache.shpool->mutex);
 
-    sn = ngx_gdrive_shm_lookup(&ngx_gdrive_cache.entries, &key);
+    sn = ngx_gdrive_shm_lookup(&ngx_gdrive_cache.entries, key);
 
     if (sn) {
         /* replaced, not evicted */
@@ -183,24 +308,23 @@ ngx_gdrive_cache_put(ngx_str_t *integration, ngx_str_t *file_id,
      */
 
     node = (ngx_gdrive_cache_node_t *)
-               ngx_gdrive_shm_insert(&ngx_gdrive_cache.entries, &key,
+               ngx_gdrive_shm_insert(&ngx_gdrive_cache.entries, key,
                                      offsetof(ngx_gdrive_cache_node_t, data)
-                                     + len, now);
+                                     + len + more_len, now);
 
     if (node) {
         ngx_memcpy(node->data, value, len);
 
+        if (more_len) {
+            ngx_memcpy(node->data + len, more, more_len);
+        }
+
         node->expires = now + (uint64_t)
                               ngx_gdrive_cache.gmcf->metadata_cache_ttl * 1000;
-        node->len = len;
+        node->len = len + more_len;
     }
 
     ngx_shmtx_unlock(&ngx_gdrive_cache.shpool->mutex);
-
-    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                   "gdrive metadata cache \"%V\" \"%V\": %uz bytes %s",
-                   integration, file_id, len,
-                   node ? "stored" : "not stored, no room");
 }
 
 
@@ -238,8 +362,8 @@ ngx_gdrive_cache_on(void)
 
 
 static ngx_int_t
-ngx_gdrive_cache_key(ngx_str_t *integration, ngx_str_t *file_id, u_char *buf,
-    ngx_str_t *key)
+ngx_gdrive_cache_key(ngx_uint_t stored, ngx_str_t *integration,
+    ngx_str_t *file_id, u_char *buf, ngx_str_t *key)
 {
     u_char  *p;
 
@@ -250,6 +374,11 @@ ngx_gdrive_cache_key(ngx_str_t *integration, ngx_str_t *file_id, u_char *buf,
     }
 
     p = buf;
+
+    if (stored) {
+        *p++ = '\0';
+    }
+
     *p++ = (u_char) integration->len;
     p = ngx_cpymem(p, integration->data, integration->len);
     p = ngx_cpymem(p, file_id->data, file_id->len);

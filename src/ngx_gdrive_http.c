@@ -19,6 +19,10 @@
 #include "ngx_gdrive_http.h"
 
 
+/* easy handles kept for the next request (see create()) */
+#define NGX_GDRIVE_HTTP_FREE_HANDLES    64
+
+
 /* curl's receive and send buffers while content moves (see start()) */
 #define NGX_GDRIVE_HTTP_CONTENT_BUFFER  (256 * 1024)
 
@@ -33,6 +37,12 @@ typedef struct {
     ngx_uint_t                    in_curl;   /* inside socket_action() */
     ngx_queue_t                   pending;   /* started from a callback */
     ngx_event_t                   kick;
+    ngx_uint_t                    nfree;
+    CURL                         *free[NGX_GDRIVE_HTTP_FREE_HANDLES];
+    ngx_queue_t                   idle;      /* sockets between transfers */
+    ngx_uint_t                    nidle;
+    u_char                       *ours;      /* by fd: opened by open() */
+    size_t                        nours;
 } ngx_gdrive_http_multi_t;
 
 
@@ -52,6 +62,11 @@ static void ngx_gdrive_http_cleanup(void *data);
 static void ngx_gdrive_http_defaults(ngx_gdrive_http_t *h);
 static ngx_int_t ngx_gdrive_http_add(ngx_gdrive_http_t *h);
 static void ngx_gdrive_http_kick(ngx_event_t *ev);
+static ngx_connection_t *ngx_gdrive_http_idle(curl_socket_t s);
+static void ngx_gdrive_http_release(ngx_connection_t *c);
+static int ngx_gdrive_http_close(void *data, curl_socket_t s);
+static curl_socket_t ngx_gdrive_http_open(void *data, curlsocktype purpose,
+    struct curl_sockaddr *a);
 
 
 static ngx_gdrive_http_multi_t  ngx_gdrive_http_multi;
@@ -90,6 +105,7 @@ ngx_gdrive_http_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
     m->timer.cancelable = 1;
 
     ngx_queue_init(&m->pending);
+    ngx_queue_init(&m->idle);
     m->kick.handler = ngx_gdrive_http_kick;
     m->kick.data = m;
     m->kick.log = cycle->log;
@@ -114,9 +130,20 @@ ngx_gdrive_http_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
 void
 ngx_gdrive_http_done(void)
 {
+    while (ngx_gdrive_http_multi.nfree) {
+        curl_easy_cleanup(
+            ngx_gdrive_http_multi.free[--ngx_gdrive_http_multi.nfree]);
+    }
+
     if (ngx_gdrive_http_multi.multi) {
         curl_multi_cleanup(ngx_gdrive_http_multi.multi);
         ngx_gdrive_http_multi.multi = NULL;
+    }
+
+    if (ngx_gdrive_http_multi.ours) {
+        ngx_free(ngx_gdrive_http_multi.ours);
+        ngx_gdrive_http_multi.ours = NULL;
+        ngx_gdrive_http_multi.nours = 0;
     }
 
     if (ngx_gdrive_http_multi.timer.timer_set) {
@@ -127,7 +154,10 @@ ngx_gdrive_http_done(void)
 
 /*
  * A request object lives in its owner's pool; destroying the pool cancels
- * the transfer and frees curl's handle.
+ * the transfer and gives curl's handle back.  Up to
+ * NGX_GDRIVE_HTTP_FREE_HANDLES handles are kept, reset, for the next
+ * requests: a handle's allocations (its buffers, its state) are made once,
+ * not for every request of every job.
  */
 
 ngx_gdrive_http_t *
@@ -154,9 +184,14 @@ ngx_gdrive_http_create(ngx_pool_t *pool, ngx_log_t *log, size_t max_body)
         return NULL;
     }
 
-    easy = curl_easy_init();
-    if (easy == NULL) {
-        return NULL;
+    if (ngx_gdrive_http_multi.nfree) {
+        easy = ngx_gdrive_http_multi.free[--ngx_gdrive_http_multi.nfree];
+
+    } else {
+        easy = curl_easy_init();
+        if (easy == NULL) {
+            return NULL;
+        }
     }
 
     h->easy = easy;
@@ -218,6 +253,10 @@ ngx_gdrive_http_defaults(ngx_gdrive_http_t *h)
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, h);
     curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, ngx_gdrive_http_header);
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, h);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, ngx_gdrive_http_open);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, &ngx_gdrive_http_multi);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, ngx_gdrive_http_close);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, &ngx_gdrive_http_multi);
     curl_easy_setopt(easy, CURLOPT_USERAGENT,
                      "nginx-gdrive-worker/" NGX_GDRIVE_VERSION);
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -478,7 +517,20 @@ ngx_gdrive_http_cleanup(void *data)
 
     ngx_gdrive_http_cancel(h);
 
-    curl_easy_cleanup(h->easy);
+    if (h->easy) {
+        if (ngx_gdrive_http_multi.nfree < NGX_GDRIVE_HTTP_FREE_HANDLES
+            && ngx_gdrive_http_multi.multi && !h->active)
+        {
+            /* options and pointers into this pool are forgotten here */
+            curl_easy_reset(h->easy);
+            ngx_gdrive_http_multi.free[ngx_gdrive_http_multi.nfree++] =
+                                                                     h->easy;
+
+        } else {
+            curl_easy_cleanup(h->easy);
+        }
+    }
+
     curl_slist_free_all(h->headers);
 
     if (h->body) {
@@ -492,6 +544,19 @@ ngx_gdrive_http_cleanup(void *data)
     h->len = 0;
 }
 
+
+/*
+ * curl's sockets as nginx connections.  A connection that curl keeps for
+ * the next request is told POLL_REMOVE at a transfer's end and POLL_IN
+ * again when the next one starts: between the two it stays registered
+ * for reading, idle, so that its reuse costs no epoll_ctl() either way.
+ * An idle socket that becomes readable (the server closed it) is let go
+ * of at once; one that curl closes is forgotten before it is closed (the
+ * kernel drops a closed descriptor's registration; its number may come
+ * back as another socket's).  Only connections that curl opened and will
+ * close through open() and close() below are kept so: curl closes other
+ * descriptors it watches (its resolver's socket pair) by itself.
+ */
 
 static int
 ngx_gdrive_http_socket(CURL *easy, curl_socket_t s, int what, void *userp,
@@ -508,42 +573,43 @@ ngx_gdrive_http_socket(CURL *easy, curl_socket_t s, int what, void *userp,
             return 0;
         }
 
-        /* curl still owns the socket: nginx lets go of it, not closes it */
-
-        if (c->read->active) {
-            ngx_del_event(c->read, NGX_READ_EVENT, 0);
-        }
-
-        if (c->write->active) {
-            ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-        }
-
-        if (c->read->posted) {
-            ngx_delete_posted_event(c->read);
-        }
-
-        if (c->write->posted) {
-            ngx_delete_posted_event(c->write);
-        }
-
         curl_multi_assign(m->multi, s, NULL);
-        ngx_free_connection(c);
-        c->fd = (ngx_socket_t) -1;
+
+        if (c->read->active && !c->write->active
+            && m->nidle < m->gmcf->max_connections
+            && (size_t) s < m->nours && m->ours[s])
+        {
+            c->idle = 1;
+            ngx_queue_insert_tail(&m->idle, &c->queue);
+            m->nidle++;
+            return 0;
+        }
+
+        ngx_gdrive_http_release(c);
 
         return 0;
     }
 
     if (c == NULL) {
-        c = ngx_get_connection(s, m->log);
-        if (c == NULL) {
-            return -1;
-        }
+        c = ngx_gdrive_http_idle(s);
 
-        c->data = m;
-        c->read->handler = ngx_gdrive_http_event_handler;
-        c->write->handler = ngx_gdrive_http_event_handler;
-        c->read->log = m->log;
-        c->write->log = m->log;
+        if (c) {
+            ngx_queue_remove(&c->queue);
+            m->nidle--;
+            c->idle = 0;
+
+        } else {
+            c = ngx_get_connection(s, m->log);
+            if (c == NULL) {
+                return -1;
+            }
+
+            c->data = m;
+            c->read->handler = ngx_gdrive_http_event_handler;
+            c->write->handler = ngx_gdrive_http_event_handler;
+            c->read->log = m->log;
+            c->write->log = m->log;
+        }
 
         curl_multi_assign(m->multi, s, c);
     }
@@ -578,6 +644,124 @@ ngx_gdrive_http_socket(CURL *easy, curl_socket_t s, int what, void *userp,
 }
 
 
+static ngx_connection_t *
+ngx_gdrive_http_idle(curl_socket_t s)
+{
+    ngx_queue_t       *q;
+    ngx_connection_t  *c;
+
+    for (q = ngx_queue_head(&ngx_gdrive_http_multi.idle);
+         q != ngx_queue_sentinel(&ngx_gdrive_http_multi.idle);
+         q = ngx_queue_next(q))
+    {
+        c = ngx_queue_data(q, ngx_connection_t, queue);
+
+        if (c->fd == (ngx_socket_t) s) {
+            return c;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* curl still owns the socket: nginx lets go of it, not closes it */
+
+static void
+ngx_gdrive_http_release(ngx_connection_t *c)
+{
+    if (c->idle) {
+        ngx_queue_remove(&c->queue);
+        ngx_gdrive_http_multi.nidle--;
+        c->idle = 0;
+    }
+
+    if (c->read->active) {
+        ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+
+    if (c->write->active) {
+        ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+}
+
+
+/* a connection's socket, as curl would open it, marked as one of ours */
+
+static curl_socket_t
+ngx_gdrive_http_open(void *data, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    ngx_gdrive_http_multi_t *m = data;
+
+    size_t          n;
+    u_char         *ours;
+    curl_socket_t   s;
+
+    s = socket(a->family, a->socktype, a->protocol);
+
+    if (s == CURL_SOCKET_BAD || s < 0) {
+        return s;
+    }
+
+    if ((size_t) s >= m->nours && s < 65536) {
+        /* grows with the largest descriptor seen, at most 64k bytes */
+        n = ngx_max((size_t) s + 1, ngx_max(m->nours * 2, 256));
+
+        ours = ngx_alloc(n, m->log);
+
+        if (ours) {
+            ngx_memzero(ours, n);
+
+            if (m->nours) {
+                ngx_memcpy(ours, m->ours, m->nours);
+                ngx_free(m->ours);
+            }
+
+            m->ours = ours;
+            m->nours = n;
+        }
+    }
+
+    if ((size_t) s < m->nours) {
+        m->ours[s] = 1;
+    }
+
+    return s;
+}
+
+
+static int
+ngx_gdrive_http_close(void *data, curl_socket_t s)
+{
+    ngx_gdrive_http_multi_t *m = data;
+
+    ngx_connection_t  *c;
+
+    c = ngx_gdrive_http_idle(s);
+
+    if (c) {
+        ngx_gdrive_http_release(c);
+    }
+
+    if (s >= 0 && (size_t) s < m->nours) {
+        m->ours[s] = 0;
+    }
+
+    return close(s);
+}
+
+
 static int
 ngx_gdrive_http_timer(CURLM *multi, long ms, void *userp)
 {
@@ -591,8 +775,25 @@ ngx_gdrive_http_timer(CURLM *multi, long ms, void *userp)
         return 0;
     }
 
+    if (ms == 0) {
+        ms = 1;
+    }
+
+    /*
+     * ngx_add_timer() keeps a set timer that is less than 300 ms off the
+     * new time: harmless when it is due earlier (curl, run early, asks for
+     * its time again), a stall when it is due later than curl's "now" (a
+     * transfer just added would wait): an earlier time is always set.
+     */
+
+    if (m->timer.timer_set
+        && (ngx_msec_int_t) (ngx_current_msec + ms - m->timer.timer.key) < 0)
+    {
+        ngx_del_timer(&m->timer);
+    }
+
     /* never act from inside curl's callback: the timer runs it next */
-    ngx_add_timer(&m->timer, (ngx_msec_t) (ms ? ms : 1));
+    ngx_add_timer(&m->timer, (ngx_msec_t) ms);
 
     return 0;
 }
@@ -621,6 +822,12 @@ ngx_gdrive_http_event_handler(ngx_event_t *ev)
 
     c = ev->data;
     fd = c->fd;
+
+    if (c->idle) {
+        /* between transfers: closed by the server, or junk */
+        ngx_gdrive_http_release(c);
+        return;
+    }
 
     /* c may be freed by the socket callback inside this call */
     ngx_gdrive_http_multi.in_curl++;

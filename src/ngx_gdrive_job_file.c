@@ -4,8 +4,9 @@
  *
  * Pipeline layer: the metadata (carried by the trigger, or asked of
  * Drive), a shortcut followed once, the S3 key from the content's
- * identity, the HEAD of the object, and the content streamed from Drive
- * into the upload with the download paused while every buffer is busy.
+ * identity, the HEAD of the object (spared when this zone stored that
+ * revision moments ago), and the content streamed from Drive into the
+ * upload with the download paused while every buffer is busy.
  * A file removed or trashed in Drive has its objects deleted (with
  * gdrive_s3_on_delete delete) and ends "deleted".
  */
@@ -18,6 +19,7 @@
 #include <jansson.h>
 
 #include "ngx_gdrive_job_private.h"
+#include "ngx_gdrive_cache.h"
 #include "ngx_gdrive_drive.h"
 #include "ngx_gdrive_s3.h"
 
@@ -424,6 +426,9 @@ ngx_gdrive_job_gone(ngx_gdrive_job_t *job)
 
     ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_DELETE);
 
+    /* from now on, even if the deletion stops half way */
+    ngx_gdrive_cache_stored_forget(&job->token.integration, &job->file_id);
+
     d = &job->prune;
     ngx_memzero(d, sizeof(ngx_gdrive_s3_delete_t));
 
@@ -474,14 +479,37 @@ ngx_gdrive_job_pruned(ngx_gdrive_s3_delete_t *d)
 }
 
 
-/* is the object there already?  The upload's start() tells */
+/*
+ * Is the object there already?  A record of this zone's own upload (or
+ * HEAD) of this very key and size says so on a first attempt; otherwise,
+ * and on every retry, the upload's start() asks S3 with a HEAD.
+ */
 
 void
 ngx_gdrive_job_store(ngx_gdrive_job_t *job)
 {
+    off_t                    size;
     ngx_gdrive_s3_upload_t  *u;
 
     u = &job->upload;
+
+    if (job->attempt == 0
+        && ngx_gdrive_cache_stored(&job->token.integration, &job->file_id,
+                                   &u->key, u->size, &size)
+           == NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_INFO, &job->log, 0,
+                      "gdrive: \"%V\" was stored already, not asked again",
+                      &u->key);
+        u->rc = NGX_OK;
+        u->unchanged = 1;
+        u->bytes = size;
+        u->state = NULL;
+        job->outcome = "unchanged";
+        ngx_gdrive_job_set_stage(job, NGX_GDRIVE_STAGE_RESULT);
+        ngx_gdrive_job_run(job);
+        return;
+    }
 
     u->pool = job->pool;
     u->log = &job->log;
@@ -629,6 +657,9 @@ ngx_gdrive_job_upload_done(ngx_gdrive_s3_upload_t *u)
                             u->retry_after);
         return;
     }
+
+    ngx_gdrive_cache_stored_put(&job->token.integration, &job->file_id,
+                                &u->key, u->bytes);
 
     if (u->unchanged) {
         ngx_log_error(NGX_LOG_INFO, &job->log, 0,

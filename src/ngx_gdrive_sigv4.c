@@ -10,6 +10,10 @@
  * Our own signer, not curl's CURLOPT_AWS_SIGV4: curl 7.88 signs the query
  * as written, unsorted and "uploads" without "=", which S3 rejects for
  * multipart uploads.
+ *
+ * What it keeps between calls (the last signing key, the algorithms
+ * fetched from the provider, one HMAC context) is per process and not
+ * locked: one thread signs, the event loop's.
  */
 
 
@@ -18,8 +22,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 
 #include "ngx_gdrive_sigv4.h"
 
@@ -27,13 +33,20 @@
 #define NGX_GDRIVE_SIGV4_ALGORITHM  "AWS4-HMAC-SHA256"
 
 
-/* what the canonical request is written to: its hash, and maybe a copy */
+/*
+ * What the canonical request is written to: its hash, and maybe a copy.
+ * The pieces (a header name goes a character at a time) are gathered in
+ * buf and hashed a buffer at a time: a digest update costs far more than
+ * a few bytes copied.
+ */
 typedef struct {
     EVP_MD_CTX            *md;
     char                  *copy;
     size_t                 size;
     size_t                 len;
     int                    error;
+    size_t                 blen;
+    char                   buf[1024];
 } ngx_gdrive_sigv4_out_t;
 
 
@@ -47,6 +60,7 @@ typedef struct {
 } ngx_gdrive_sigv4_enc_t;
 
 
+static void ngx_gdrive_sigv4_flush(ngx_gdrive_sigv4_out_t *out);
 static void ngx_gdrive_sigv4_put(ngx_gdrive_sigv4_out_t *out,
     const char *p, size_t len);
 static void ngx_gdrive_sigv4_put_encoded(ngx_gdrive_sigv4_out_t *out,
@@ -75,6 +89,8 @@ static size_t ngx_gdrive_sigv4_next_name(const ngx_gdrive_sigv4_pair_t **h,
 static int ngx_gdrive_sigv4_signature(ngx_gdrive_sigv4_t *s,
     const char *hash_hex, char *scope, size_t scope_size,
     unsigned char *sig);
+static int ngx_gdrive_sigv4_key(ngx_gdrive_sigv4_t *s, unsigned char *key);
+static const EVP_MD *ngx_gdrive_sigv4_md(int md5);
 static int ngx_gdrive_sigv4_authorization(ngx_gdrive_sigv4_t *s,
     const ngx_gdrive_sigv4_pair_t **h, const char *scope,
     const unsigned char *sig, char *auth, size_t size);
@@ -169,8 +185,10 @@ ngx_gdrive_sigv4_canonical(ngx_gdrive_sigv4_t *s,
     out.size = s->canonical_size;
     out.len = 0;
     out.error = 0;
+    out.blen = 0;
 
-    if (out.md == NULL || EVP_DigestInit_ex(out.md, EVP_sha256(), NULL) != 1)
+    if (out.md == NULL
+        || EVP_DigestInit_ex(out.md, ngx_gdrive_sigv4_md(0), NULL) != 1)
     {
         EVP_MD_CTX_free(out.md);
         return -1;
@@ -235,6 +253,8 @@ ngx_gdrive_sigv4_canonical(ngx_gdrive_sigv4_t *s,
     ngx_gdrive_sigv4_put(&out, "\n", 1);
     ngx_gdrive_sigv4_put(&out, s->payload_hash, strlen(s->payload_hash));
 
+    ngx_gdrive_sigv4_flush(&out);
+
     if (s->canonical) {
         s->canonical_len = out.len;
         s->canonical[out.len < out.size ? out.len : out.size - 1] = '\0';
@@ -297,10 +317,7 @@ ngx_gdrive_sigv4_signature(ngx_gdrive_sigv4_t *s, const char *hash_hex,
 
     rc = 0;
 
-    if (ngx_gdrive_sigv4_signing_key(s->secret_key, s->secret_key_len,
-                                     s->date, s->region, s->region_len,
-                                     s->service, key)
-        != 0
+    if (ngx_gdrive_sigv4_key(s, key) != 0
         || ngx_gdrive_sigv4_hmac(key, sizeof(key), sts, n, sig) != 0)
     {
         rc = -1;
@@ -309,6 +326,68 @@ ngx_gdrive_sigv4_signature(ngx_gdrive_sigv4_t *s, const char *hash_hex,
     memset(key, 0, sizeof(key));
 
     return rc;
+}
+
+
+/*
+ * The signing key depends on the secret, the day, the region and the
+ * service only: four HMACs, the larger part of a request's signing, done
+ * again only when one of them changed.  One key per process is kept,
+ * next to the secret it came from (which the process holds anyway).
+ */
+
+static int
+ngx_gdrive_sigv4_key(ngx_gdrive_sigv4_t *s, unsigned char *key)
+{
+    size_t  slen;
+
+    static struct {
+        int            valid;
+        char           date[8];
+        char           region[64];
+        char           service[16];
+        size_t         secret_len;
+        char           secret[256];
+        unsigned char  key[32];
+    } last;
+
+    slen = strlen(s->service);
+
+    if (last.valid && last.secret_len == s->secret_key_len
+        && s->region_len < sizeof(last.region)
+        && memcmp(last.date, s->date, 8) == 0
+        && memcmp(last.region, s->region, s->region_len) == 0
+        && last.region[s->region_len] == '\0'
+        && strcmp(last.service, s->service) == 0
+        && memcmp(last.secret, s->secret_key, s->secret_key_len) == 0)
+    {
+        memcpy(key, last.key, 32);
+        return 0;
+    }
+
+    if (ngx_gdrive_sigv4_signing_key(s->secret_key, s->secret_key_len,
+                                     s->date, s->region, s->region_len,
+                                     s->service, key)
+        != 0)
+    {
+        return -1;
+    }
+
+    if (s->secret_key_len <= sizeof(last.secret)
+        && s->region_len < sizeof(last.region)
+        && slen < sizeof(last.service))
+    {
+        memcpy(last.date, s->date, 8);
+        memcpy(last.region, s->region, s->region_len);
+        last.region[s->region_len] = '\0';
+        memcpy(last.service, s->service, slen + 1);
+        memcpy(last.secret, s->secret_key, s->secret_key_len);
+        last.secret_len = s->secret_key_len;
+        memcpy(last.key, key, 32);
+        last.valid = 1;
+    }
+
+    return 0;
 }
 
 
@@ -442,6 +521,17 @@ ngx_gdrive_sigv4_encode(char *dst, const char *src, size_t len,
 
 
 static void
+ngx_gdrive_sigv4_flush(ngx_gdrive_sigv4_out_t *out)
+{
+    if (out->blen && EVP_DigestUpdate(out->md, out->buf, out->blen) != 1) {
+        out->error = 1;
+    }
+
+    out->blen = 0;
+}
+
+
+static void
 ngx_gdrive_sigv4_put(ngx_gdrive_sigv4_out_t *out, const char *p, size_t len)
 {
     size_t  n;
@@ -450,7 +540,15 @@ ngx_gdrive_sigv4_put(ngx_gdrive_sigv4_out_t *out, const char *p, size_t len)
         return;
     }
 
-    if (EVP_DigestUpdate(out->md, p, len) != 1) {
+    if (out->blen + len > sizeof(out->buf)) {
+        ngx_gdrive_sigv4_flush(out);
+    }
+
+    if (len <= sizeof(out->buf)) {
+        memcpy(out->buf + out->blen, p, len);
+        out->blen += len;
+
+    } else if (EVP_DigestUpdate(out->md, p, len) != 1) {
         out->error = 1;
     }
 
@@ -487,11 +585,19 @@ static void
 ngx_gdrive_sigv4_put_lower(ngx_gdrive_sigv4_out_t *out, const char *p,
     size_t len)
 {
-    char  c;
+    char    buf[64];
+    size_t  i, n;
 
-    while (len--) {
-        c = (char) tolower((unsigned char) *p++);
-        ngx_gdrive_sigv4_put(out, &c, 1);
+    while (len) {
+        n = (len < sizeof(buf)) ? len : sizeof(buf);
+
+        for (i = 0; i < n; i++) {
+            buf[i] = (char) tolower((unsigned char) p[i]);
+        }
+
+        ngx_gdrive_sigv4_put(out, buf, n);
+        p += n;
+        len -= n;
     }
 }
 
@@ -643,13 +749,57 @@ static int
 ngx_gdrive_sigv4_hmac(const unsigned char *key, size_t key_len,
     const char *data, size_t len, unsigned char *md)
 {
-    unsigned int   md_len;
+    size_t         md_len;
+    unsigned int   n;
     unsigned char  buf[EVP_MAX_MD_SIZE];
+    OSSL_PARAM     params[2];
 
-    /* key and md may be the same buffer: HMAC() reads the key first */
-    if (HMAC(EVP_sha256(), key, (int) key_len, (const unsigned char *) data,
-             len, buf, &md_len)
-        == NULL || md_len != 32)
+    static EVP_MAC_CTX  *ctx;
+
+    /*
+     * One HMAC-SHA256 context, set up once and given each key in turn:
+     * HMAC() fetches the algorithms anew at every call, several times the
+     * cost of the HMAC itself for a string to sign.
+     */
+
+    if (ctx == NULL) {
+        EVP_MAC  *mac;
+
+        mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+
+        if (mac) {
+            ctx = EVP_MAC_CTX_new(mac);
+            EVP_MAC_free(mac);
+        }
+
+        params[0] = OSSL_PARAM_construct_utf8_string("digest", "SHA256", 0);
+        params[1] = OSSL_PARAM_construct_end();
+
+        if (ctx && EVP_MAC_CTX_set_params(ctx, params) != 1) {
+            EVP_MAC_CTX_free(ctx);
+            ctx = NULL;
+        }
+    }
+
+    /* key and md may be the same buffer: the key is read first */
+
+    if (ctx == NULL) {
+        if (HMAC(EVP_sha256(), key, (int) key_len,
+                 (const unsigned char *) data, len, buf, &n)
+            == NULL || n != 32)
+        {
+            return -1;
+        }
+
+        memcpy(md, buf, 32);
+
+        return 0;
+    }
+
+    if (EVP_MAC_init(ctx, key, key_len, NULL) != 1
+        || EVP_MAC_update(ctx, (const unsigned char *) data, len) != 1
+        || EVP_MAC_final(ctx, buf, &md_len, sizeof(buf)) != 1
+        || md_len != 32)
     {
         return -1;
     }
@@ -657,6 +807,29 @@ ngx_gdrive_sigv4_hmac(const unsigned char *key, size_t key_len,
     memcpy(md, buf, 32);
 
     return 0;
+}
+
+
+/*
+ * SHA-256 (0) or MD5 (1), fetched from the provider once per process:
+ * OpenSSL 3 looks EVP_sha256() up again at every digest's start, a lock
+ * and a table search for each of a request's few digests.
+ */
+
+static const EVP_MD *
+ngx_gdrive_sigv4_md(int md5)
+{
+    static EVP_MD  *fetched[2];
+
+    if (fetched[md5] == NULL) {
+        fetched[md5] = EVP_MD_fetch(NULL, md5 ? "MD5" : "SHA256", NULL);
+
+        if (fetched[md5] == NULL) {
+            return md5 ? EVP_md5() : EVP_sha256();
+        }
+    }
+
+    return fetched[md5];
 }
 
 
@@ -672,8 +845,8 @@ ngx_gdrive_digest_create(int alg)
         return NULL;
     }
 
-    if (EVP_DigestInit_ex(md, alg == NGX_GDRIVE_DIGEST_MD5 ? EVP_md5()
-                                                            : EVP_sha256(),
+    if (EVP_DigestInit_ex(md,
+                          ngx_gdrive_sigv4_md(alg == NGX_GDRIVE_DIGEST_MD5),
                           NULL)
         != 1)
     {
@@ -721,7 +894,7 @@ ngx_gdrive_sha256_hex(const void *p, size_t len, char *out)
 {
     unsigned char  md[32];
 
-    if (EVP_Digest(p, len, md, NULL, EVP_sha256(), NULL) != 1) {
+    if (EVP_Digest(p, len, md, NULL, ngx_gdrive_sigv4_md(0), NULL) != 1) {
         return -1;
     }
 
@@ -735,7 +908,8 @@ ngx_gdrive_sha256_hex(const void *p, size_t len, char *out)
 int
 ngx_gdrive_md5(const void *p, size_t len, unsigned char *out)
 {
-    return EVP_Digest(p, len, out, NULL, EVP_md5(), NULL) == 1 ? 0 : -1;
+    return EVP_Digest(p, len, out, NULL, ngx_gdrive_sigv4_md(1), NULL) == 1
+           ? 0 : -1;
 }
 
 

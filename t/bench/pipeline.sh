@@ -24,13 +24,23 @@
 #         then 3 rounds of BENCH_PY_FILES (500); CPU of every thread from
 #         /proc/PID/task/*/stat, medians. Prints CPU per file, files/s and
 #         Google requests per file (the emulator's request log) of each,
-#         and the ratio of CPU per file (target >= 10).
+#         and the ratio of CPU per file (target >= 10), and the module's
+#         S3 HEADs per file (its gdrive_s3_requests_total).
+#   memory  RSS growth of one worker per in-flight job: BENCH_MEM_JOBS
+#         (100) sync_file triggers of 4 KiB files whose downloads the
+#         emulator delays (a files.media fault with delay_ms), so that
+#         they are all in flight at once; /proc/PID/status VmRSS before
+#         and while they wait, divided by their number.
 #
-# Usage: t/bench/pipeline.sh [big] [many] [python]   (all by default)
+# many also syncs the folder of its sync_folder a second time, unchanged:
+# files/s, Google requests and S3 HEADs per file of a re-sync.
+#
+# Usage: t/bench/pipeline.sh [big] [many] [python] [memory]   (all by default)
 # BENCH_BIG_SIZE, BENCH_MANY_COUNT, BENCH_MANY_SIZE, BENCH_WORKERS (2),
 # BENCH_INFLIGHT (64) and BENCH_MANY_OPTIONS (more directives) vary them;
 # BENCH_LOG_LEVEL (warn) and BENCH_KEEP=1 (keep the directory, logs in it)
-# help to see why.
+# help to see why; BENCH_MODULE names another build of the module to load
+# (to compare two).
 # Needs the stack (make stack), kcat, jq, curl.
 set -euo pipefail
 
@@ -162,7 +172,7 @@ start_nginx() {
     TOPIC=$RUN-$name
     mkdir -p "$NGX_DIR"
     cat > "$NGX_DIR/nginx.conf" <<CONF
-load_module $REPO/build/ngx_http_gdrive_worker_module.so;
+load_module ${BENCH_MODULE:-$REPO/build/ngx_http_gdrive_worker_module.so};
 $( [ "$(id -u)" = 0 ] && echo "user root root;" )
 worker_processes $workers;
 pid $NGX_DIR/nginx.pid;
@@ -185,6 +195,7 @@ $extra
     server {
         listen 127.0.0.1:$PORT;
         location = /status { gdrive_status; }
+        location = /metrics { gdrive_metrics; }
     }
 }
 CONF
@@ -251,6 +262,15 @@ machine_ticks() {   # "busy total" jiffies of every CPU of the machine
 busy() {            # "busy total" before, after -> percent busy
     awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ")
         printf "%.0f", (y[1] - x[1]) * 100 / (y[2] - x[2]) }'
+}
+
+s3_heads() {        # the instance's S3 HEADs so far, every worker's
+    curl -sf "http://127.0.0.1:$PORT/metrics" \
+        | awk '/^gdrive_s3_requests_total\{op="head"/ { n += $NF } END { print n + 0 }'
+}
+
+google_requests() { # Google requests the emulator logged since it was cleared
+    admin GET /requests | jq '[.counts[]] | add // 0'
 }
 
 # --- a 1 GiB file ------------------------------------------------------------
@@ -363,16 +383,50 @@ measure_many() {
     grep -o '"key":"[^"]*"' "$WORK/matched" | cut -d'"' -f4 | sort -u > "$WORK/keys"
     [ "$(s3_size "$(head -1 "$WORK/keys")")" = "$MANY_SIZE" ] \
         || fail "$name: an object is not stored"
-    s3_delete_keys "$WORK/keys"
+    # KEEP_KEYS: the objects stay for a re-sync, which deletes them
+    [ -n "${KEEP_KEYS:-}" ] || s3_delete_keys "$WORK/keys"
     awk -v n="$files" -v ns=$((t1 - t0)) -v t=$((c1 - c0)) -v hz="$HZ" -v what="$name" \
-        -v busy="$(busy "$m0" "$m1")" -v again="$again" 'BEGIN {
-        printf "%-34s %6.0f files/s (%.2f s), worker CPU %.3f ms/file (%.2f s in all), machine CPU %s%% busy%s\n",
-            what, n / (ns / 1e9), ns / 1e9, t / hz * 1000 / n, t / hz, busy,
+        -v busy="$(busy "$m0" "$m1")" -v again="$again" -v w="${BUSY_WORKERS:-$MANY_WORKERS}" 'BEGIN {
+        printf "%-34s %6.0f files/s (%.2f s), %.0f per busy worker (%d), worker CPU %.3f ms/file (%.2f s in all), machine CPU %s%% busy%s\n",
+            what, n / (ns / 1e9), ns / 1e9, n / (ns / 1e9) / w, w, t / hz * 1000 / n, t / hz, busy,
             again ? sprintf("; %d delivered again (unchanged)", again) : "" }'
 }
 
+# the folder's sync_folder again, every file unchanged: folder, the file
+# names' prefix, the number of files; then its objects are deleted
+resync_many() {
+    local folder=$1 prefix=$2 files=$3 n0 c0 c1 t0 t1 h0 h1 g got deadline
+    n0=$(wc -l < "$RESULTS")
+    h0=$(s3_heads)
+    admin DELETE /requests > /dev/null
+    c0=$(cpu_ticks)
+    t0=$(now)
+    printf '%s\t{"trigger_id":"folder2-%s","integration_id":"%s","action":"sync_folder","folder_id":"%s"}\n' \
+        "$INT" "$RUN" "$INT" "$folder" | produce "$TOPIC"
+    deadline=$(( $(date +%s) + 180 ))
+    while :; do
+        tail -n +$((n0 + 1)) "$RESULTS" \
+            | grep -E "\"status\":\"unchanged\".*\"name\":\"$prefix" > "$WORK/matched" || true
+        got=$(grep -o '"file":{"id":"[^"]*"' "$WORK/matched" | sort -u | wc -l || true)
+        [ "$got" -ge "$files" ] && break
+        [ "$(date +%s)" -le "$deadline" ] \
+            || fail "the re-sync: $got of $files files unchanged within 180s"
+        sleep 0.2
+    done
+    c1=$(cpu_ticks)
+    t1=$(( $(cut -d' ' -f1 "$WORK/matched" | sort -n | tail -1) * 1000000 ))
+    h1=$(s3_heads)
+    g=$(admin GET "/requests?integration=$INT" | jq '[.counts[]] | add // 0')
+    s3_delete_keys "$WORK/keys"
+    awk -v n="$files" -v ns=$((t1 - t0)) -v t=$((c1 - c0)) -v hz="$HZ" \
+        -v heads=$((h1 - h0)) -v g="$g" 'BEGIN {
+        printf "%-34s %6.0f files/s (%.2f s), worker CPU %.3f ms/file; %.3f Google requests and %.3f S3 HEADs per file\n",
+            "the same sync_folder, unchanged", n / (ns / 1e9), ns / 1e9,
+            t / hz * 1000 / n, g / n, heads / n }'
+}
+
 bench_many() {
-    local folder i ints=8
+    local folder i h ints=8
     INT=int-$RUN-many
     integration "$INT"
     echo "== $MANY_COUNT files of $MANY_SIZE bytes end to end" \
@@ -387,7 +441,14 @@ bench_many() {
         "{\"count\":$MANY_COUNT,\"size\":$MANY_SIZE,\"prefix\":\"$RUN-a-\"}" > /dev/null
     printf '%s\t{"trigger_id":"folder-%s","integration_id":"%s","action":"sync_folder","folder_id":"%s"}\n' \
         "$INT" "$RUN" "$INT" "$folder" > "$WORK/lines"
-    measure_many "one sync_folder, 1 integration" "$RUN-a-" "$MANY_COUNT" "$WORK/lines"
+    admin DELETE /requests > /dev/null
+    h=$(s3_heads)
+    KEEP_KEYS=1 BUSY_WORKERS=1 \
+        measure_many "one sync_folder, 1 integration" "$RUN-a-" "$MANY_COUNT" "$WORK/lines"
+    awk -v n="$MANY_COUNT" -v heads=$(( $(s3_heads) - h )) \
+        -v g="$(admin GET "/requests?integration=$INT" | jq '[.counts[]] | add // 0')" 'BEGIN {
+        printf "  %.3f Google requests and %.3f S3 HEADs per file\n", g / n, heads / n }'
+    resync_many "$folder" "$RUN-a-" "$MANY_COUNT"
 
     # sync_file triggers produced in one kcat call, over several
     # integrations, hence partitions, hence workers
@@ -489,8 +550,11 @@ bench_python() {
     gdrive_max_inflight 64;"
     kcat -C -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$TOPIC.result" -o beginning -u -q \
          -f '%s\n' > "$WORK/results-module" 2>/dev/null &
-    local follower=$!
+    local follower=$! h0
+    h0=$(s3_heads)
     mod=$(py_rounds module "$(workers)" "$TOPIC")
+    awk -v h=$(( $(s3_heads) - h0 )) -v n=$((100 + PY_ROUNDS * PY_FILES)) 'BEGIN {
+        printf "module   %.2f S3 HEADs per file (new files: the object is looked for once)\n", h / n }' >&2
     kill $follower 2>/dev/null || true
     stop_nginx
 
@@ -517,12 +581,64 @@ bench_python() {
             b[1] / a[1], a[2] / b[2], a[3], b[3] }'
 }
 
-[ $# -gt 0 ] || set -- big many python
+# --- memory per in-flight job -----------------------------------------------
+
+MEM_JOBS=${BENCH_MEM_JOBS:-100}
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+bench_memory() {
+    local w r0 r1 n h0 deadline
+    INT=int-$RUN-mem
+    integration "$INT"
+    echo "== memory: $MEM_JOBS sync_file jobs of 4 KiB files in flight at once in one worker"
+    start_nginx mem 1 "    gdrive_google_refresh_token 1//rt-$INT;
+    gdrive_max_inflight $((MEM_JOBS * 2));"
+    w=$(workers)
+    # the same shape of job once, so that the worker's lazily made parts
+    # (a curl handle, the connections, the S3 signer) are not counted
+    py_files "$RUN-mem-warm" 20
+    awk -v ig="$INT" '{ printf "%s\t{\"trigger_id\":\"mem-warm-%d\",\"integration_id\":\"%s\",\"action\":\"sync_file\",\"file_id\":\"%s\"}\n", ig, NR, ig, $1 }' \
+        "$WORK/ids" | produce "$TOPIC"
+    wait_for '"trigger_id":"mem-warm-' 20 120
+    py_files "$RUN-mem" "$MEM_JOBS"
+    awk -v ig="$INT" '{ printf "%s\t{\"trigger_id\":\"mem-%d\",\"integration_id\":\"%s\",\"action\":\"sync_file\",\"file_id\":\"%s\"}\n", ig, NR, ig, $1 }' \
+        "$WORK/ids" > "$WORK/lines"
+    # every download waits 20 s before its answer
+    admin POST /faults "{\"endpoint\":\"files.media\",\"integration\":\"$INT\",\"delay_ms\":20000,\"times\":$MEM_JOBS}" > /dev/null
+    sleep 1
+    h0=$(s3_heads)
+    r0=$(rss_kib "$w")
+    produce "$TOPIC" < "$WORK/lines"
+    # every job taken, and the downloads waiting (a job's HEAD comes
+    # before its download; past gdrive_max_connections a job waits for a
+    # connection, in flight all the same)
+    deadline=$(( $(date +%s) + 15 ))
+    while :; do
+        n=$(curl -sf "http://127.0.0.1:$PORT/status?format=json" | jq '[.workers[].inflight] | add')
+        [ "$n" -ge "$MEM_JOBS" ] && [ $(( $(s3_heads) - h0 )) -ge $((MEM_JOBS / 2)) ] && break
+        [ "$(date +%s)" -le "$deadline" ] \
+            || fail "only $n of $MEM_JOBS jobs in flight within 15 s"
+        sleep 0.2
+    done
+    sleep 2
+    n=$(( $(s3_heads) - h0 ))
+    r1=$(rss_kib "$w")
+    admin DELETE /faults > /dev/null
+    awk -v a="$r0" -v b="$r1" -v n="$MEM_JOBS" -v d="$n" 'BEGIN {
+        printf "RSS %.1f MiB idle, %.1f MiB with %d jobs in flight (%d past their HEAD): %.1f KiB per in-flight job\n",
+            a / 1024, b / 1024, n, d, (b - a) / n }'
+    wait_for '"trigger_id":"mem-[0-9]' "$MEM_JOBS" 120
+    stop_nginx
+}
+
+[ $# -gt 0 ] || set -- big many python memory
 for b in "$@"; do
     case $b in
         big)    bench_big ;;
         many)   bench_many ;;
         python) bench_python ;;
-        *)      fail "unknown benchmark $b (big, many, python)" ;;
+        memory) bench_memory ;;
+        *)      fail "unknown benchmark $b (big, many, python, memory)" ;;
     esac
 done
