@@ -74,7 +74,10 @@ FLAGS=(--with-compat --with-threads --with-poll_module --with-select_module
        --without-http_upstream_random_module
        --without-http_upstream_keepalive_module
        --without-http_upstream_zone_module)
-STAMP="$(grep -h 'define NGINX_VERSION ' "$CACHE/src/core/nginx.h") ${FLAGS[*]}"
+# nginx's own flags less the optimizer and debug information: a third less
+# compile time, and this nginx serves a handful of requests
+CFLAGS_POLL="-pipe -O0 -W -Wall -Wpointer-arith -Wno-unused-parameter"
+STAMP="$(grep -h 'define NGINX_VERSION ' "$CACHE/src/core/nginx.h") $CFLAGS_POLL ${FLAGS[*]}"
 
 if [ -x "$OUT/objs/nginx" ] && [ "$(cat "$OUT/.stamp" 2>/dev/null)" = "$STAMP" ]; then
     echo "$OUT"
@@ -83,7 +86,7 @@ fi
 
 rm -rf "$OUT" && mkdir -p "$(dirname "$OUT")" && cp -r "$CACHE" "$OUT"
 cd "$OUT"
-./configure "${FLAGS[@]}" > configure.log 2>&1 ||
+CFLAGS=$CFLAGS_POLL ./configure "${FLAGS[@]}" > configure.log 2>&1 ||
     { tail -20 configure.log >&2; exit 1; }
 make -s -j2 -f objs/Makefile binary > make.log 2>&1 ||
     { tail -20 make.log >&2; exit 1; }
