@@ -17,7 +17,8 @@ plan skip_all => 'the stack is not up (make stack)'
 
 # Debian's nginx (and a default build on Linux) has only epoll: unless
 # TEST_NGINX_BINARY has the methods, t/stack/build-poll-nginx.sh builds an
-# nginx with them from Debian's source package, and the module with it
+# nginx with them from Debian's source package (once: it is kept in
+# build/), binary compatible with the module that make built, which it runs
 my $probe = tempdir(CLEANUP => 1);
 mkdir "$probe/logs";    # the error log an nginx opens before its configuration
 
@@ -37,7 +38,6 @@ unless (@methods || $ENV{TEST_NGINX_BINARY}) {
     plan skip_all => 'no nginx with poll or select could be built '
                      . '(t/stack/build-poll-nginx.sh failed)' if $? || !$build;
     $ENV{TEST_NGINX_BINARY} = "$build/objs/nginx";
-    $ENV{GDRIVE_MODULE} = "$build/objs/ngx_http_gdrive_worker_module.so";
     @methods = methods();
 }
 is(scalar @methods, 2, 'the nginx under test has the poll and select methods');

@@ -34,12 +34,34 @@ req() {
 admin() { req "$1" "/__admin$2" -H 'Content-Type: application/json' ${3:+--data "$3"}; }
 drive() { local p=$1; shift; req GET "$p" -H "Authorization: Bearer $AT" "$@"; }
 hdr() { grep -i "^$1:" "$TMP/hdrs" | head -1 | cut -d' ' -f2- | tr -d '\r'; }
-# js EXPR [JSON] evaluates EXPR with the parsed JSON (default: last body) as d
+# js EXPR [JSON] evaluates EXPR with the parsed JSON (default: last body) as d;
+# one node process evaluates them all (a node start per check would be most
+# of this script's time): the expression and the JSON go through files, a
+# line on js.req asks, the answer comes back on js.res ended by a NUL byte
+mkfifo "$TMP/js.req" "$TMP/js.res"
+node -e '
+  const fs = require("fs"), dir = process.argv[1];
+  require("readline").createInterface({ input: process.stdin }).on("line", () => {
+    let out = "";
+    try {
+      const d = JSON.parse(fs.readFileSync(dir + "/js.data", "utf8"));
+      const v = eval(fs.readFileSync(dir + "/js.expr", "utf8"));
+      out = v === undefined ? "undefined" : typeof v === "object" ? JSON.stringify(v) : String(v);
+    } catch (e) {
+      process.stderr.write(String(e) + "\n");
+    }
+    fs.writeSync(1, out + "\0");
+  });' "$TMP" <"$TMP/js.req" >"$TMP/js.res" &
+JSPID=$!
+exec 7>"$TMP/js.req" 8<"$TMP/js.res"
+trap 'kill $PID $JSPID 2>/dev/null; wait $PID $JSPID 2>/dev/null; rm -rf "$TMP"' EXIT
 js() {
-  printf '%s' "${2-$BODY}" | node -e '
-    const d = JSON.parse(require("fs").readFileSync(0, "utf8"));
-    const v = eval(process.argv[1]);
-    process.stdout.write(v === undefined ? "undefined" : typeof v === "object" ? JSON.stringify(v) : String(v));' "$1"
+  local v
+  printf '%s' "${2-$BODY}" >"$TMP/js.data"
+  printf '%s' "$1" >"$TMP/js.expr"
+  echo >&7
+  IFS= read -r -d '' v <&8
+  printf '%s' "$v"
 }
 
 CID=emulator-client-id.apps.googleusercontent.com CS=emulator-client-secret RT=1//emulator-refresh-token

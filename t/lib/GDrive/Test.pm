@@ -158,7 +158,10 @@ sub kafka_committed {
 # key, payload, headers => {..}); reads to the end of every partition
 sub kafka_consume {
     my ($topic, %o) = @_;
+    # the broker answers a fetch at the end at once, not after the 500 ms
+    # it would wait for new records: -e exits as soon as it is at the end
     my @cmd = ('kcat', '-C', '-b', _brokers(), '-t', $topic, '-e', '-q',
+               '-X', 'fetch.wait.max.ms=5',
                '-f', '%p %o %K %S %T %h\n%k%s\n');
     push @cmd, '-p', $o{partition} if defined $o{partition};
     push @cmd, '-o', $o{offset} // 'beginning';
@@ -192,33 +195,257 @@ sub kafka_consume {
     return @records;
 }
 
+# --- reading result and DLQ topics as they grow -------------------------------
+#
+# A test polls a topic for the outcome of its triggers many times a second,
+# while the topic grows to thousands of records.  Rather than reading the
+# whole topic again each time, one kcat per topic follows it (from the
+# beginning, never exiting) into a file of its own; each look parses only
+# what was appended since the last, and keeps the JSON records by
+# trigger_id.  Its "Reached end" lines on stderr say how far it has read
+# each partition (control records included).  A topic that does not exist
+# yet makes kcat exit at once: it is tried again until it does.  The
+# followers are stopped when the test ends, and stop themselves when the
+# test is gone, however it ended.
+
+my %TAILS;    # topic => the state of its follower
+my $TAIL_FORMAT = '%p %o %K %S %T %h\n%k%s\n';
+my $TAIL_RETRY = 0.3;    # seconds between tries on a topic not there yet
+
+# the follower of a topic in this process, started on first use
+sub _tail {
+    my ($topic) = @_;
+    my $t = $TAILS{$topic};
+    return $t if $t && $t->{owner} == $$;
+    my $dir = tempdir(CLEANUP => 1);
+    $t = $TAILS{$topic} = { topic => $topic, dir => $dir, owner => $$,
+                            buf => '', out_pos => 0, err_pos => 0,
+                            err_buf => '', by_id => {}, first_id => {},
+                            next => {} };
+    _tail_start($t);
+    return $t;
+}
+
+# a watchdog process (a grandchild, so that no wait() of the test reaps
+# it) runs kcat, tries again while the topic is missing (kcat exited
+# having printed nothing), and stops it when the test is gone
+sub _tail_start {
+    my ($t) = @_;
+    my ($dir, $parent) = ($t->{dir}, $$);
+    open my $touch, '>', "$dir/out" or croak "$dir/out: $!";
+    close $touch;
+    unlink "$dir/exit", "$dir/err";
+    my @cmd = ('kcat', '-C', '-u', '-b', _brokers(), '-t', $t->{topic},
+               '-o', 'beginning', '-f', $TAIL_FORMAT);
+    my $pid = fork // croak "fork: $!";
+    if (!$pid) {
+        # nothing of the test's stays open in it: no socket or pipe the
+        # test closes is kept open here
+        if (opendir my $fds, '/proc/self/fd') {
+            my @fds = grep { /^\d+$/ && $_ > 2 } readdir $fds;
+            closedir $fds;
+            POSIX::close($_) for @fds;
+        }
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        POSIX::setsid();
+        my $watchdog = fork;
+        POSIX::_exit(defined $watchdog ? 0 : 1) if $watchdog // 1;
+        eval { _tail_watchdog($dir, $parent, @cmd) };
+        POSIX::_exit(0);
+    }
+    waitpid $pid, 0;
+    $t->{started} = time;
+}
+
+sub _tail_watchdog {
+    my ($dir, $parent, @cmd) = @_;
+    my $kcat;
+    local $SIG{TERM} = sub { kill 'TERM', $kcat if $kcat; POSIX::_exit(0) };
+    while (1) {
+        $kcat = fork // POSIX::_exit(1);
+        if (!$kcat) {
+            open STDOUT, '>>', "$dir/out" or POSIX::_exit(1);
+            open STDERR, '>>', "$dir/err" or POSIX::_exit(1);
+            exec @cmd or POSIX::_exit(127);
+        }
+        if (open my $pf, '>', "$dir/pid.tmp") {
+            print $pf "$$ $kcat\n";
+            close $pf;
+            rename "$dir/pid.tmp", "$dir/pid";
+        }
+        while (waitpid($kcat, WNOHANG) == 0) {
+            if (!kill 0, $parent) {
+                kill 'TERM', $kcat;
+                waitpid $kcat, 0;
+                POSIX::_exit(0);
+            }
+            sleep 0.2;
+        }
+        my $status = $?;
+        $kcat = undef;
+        # it printed records and exited: the reader starts over
+        if (-s "$dir/out") {
+            if (open my $ef, '>', "$dir/exit") {
+                print $ef "$status\n";
+                close $ef;
+            }
+            POSIX::_exit(0);
+        }
+        sleep $TAIL_RETRY;
+        POSIX::_exit(0) unless kill 0, $parent;
+    }
+}
+
+sub _tail_stop {
+    my ($t) = @_;
+    open my $fh, '<', "$t->{dir}/pid" or return;
+    my ($watchdog, $kcat) = split ' ', <$fh> // '';
+    # the watchdog first: it would start kcat again
+    kill 'TERM', grep { $_ && $_ > 1 } $watchdog, $kcat;
+}
+
+sub _slurp_from {
+    my ($file, $pos) = @_;
+    open my $fh, '<', $file or return '';
+    binmode $fh;
+    seek $fh, $pos, 0;
+    local $/;
+    return <$fh> // '';
+}
+
+# parse what the follower appended since the last look
+sub _tail_read {
+    my ($t) = @_;
+    my $dir = $t->{dir};
+    if (-e "$dir/exit") {
+        # kcat quit after records: read the topic again from the start
+        _tail_stop($t);
+        %$t = (%$t, buf => '', out_pos => 0, err_pos => 0, err_buf => '',
+               by_id => {}, first_id => {}, next => {});
+        _tail_start($t);
+        return $t;
+    }
+    # stderr first: an end reported there was preceded by its records
+    my $err = _slurp_from("$dir/err", $t->{err_pos});
+    $t->{err_pos} += length $err;
+    $t->{err_buf} .= $err;
+    my %eof;
+    while ($t->{err_buf} =~ s/^([^\n]*)\n//) {
+        my $line = $1;
+        $eof{$1} = $2 if $line =~ /^% Reached end of topic .* \[(\d+)\] at offset (\d+)/;
+    }
+    my $out = _slurp_from("$dir/out", $t->{out_pos});
+    $t->{out_pos} += length $out;
+    $t->{buf} .= $out;
+    _tail_parse($t);
+    for my $p (keys %eof) {
+        $t->{next}{$p} = $eof{$p} if $eof{$p} > ($t->{next}{$p} // 0);
+    }
+    return $t;
+}
+
+sub _tail_parse {
+    my ($t) = @_;
+    my $buf = \$t->{buf};
+    while ($$buf =~ /\A(\d+) (\d+) (-?\d+) (-?\d+) (-?\d+) ([^\n]*)\n/) {
+        my ($p, $off, $klen, $vlen, $ts, $h) = ($1, $2, $3, $4, $5, $6);
+        my $head = $+[0];
+        my $k = $klen < 0 ? 0 : $klen;
+        my $v = $vlen < 0 ? 0 : $vlen;
+        last if length($$buf) < $head + $k + $v + 1;    # not all there yet
+        my $rec = _record($t->{topic}, $p, $off, $ts, $h,
+                          ($klen >= 0 ? substr($$buf, $head, $k) : undef),
+                          substr($$buf, $head + $k, $v));
+        substr($$buf, 0, $head + $k + $v + 1, '');
+        $t->{next}{$p} = $off + 1 if $off + 1 > ($t->{next}{$p} // 0);
+        my $j = eval { $JSON->decode($rec->{payload}) } or next;
+        next unless ref $j eq 'HASH' && defined $j->{trigger_id};
+        $j->{_record} = $rec;
+        $t->{by_id}{$j->{trigger_id}} = $j;
+        $t->{first_id}{$j->{trigger_id}} //= $j;
+    }
+    croak "cannot parse kcat output: " . substr($$buf, 0, 200)
+        if length $$buf && $$buf !~ /\A\d/;
+}
+
+sub _record {
+    my ($topic, $p, $off, $ts, $h, $key, $val) = @_;
+    my %headers;
+    for my $kv (split /,/, $h) {
+        my ($k, $v) = split /=/, $kv, 2;
+        $headers{$k} = $v if defined $k && length $k;
+    }
+    return { topic => $topic, partition => $p, offset => $off,
+             timestamp => $ts, key => ($key // '') eq '' ? undef : $key,
+             payload => $val, headers => \%headers };
+}
+
+# the end offset of each partition of a topic now ({} if there is no
+# such topic)
+sub _end_offsets {
+    my ($topic) = @_;
+    my @cmd = ('kcat', '-C', '-b', _brokers(), '-t', $topic, '-o', 'end',
+               '-e', '-X', 'fetch.wait.max.ms=5', '-f', '');
+    my $pid = open my $fh, '-|' // croak "fork: $!";
+    if (!$pid) {
+        open STDERR, '>&', \*STDOUT;
+        exec @cmd or POSIX::_exit(127);
+    }
+    my %end;
+    while (<$fh>) {
+        $end{$1} = $2 if /^% Reached end of topic .* \[(\d+)\] at offset (\d+)/;
+    }
+    close $fh;
+    return \%end;
+}
+
+# the follower of a topic once it has read everything the topic held when
+# this was called
+sub _tail_synced {
+    my ($topic) = @_;
+    my $t = _tail($topic);
+    my $end = _end_offsets($topic);
+    my $caught_up = sub {
+        _tail_read($t);
+        !grep { ($t->{next}{$_} // 0) < $end->{$_} } keys %$end;
+    };
+    wait_until("kcat reads $topic", 60, $caught_up)
+        or croak "$topic: not read to its end in 60 seconds";
+    return $t;
+}
+
+END {
+    local $?;
+    _tail_stop($_) for grep { $_->{owner} == $$ } values %TAILS;
+}
+
 # the JSON records of a topic by trigger_id (the last one wins), each with
-# its Kafka record under _record
+# its Kafka record under _record; everything the topic holds when called
 sub kafka_json_by_id {
     my ($topic) = @_;
-    my %by;
-    for my $r (kafka_consume($topic)) {
-        my $j = eval { $JSON->decode($r->{payload}) } or next;
-        next unless ref $j eq 'HASH' && defined $j->{trigger_id};
-        $j->{_record} = $r;
-        $by{$j->{trigger_id}} = $j;
-    }
-    return \%by;
+    return { %{ _tail_synced($topic)->{by_id} } };
 }
 
 # what became of a trigger consumed from $topic: { result => the result
 # event } or { dead => its DLQ record }, or {} after $timeout seconds
 sub job_outcome {
     my ($topic, $id, $timeout) = @_;
-    my $got = wait_until("outcome of $id", $timeout // 60, sub {
-        my $r = kafka_json_by_id("$topic.result")->{$id};
-        return { result => $r } if $r;
-        for my $d (kafka_consume("$topic.dlq")) {
-            my $j = eval { $JSON->decode($d->{payload}) } or next;
-            return { dead => $d } if ($j->{trigger_id} // '') eq $id;
-        }
+    my $look = sub {
+        my ($result, $dlq) = @_;
+        my $r = $result->{by_id}{$id};
+        return { result => { %$r } } if $r;
+        my $d = $dlq->{first_id}{$id};
+        return { dead => { %{ $d->{_record} } } } if $d;
         return;
+    };
+    my $got = wait_until("outcome of $id", $timeout // 60, sub {
+        $look->(_tail_read(_tail("$topic.result")),
+                _tail_read(_tail("$topic.dlq")));
     });
+    # before saying there is none: everything the topics hold now
+    $got //= $look->(_tail_synced("$topic.result"), _tail_synced("$topic.dlq"));
     return $got // {};
 }
 
