@@ -938,7 +938,9 @@ ngx_gdrive_job_revoked(void *data, rd_kafka_topic_partition_list_t *parts)
      * takes from, until gdrive_shutdown_timeout.
      */
 
-    if (e->exiting && e->inflight == 0 && !e->leave.posted) {
+    if (e->exiting && e->inflight == 0 && !e->consumer->closing
+        && !e->leave.posted)
+    {
         ngx_post_event(&e->leave, &ngx_posted_events);
     }
 }
@@ -1042,7 +1044,9 @@ ngx_gdrive_job_leave_handler(ngx_event_t *ev)
 {
     ngx_gdrive_engine_t *e = ev->data;
 
-    if (e->exiting && e->inflight == 0 && e->consumer) {
+    if (e->exiting && e->inflight == 0 && e->consumer
+        && !e->consumer->closing)
+    {
         ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                       "gdrive: partitions revoked, no jobs left: "
                       "the consumer leaves the group");

@@ -1100,6 +1100,11 @@ ngx_gdrive_kafka_drain_handler(ngx_event_t *ev)
                       "gdrive: kafka revoke: drain deadline of %M ms "
                       "passed, the jobs left are cancelled",
                       k->drain_timeout);
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, k->log, 0,
+                      "gdrive: kafka revoke: the revoked partitions' jobs "
+                      "ended, they are committed and let go");
     }
 
     ngx_gdrive_kafka_revoke_finish(k);
