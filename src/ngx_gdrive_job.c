@@ -64,6 +64,10 @@ static void ngx_gdrive_job_assigned(void *data,
     rd_kafka_topic_partition_list_t *parts);
 static void ngx_gdrive_job_revoked(void *data,
     rd_kafka_topic_partition_list_t *parts);
+static ngx_uint_t ngx_gdrive_job_draining(void *data,
+    rd_kafka_topic_partition_list_t *parts);
+static void ngx_gdrive_job_drained(ngx_gdrive_engine_t *e);
+static void ngx_gdrive_job_leave_handler(ngx_event_t *ev);
 static void ngx_gdrive_job_hold_learned(ngx_gdrive_part_t *part,
     ngx_msec_t held);
 static ngx_gdrive_part_t *ngx_gdrive_job_part(int32_t partition,
@@ -115,6 +119,9 @@ ngx_gdrive_job_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf,
     e->status = ctx->status;
 
     ngx_queue_init(&e->parts);
+    e->leave.handler = ngx_gdrive_job_leave_handler;
+    e->leave.data = e;
+    e->leave.log = cycle->log;
     /*
      * gdrive_max_inflight jobs run; up to gdrive_kafka_max_poll_records
      * more wait their turn (a message and a small pool each).  The
@@ -136,6 +143,7 @@ ngx_gdrive_job_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf,
     cb.message = ngx_gdrive_job_message;
     cb.assigned = ngx_gdrive_job_assigned;
     cb.revoked = ngx_gdrive_job_revoked;
+    cb.draining = ngx_gdrive_job_draining;
     cb.room = ngx_gdrive_job_room;
     cb.exiting = ngx_gdrive_job_exiting;
     cb.closed = ngx_gdrive_job_closed;
@@ -819,6 +827,10 @@ ngx_gdrive_job_terminal(ngx_gdrive_job_t *job)
         ngx_gdrive_kafka_consumer_pause(e->consumer, 0);
     }
 
+    if (part->draining && ngx_queue_empty(&part->jobs)) {
+        ngx_gdrive_job_drained(e);
+    }
+
     if (e->exiting && e->inflight == 0) {
         ngx_gdrive_kafka_consumer_close(e->consumer);
     }
@@ -906,7 +918,10 @@ ngx_gdrive_job_revoked(void *data, rd_kafka_topic_partition_list_t *parts)
         ngx_free(part);
     }
 
-    ngx_gdrive_job_start_waiting(e);
+    if (!e->exiting) {
+        ngx_gdrive_job_start_waiting(e);
+    }
+
     ngx_gdrive_job_status(e);
     ngx_gdrive_job_fleet(e, 0);
 
@@ -915,6 +930,127 @@ ngx_gdrive_job_revoked(void *data, rd_kafka_topic_partition_list_t *parts)
         && e->bytes <= e->max_bytes / 2)
     {
         ngx_gdrive_kafka_consumer_pause(e->consumer, 0);
+    }
+
+    /*
+     * A quitting worker with nothing left leaves the group now (after the
+     * rebalance callback): kept, it would be handed partitions it never
+     * takes from, until gdrive_shutdown_timeout.
+     */
+
+    if (e->exiting && e->inflight == 0 && !e->consumer->closing
+        && !e->leave.posted)
+    {
+        ngx_post_event(&e->leave, &ngx_posted_events);
+    }
+}
+
+
+/*
+ * Revoked, and the consumer lets the jobs of these partitions end first:
+ * those that did not start are handed back (their messages go to the next
+ * owner), the others run on.  The jobs that run on are returned; with
+ * none, the revoke goes on at once.
+ */
+
+static ngx_uint_t
+ngx_gdrive_job_draining(void *data, rd_kafka_topic_partition_list_t *parts)
+{
+    ngx_gdrive_engine_t *e = data;
+
+    int                 i;
+    ngx_uint_t          n;
+    ngx_queue_t        *q, *next;
+    ngx_gdrive_job_t   *job;
+    ngx_gdrive_part_t  *part;
+
+    n = 0;
+
+    for (i = 0; i < parts->cnt; i++) {
+        part = ngx_gdrive_job_part(parts->elems[i].partition, 0);
+
+        if (part == NULL) {
+            continue;
+        }
+
+        /* waiting jobs start in arrival order: they are the last ones */
+
+        for (q = ngx_queue_head(&part->jobs);
+             q != ngx_queue_sentinel(&part->jobs);
+             q = next)
+        {
+            next = ngx_queue_next(q);
+            job = ngx_queue_data(q, ngx_gdrive_job_t, queue);
+
+            if (!job->waiting) {
+                if (!job->terminal) {
+                    n++;
+                }
+
+                continue;
+            }
+
+            ngx_queue_remove(q);
+            ngx_queue_remove(&job->wait);
+            job->waiting = 0;
+
+            ngx_gdrive_job_untake(e, job);
+            ngx_gdrive_engine.status->cancelled++;
+            ngx_gdrive_status_job_end(job->status_slot);
+            job->status_slot = -1;
+            ngx_gdrive_job_free(job);
+        }
+
+        part->draining = !ngx_queue_empty(&part->jobs);
+    }
+
+    if (n) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "gdrive: %ui jobs of revoked partitions end first",
+                      n);
+    }
+
+    ngx_gdrive_job_status(e);
+
+    return n;
+}
+
+
+/* a revoked partition's last job ended: are they all done? */
+
+static void
+ngx_gdrive_job_drained(ngx_gdrive_engine_t *e)
+{
+    ngx_queue_t        *q;
+    ngx_gdrive_part_t  *part;
+
+    for (q = ngx_queue_head(&e->parts);
+         q != ngx_queue_sentinel(&e->parts);
+         q = ngx_queue_next(q))
+    {
+        part = ngx_queue_data(q, ngx_gdrive_part_t, queue);
+
+        if (part->draining && !ngx_queue_empty(&part->jobs)) {
+            return;
+        }
+    }
+
+    ngx_gdrive_kafka_revoke_drained(e->consumer);
+}
+
+
+static void
+ngx_gdrive_job_leave_handler(ngx_event_t *ev)
+{
+    ngx_gdrive_engine_t *e = ev->data;
+
+    if (e->exiting && e->inflight == 0 && e->consumer
+        && !e->consumer->closing)
+    {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "gdrive: partitions revoked, no jobs left: "
+                      "the consumer leaves the group");
+        ngx_gdrive_kafka_consumer_close(e->consumer);
     }
 }
 

@@ -60,6 +60,7 @@ struct ngx_gdrive_part_s {
     int64_t                  stored;     /* last offset stored, + 1 */
     ngx_msec_t               assigned;   /* when it came to this worker */
     unsigned                 first_hold:1;  /* none learned since */
+    unsigned                 draining:1; /* revoked, its jobs end first */
 };
 
 
@@ -148,6 +149,7 @@ typedef struct {
     size_t                        max_bytes;
     ngx_queue_t                   waiting;   /* taken, to start in order */
     ngx_event_t                   shutdown;
+    ngx_event_t                   leave;     /* posted: quitting, no jobs */
     char                          topic[250];
     unsigned                      exiting:1;
 } ngx_gdrive_engine_t;

@@ -44,6 +44,12 @@ static void ngx_gdrive_kafka_consumer_serve(ngx_gdrive_kafka_t *k);
 static void ngx_gdrive_kafka_rebalance_cb(rd_kafka_t *rk,
     rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
     void *opaque);
+static void ngx_gdrive_kafka_revoke_now(ngx_gdrive_kafka_t *k,
+    rd_kafka_topic_partition_list_t *parts, int cooperative);
+static void ngx_gdrive_kafka_revoke_finish(ngx_gdrive_kafka_t *k);
+static void ngx_gdrive_kafka_drain_handler(ngx_event_t *ev);
+static ngx_uint_t ngx_gdrive_kafka_revoking(ngx_gdrive_kafka_t *k,
+    int32_t partition);
 static void ngx_gdrive_kafka_tick(ngx_event_t *ev);
 
 
@@ -724,6 +730,16 @@ ngx_gdrive_kafka_consumer(ngx_cycle_t *cycle,
     k->cb = *cb;
     k->max_poll = gmcf->kafka_max_poll_records;
 
+    /*
+     * A revoke waits for its partitions' running jobs at most this long:
+     * the grace period of a shutdown, and never more than half of what
+     * librdkafka gives the unassign (max.poll.interval.ms) before it
+     * leaves the group on its own.
+     */
+
+    k->drain_timeout = ngx_min(gmcf->shutdown_timeout,
+                               gmcf->kafka_max_poll_interval / 2);
+
     group = ngx_pcalloc(cycle->pool, gmcf->kafka_group.len + 1);
     topic = ngx_pcalloc(cycle->pool, gmcf->kafka_topic.len + 1);
     if (group == NULL || topic == NULL) {
@@ -841,6 +857,17 @@ ngx_gdrive_kafka_consumer_serve(ngx_gdrive_kafka_t *k)
         }
 
         /*
+         * One fetched for a revoked partition before it was paused is
+         * left untaken: nothing after it is taken either, its offset is
+         * not stored, and the next owner gets it.
+         */
+
+        if (k->revoking && ngx_gdrive_kafka_revoking(k, msg->partition)) {
+            rd_kafka_message_destroy(msg);
+            continue;
+        }
+
+        /*
          * A message is never dropped, even past the in-flight limit: its
          * offset would never be stored and its partition would stall.
          */
@@ -856,6 +883,7 @@ ngx_gdrive_kafka_consumer_serve(ngx_gdrive_kafka_t *k)
 void
 ngx_gdrive_kafka_consumer_pause(ngx_gdrive_kafka_t *k, ngx_uint_t pause)
 {
+    int                               i;
     rd_kafka_resp_err_t               err;
     rd_kafka_topic_partition_list_t  *parts;
 
@@ -868,6 +896,16 @@ ngx_gdrive_kafka_consumer_pause(ngx_gdrive_kafka_t *k, ngx_uint_t pause)
     err = rd_kafka_assignment(k->rk, &parts);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         return;
+    }
+
+    /* revoked partitions being drained stay paused */
+
+    if (!pause && k->revoking) {
+        for (i = parts->cnt - 1; i >= 0; i--) {
+            if (ngx_gdrive_kafka_revoking(k, parts->elems[i].partition)) {
+                rd_kafka_topic_partition_list_del_by_idx(parts, i);
+            }
+        }
     }
 
     if (parts->cnt) {
@@ -895,6 +933,7 @@ ngx_gdrive_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     ngx_gdrive_kafka_t *k = opaque;
 
     int                cooperative;
+    ngx_uint_t         jobs;
     rd_kafka_error_t  *error;
 
     cooperative = (ngx_strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE")
@@ -905,6 +944,15 @@ ngx_gdrive_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                   err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
                   ? "assigned" : "revoked",
                   parts->cnt, cooperative ? "cooperative" : "eager");
+
+    /* a revoke still draining ends first: what is left is cancelled */
+
+    if (k->revoking) {
+        ngx_log_error(NGX_LOG_NOTICE, k->log, 0,
+                      "gdrive: kafka rebalance before the revoked "
+                      "partitions drained");
+        ngx_gdrive_kafka_revoke_finish(k);
+    }
 
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         k->cb.assigned(k->cb.data, parts);
@@ -922,25 +970,81 @@ ngx_gdrive_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_assign(rk, parts);
         }
 
+        /* a partition drained here before comes back unpaused */
+
         if (k->paused) {
             rd_kafka_pause_partitions(rk, parts);
+
+        } else {
+            rd_kafka_resume_partitions(rk, parts);
         }
 
         return;
     }
 
     /*
-     * Revoked: jobs of these partitions are cancelled (their messages go
-     * to the new owner), what is terminal was stored as it happened and is
-     * committed now, before the partitions are let go.
+     * Revoked.  A lost assignment is someone else's already, and a
+     * closing consumer lets go at once: the jobs of these partitions are
+     * cancelled (their messages go to the new owner).  Otherwise the
+     * partitions are paused, the jobs that did not start are handed back,
+     * and those running end first, within the drain deadline: their
+     * offsets are committed and not done again by the next owner.
+     * librdkafka waits for the unassign, not for this callback.
      */
+
+    jobs = 0;
+
+    if (!k->closing && k->drain_timeout && k->cb.draining
+        && !rd_kafka_assignment_lost(rk))
+    {
+        jobs = k->cb.draining(k->cb.data, parts);
+    }
+
+    if (jobs == 0) {
+        ngx_gdrive_kafka_revoke_now(k, parts, cooperative);
+        return;
+    }
+
+    k->revoking = rd_kafka_topic_partition_list_copy(parts);
+
+    if (k->revoking == NULL) {
+        ngx_gdrive_kafka_revoke_now(k, parts, cooperative);
+        return;
+    }
+
+    k->revoke_cooperative = cooperative;
+
+    rd_kafka_pause_partitions(rk, parts);
+
+    ngx_log_error(NGX_LOG_NOTICE, k->log, 0,
+                  "gdrive: kafka revoke of %d partitions waits for %ui jobs, "
+                  "at most %M ms", parts->cnt, jobs, k->drain_timeout);
+
+    k->drain.handler = ngx_gdrive_kafka_drain_handler;
+    k->drain.data = k;
+    k->drain.log = k->log;
+    ngx_add_timer(&k->drain, k->drain_timeout);
+}
+
+
+/*
+ * The jobs of revoked partitions are cancelled, what is terminal was
+ * stored as it happened and is committed now (asynchronously, issued
+ * before the partitions are let go), and the partitions are let go.
+ */
+
+static void
+ngx_gdrive_kafka_revoke_now(ngx_gdrive_kafka_t *k,
+    rd_kafka_topic_partition_list_t *parts, int cooperative)
+{
+    rd_kafka_error_t  *error;
 
     k->cb.revoked(k->cb.data, parts);
 
-    rd_kafka_commit(rk, NULL, 1);
+    rd_kafka_commit(k->rk, NULL, 1);
 
     if (cooperative) {
-        error = rd_kafka_incremental_unassign(rk, parts);
+        error = rd_kafka_incremental_unassign(k->rk, parts);
         if (error) {
             ngx_log_error(NGX_LOG_ERR, k->log, 0,
                           "gdrive: kafka incremental unassign: %s",
@@ -949,8 +1053,98 @@ ngx_gdrive_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
 
     } else {
-        rd_kafka_assign(rk, NULL);
+        rd_kafka_assign(k->rk, NULL);
     }
+}
+
+
+/* a deferred revoke ends: drained, past its deadline, or cut short */
+
+static void
+ngx_gdrive_kafka_revoke_finish(ngx_gdrive_kafka_t *k)
+{
+    rd_kafka_topic_partition_list_t  *parts;
+
+    if (k->drain.timer_set) {
+        ngx_del_timer(&k->drain);
+    }
+
+    if (k->drain.posted) {
+        ngx_delete_posted_event(&k->drain);
+    }
+
+    parts = k->revoking;
+
+    if (parts == NULL) {
+        return;
+    }
+
+    k->revoking = NULL;
+
+    if (k->rk) {
+        ngx_gdrive_kafka_revoke_now(k, parts, k->revoke_cooperative);
+    }
+
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
+
+static void
+ngx_gdrive_kafka_drain_handler(ngx_event_t *ev)
+{
+    ngx_gdrive_kafka_t *k = ev->data;
+
+    if (ev->timedout) {
+        ev->timedout = 0;
+        ngx_log_error(NGX_LOG_NOTICE, k->log, 0,
+                      "gdrive: kafka revoke: drain deadline of %M ms "
+                      "passed, the jobs left are cancelled",
+                      k->drain_timeout);
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, k->log, 0,
+                      "gdrive: kafka revoke: the revoked partitions' jobs "
+                      "ended, they are committed and let go");
+    }
+
+    ngx_gdrive_kafka_revoke_finish(k);
+}
+
+
+/* the job engine: the revoked partitions have no jobs left */
+
+void
+ngx_gdrive_kafka_revoke_drained(ngx_gdrive_kafka_t *k)
+{
+    if (k->revoking == NULL || k->drain.posted) {
+        return;
+    }
+
+    if (k->drain.timer_set) {
+        ngx_del_timer(&k->drain);
+    }
+
+    /* after the caller's handler: no unassign from inside a job's end */
+    ngx_post_event(&k->drain, &ngx_posted_events);
+}
+
+
+static ngx_uint_t
+ngx_gdrive_kafka_revoking(ngx_gdrive_kafka_t *k, int32_t partition)
+{
+    int  i;
+
+    if (k->revoking == NULL) {
+        return 0;
+    }
+
+    for (i = 0; i < k->revoking->cnt; i++) {
+        if (k->revoking->elems[i].partition == partition) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -992,6 +1186,9 @@ ngx_gdrive_kafka_consumer_close(ngx_gdrive_kafka_t *k)
     if (k->closing || k->rk == NULL) {
         return;
     }
+
+    /* a revoke still draining ends first: the close revokes the rest */
+    ngx_gdrive_kafka_revoke_finish(k);
 
     k->closing = 1;
 
@@ -1101,6 +1298,19 @@ ngx_gdrive_kafka_destroy(ngx_gdrive_kafka_t *k, ngx_msec_t flush)
 {
     if (k->tick.timer_set) {
         ngx_del_timer(&k->tick);
+    }
+
+    if (k->drain.timer_set) {
+        ngx_del_timer(&k->drain);
+    }
+
+    if (k->drain.posted) {
+        ngx_delete_posted_event(&k->drain);
+    }
+
+    if (k->revoking) {
+        rd_kafka_topic_partition_list_destroy(k->revoking);
+        k->revoking = NULL;
     }
 
     if (k->rk && flush) {

@@ -38,6 +38,9 @@ typedef struct {
                                 rd_kafka_topic_partition_list_t *parts);
     void                   (*revoked)(void *data,
                                 rd_kafka_topic_partition_list_t *parts);
+    /* jobs of revoked partitions to let finish first; 0: none */
+    ngx_uint_t             (*draining)(void *data,
+                                rd_kafka_topic_partition_list_t *parts);
     ngx_uint_t             (*room)(void *data);
     void                   (*exiting)(void *data);
     void                   (*closed)(void *data);
@@ -57,6 +60,10 @@ struct ngx_gdrive_kafka_s {
     ngx_gdrive_consumer_cb_t  cb;
     ngx_uint_t               max_poll;
     ngx_event_t              tick;
+    /* a revoke deferred until its partitions' jobs end, or the deadline */
+    rd_kafka_topic_partition_list_t  *revoking;
+    ngx_event_t              drain;
+    ngx_msec_t               drain_timeout;
     ngx_uint_t               brokers_known;  /* from the statistics */
     ngx_uint_t               brokers_seen_up;
     char                    *counted;    /* the topic whose partitions */
@@ -66,6 +73,7 @@ struct ngx_gdrive_kafka_s {
     unsigned                 paused:1;
     unsigned                 closing:1;
     unsigned                 closed:1;
+    unsigned                 revoke_cooperative:1;
 };
 
 rd_kafka_conf_t *ngx_gdrive_kafka_conf(ngx_log_t *log,
@@ -78,6 +86,7 @@ ngx_gdrive_kafka_t *ngx_gdrive_kafka_consumer(ngx_cycle_t *cycle,
 void ngx_gdrive_kafka_consumer_pause(ngx_gdrive_kafka_t *k,
     ngx_uint_t pause);
 void ngx_gdrive_kafka_consumer_close(ngx_gdrive_kafka_t *k);
+void ngx_gdrive_kafka_revoke_drained(ngx_gdrive_kafka_t *k);
 rd_kafka_resp_err_t ngx_gdrive_kafka_store_offset(ngx_gdrive_kafka_t *k,
     const char *topic, int32_t partition, int64_t offset);
 ngx_int_t ngx_gdrive_kafka_watch(ngx_gdrive_kafka_t *k,

@@ -2,8 +2,9 @@
 
 # A cooperative (incremental) rebalance in the middle of slow jobs: a
 # second instance joins, the partitions it takes are revoked from the
-# first with their jobs cancelled, and every message still ends with a
-# result.
+# first, whose running jobs of those partitions end (and are committed)
+# before it lets them go, and every message ends with one result: none
+# is done again by the new owner.
 
 use strict;
 use warnings;
@@ -75,6 +76,14 @@ emulator(DELETE => '/faults');
 
 like($a->error_log, qr/rebalance: revoked 2 partitions \(cooperative\)/,
      'the first instance gave up two partitions incrementally');
+is_deeply([grep { $done->{$_} > 1 } sort keys %$done], [],
+          'no message has two results: the revoke let its jobs end');
+# when the revoke found jobs running, it waited for them, not the deadline
+if ($a->error_log =~ /kafka revoke of 2 partitions waits for (\d+) jobs/) {
+    diag "the revoke waited for $1 jobs";
+    like($a->error_log, qr/the revoked partitions' jobs ended/,
+         'they ended before the drain deadline');
+}
 
 $_->stop for $a, $b;
 is_deeply([map { $_->alerts } $a, $b], [], 'no alerts');
