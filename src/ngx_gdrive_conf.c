@@ -523,6 +523,28 @@ ngx_http_gdrive_derived(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf)
 static char *
 ngx_http_gdrive_check(ngx_conf_t *cf, ngx_http_gdrive_main_conf_t *gmcf)
 {
+    ngx_uint_t    i;
+    ngx_keyval_t  *kv;
+
+    /* scope=fleet learns the topic's partition count from statistics */
+
+    if (gmcf->global_scope == NGX_GDRIVE_SCOPE_FLEET && gmcf->kafka_options) {
+        kv = gmcf->kafka_options->elts;
+
+        for (i = 0; i < gmcf->kafka_options->nelts; i++) {
+            if (ngx_strcmp(kv[i].key.data, "statistics.interval.ms") == 0
+                && ngx_atoi(kv[i].value.data, kv[i].value.len) == 0)
+            {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "\"gdrive_global_rate_limit\" scope=fleet "
+                              "needs librdkafka's statistics, which "
+                              "\"gdrive_kafka_option statistics.interval.ms "
+                              "0\" turns off");
+                return NGX_CONF_ERROR;
+            }
+        }
+    }
+
     /* at least one trigger of the largest size must fit */
 
     if (gmcf->max_queued_bytes < 2 * NGX_GDRIVE_TRIGGER_MAX_SIZE) {

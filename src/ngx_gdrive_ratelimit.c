@@ -48,6 +48,8 @@ typedef struct {
     ngx_gdrive_sh_t              *sh;       /* the workers' slots */
     ngx_slab_pool_t              *shpool;
     ngx_gdrive_shm_keyed_t        buckets;
+    uint64_t                      last_rate;   /* this worker's last share */
+    uint64_t                      last_burst;
 } ngx_gdrive_rate_t;
 
 
@@ -245,7 +247,13 @@ ngx_gdrive_rate_hold(ngx_str_t *integration, ngx_msec_t ms, ngx_uint_t quota)
  * slot says how many it holds (0 once it ends, and a slot of a process
  * that is gone counts nothing) and how many the topic has; any worker
  * sums them after its rebalances and every second.  The liveness checks
- * are system calls: made before the lock, which only stores the result.
+ * are system calls: made before the lock; the sum is made under it, so
+ * that a sum older than another worker's cannot overwrite it.
+ *
+ * The partition count outlives the workers that learned it: the zone
+ * keeps the last one, so that workers just started (by a reload, or to
+ * replace one that died) do not take the share to 0 until their own
+ * statistics come.
  */
 
 void
@@ -254,15 +262,25 @@ ngx_gdrive_rate_share(void)
     uint64_t                     held, total, r, b;
     ngx_uint_t                   i;
     ngx_gdrive_sh_t             *sh;
+    ngx_gdrive_rate_zone_t      *rz;
     ngx_gdrive_worker_status_t  *st;
+    u_char                       live[NGX_GDRIVE_MAX_WORKERS];
 
     sh = ngx_gdrive_rate.sh;
+    rz = ngx_gdrive_rate.rz;
 
-    if (ngx_gdrive_rate.rz == NULL
+    if (rz == NULL
         || ngx_gdrive_rate.gmcf->global_scope != NGX_GDRIVE_SCOPE_FLEET)
     {
         return;
     }
+
+    for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
+        st = &sh->workers[i];
+        live[i] = (st->pid != 0 && ngx_gdrive_status_live(st));
+    }
+
+    ngx_shmtx_lock(&ngx_gdrive_rate.shpool->mutex);
 
     held = 0;
     total = 0;
@@ -270,39 +288,43 @@ ngx_gdrive_rate_share(void)
     for (i = 0; i < NGX_GDRIVE_MAX_WORKERS; i++) {
         st = &sh->workers[i];
 
-        if (st->pid == 0 || !ngx_gdrive_status_live(st)) {
-            continue;
+        if (live[i]) {
+            held += st->held;
+            total = ngx_max(total, (uint64_t) st->topic_partitions);
         }
+    }
 
-        held += st->held;
-        total = ngx_max(total, (uint64_t) st->topic_partitions);
+    if (total == 0) {
+        total = rz->share_total;
     }
 
     ngx_gdrive_bucket_share(ngx_gdrive_rate.gmcf->global_rate,
                             ngx_gdrive_rate.gmcf->global_burst, held, total,
                             &r, &b);
 
-    ngx_shmtx_lock(&ngx_gdrive_rate.shpool->mutex);
-
-    if (r != ngx_gdrive_rate.rz->share_rate
-        || held != ngx_gdrive_rate.rz->share_held)
-    {
+    if (r != rz->share_rate || held != rz->share_held) {
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                       "gdrive: fleet share of the global rate: %uL.%03uL r/s "
                       "burst=%uL for %uL of %uL partitions", r / 1000,
                       r % 1000, b, held, total);
     }
 
-    ngx_gdrive_rate.rz->share_rate = r;
-    ngx_gdrive_rate.rz->share_burst = b;
-    ngx_gdrive_rate.rz->share_held = held;
-    ngx_gdrive_rate.rz->share_total = total;
+    rz->share_rate = r;
+    rz->share_burst = b;
+    rz->share_held = held;
+    rz->share_total = total;
 
     ngx_shmtx_unlock(&ngx_gdrive_rate.shpool->mutex);
 }
 
 
-/* under the zone's mutex: the global rate and burst this instance has */
+/*
+ * Under the zone's mutex: the global rate and burst this instance has.
+ * A worker that is exiting (a reload, a quit) keeps the last share it
+ * had: its partitions are no longer counted once the worker that
+ * replaces it takes its slot, and the jobs it drains before it lets its
+ * partitions go must still reach Drive.
+ */
 
 static void
 ngx_gdrive_rate_global(uint64_t *rate, uint64_t *burst)
@@ -311,14 +333,25 @@ ngx_gdrive_rate_global(uint64_t *rate, uint64_t *burst)
 
     gmcf = ngx_gdrive_rate.gmcf;
 
-    if (gmcf->global_scope == NGX_GDRIVE_SCOPE_FLEET) {
-        *rate = ngx_gdrive_rate.rz->share_rate;
-        *burst = ngx_gdrive_rate.rz->share_burst;
+    if (gmcf->global_scope != NGX_GDRIVE_SCOPE_FLEET) {
+        *rate = gmcf->global_rate;
+        *burst = gmcf->global_burst;
         return;
     }
 
-    *rate = gmcf->global_rate;
-    *burst = gmcf->global_burst;
+    if (ngx_exiting && ngx_gdrive_rate.last_rate) {
+        *rate = ngx_gdrive_rate.last_rate;
+        *burst = ngx_gdrive_rate.last_burst;
+        return;
+    }
+
+    *rate = ngx_gdrive_rate.rz->share_rate;
+    *burst = ngx_gdrive_rate.rz->share_burst;
+
+    if (*rate && !ngx_exiting) {
+        ngx_gdrive_rate.last_rate = *rate;
+        ngx_gdrive_rate.last_burst = *burst;
+    }
 }
 
 

@@ -12,7 +12,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use GDrive::Test qw(unique_name wait_until consumer_conf repo_root emulator
+use GDrive::Test qw(unique_name job_outcome wait_until consumer_conf repo_root emulator
                     drive_file);
 
 plan skip_all => 'the stack is not up (make stack)'
@@ -41,6 +41,18 @@ my ($rc, $out) = GDrive::Test->new(clean_env => 1, http => <<'EOF')->test_conf;
 EOF
 like($out, qr/"gdrive_rate_limit" directive: expected burst=N after the rate/,
      'a per-integration limit has no scope') or diag $out;
+
+# the share needs the partition count, which librdkafka's statistics bring
+($rc, $out) = GDrive::Test->new(clean_env => 1, http => <<'EOF')->test_conf;
+    gdrive_zone gdrive 4m;
+    gdrive_kafka_brokers 127.0.0.1:9092;
+    gdrive_kafka_option statistics.interval.ms 0;
+    gdrive_global_rate_limit 200r/s scope=fleet;
+    server { listen 127.0.0.1:%%PORT%%; location /t { gdrive_trigger; } }
+EOF
+isnt($rc, 0, 'nginx -t refuses scope=fleet without statistics');
+like($out, qr/"gdrive_global_rate_limit" scope=fleet needs librdkafka's statistics, which "gdrive_kafka_option statistics.interval.ms 0" turns off/,
+     'and says why') or diag $out;
 
 my $topic = unique_name('fleet');
 my $tool = repo_root() . '/t/stack/kafka-tool.sh';
@@ -168,6 +180,28 @@ ok(wait_until('back to all', 90, sub {
     ($s->{held} // 0) == 6 && $s->{rate} == 120;
 }), 'the second one quits: the first one is back to the whole rate')
     or diag explain share($a);
+
+# a reload: the new workers start before they know the partition count;
+# the zone keeps the last one, so that the share is whole again as soon as
+# they hold the partitions, and a trigger taken then reaches Drive
+my @old = $a->worker_pids;
+$a->reload;
+ok(wait_until('reloaded', 60, sub {
+    my %o = map { $_ => 1 } @old;
+    my @new = $a->worker_pids;
+    my $s = share($a);
+    @new && !(grep { $o{$_} } @new) && ($s->{held} // 0) == 6
+        && $s->{rate} == 120;
+}), 'after a reload the new workers hold all and have the whole rate')
+    or diag explain share($a);
+my $after = drive_file(name => 'after-reload.txt', size => 100);
+my $rid = unique_name('reload');
+open $kc, '|-', 'kcat', '-P', '-b', $ENV{KAFKA_BOOTSTRAP_SERVERS}, '-t', $topic,
+    '-K', "\t" or die "kcat: $!";
+print $kc qq(int-$rid\t{"trigger_id":"$rid","integration_id":"int-$rid","action":"sync_file","file_id":"$after->{id}"}\n);
+close $kc or die "kcat: $?";
+is(job_outcome($topic, $rid, 60)->{result}{status}, 'uploaded',
+   'and a trigger taken after it is synced');
 
 $a->stop;
 is_deeply([map { $_->alerts } $a, $b], [], 'no alerts');
