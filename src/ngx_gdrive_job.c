@@ -959,18 +959,41 @@ ngx_gdrive_job_draining(void *data, rd_kafka_topic_partition_list_t *parts)
     ngx_gdrive_engine_t *e = data;
 
     int                 i;
-    ngx_uint_t          n;
+    ngx_uint_t          n, held;
+    ngx_msec_t          deadline;
     ngx_queue_t        *q, *next;
     ngx_gdrive_job_t   *job;
     ngx_gdrive_part_t  *part;
 
     n = 0;
 
+    /* the drain's deadline, as the consumer sets it */
+    deadline = ngx_current_msec
+               + ngx_min(e->gmcf->shutdown_timeout,
+                         e->gmcf->kafka_max_poll_interval / 2);
+
     for (i = 0; i < parts->cnt; i++) {
         part = ngx_gdrive_job_part(parts->elems[i].partition, 0);
 
         if (part == NULL) {
             continue;
+        }
+
+        /*
+         * A partition whose first job sleeps past the deadline (a
+         * Retry-After hold, a quota pause) commits nothing more before
+         * it: its jobs are not waited for, the revoke cancels them.
+         */
+
+        held = 0;
+
+        if (!ngx_queue_empty(&part->jobs)) {
+            job = ngx_queue_data(ngx_queue_head(&part->jobs),
+                                 ngx_gdrive_job_t, queue);
+
+            held = (job->parked && !job->terminal && job->timer.timer_set
+                    && (ngx_msec_int_t) (job->timer.timer.key - deadline)
+                       > 0);
         }
 
         /* waiting jobs start in arrival order: they are the last ones */
@@ -983,7 +1006,7 @@ ngx_gdrive_job_draining(void *data, rd_kafka_topic_partition_list_t *parts)
             job = ngx_queue_data(q, ngx_gdrive_job_t, queue);
 
             if (!job->waiting) {
-                if (!job->terminal) {
+                if (!job->terminal && !held) {
                     n++;
                 }
 
@@ -1001,7 +1024,7 @@ ngx_gdrive_job_draining(void *data, rd_kafka_topic_partition_list_t *parts)
             ngx_gdrive_job_free(job);
         }
 
-        part->draining = !ngx_queue_empty(&part->jobs);
+        part->draining = !held && !ngx_queue_empty(&part->jobs);
     }
 
     if (n) {

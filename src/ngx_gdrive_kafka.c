@@ -44,6 +44,9 @@ static void ngx_gdrive_kafka_consumer_serve(ngx_gdrive_kafka_t *k);
 static void ngx_gdrive_kafka_rebalance_cb(rd_kafka_t *rk,
     rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
     void *opaque);
+static void ngx_gdrive_kafka_rebalance(ngx_gdrive_kafka_t *k,
+    rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+    int cooperative);
 static void ngx_gdrive_kafka_revoke_now(ngx_gdrive_kafka_t *k,
     rd_kafka_topic_partition_list_t *parts, int cooperative);
 static void ngx_gdrive_kafka_revoke_finish(ngx_gdrive_kafka_t *k);
@@ -932,10 +935,10 @@ ngx_gdrive_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
     ngx_gdrive_kafka_t *k = opaque;
 
-    int                cooperative;
-    ngx_uint_t         jobs;
-    rd_kafka_error_t  *error;
+    int                               i, cooperative;
+    rd_kafka_topic_partition_list_t  *rest;
 
+    rest = NULL;
     cooperative = (ngx_strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE")
                    == 0);
 
@@ -945,14 +948,56 @@ ngx_gdrive_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                   ? "assigned" : "revoked",
                   parts->cnt, cooperative ? "cooperative" : "eager");
 
-    /* a revoke still draining ends first: what is left is cancelled */
+    /*
+     * A revoke still draining ends first: what is left is cancelled.  A
+     * revoke that comes meanwhile (a lost assignment, a close) may name
+     * its partitions again: they are let go once, by the first.
+     */
 
     if (k->revoking) {
         ngx_log_error(NGX_LOG_NOTICE, k->log, 0,
                       "gdrive: kafka rebalance before the revoked "
                       "partitions drained");
+
+        if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+            rest = rd_kafka_topic_partition_list_copy(parts);
+
+            if (rest) {
+                for (i = rest->cnt - 1; i >= 0; i--) {
+                    if (ngx_gdrive_kafka_revoking(k,
+                                                  rest->elems[i].partition))
+                    {
+                        rd_kafka_topic_partition_list_del_by_idx(rest, i);
+                    }
+                }
+            }
+        }
+
         ngx_gdrive_kafka_revoke_finish(k);
+
+        if (rest) {
+            if (rest->cnt) {
+                ngx_gdrive_kafka_rebalance(k, err, rest, cooperative);
+            }
+
+            rd_kafka_topic_partition_list_destroy(rest);
+            return;
+        }
     }
+
+    ngx_gdrive_kafka_rebalance(k, err, parts, cooperative);
+}
+
+
+static void
+ngx_gdrive_kafka_rebalance(ngx_gdrive_kafka_t *k, rd_kafka_resp_err_t err,
+    rd_kafka_topic_partition_list_t *parts, int cooperative)
+{
+    rd_kafka_t        *rk;
+    ngx_uint_t         jobs;
+    rd_kafka_error_t  *error;
+
+    rk = k->rk;
 
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         k->cb.assigned(k->cb.data, parts);

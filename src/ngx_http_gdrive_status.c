@@ -379,10 +379,24 @@ ngx_http_gdrive_errors_json(ngx_gdrive_sh_t *sh)
 
 /* a worker's counters from its slot: the status page and diagnostics */
 
+/* a copy of a worker's member id: the worker may rewrite its slot */
+
+static size_t
+ngx_http_gdrive_member_id(ngx_gdrive_worker_status_t *st, u_char *id)
+{
+    ngx_memcpy(id, st->member_id, NGX_GDRIVE_MEMBER_ID_LEN);
+    id[NGX_GDRIVE_MEMBER_ID_LEN - 1] = '\0';
+
+    return ngx_strlen(id);
+}
+
+
 static json_t *
 ngx_http_gdrive_worker_json(ngx_gdrive_worker_status_t *st, ngx_uint_t i)
 {
+    size_t   len;
     json_t  *w;
+    u_char   id[NGX_GDRIVE_MEMBER_ID_LEN];
 
     w = json_object();
 
@@ -398,10 +412,8 @@ ngx_http_gdrive_worker_json(ngx_gdrive_worker_status_t *st, ngx_uint_t i)
     json_object_set_new(w, "retries", json_integer(st->retries));
     json_object_set_new(w, "cancelled", json_integer(st->cancelled));
     json_object_set_new(w, "partitions_held", json_integer(st->held));
-    json_object_set_new(w, "member_id",
-                        ngx_http_gdrive_str_json(st->member_id,
-                            ngx_strnlen(st->member_id,
-                                        NGX_GDRIVE_MEMBER_ID_LEN)));
+    len = ngx_http_gdrive_member_id(st, id);
+    json_object_set_new(w, "member_id", ngx_http_gdrive_str_json(id, len));
     json_object_set_new(w, "rss_bytes", json_integer(
                             ngx_gdrive_process_rss((ngx_pid_t) st->pid)));
 
@@ -605,7 +617,8 @@ ngx_http_gdrive_status_html(ngx_http_request_t *r)
 static void
 ngx_http_gdrive_html_workers(ngx_http_gdrive_out_t *o, ngx_gdrive_sh_t *sh)
 {
-    size_t                       rss;
+    size_t                       rss, len;
+    u_char                       id[NGX_GDRIVE_MEMBER_ID_LEN];
     ngx_uint_t                   i;
     ngx_gdrive_worker_status_t  *st;
 
@@ -639,9 +652,8 @@ ngx_http_gdrive_html_workers(ngx_http_gdrive_out_t *o, ngx_gdrive_sh_t *sh)
             st->results, st->dead_letters, st->retries, st->cancelled,
             rss / (1024 * 1024), st->held);
 
-        ngx_http_gdrive_out_html(o, st->member_id,
-                                 ngx_strnlen(st->member_id,
-                                             NGX_GDRIVE_MEMBER_ID_LEN));
+        len = ngx_http_gdrive_member_id(st, id);
+        ngx_http_gdrive_out_html(o, id, len);
         ngx_http_gdrive_out_printf(o, "</td></tr>\n");
     }
 
