@@ -114,7 +114,7 @@ $t->{http} = "$common    gdrive_s3_role_arn $ROLE;\n"
     . "    gdrive_s3_web_identity_token_file $token_file;\n"
     . "    gdrive_s3_access_key AKIAEXAMPLE;\n    gdrive_s3_secret_key secret;\n$server";
 ($rc, $out) = $t->test_conf;
-is($rc, 0, 'web identity needs no static keys, and accepts them beside it');
+is($rc, 0, "web identity needs no static keys, and accepts them beside it") or diag $out;
 like($out, qr/S3 signs with web identity \(the role "\Q$ROLE\E"\): the static access key.*not used/,
      'saying that web identity wins');
 
