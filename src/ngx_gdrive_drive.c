@@ -185,6 +185,7 @@ ngx_gdrive_drive_go(ngx_event_t *ev)
 
     if (d->sink) {
         h->sink = ngx_gdrive_drive_sink;
+        h->expect = d->expect;
     }
 
     if (d->token.len > NGX_GDRIVE_TOKEN_MAX_LEN
@@ -873,6 +874,7 @@ ngx_gdrive_drive_files_get(ngx_gdrive_drive_t *d, ngx_str_t *id,
     d->sink = NULL;
     d->header = NULL;
     d->follow = 0;
+    d->expect = -1;
     ngx_gdrive_drive_call(d, "files.get", url);
 
     return NGX_OK;
@@ -939,9 +941,16 @@ ngx_gdrive_drive_resource_key(ngx_gdrive_drive_t *d, ngx_str_t *id,
 ngx_int_t
 ngx_gdrive_drive_media(ngx_gdrive_drive_t *d, ngx_str_t *id, json_t *meta)
 {
-    char  *url;
+    char        *url;
+    const char  *size;
 
     d->follow = 0;
+    d->expect = -1;
+
+    size = ngx_gdrive_drive_meta_str(meta, "size");
+    if (size) {
+        d->expect = ngx_atoof((u_char *) size, ngx_strlen(size));
+    }
 
     if (ngx_gdrive_drive_resource_key(d, id, meta) != NGX_OK) {
         return NGX_ERROR;
@@ -972,6 +981,7 @@ ngx_gdrive_drive_export(ngx_gdrive_drive_t *d, ngx_str_t *id, json_t *meta,
     ngx_str_t   escaped;
 
     d->follow = 0;
+    d->expect = -1;
 
     if (ngx_gdrive_drive_resource_key(d, id, meta) != NGX_OK
         || ngx_gdrive_drive_escape(d->pool, (char *) type->data, type->len,
@@ -1006,6 +1016,7 @@ ngx_gdrive_drive_export_link(ngx_gdrive_drive_t *d, ngx_str_t *id,
     const char  *link;
 
     d->follow = 0;
+    d->expect = -1;
 
     if (ngx_gdrive_drive_resource_key(d, id, meta) != NGX_OK) {
         return NGX_ERROR;
@@ -1107,6 +1118,7 @@ ngx_gdrive_drive_list(ngx_gdrive_drive_t *d, ngx_str_t *folder,
     d->sink = NULL;
     d->header = NULL;
     d->follow = 0;
+    d->expect = -1;
     ngx_gdrive_drive_call(d, "files.list", url);
 
     return NGX_OK;
@@ -1123,6 +1135,7 @@ ngx_gdrive_drive_changes_start(ngx_gdrive_drive_t *d, ngx_str_t *drive)
     d->sink = NULL;
     d->header = NULL;
     d->follow = 0;
+    d->expect = -1;
 
     url = ngx_gdrive_drive_url(d->pool, drive->len + 128,
                                "/drive/v3/changes/startPageToken"
@@ -1158,6 +1171,7 @@ ngx_gdrive_drive_changes(ngx_gdrive_drive_t *d, ngx_str_t *drive,
     d->sink = NULL;
     d->header = NULL;
     d->follow = 0;
+    d->expect = -1;
 
     url = ngx_gdrive_drive_url(d->pool,
                                drive->len + page_token->len + 384,

@@ -43,6 +43,9 @@ struct ngx_gdrive_http_s {
     size_t                 (*source)(ngx_gdrive_http_t *h, u_char *p,
                                      size_t len);
     off_t                    source_len;
+    /* the length a sink's content should have, a hint that sizes curl's
+     * buffer (a small file needs no big one), or -1: not known */
+    off_t                    expect;
     void                    *data;
     const char              *method;      /* NULL: GET, or POST with a body */
     u_char                  *request_body;

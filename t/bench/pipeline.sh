@@ -496,6 +496,14 @@ py_round() {
     admin DELETE /requests > /dev/null
     c0=$(task_ticks "$pid")
     t0=$(now)
+    if [ -n "${BENCH_PERF:-}" ] && [ "$who" = module ] && [ "$name" != warm ]; then
+        if [ -n "${BENCH_PERF_STAT:-}" ]; then
+            perf stat -x, -e "$BENCH_PERF_STAT" -p "$pid" -o "$BENCH_PERF.$name" 2> /dev/null &
+        else
+            perf record -q -F 2999 --call-graph "${BENCH_PERF_CG:-fp}" -p "$pid" -o "$BENCH_PERF.$name" 2> /dev/null &
+        fi
+        PERF_PID=$!
+    fi
     produce "$topic" < "$WORK/lines"
     deadline=$(( $(date +%s) + 300 ))
     while :; do
@@ -509,6 +517,9 @@ py_round() {
         sleep 0.1
     done
     c1=$(task_ticks "$pid")
+    if [ -n "${PERF_PID:-}" ]; then
+        kill -INT "$PERF_PID"; wait "$PERF_PID" || true; PERF_PID=
+    fi
     echo "$((c1 - c0)) $(( $(now) - t0 )) $(admin GET /requests | jq '[.counts[]] | add // 0')"
 }
 
@@ -547,7 +558,7 @@ bench_python() {
     echo "== against the Python design: one worker each, $PY_ROUNDS rounds of $PY_FILES files of 4 KiB, medians"
 
     start_nginx pymod 1 "    gdrive_google_refresh_token 1//rt-$INT;
-    gdrive_max_inflight 64;"
+    gdrive_max_inflight ${BENCH_PY_INFLIGHT:-64};"
     kcat -C -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$TOPIC.result" -o beginning -u -q \
          -f '%s\n' > "$WORK/results-module" 2>/dev/null &
     local follower=$! h0
