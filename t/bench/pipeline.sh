@@ -26,6 +26,11 @@
 #         Google requests per file (the emulator's request log) of each,
 #         and the ratio of CPU per file (target >= 10), and the module's
 #         S3 HEADs per file (its gdrive_s3_requests_total).
+#         BENCH_PY_FILES (500) and BENCH_PY_INFLIGHT (64, the module's
+#         gdrive_max_inflight) vary it; BENCH_TRACE, a command that takes
+#         "-p PID -o FILE" ("perf record -g", "perf stat -e ...",
+#         "strace -c -f"), runs on the module's worker through each
+#         measured round, its output in BENCH_TRACE_OUT.r1, .r2, .r3.
 #   memory  RSS growth of one worker per in-flight job: BENCH_MEM_JOBS
 #         (100) sync_file triggers of 4 KiB files whose downloads the
 #         emulator delays (a files.media fault with delay_ms), so that
@@ -496,13 +501,10 @@ py_round() {
     admin DELETE /requests > /dev/null
     c0=$(task_ticks "$pid")
     t0=$(now)
-    if [ -n "${BENCH_PERF:-}" ] && [ "$who" = module ] && [ "$name" != warm ]; then
-        if [ -n "${BENCH_PERF_STAT:-}" ]; then
-            perf stat -x, -e "$BENCH_PERF_STAT" -p "$pid" -o "$BENCH_PERF.$name" 2> /dev/null &
-        else
-            perf record -q -F 2999 --call-graph "${BENCH_PERF_CG:-fp}" -p "$pid" -o "$BENCH_PERF.$name" 2> /dev/null &
-        fi
-        PERF_PID=$!
+    if [ -n "${BENCH_TRACE:-}" ] && [ "$who" = module ] && [ "$name" != warm ]; then
+        # shellcheck disable=SC2086
+        $BENCH_TRACE -p "$pid" -o "${BENCH_TRACE_OUT:-$WORK/trace}.$name" 2> /dev/null &
+        TRACE_PID=$!
     fi
     produce "$topic" < "$WORK/lines"
     deadline=$(( $(date +%s) + 300 ))
@@ -517,8 +519,8 @@ py_round() {
         sleep 0.1
     done
     c1=$(task_ticks "$pid")
-    if [ -n "${PERF_PID:-}" ]; then
-        kill -INT "$PERF_PID"; wait "$PERF_PID" || true; PERF_PID=
+    if [ -n "${TRACE_PID:-}" ]; then
+        kill -INT "$TRACE_PID"; wait "$TRACE_PID" || true; TRACE_PID=
     fi
     echo "$((c1 - c0)) $(( $(now) - t0 )) $(admin GET /requests | jq '[.counts[]] | add // 0')"
 }
