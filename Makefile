@@ -71,6 +71,11 @@ $(BUILD)/unit/test_%: t/unit/test_%.c src/ngx_gdrive_%.c src/ngx_gdrive_%.h t/un
 	@mkdir -p $(dir $@)
 	$(CC) $(UNIT_CFLAGS) -o $@ $< src/ngx_gdrive_$*.c $(UNIT_LIBS)
 
+# trigger ids take their random bytes from the trace's pool
+$(BUILD)/unit/test_message: t/unit/test_message.c src/ngx_gdrive_message.c src/ngx_gdrive_message.h src/ngx_gdrive_trace.c src/ngx_gdrive_trace.h t/unit/tap.h
+	@mkdir -p $(dir $@)
+	$(CC) $(UNIT_CFLAGS) -o $@ $< src/ngx_gdrive_message.c src/ngx_gdrive_trace.c $(UNIT_LIBS)
+
 # the SigV4 signer end to end against the stack's S3 server (t/12-sigv4-s3.t)
 $(BUILD)/unit/s3_e2e: t/unit/s3_e2e.c src/ngx_gdrive_sigv4.c src/ngx_gdrive_sigv4.h t/unit/tap.h
 	@mkdir -p $(dir $@)
@@ -91,10 +96,11 @@ fuzz: $(BUILD)/fuzz/fuzz_message
 	$< -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -timeout=10 \
 	    -print_final_stats=1 $(BUILD)/fuzz/corpus t/fuzz/corpus
 
-$(BUILD)/fuzz/fuzz_message: t/fuzz/fuzz_message.c src/ngx_gdrive_message.c src/ngx_gdrive_message.h
+$(BUILD)/fuzz/fuzz_message: t/fuzz/fuzz_message.c src/ngx_gdrive_message.c src/ngx_gdrive_message.h src/ngx_gdrive_trace.c
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -o $@ \
-	    t/fuzz/fuzz_message.c src/ngx_gdrive_message.c $(FUZZ_LIBS)
+	    t/fuzz/fuzz_message.c src/ngx_gdrive_message.c \
+	    src/ngx_gdrive_trace.c $(FUZZ_LIBS)
 
 # benchmarks against baselines measured in the same run (needs the stack)
 bench: deps

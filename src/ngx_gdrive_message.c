@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/rand.h>
+#include "ngx_gdrive_trace.h"
 
 #include "ngx_gdrive_message.h"
 
@@ -400,7 +400,7 @@ ngx_gdrive_uuid(char *buf)
 {
     unsigned char  b[16];
 
-    if (RAND_bytes(b, sizeof(b)) != 1) {
+    if (ngx_gdrive_random_bytes(b, sizeof(b)) != 0) {
         return -1;
     }
 

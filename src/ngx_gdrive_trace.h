@@ -5,7 +5,8 @@
  * Infrastructure, free of nginx: parses a traceparent that came from
  * outside (an HTTP header or a Kafka record header), starts a trace or a
  * span with ids from OpenSSL's generator, and prints the traceparent of a
- * record made from a job.  The unit tests link it alone.
+ * record made from a job; hands out that generator's bytes from a pool
+ * (trigger ids too).  The unit tests link it alone.
  */
 
 
@@ -44,6 +45,8 @@ void ngx_gdrive_trace_span(ngx_gdrive_trace_t *t);
 void ngx_gdrive_traceparent_print(const ngx_gdrive_trace_t *t,
     const unsigned char *parent, char *buf);
 void ngx_gdrive_trace_id_print(const ngx_gdrive_trace_t *t, char *buf);
+int ngx_gdrive_random_bytes(unsigned char *b, size_t n);
+void ngx_gdrive_random_forget(void);
 
 
 #endif /* _NGX_GDRIVE_TRACE_H_INCLUDED_ */

@@ -27,7 +27,7 @@ if [ -z "${BENCH_TOPIC:-}" ]; then
 fi
 
 cat > "$DIR/nginx.conf" <<CONF
-load_module $REPO/build/ngx_http_gdrive_worker_module.so;
+load_module ${BENCH_MODULE:-$REPO/build/ngx_http_gdrive_worker_module.so};
 $( [ "$(id -u)" = 0 ] && echo "user root root;" )
 worker_processes 1;
 pid $DIR/nginx.pid;

@@ -1,6 +1,9 @@
 /* unit tests of W3C Trace Context (src/ngx_gdrive_trace.c) */
 
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "ngx_gdrive_trace.h"
 #include "tap.h"
@@ -13,6 +16,71 @@ parses(const char *s)
 
     return ngx_gdrive_traceparent_parse(&t, (const unsigned char *) s,
                                         strlen(s)) == 0;
+}
+
+
+static int
+cmp16(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+
+/* the random bytes' pool: no repeats over many refills, none across fork */
+
+static void
+pool(void)
+{
+    int             i, dup, fds[2], status;
+    pid_t           pid;
+    unsigned char  *ids, big[5000], mine[16], child[16];
+
+    enum { N = 4096 };
+
+    ids = malloc(N * 16);
+    for (i = 0; i < N; i++) {
+        if (ngx_gdrive_random_bytes(ids + i * 16, 16) != 0) {
+            break;
+        }
+    }
+    ok(i == N, "%d draws of 16 bytes, 16 refills of the pool", N);
+
+    qsort(ids, N, 16, cmp16);
+    for (dup = 0, i = 1; i < N; i++) {
+        dup += memcmp(ids + (i - 1) * 16, ids + i * 16, 16) == 0;
+    }
+    ok(dup == 0, "none of them twice");
+    free(ids);
+
+    memset(big, 0, sizeof(big));
+    ok(ngx_gdrive_random_bytes(big, sizeof(big)) == 0
+       && memcmp(big, big + 2500, 2500) != 0,
+       "more than a pool at once");
+
+    /* the pool is filled now: a child must not hand out what is left */
+    if (pipe(fds) != 0 || (pid = fork()) < 0) {
+        ok(0, "pipe and fork");
+        return;
+    }
+
+    if (pid == 0) {
+        close(fds[0]);
+        ngx_gdrive_random_bytes(child, sizeof(child));
+        _exit(write(fds[1], child, sizeof(child)) == sizeof(child) ? 0 : 1);
+    }
+
+    close(fds[1]);
+    ngx_gdrive_random_bytes(mine, sizeof(mine));
+    ok(read(fds[0], child, sizeof(child)) == sizeof(child)
+       && waitpid(pid, &status, 0) == pid && status == 0,
+       "a child process draws");
+    close(fds[0]);
+    ok(memcmp(mine, child, sizeof(mine)) != 0,
+       "a child's bytes are not its parent's");
+
+    ngx_gdrive_random_forget();
+    ok(ngx_gdrive_random_bytes(mine, sizeof(mine)) == 0,
+       "the pool is refilled after it was forgotten");
 }
 
 
@@ -125,6 +193,8 @@ main(void)
     ngx_gdrive_trace_derive(&u, (const unsigned char *) "t/3/1042", 8);
     ngx_gdrive_trace_id_print(&u, id2);
     ok(strcmp(id, id2) != 0, "the next record has another");
+
+    pool();
 
     return done_testing();
 }
