@@ -288,7 +288,8 @@ ngx_gdrive_trace_random(unsigned char *b, size_t n)
  * n bytes of OpenSSL's generator, taken from the pool; 0, or -1 when the
  * generator fails.  A process made by fork() (an nginx worker) forgets
  * the pool it inherited, so two processes never hand out the same bytes;
- * bytes handed out are wiped from the pool.
+ * bytes handed out are wiped from the pool.  One thread only: the event
+ * loop's (the trigger location and the jobs).
  */
 
 int
