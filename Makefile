@@ -96,7 +96,7 @@ fuzz: $(BUILD)/fuzz/fuzz_message
 	$< -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -timeout=10 \
 	    -print_final_stats=1 $(BUILD)/fuzz/corpus t/fuzz/corpus
 
-$(BUILD)/fuzz/fuzz_message: t/fuzz/fuzz_message.c src/ngx_gdrive_message.c src/ngx_gdrive_message.h src/ngx_gdrive_trace.c
+$(BUILD)/fuzz/fuzz_message: t/fuzz/fuzz_message.c src/ngx_gdrive_message.c src/ngx_gdrive_message.h src/ngx_gdrive_trace.c src/ngx_gdrive_trace.h
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -o $@ \
 	    t/fuzz/fuzz_message.c src/ngx_gdrive_message.c \

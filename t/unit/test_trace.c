@@ -57,7 +57,10 @@ pool(void)
        && memcmp(big, big + 2500, 2500) != 0,
        "more than a pool at once");
 
-    /* the pool is filled now: a child must not hand out what is left */
+    /* a pool partly drawn: a child must not hand out what is left */
+    ngx_gdrive_random_forget();
+    ngx_gdrive_random_bytes(mine, sizeof(mine));
+
     if (pipe(fds) != 0 || (pid = fork()) < 0) {
         ok(0, "pipe and fork");
         return;
