@@ -348,11 +348,10 @@ ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url)
      * per byte: a fifth less worker CPU for a 1 GiB file here.  Only
      * while such a transfer runs, and no larger than the content: curl
      * 7.88 allocates its receive buffer for each transfer (and frees it
-     * when the transfer is done), and 256k for each file of 4k took the
-     * CPU per file from 0.77 to 1.25 ms with 64 jobs in flight (malloc's
-     * consolidation and trimming, the kernel's page faults).  The upload
-     * buffer stays with the handle until the size is set again: it is
-     * never set below curl's default, and cleanup() gives it back.
+     * when the transfer is done); 256k for each file of 4k doubled the
+     * worker's page faults and made malloc move its heap's top.  The
+     * upload buffer stays with the handle until the size is set again:
+     * it is never set below curl's default, and cleanup() gives it back.
      */
 
     if (h->sink && (h->expect < 0 || h->expect > CURL_MAX_WRITE_SIZE)) {
