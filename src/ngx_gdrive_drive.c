@@ -874,7 +874,6 @@ ngx_gdrive_drive_files_get(ngx_gdrive_drive_t *d, ngx_str_t *id,
     d->sink = NULL;
     d->header = NULL;
     d->follow = 0;
-    d->expect = -1;
     ngx_gdrive_drive_call(d, "files.get", url);
 
     return NGX_OK;
@@ -1118,7 +1117,6 @@ ngx_gdrive_drive_list(ngx_gdrive_drive_t *d, ngx_str_t *folder,
     d->sink = NULL;
     d->header = NULL;
     d->follow = 0;
-    d->expect = -1;
     ngx_gdrive_drive_call(d, "files.list", url);
 
     return NGX_OK;
@@ -1135,7 +1133,6 @@ ngx_gdrive_drive_changes_start(ngx_gdrive_drive_t *d, ngx_str_t *drive)
     d->sink = NULL;
     d->header = NULL;
     d->follow = 0;
-    d->expect = -1;
 
     url = ngx_gdrive_drive_url(d->pool, drive->len + 128,
                                "/drive/v3/changes/startPageToken"
@@ -1171,7 +1168,6 @@ ngx_gdrive_drive_changes(ngx_gdrive_drive_t *d, ngx_str_t *drive,
     d->sink = NULL;
     d->header = NULL;
     d->follow = 0;
-    d->expect = -1;
 
     url = ngx_gdrive_drive_url(d->pool,
                                drive->len + page_token->len + 384,

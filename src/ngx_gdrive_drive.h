@@ -52,7 +52,8 @@ struct ngx_gdrive_drive_s {
     void                    *data;
     /* a header line sent with the call (a resource key), or NULL */
     const char              *header;
-    /* the content's length as Drive's metadata gives it, or -1 */
+    /* a download's length as Drive's metadata gives it, or -1; read
+     * only by calls with a sink (media, export, export link) */
     off_t                    expect;
     /* follow up to 5 redirects, to trusted hosts only (export links) */
     unsigned                 follow:1;
