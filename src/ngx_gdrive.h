@@ -59,6 +59,10 @@ typedef struct {
     ngx_atomic_t         retries;
     ngx_atomic_t         cancelled;
     ngx_atomic_t         nparts;
+    /* outbound requests held back by gdrive_max_connections: waiting
+     * now, and all that waited */
+    ngx_atomic_t         http_waiting;
+    ngx_atomic_t         http_waited;
     ngx_atomic_t         held;           /* partitions assigned, all of
                                             them; 0 when the worker ends */
     ngx_atomic_t         topic_partitions;  /* of the trigger topic, 0:

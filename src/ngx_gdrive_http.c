@@ -28,6 +28,19 @@
 /* curl's own upload buffer (its UPLOADBUFFER_DEFAULT) */
 #define NGX_GDRIVE_HTTP_UPLOAD_DEFAULT  (64 * 1024)
 
+/* hosts with requests in flight or waiting, at once (see host()) */
+#define NGX_GDRIVE_HTTP_HOSTS           16
+/* "scheme://host:port": a host name is at most 253 bytes */
+#define NGX_GDRIVE_HTTP_HOST_LEN        288
+
+
+struct ngx_gdrive_http_host_s {
+    u_char                        name[NGX_GDRIVE_HTTP_HOST_LEN];
+    size_t                        len;       /* 0: a free entry */
+    ngx_uint_t                    active;    /* requests given to curl */
+    ngx_queue_t                   waiting;   /* held back, in order */
+};
+
 
 typedef struct {
     CURLM                        *multi;
@@ -45,6 +58,12 @@ typedef struct {
     ngx_uint_t                    nidle;
     u_char                       *ours;      /* by fd: opened by open() */
     size_t                        nours;
+    ngx_gdrive_http_host_t        hosts[NGX_GDRIVE_HTTP_HOSTS];
+    ngx_uint_t                    next;      /* the host admitted next */
+    ngx_uint_t                    admitted;  /* requests given to curl */
+    ngx_uint_t                    nwaiting;  /* requests held back */
+    ngx_event_t                   admit;     /* some may go on */
+    ngx_gdrive_worker_status_t   *status;
 } ngx_gdrive_http_multi_t;
 
 
@@ -63,6 +82,14 @@ static size_t ngx_gdrive_http_header(char *ptr, size_t size, size_t n,
 static void ngx_gdrive_http_cleanup(void *data);
 static void ngx_gdrive_http_defaults(ngx_gdrive_http_t *h);
 static ngx_int_t ngx_gdrive_http_add(ngx_gdrive_http_t *h);
+static ngx_int_t ngx_gdrive_http_go(ngx_gdrive_http_t *h);
+static void ngx_gdrive_http_failed(ngx_gdrive_http_t *h);
+static ngx_gdrive_http_host_t *ngx_gdrive_http_host(const char *url);
+static ngx_uint_t ngx_gdrive_http_room(ngx_gdrive_http_host_t *host);
+static void ngx_gdrive_http_take(ngx_gdrive_http_t *h);
+static void ngx_gdrive_http_leave(ngx_gdrive_http_t *h);
+static void ngx_gdrive_http_unwait(ngx_gdrive_http_t *h);
+static void ngx_gdrive_http_admit(ngx_event_t *ev);
 static long ngx_gdrive_http_buffer(off_t len, long max);
 static void ngx_gdrive_http_kick(ngx_event_t *ev);
 static ngx_connection_t *ngx_gdrive_http_idle(curl_socket_t s);
@@ -76,8 +103,10 @@ static ngx_gdrive_http_multi_t  ngx_gdrive_http_multi;
 
 
 ngx_int_t
-ngx_gdrive_http_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
+ngx_gdrive_http_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf,
+    ngx_gdrive_worker_status_t *status)
 {
+    ngx_uint_t                i;
     ngx_gdrive_http_multi_t  *m;
 
     m = &ngx_gdrive_http_multi;
@@ -112,6 +141,15 @@ ngx_gdrive_http_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
     m->kick.handler = ngx_gdrive_http_kick;
     m->kick.data = m;
     m->kick.log = cycle->log;
+
+    for (i = 0; i < NGX_GDRIVE_HTTP_HOSTS; i++) {
+        ngx_queue_init(&m->hosts[i].waiting);
+    }
+
+    m->admit.handler = ngx_gdrive_http_admit;
+    m->admit.data = m;
+    m->admit.log = cycle->log;
+    m->status = status;
 
     curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION,
                       ngx_gdrive_http_socket);
@@ -151,6 +189,10 @@ ngx_gdrive_http_done(void)
 
     if (ngx_gdrive_http_multi.timer.timer_set) {
         ngx_del_timer(&ngx_gdrive_http_multi.timer);
+    }
+
+    if (ngx_gdrive_http_multi.admit.posted) {
+        ngx_delete_posted_event(&ngx_gdrive_http_multi.admit);
     }
 }
 
@@ -395,6 +437,42 @@ ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url)
         curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER, h->headers);
     }
 
+    if (!h->no_wait) {
+        h->host = ngx_gdrive_http_host(url);
+
+        if (h->host && (!ngx_queue_empty(&h->host->waiting)
+                        || !ngx_gdrive_http_room(h->host)))
+        {
+            ngx_queue_insert_tail(&h->host->waiting, &h->queue);
+            h->waiting = 1;
+            ngx_gdrive_http_multi.nwaiting++;
+
+            if (ngx_gdrive_http_multi.status) {
+                ngx_gdrive_http_multi.status->http_waiting =
+                                              ngx_gdrive_http_multi.nwaiting;
+                ngx_gdrive_http_multi.status->http_waited++;
+            }
+
+            return NGX_OK;
+        }
+    }
+
+    ngx_gdrive_http_take(h);
+
+    if (ngx_gdrive_http_go(h) != NGX_OK) {
+        ngx_gdrive_http_leave(h);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* to curl now, or right after the callback it is started from */
+
+static ngx_int_t
+ngx_gdrive_http_go(ngx_gdrive_http_t *h)
+{
     if (ngx_gdrive_http_multi.in_curl) {
         /*
          * Started from inside one of curl's callbacks (a sink that fills
@@ -472,12 +550,206 @@ ngx_gdrive_http_kick(ngx_event_t *ev)
         h->pending = 0;
 
         if (ngx_gdrive_http_add(h) != NGX_OK) {
-            h->result = CURLE_FAILED_INIT;
-            h->status = 0;
-            ngx_cpystrn((u_char *) h->error,
-                        (u_char *) "the request could not be started",
-                        CURL_ERROR_SIZE);
-            h->handler(h);
+            ngx_gdrive_http_failed(h);
+        }
+    }
+}
+
+
+static void
+ngx_gdrive_http_failed(ngx_gdrive_http_t *h)
+{
+    ngx_gdrive_http_leave(h);
+
+    h->result = CURLE_FAILED_INIT;
+    h->status = 0;
+    ngx_cpystrn((u_char *) h->error,
+                (u_char *) "the request could not be started",
+                CURL_ERROR_SIZE);
+    h->handler(h);
+}
+
+
+/*
+ * gdrive_max_connections is kept here, before curl: past the limit of its
+ * host or the total, a request waits in the worker, in arrival order,
+ * until a request ends.  curl 7.88 would take it, and set its connection
+ * up again (the URL parsed, a connection allocated and looked for) each
+ * time any connection came free: a fifth more worker CPU per file with 64
+ * jobs in flight against 30 connections per host.  curl's own limits
+ * stay, for what is not held back here (a probe; a host for which the
+ * table has no room).  A host is "scheme://host:port" as the URL spells
+ * it, in lower case; two spellings of one host are limited apart here,
+ * and together by curl.
+ */
+
+static ngx_gdrive_http_host_t *
+ngx_gdrive_http_host(const char *url)
+{
+    size_t                   len;
+    u_char                  *p, name[NGX_GDRIVE_HTTP_HOST_LEN];
+    ngx_uint_t               i;
+    ngx_gdrive_http_host_t  *host, *unused;
+
+    p = (u_char *) ngx_strstr(url, "://");
+    if (p == NULL) {
+        return NULL;
+    }
+
+    p += 3;
+    len = (p - (u_char *) url) + strcspn((char *) p, "/?#");
+
+    if (len >= NGX_GDRIVE_HTTP_HOST_LEN) {
+        return NULL;
+    }
+
+    ngx_strlow(name, (u_char *) url, len);
+
+    unused = NULL;
+
+    for (i = 0; i < NGX_GDRIVE_HTTP_HOSTS; i++) {
+        host = &ngx_gdrive_http_multi.hosts[i];
+
+        if (host->len == 0) {
+            if (unused == NULL) {
+                unused = host;
+            }
+
+            continue;
+        }
+
+        if (host->len == len && ngx_memcmp(host->name, name, len) == 0) {
+            return host;
+        }
+    }
+
+    if (unused) {
+        ngx_memcpy(unused->name, name, len);
+        unused->len = len;
+    }
+
+    return unused;
+}
+
+
+static ngx_uint_t
+ngx_gdrive_http_room(ngx_gdrive_http_host_t *host)
+{
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = ngx_gdrive_http_multi.gmcf;
+
+    return host->active < gmcf->max_connections_per_host
+           && ngx_gdrive_http_multi.admitted < gmcf->max_connections;
+}
+
+
+static void
+ngx_gdrive_http_take(ngx_gdrive_http_t *h)
+{
+    h->admitted = 1;
+    ngx_gdrive_http_multi.admitted++;
+
+    if (h->host) {
+        h->host->active++;
+    }
+}
+
+
+/* out of curl: its host's next request may go */
+
+static void
+ngx_gdrive_http_leave(ngx_gdrive_http_t *h)
+{
+    ngx_gdrive_http_host_t  *host;
+
+    if (!h->admitted) {
+        return;
+    }
+
+    h->admitted = 0;
+    ngx_gdrive_http_multi.admitted--;
+
+    host = h->host;
+    h->host = NULL;
+
+    if (host) {
+        host->active--;
+
+        if (host->active == 0 && ngx_queue_empty(&host->waiting)) {
+            host->len = 0;
+        }
+    }
+
+    if (ngx_gdrive_http_multi.nwaiting && !ngx_gdrive_http_multi.admit.posted)
+    {
+        ngx_post_event(&ngx_gdrive_http_multi.admit, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_gdrive_http_unwait(ngx_gdrive_http_t *h)
+{
+    ngx_gdrive_http_host_t  *host;
+
+    ngx_queue_remove(&h->queue);
+    h->waiting = 0;
+
+    ngx_gdrive_http_multi.nwaiting--;
+
+    if (ngx_gdrive_http_multi.status) {
+        ngx_gdrive_http_multi.status->http_waiting =
+                                              ngx_gdrive_http_multi.nwaiting;
+    }
+
+    host = h->host;
+
+    if (host->active == 0 && ngx_queue_empty(&host->waiting)) {
+        host->len = 0;
+    }
+}
+
+
+/* posted when a request ends: the first waiting ones of hosts with room go,
+ * the hosts in turn */
+
+static void
+ngx_gdrive_http_admit(ngx_event_t *ev)
+{
+    ngx_gdrive_http_multi_t *m = ev->data;
+
+    ngx_uint_t               i, k;
+    ngx_gdrive_http_t       *h;
+    ngx_gdrive_http_host_t  *host;
+
+    for ( ;; ) {
+        h = NULL;
+
+        for (i = 0; i < NGX_GDRIVE_HTTP_HOSTS; i++) {
+            k = (m->next + i) % NGX_GDRIVE_HTTP_HOSTS;
+            host = &m->hosts[k];
+
+            if (host->len && !ngx_queue_empty(&host->waiting)
+                && ngx_gdrive_http_room(host))
+            {
+                h = ngx_queue_data(ngx_queue_head(&host->waiting),
+                                   ngx_gdrive_http_t, queue);
+                m->next = (k + 1) % NGX_GDRIVE_HTTP_HOSTS;
+                break;
+            }
+        }
+
+        if (h == NULL) {
+            return;
+        }
+
+        /* taken first: unwait() keeps the entry of a host with requests */
+        ngx_gdrive_http_take(h);
+        ngx_gdrive_http_unwait(h);
+
+        if (ngx_gdrive_http_go(h) != NGX_OK) {
+            ngx_gdrive_http_failed(h);
         }
     }
 }
@@ -501,6 +773,13 @@ ngx_gdrive_http_resume(ngx_gdrive_http_t *h)
 void
 ngx_gdrive_http_cancel(ngx_gdrive_http_t *h)
 {
+    if (h->waiting) {
+        /* never given to curl */
+        ngx_gdrive_http_unwait(h);
+        h->host = NULL;
+        return;
+    }
+
     if (h->pending) {
         ngx_queue_remove(&h->queue);
         h->pending = 0;
@@ -537,6 +816,8 @@ ngx_gdrive_http_cancel(ngx_gdrive_http_t *h)
         h->active = 0;
         ngx_gdrive_http_multi.running--;
     }
+
+    ngx_gdrive_http_leave(h);
 }
 
 

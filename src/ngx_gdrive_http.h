@@ -23,6 +23,8 @@
 /* outbound HTTP (curl multi on the event loop) */
 
 typedef struct ngx_gdrive_http_s  ngx_gdrive_http_t;
+/* a host whose requests wait for a connection (ngx_gdrive_http.c) */
+typedef struct ngx_gdrive_http_host_s  ngx_gdrive_http_host_t;
 
 struct ngx_gdrive_http_s {
     CURL                    *easy;
@@ -61,13 +63,19 @@ struct ngx_gdrive_http_s {
     ngx_msec_t               started;
     char                     error[CURL_ERROR_SIZE];
     ngx_queue_t              queue;       /* waiting to be added */
+    ngx_gdrive_http_host_t  *host;        /* its connection limit */
     unsigned                 active:1;
     unsigned                 pending:1;   /* to be added */
     unsigned                 removing:1;  /* to be removed */
+    unsigned                 admitted:1;  /* within the limits */
+    unsigned                 waiting:1;   /* for a connection */
+    /* never waits for a connection here: a probe, whose own timeout runs
+     * from its start */
+    unsigned                 no_wait:1;
 };
 
 ngx_int_t ngx_gdrive_http_init(ngx_cycle_t *cycle,
-    ngx_http_gdrive_main_conf_t *gmcf);
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_gdrive_worker_status_t *status);
 void ngx_gdrive_http_done(void);
 ngx_gdrive_http_t *ngx_gdrive_http_create(ngx_pool_t *pool, ngx_log_t *log,
     size_t max_body);

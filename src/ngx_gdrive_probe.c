@@ -252,6 +252,7 @@ ngx_gdrive_probe_send(ngx_gdrive_probe_round_t *round,
     h->data = (void *) i;
     h->what = what;
     h->method = method;
+    h->no_wait = 1;
 
     curl_easy_setopt(h->easy, CURLOPT_TIMEOUT_MS,
                      (long) gmcf->health_timeout);

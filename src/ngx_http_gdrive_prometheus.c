@@ -153,6 +153,15 @@ static ngx_http_gdrive_family_t  ngx_http_gdrive_families[] = {
       "fetching (0).",
       ngx_http_gdrive_prom_gauge, ngx_http_gdrive_slot(paused), NULL },
 
+    { "gdrive_http_requests_waiting", "gauge",
+      "Outbound requests a worker holds back for a connection: past "
+      "gdrive_max_connections, per host or in all.",
+      ngx_http_gdrive_prom_gauge, ngx_http_gdrive_slot(http_waiting), NULL },
+
+    { "gdrive_http_requests_waited_total", "counter",
+      "Outbound requests that waited for a connection.",
+      ngx_http_gdrive_prom_gauge, ngx_http_gdrive_slot(http_waited), NULL },
+
     { "gdrive_worker_resident_memory_bytes", "gauge",
       "Resident memory of a worker process.",
       ngx_http_gdrive_prom_rss, 0, NULL },

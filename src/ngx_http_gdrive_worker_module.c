@@ -427,7 +427,7 @@ ngx_http_gdrive_init_process(ngx_cycle_t *cycle)
     ngx_http_gdrive_trigger_init(gmcf, w->producer, w->trigger_topic);
 
     if (gmcf->consumer
-        && (ngx_gdrive_http_init(cycle, gmcf) != NGX_OK
+        && (ngx_gdrive_http_init(cycle, gmcf, w->status) != NGX_OK
             || ngx_gdrive_drive_init(gmcf) != NGX_OK
             || ngx_gdrive_job_init(cycle, gmcf, &(ngx_gdrive_job_ctx_t) {
                    w->producer, w->trigger_topic, w->result_topic,

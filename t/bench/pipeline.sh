@@ -560,7 +560,8 @@ bench_python() {
     echo "== against the Python design: one worker each, $PY_ROUNDS rounds of $PY_FILES files of 4 KiB, medians"
 
     start_nginx pymod 1 "    gdrive_google_refresh_token 1//rt-$INT;
-    gdrive_max_inflight ${BENCH_PY_INFLIGHT:-64};"
+    gdrive_max_inflight ${BENCH_PY_INFLIGHT:-64};
+    ${BENCH_PY_OPTIONS:-}"
     kcat -C -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$TOPIC.result" -o beginning -u -q \
          -f '%s\n' > "$WORK/results-module" 2>/dev/null &
     local follower=$! h0

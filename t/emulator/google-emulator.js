@@ -107,6 +107,7 @@ function resetState() {
     serviceAccounts: new Map(),
     reauthorizations: [],
     idSeq: 0,
+    open: new Map(),          // integration -> { now, max }: requests at once
   };
   registerRefreshToken({ refresh_token: OPTS['refresh-token'], integration_id: OPTS.integration });
   if (FIXTURES) applyFixtures(FIXTURES);
@@ -1174,6 +1175,10 @@ const ADMIN_ROUTES = [
     return { counts, requests };
   }],
   ['DELETE', /^\/requests$/, () => ({ cleared: S.requests.splice(0).length })],
+  ['GET', /^\/concurrency$/, (ctx) => {
+    const o = S.open.get(ctx.query.get('integration') ?? '');
+    return o ? { open: o.now, max_open: o.max } : { open: 0, max_open: 0 };
+  }],
   ['GET', /^\/reauthorizations$/, () => ({ reauthorizations: S.reauthorizations })],
   ['GET', /^\/changes$/, () => ({ startPageToken: String(S.changes.length + 1), changes: S.changes })],
 ];
@@ -1285,6 +1290,20 @@ function logRequest(ctx) {
   return e;
 }
 
+// Not a behaviour of Google's: what a client's connection limits do, seen
+// from the server. An integration's requests being answered at once (from
+// the request's arrival to the end of its response or of its connection),
+// and the most there were.
+function countOpen(ctx) {
+  const key = ctx.integration ?? '';
+  let o = S.open.get(key);
+  if (!o) S.open.set(key, (o = { now: 0, max: 0 }));
+  o.now++;
+  if (o.now > o.max) o.max = o.now;
+  let done = false;
+  ctx.res.on('close', () => { if (!done) { done = true; o.now--; } });
+}
+
 function readBody(req, limit = 64 << 20) {
   return new Promise((resolve, reject) => {
     const parts = [];
@@ -1313,6 +1332,7 @@ async function handle(req, res) {
     ctx.pretty = ctx.query.get('prettyPrint') !== 'false';
     const handler = classify(ctx);
     ctx.entry = logRequest(ctx);
+    countOpen(ctx);
     if (!handler) throw new ApiError(404, 'notFound', 'Not Found');
     const fault = takeFault(ctx);
     if (fault && await applyFault(ctx, fault)) return;
