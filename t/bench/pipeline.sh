@@ -26,8 +26,9 @@
 #         Google requests per file (the emulator's request log) of each,
 #         and the ratio of CPU per file (target >= 10), and the module's
 #         S3 HEADs per file (its gdrive_s3_requests_total).
-#         BENCH_PY_FILES (500) and BENCH_PY_INFLIGHT (64, the module's
-#         gdrive_max_inflight) vary it; BENCH_TRACE, a command that takes
+#         BENCH_PY_FILES (500), BENCH_PY_INFLIGHT (64, the module's
+#         gdrive_max_inflight) and BENCH_PY_OPTIONS (more directives for
+#         the module) vary it; BENCH_TRACE, a command that takes
 #         "-p PID -o FILE" ("perf record -g", "perf stat -e ...",
 #         "strace -c -f"), runs on the module's worker through each
 #         measured round, its output in BENCH_TRACE_OUT.r1, .r2, .r3.
