@@ -412,6 +412,8 @@ ngx_http_gdrive_worker_json(ngx_gdrive_worker_status_t *st, ngx_uint_t i)
     json_object_set_new(w, "retries", json_integer(st->retries));
     json_object_set_new(w, "cancelled", json_integer(st->cancelled));
     json_object_set_new(w, "partitions_held", json_integer(st->held));
+    json_object_set_new(w, "http_waiting", json_integer(st->http_waiting));
+    json_object_set_new(w, "http_waited", json_integer(st->http_waited));
     len = ngx_http_gdrive_member_id(st, id);
     json_object_set_new(w, "member_id", ngx_http_gdrive_str_json(id, len));
     json_object_set_new(w, "rss_bytes", json_integer(

@@ -38,6 +38,7 @@ my $t = GDrive::Test->new(workers => 1, http => <<"EOF");
     server {
         listen 127.0.0.1:%%PORT%%;
         location = /metrics { gdrive_metrics; }
+        location = /status { gdrive_status; }
     }
 EOF
 $t->run;
@@ -80,6 +81,10 @@ cmp_ok(metric('gdrive_http_requests_waited_total'), '>=', $FILES / 2,
        'requests waited for a connection in the worker');
 ok(wait_until('no request waits', 10, sub { metric('gdrive_http_requests_waiting') == 0 }),
    'none waits once the jobs are done');
+my ($w) = @{ $t->http_json(GET => '/status?format=json')->{json}{workers} // [] };
+is($w->{http_waiting}, 0, 'the status page shows none waiting');
+is($w->{http_waited}, metric('gdrive_http_requests_waited_total'),
+   'and as many that waited as the metric');
 
 # requests still waiting when nginx stops: their jobs are cancelled
 my @slow = map { drive_file(name => "slow $_.bin", size => 2000 + $_) } 1 .. 6;
