@@ -60,7 +60,6 @@ typedef struct {
     size_t                        nours;
     ngx_gdrive_http_host_t        hosts[NGX_GDRIVE_HTTP_HOSTS];
     ngx_uint_t                    next;      /* the host admitted next */
-    ngx_uint_t                    admitted;  /* requests given to curl */
     ngx_uint_t                    nwaiting;  /* requests held back */
     ngx_event_t                   admit;     /* some may go on */
     ngx_gdrive_worker_status_t   *status;
@@ -89,6 +88,7 @@ static ngx_uint_t ngx_gdrive_http_room(ngx_gdrive_http_host_t *host);
 static void ngx_gdrive_http_take(ngx_gdrive_http_t *h);
 static void ngx_gdrive_http_leave(ngx_gdrive_http_t *h);
 static void ngx_gdrive_http_unwait(ngx_gdrive_http_t *h);
+static void ngx_gdrive_http_show(ngx_uint_t waited);
 static void ngx_gdrive_http_admit(ngx_event_t *ev);
 static long ngx_gdrive_http_buffer(off_t len, long max);
 static void ngx_gdrive_http_kick(ngx_event_t *ev);
@@ -159,8 +159,8 @@ ngx_gdrive_http_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf,
     curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
     curl_multi_setopt(m->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
                       (long) gmcf->max_connections);
-    curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-                      (long) gmcf->max_connections_per_host);
+    /* per host, requests wait in the worker (see host()) */
+    curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
     curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS,
                       (long) gmcf->max_connections);
 
@@ -367,6 +367,12 @@ ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url)
     long   size;
     off_t  len;
 
+    if (h->admitted || h->waiting || h->pending || h->removing) {
+        ngx_log_error(NGX_LOG_ALERT, h->log, 0,
+                      "gdrive: a request started before its last ended");
+        return NGX_ERROR;
+    }
+
     h->len = 0;
     h->status = 0;
     h->retry_after = -1;
@@ -437,24 +443,18 @@ ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url)
         curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER, h->headers);
     }
 
-    if (!h->no_wait) {
-        h->host = ngx_gdrive_http_host(url);
+    h->host = ngx_gdrive_http_host(url);
 
-        if (h->host && (!ngx_queue_empty(&h->host->waiting)
-                        || !ngx_gdrive_http_room(h->host)))
-        {
-            ngx_queue_insert_tail(&h->host->waiting, &h->queue);
-            h->waiting = 1;
-            ngx_gdrive_http_multi.nwaiting++;
+    if (h->host && !h->no_wait
+        && (!ngx_queue_empty(&h->host->waiting)
+            || !ngx_gdrive_http_room(h->host)))
+    {
+        ngx_queue_insert_tail(&h->host->waiting, &h->queue);
+        h->waiting = 1;
+        ngx_gdrive_http_multi.nwaiting++;
+        ngx_gdrive_http_show(1);
 
-            if (ngx_gdrive_http_multi.status) {
-                ngx_gdrive_http_multi.status->http_waiting =
-                                              ngx_gdrive_http_multi.nwaiting;
-                ngx_gdrive_http_multi.status->http_waited++;
-            }
-
-            return NGX_OK;
-        }
+        return NGX_OK;
     }
 
     ngx_gdrive_http_take(h);
@@ -571,16 +571,18 @@ ngx_gdrive_http_failed(ngx_gdrive_http_t *h)
 
 
 /*
- * gdrive_max_connections is kept here, before curl: past the limit of its
- * host or the total, a request waits in the worker, in arrival order,
- * until a request ends.  curl 7.88 would take it, and set its connection
- * up again (the URL parsed, a connection allocated and looked for) each
- * time any connection came free: a fifth more worker CPU per file with 64
- * jobs in flight against 30 connections per host.  curl's own limits
- * stay, for what is not held back here (a probe; a host for which the
- * table has no room).  A host is "scheme://host:port" as the URL spells
- * it, in lower case; two spellings of one host are limited apart here,
- * and together by curl.
+ * gdrive_max_connections' per_host is kept here, before curl: past it, a
+ * request waits in the worker, behind the earlier ones of its host, until
+ * one of them ends.  curl 7.88, handed it, would set its connection up
+ * again (the URL parsed, a connection allocated and looked for) each time
+ * any connection came free: a fifth more worker CPU per file with 64 jobs
+ * in flight against 30 per host.  It counts requests, as the guide's
+ * aiohttp connector does (over HTTP/1.1 a connection each; over HTTP/2
+ * curl may carry them on fewer).  The total of connections stays curl's:
+ * held back here, a download could keep the total from the upload that
+ * drains it.  A probe is counted but never waits; a host beyond the
+ * table's room is not limited here.  A host is the URL's
+ * "scheme://authority" as spelled, in lower case.
  */
 
 static ngx_gdrive_http_host_t *
@@ -639,8 +641,7 @@ ngx_gdrive_http_room(ngx_gdrive_http_host_t *host)
 
     gmcf = ngx_gdrive_http_multi.gmcf;
 
-    return host->active < gmcf->max_connections_per_host
-           && ngx_gdrive_http_multi.admitted < gmcf->max_connections;
+    return host->active < gmcf->max_connections_per_host;
 }
 
 
@@ -648,7 +649,6 @@ static void
 ngx_gdrive_http_take(ngx_gdrive_http_t *h)
 {
     h->admitted = 1;
-    ngx_gdrive_http_multi.admitted++;
 
     if (h->host) {
         h->host->active++;
@@ -668,7 +668,6 @@ ngx_gdrive_http_leave(ngx_gdrive_http_t *h)
     }
 
     h->admitted = 0;
-    ngx_gdrive_http_multi.admitted--;
 
     host = h->host;
     h->host = NULL;
@@ -697,17 +696,31 @@ ngx_gdrive_http_unwait(ngx_gdrive_http_t *h)
     h->waiting = 0;
 
     ngx_gdrive_http_multi.nwaiting--;
-
-    if (ngx_gdrive_http_multi.status) {
-        ngx_gdrive_http_multi.status->http_waiting =
-                                              ngx_gdrive_http_multi.nwaiting;
-    }
+    ngx_gdrive_http_show(0);
 
     host = h->host;
 
     if (host->active == 0 && ngx_queue_empty(&host->waiting)) {
         host->len = 0;
     }
+}
+
+
+/* this worker's status slot, unless a newer worker has it (a reload) */
+
+static void
+ngx_gdrive_http_show(ngx_uint_t waited)
+{
+    ngx_gdrive_worker_status_t  *st;
+
+    st = ngx_gdrive_http_multi.status;
+
+    if (st == NULL || st->pid != (ngx_atomic_uint_t) ngx_pid) {
+        return;
+    }
+
+    st->http_waiting = ngx_gdrive_http_multi.nwaiting;
+    st->http_waited += waited;
 }
 
 

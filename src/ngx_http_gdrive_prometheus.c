@@ -154,12 +154,12 @@ static ngx_http_gdrive_family_t  ngx_http_gdrive_families[] = {
       ngx_http_gdrive_prom_gauge, ngx_http_gdrive_slot(paused), NULL },
 
     { "gdrive_http_requests_waiting", "gauge",
-      "Outbound requests a worker holds back for a connection: past "
-      "gdrive_max_connections, per host or in all.",
+      "Outbound requests a worker holds back: past the per_host of "
+      "gdrive_max_connections, requests at once to one host.",
       ngx_http_gdrive_prom_gauge, ngx_http_gdrive_slot(http_waiting), NULL },
 
     { "gdrive_http_requests_waited_total", "counter",
-      "Outbound requests that waited for a connection.",
+      "Outbound requests that waited past per_host.",
       ngx_http_gdrive_prom_gauge, ngx_http_gdrive_slot(http_waited), NULL },
 
     { "gdrive_worker_resident_memory_bytes", "gauge",

@@ -1,13 +1,13 @@
 #!/usr/bin/perl
 
-# gdrive_max_connections is kept by the worker itself: past the limit of
-# a host (per_host=) or the total, an outbound request waits in the
-# worker, in arrival order, until one of that host's ends, and curl is
-# never handed more than it may connect. More jobs than connections all
-# end; the emulator never answers more of the integration's requests at
-# once than per_host; the worker counts the requests that waited, and
-# none waits once the jobs are done. Jobs cancelled while their requests
-# wait (nginx stopping) leave no alert behind.
+# gdrive_max_connections' per_host is kept by the worker itself (curl is
+# told no limit per host): past it an outbound request waits in the
+# worker, behind the earlier ones of its host, until one of them ends.
+# More jobs than per_host all end; the emulator never answers more of
+# the integration's requests at once than per_host; the worker counts
+# the requests that waited (metrics and status page), and none waits
+# once the jobs are done. Jobs cancelled while their requests wait
+# (nginx stopping at gdrive_shutdown_timeout) leave no alert behind.
 
 use strict;
 use warnings;
@@ -31,7 +31,9 @@ my $t = GDrive::Test->new(workers => 1, http => <<"EOF");
 @{[ consumer_conf($topic) ]}
     gdrive_kafka_commit_interval 500ms;
     gdrive_max_inflight 8;
-    gdrive_max_connections 3 per_host=2;
+    gdrive_max_connections 16 per_host=2;
+    gdrive_rate_limit 1000r/s burst=100;
+    gdrive_global_rate_limit 1000r/s burst=100;
     gdrive_shutdown_timeout 1s;
     gdrive_s3_prefix $topic/;
 

@@ -1292,8 +1292,8 @@ function logRequest(ctx) {
 
 // Not a behaviour of Google's: what a client's connection limits do, seen
 // from the server. An integration's requests being answered at once (from
-// the request's arrival to the end of its response or of its connection),
-// and the most there were.
+// the end of the request's body to the end of its response or of its
+// connection), and the most there were.
 function countOpen(ctx) {
   const key = ctx.integration ?? '';
   let o = S.open.get(key);
