@@ -42,18 +42,10 @@ my $pad = 'p' x 60_000;
 kafka_produce_lines($topic, [$int, qq({"trigger_id":"slow-$int","integration_id":"$int","action":"sync_changes"})],
     map { [$int, qq({"trigger_id":"big-$_-$int","integration_id":"$int","action":"sync_changes","pad":"$pad"})] } 1 .. 40);
 
-sub gauge {
-    my ($name) = @_;
-    my $m = $t->http(GET => '/metrics')->{content} // '';
-    my $sum = 0;
-    $sum += $1 while $m =~ /^\Q$name\E\{[^}]*\} (\d+)$/mg;
-    return $sum;
-}
-
 my ($max_bytes, $max_queued, $paused) = (0, 0, 0);
 for (1 .. 30) {
-    my ($b, $q, $p) = (gauge('gdrive_jobs_taken_bytes'), gauge('gdrive_jobs_queued'),
-                       gauge('gdrive_consumer_paused'));
+    my ($b, $q, $p) = map { $t->metric_sum($_) }
+        qw(gdrive_jobs_taken_bytes gdrive_jobs_queued gdrive_consumer_paused);
     $max_bytes = $b if $b > $max_bytes;
     $max_queued = $q if $q > $max_queued;
     $paused ||= $p;
@@ -66,7 +58,7 @@ cmp_ok($max_queued, '>=', 2, 'but some do');
 
 my $last = job_outcome($topic, "big-40-$int", 120);
 is($last->{result}{status}, 'changes_listed', 'every message is processed in the end');
-ok(wait_until('bytes back to zero', 10, sub { gauge('gdrive_jobs_taken_bytes') == 0 }),
+ok(wait_until('bytes back to zero', 10, sub { $t->metric_sum('gdrive_jobs_taken_bytes') == 0 }),
    'and the count of bytes goes back to zero');
 is_deeply([$t->alerts], [], 'nginx logged no alert');
 

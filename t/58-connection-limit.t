@@ -45,14 +45,6 @@ my $t = GDrive::Test->new(workers => 1, http => <<"EOF");
 EOF
 $t->run;
 
-sub metric {
-    my ($name) = @_;
-    my $m = $t->http(GET => '/metrics')->{content} // '';
-    my $sum = 0;
-    $sum += $1 while $m =~ /^\Q$name\E\{[^}]*\} (\d+)$/mg;
-    return $sum;
-}
-
 sub trigger {
     my ($prefix, @files) = @_;
     my $n = 0;
@@ -79,13 +71,13 @@ my $c = emulator(GET => "/concurrency?integration=$int");
 cmp_ok($c->{max_open}, '<=', 2, "Google never answered more than per_host=2 requests at once ($c->{max_open})");
 is($c->{max_open}, 2, 'and the two connections were both used');
 
-cmp_ok(metric('gdrive_http_requests_waited_total'), '>=', $FILES / 2,
+cmp_ok($t->metric_sum('gdrive_http_requests_waited_total'), '>=', $FILES / 2,
        'requests waited for a connection in the worker');
-ok(wait_until('no request waits', 10, sub { metric('gdrive_http_requests_waiting') == 0 }),
+ok(wait_until('no request waits', 10, sub { $t->metric_sum('gdrive_http_requests_waiting') == 0 }),
    'none waits once the jobs are done');
 my ($w) = @{ $t->http_json(GET => '/status?format=json')->{json}{workers} // [] };
 is($w->{http_waiting}, 0, 'the status page shows none waiting');
-is($w->{http_waited}, metric('gdrive_http_requests_waited_total'),
+is($w->{http_waited}, $t->metric_sum('gdrive_http_requests_waited_total'),
    'and as many that waited as the metric');
 
 # requests still waiting when nginx stops: their jobs are cancelled
@@ -93,7 +85,7 @@ my @slow = map { drive_file(name => "slow $_.bin", size => 2000 + $_) } 1 .. 6;
 emulator(POST => '/faults', { endpoint => 'files.media', integration => $int,
                               delay_ms => 20_000, times => 6 });
 trigger('b', @slow);
-ok(wait_until('requests wait', 30, sub { metric('gdrive_http_requests_waiting') > 0 }),
+ok(wait_until('requests wait', 30, sub { $t->metric_sum('gdrive_http_requests_waiting') > 0 }),
    'with the downloads held, requests wait for a connection');
 my $pid = $t->master_pid;
 $t->signal('QUIT');

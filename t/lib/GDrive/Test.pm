@@ -787,4 +787,13 @@ sub http_json {
     return $res;
 }
 
+# a metric of the location at $path (/metrics), summed over its labels
+sub metric_sum {
+    my ($self, $name, $path) = @_;
+    my $m = $self->http(GET => $path // '/metrics')->{content} // '';
+    my $sum = 0;
+    $sum += $1 while $m =~ /^\Q$name\E\{[^}]*\} (\d+)$/mg;
+    return $sum;
+}
+
 1;
