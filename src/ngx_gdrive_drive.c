@@ -164,8 +164,8 @@ ngx_gdrive_drive_go(ngx_event_t *ev)
     }
 
     if (d->http == NULL) {
-        d->http = ngx_gdrive_http_create(d->pool, d->log,
-                                         NGX_GDRIVE_DRIVE_MAX_JSON);
+        d->http = ngx_gdrive_http_create_lean(d->pool, d->log,
+                                              NGX_GDRIVE_DRIVE_MAX_JSON);
         if (d->http == NULL) {
             ngx_gdrive_drive_fail(d, "internal_error", 0,
                                   "no memory for a Drive request");
@@ -296,13 +296,9 @@ ngx_gdrive_drive_sink(ngx_gdrive_http_t *h, u_char *p, size_t len)
 {
     ngx_gdrive_drive_t *d = h->data;
 
-    long    status;
     size_t  n;
 
-    status = 0;
-    curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
-
-    if (status < 200 || status > 299) {
+    if (h->status < 200 || h->status > 299) {
         n = ngx_min(len, h->max_body - h->len);
 
         if (ngx_gdrive_http_body_room(h, h->max_body) != NGX_OK) {
@@ -411,8 +407,7 @@ ngx_gdrive_drive_redirect(ngx_gdrive_drive_t *d)
     char    *location;
     size_t   len;
 
-    location = NULL;
-    (void) curl_easy_getinfo(d->http->easy, CURLINFO_REDIRECT_URL, &location);
+    location = ngx_gdrive_http_redirect_url(d->http);
 
     if (location == NULL || *location == '\0') {
         ngx_snprintf(d->detail, sizeof(d->detail) - 1,

@@ -30,8 +30,6 @@
 
 /* hosts with requests in flight or waiting, at once (see host()) */
 #define NGX_GDRIVE_HTTP_HOSTS           16
-/* "scheme://host:port": a host name is at most 253 bytes */
-#define NGX_GDRIVE_HTTP_HOST_LEN        288
 
 
 struct ngx_gdrive_http_host_s {
@@ -72,6 +70,8 @@ static int ngx_gdrive_http_timer(CURLM *multi, long ms, void *userp);
 static void ngx_gdrive_http_timer_handler(ngx_event_t *ev);
 static void ngx_gdrive_http_event_handler(ngx_event_t *ev);
 static void ngx_gdrive_http_check(void);
+static void ngx_gdrive_http_report(ngx_gdrive_http_t *h);
+static u_char *ngx_gdrive_http_value(u_char *p, u_char *last, u_char **end);
 static size_t ngx_gdrive_http_write(char *ptr, size_t size, size_t n,
     void *data);
 static size_t ngx_gdrive_http_read(char *ptr, size_t size, size_t n,
@@ -80,6 +80,9 @@ static size_t ngx_gdrive_http_header(char *ptr, size_t size, size_t n,
     void *data);
 static void ngx_gdrive_http_cleanup(void *data);
 static void ngx_gdrive_http_defaults(ngx_gdrive_http_t *h);
+static ngx_int_t ngx_gdrive_http_easy(ngx_gdrive_http_t *h);
+static ngx_int_t ngx_gdrive_http_curl(ngx_gdrive_http_t *h,
+    const char *url);
 static ngx_int_t ngx_gdrive_http_add(ngx_gdrive_http_t *h);
 static ngx_int_t ngx_gdrive_http_go(ngx_gdrive_http_t *h);
 static void ngx_gdrive_http_failed(ngx_gdrive_http_t *h);
@@ -164,6 +167,8 @@ ngx_gdrive_http_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf,
     curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS,
                       (long) gmcf->max_connections);
 
+    ngx_gdrive_h1_init(cycle->log, gmcf);
+
     return NGX_OK;
 }
 
@@ -171,6 +176,8 @@ ngx_gdrive_http_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf,
 void
 ngx_gdrive_http_done(void)
 {
+    ngx_gdrive_h1_done();
+
     while (ngx_gdrive_http_multi.nfree) {
         curl_easy_cleanup(
             ngx_gdrive_http_multi.free[--ngx_gdrive_http_multi.nfree]);
@@ -208,14 +215,34 @@ ngx_gdrive_http_done(void)
 ngx_gdrive_http_t *
 ngx_gdrive_http_create(ngx_pool_t *pool, ngx_log_t *log, size_t max_body)
 {
-    CURL                         *easy;
-    ngx_gdrive_http_t            *h;
-    ngx_pool_cleanup_t           *cln;
-    ngx_http_gdrive_main_conf_t  *gmcf;
+    ngx_gdrive_http_t  *h;
 
-    gmcf = ngx_gdrive_http_multi.gmcf;
+    h = ngx_gdrive_http_create_lean(pool, log, max_body);
 
-    if (gmcf == NULL) {
+    if (h == NULL || ngx_gdrive_http_easy(h) != NGX_OK) {
+        return NULL;
+    }
+
+    h->lean = 0;
+
+    return h;
+}
+
+
+/*
+ * A lean object gets curl's handle only when one of its requests goes to
+ * curl: the Drive and S3 clients' requests to an origin of the worker's
+ * own client never need one (see ngx_gdrive_http1.c).
+ */
+
+ngx_gdrive_http_t *
+ngx_gdrive_http_create_lean(ngx_pool_t *pool, ngx_log_t *log,
+    size_t max_body)
+{
+    ngx_gdrive_http_t   *h;
+    ngx_pool_cleanup_t  *cln;
+
+    if (ngx_gdrive_http_multi.gmcf == NULL) {
         return NULL;
     }
 
@@ -229,29 +256,45 @@ ngx_gdrive_http_create(ngx_pool_t *pool, ngx_log_t *log, size_t max_body)
         return NULL;
     }
 
+    h->pool = pool;
+    h->log = log;
+    h->max_body = max_body;
+    h->retry_after = -1;
+    h->content_length = -1;
+    h->expect = -1;
+    h->lean = 1;
+
+    cln->handler = ngx_gdrive_http_cleanup;
+    cln->data = h;
+
+    return h;
+}
+
+
+static ngx_int_t
+ngx_gdrive_http_easy(ngx_gdrive_http_t *h)
+{
+    CURL  *easy;
+
+    if (h->easy) {
+        return NGX_OK;
+    }
+
     if (ngx_gdrive_http_multi.nfree) {
         easy = ngx_gdrive_http_multi.free[--ngx_gdrive_http_multi.nfree];
 
     } else {
         easy = curl_easy_init();
         if (easy == NULL) {
-            return NULL;
+            return NGX_ERROR;
         }
     }
 
     h->easy = easy;
-    h->pool = pool;
-    h->log = log;
-    h->max_body = max_body;
-    h->retry_after = -1;
-    h->expect = -1;
-
-    cln->handler = ngx_gdrive_http_cleanup;
-    cln->data = h;
 
     ngx_gdrive_http_defaults(h);
 
-    return h;
+    return NGX_OK;
 }
 
 
@@ -266,7 +309,10 @@ ngx_gdrive_http_reset(ngx_gdrive_http_t *h)
 {
     ngx_gdrive_http_cancel(h);
 
-    curl_easy_reset(h->easy);
+    if (h->easy) {
+        curl_easy_reset(h->easy);
+    }
+
     curl_slist_free_all(h->headers);
 
     h->headers = NULL;
@@ -280,7 +326,9 @@ ngx_gdrive_http_reset(ngx_gdrive_http_t *h)
     h->header_handler = NULL;
     h->len = 0;
 
-    ngx_gdrive_http_defaults(h);
+    if (h->easy) {
+        ngx_gdrive_http_defaults(h);
+    }
 }
 
 
@@ -364,8 +412,7 @@ ngx_gdrive_header_safe(ngx_str_t *value)
 ngx_int_t
 ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url)
 {
-    long   size;
-    off_t  len;
+    ngx_int_t  rc;
 
     if (h->admitted || h->waiting || h->pending || h->removing) {
         ngx_log_error(NGX_LOG_ALERT, h->log, 0,
@@ -376,8 +423,57 @@ ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url)
     h->len = 0;
     h->status = 0;
     h->retry_after = -1;
+    h->content_length = -1;
+    h->location.len = 0;
     h->error[0] = '\0';
     h->started = ngx_current_msec;
+    h->direct = 0;
+
+    rc = h->lean ? ngx_gdrive_h1_prepare(h, url) : NGX_DECLINED;
+
+    if (rc == NGX_OK) {
+        h->direct = 1;
+
+    } else if (rc == NGX_ERROR || ngx_gdrive_http_curl(h, url) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    h->host = ngx_gdrive_http_host(url);
+
+    if (h->host && !h->no_wait
+        && (!ngx_queue_empty(&h->host->waiting)
+            || !ngx_gdrive_http_room(h->host)))
+    {
+        ngx_queue_insert_tail(&h->host->waiting, &h->queue);
+        h->waiting = 1;
+        ngx_gdrive_http_multi.nwaiting++;
+        ngx_gdrive_http_show(1);
+
+        return NGX_OK;
+    }
+
+    ngx_gdrive_http_take(h);
+
+    if (ngx_gdrive_http_go(h) != NGX_OK) {
+        ngx_gdrive_http_leave(h);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the request's options on curl's handle */
+
+static ngx_int_t
+ngx_gdrive_http_curl(ngx_gdrive_http_t *h, const char *url)
+{
+    long   size;
+    off_t  len;
+
+    if (ngx_gdrive_http_easy(h) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     curl_easy_setopt(h->easy, CURLOPT_URL, url);
 
@@ -443,27 +539,6 @@ ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url)
         curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER, h->headers);
     }
 
-    h->host = ngx_gdrive_http_host(url);
-
-    if (h->host && !h->no_wait
-        && (!ngx_queue_empty(&h->host->waiting)
-            || !ngx_gdrive_http_room(h->host)))
-    {
-        ngx_queue_insert_tail(&h->host->waiting, &h->queue);
-        h->waiting = 1;
-        ngx_gdrive_http_multi.nwaiting++;
-        ngx_gdrive_http_show(1);
-
-        return NGX_OK;
-    }
-
-    ngx_gdrive_http_take(h);
-
-    if (ngx_gdrive_http_go(h) != NGX_OK) {
-        ngx_gdrive_http_leave(h);
-        return NGX_ERROR;
-    }
-
     return NGX_OK;
 }
 
@@ -473,6 +548,14 @@ ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url)
 static ngx_int_t
 ngx_gdrive_http_go(ngx_gdrive_http_t *h)
 {
+    if (h->direct) {
+        /* it goes from the loop anyway (ngx_gdrive_h1_launch()) */
+        ngx_gdrive_h1_launch(h);
+        h->active = 1;
+        ngx_gdrive_http_multi.running++;
+        return NGX_OK;
+    }
+
     if (ngx_gdrive_http_multi.in_curl) {
         /*
          * Started from inside one of curl's callbacks (a sink that fills
@@ -774,6 +857,11 @@ ngx_gdrive_http_admit(ngx_event_t *ev)
 void
 ngx_gdrive_http_resume(ngx_gdrive_http_t *h)
 {
+    if (h->active && h->direct) {
+        ngx_gdrive_h1_resume(h);
+        return;
+    }
+
     if (h->active) {
         /* curl delivers what it held back and expires its timer at once */
         ngx_gdrive_http_multi.in_curl++;
@@ -796,6 +884,15 @@ ngx_gdrive_http_cancel(ngx_gdrive_http_t *h)
     if (h->pending) {
         ngx_queue_remove(&h->queue);
         h->pending = 0;
+    }
+
+    if (h->active && h->direct) {
+        /* at once, even from a callback: its loop looks after each */
+        ngx_gdrive_h1_cancel(h);
+        h->active = 0;
+        ngx_gdrive_http_multi.running--;
+        ngx_gdrive_http_leave(h);
+        return;
     }
 
     if (h->active && ngx_gdrive_http_multi.in_curl) {
@@ -840,6 +937,7 @@ ngx_gdrive_http_cleanup(void *data)
     ngx_gdrive_http_t *h = data;
 
     ngx_gdrive_http_cancel(h);
+    ngx_gdrive_h1_free(h);
 
     if (h->easy) {
         if (ngx_gdrive_http_multi.nfree < NGX_GDRIVE_HTTP_FREE_HANDLES
@@ -1198,19 +1296,53 @@ ngx_gdrive_http_check(void)
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &h->status);
 
         ngx_gdrive_http_cancel(h);
+        ngx_gdrive_http_report(h);
+    }
+}
 
-        if (ngx_gdrive_http_multi.debug) {
-            ngx_log_error(NGX_LOG_NOTICE, h->log, 0,
-                          "gdrive: http %s -> %l in %Mms%s%s",
-                          h->what ? h->what : "request", h->status,
-                          ngx_current_msec - h->started,
-                          h->result ? ": " : "",
-                          h->result ? (h->error[0] ? h->error
-                                       : curl_easy_strerror(h->result))
-                                    : "");
-        }
 
-        h->handler(h);
+/* a request of the worker's own client ended */
+
+void
+ngx_gdrive_http_ended(ngx_gdrive_http_t *h)
+{
+    h->active = 0;
+    ngx_gdrive_http_multi.running--;
+    ngx_gdrive_http_leave(h);
+
+    ngx_gdrive_http_report(h);
+}
+
+
+static void
+ngx_gdrive_http_report(ngx_gdrive_http_t *h)
+{
+    if (ngx_gdrive_http_multi.debug) {
+        ngx_log_error(NGX_LOG_NOTICE, h->log, 0,
+                      "gdrive: http %s -> %l in %Mms%s%s",
+                      h->what ? h->what : "request", h->status,
+                      ngx_current_msec - h->started,
+                      h->result ? ": " : "",
+                      h->result ? (h->error[0] ? h->error
+                                   : curl_easy_strerror(h->result))
+                                : "");
+    }
+
+    h->handler(h);
+}
+
+
+/* the worker's own client calls a callback of the owner: starts and
+ * cancels from there wait, as from curl's */
+
+void
+ngx_gdrive_http_callback(ngx_uint_t in)
+{
+    if (in) {
+        ngx_gdrive_http_multi.in_curl++;
+
+    } else {
+        ngx_gdrive_http_multi.in_curl--;
     }
 }
 
@@ -1220,10 +1352,20 @@ ngx_gdrive_http_write(char *ptr, size_t size, size_t n, void *data)
 {
     ngx_gdrive_http_t *h = data;
 
-    size_t   len;
+    if (h->status == 0) {
+        /* a sink reads the status before the content */
+        curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &h->status);
+    }
 
-    len = size * n;
+    return ngx_gdrive_http_take_content(h, (u_char *) ptr, size * n);
+}
 
+
+/* content for the sink, else gathered up to max_body; curl's return */
+
+size_t
+ngx_gdrive_http_take_content(ngx_gdrive_http_t *h, u_char *ptr, size_t len)
+{
     if (h->sink) {
         return h->sink(h, (u_char *) ptr, len);
     }
@@ -1298,21 +1440,61 @@ ngx_gdrive_http_header(char *ptr, size_t size, size_t n, void *data)
 {
     ngx_gdrive_http_t *h = data;
 
-    size_t     len;
-    ngx_int_t  v;
-    u_char    *p, *last;
+    ngx_gdrive_http_line(h, (u_char *) ptr, size * n);
 
-    len = size * n;
+    return size * n;
+}
+
+
+/* a line of the answer's head, "\r\n" included: to the owner's handler,
+ * and what this layer reads */
+
+void
+ngx_gdrive_http_line(ngx_gdrive_http_t *h, u_char *ptr, size_t len)
+{
+    u_char     *p, *last;
+    ngx_int_t   v;
+    ngx_str_t   origin;
 
     if (h->header_handler) {
-        h->header_handler(h, (u_char *) ptr, len);
+        h->header_handler(h, ptr, len);
     }
 
-    if (len > 12 && ngx_strncasecmp((u_char *) ptr, (u_char *) "retry-after:",
-                                    12) == 0)
+    if (len > 15 && (ptr[0] | 0x20) == 'c'
+        && ngx_strncasecmp(ptr, (u_char *) "content-length:", 15) == 0)
     {
-        p = (u_char *) ptr + 12;
-        last = (u_char *) ptr + len;
+        p = ngx_gdrive_http_value(ptr + 15, ptr + len, &last);
+        h->content_length = ngx_atoof(p, last - p);
+        return;
+    }
+
+    if (h->direct && len > 9
+        && ngx_strncasecmp(ptr, (u_char *) "location:", 9) == 0)
+    {
+        p = ngx_gdrive_http_value(ptr + 9, ptr + len, &last);
+
+        /* a path is on the request's origin */
+        origin = ngx_gdrive_h1_origin_name(h);
+
+        if (last - p < 2 || p[0] != '/' || p[1] == '/') {
+            origin.len = 0;
+        }
+
+        h->location.data = ngx_pnalloc(h->pool, origin.len + (last - p) + 1);
+
+        if (h->location.data) {
+            h->location.len = origin.len + (last - p);
+            *ngx_cpymem(ngx_cpymem(h->location.data, origin.data,
+                                   origin.len), p, last - p) = '\0';
+        }
+
+        return;
+    }
+
+    if (len > 12 && ngx_strncasecmp(ptr, (u_char *) "retry-after:", 12) == 0)
+    {
+        p = ptr + 12;
+        last = ptr + len;
 
         while (p < last && (*p == ' ' || *p == '\t')) {
             p++;
@@ -1328,6 +1510,55 @@ ngx_gdrive_http_header(char *ptr, size_t size, size_t n, void *data)
         v = ngx_atoi(p, last - p);
         h->retry_after = (v == NGX_ERROR) ? 60 : ngx_min(v, 3600);
     }
+}
 
-    return len;
+
+/* a header's value between p and last, without blanks and CRLF */
+
+static u_char *
+ngx_gdrive_http_value(u_char *p, u_char *last, u_char **end)
+{
+    while (p < last && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    while (last > p && (last[-1] == '\r' || last[-1] == '\n'
+                        || last[-1] == ' ' || last[-1] == '\t'))
+    {
+        last--;
+    }
+
+    *end = last;
+
+    return p;
+}
+
+
+/*
+ * A redirect's URL: curl's, or the Location the worker's own client read,
+ * absolute or a path on the request's origin.
+ */
+
+char *
+ngx_gdrive_http_redirect_url(ngx_gdrive_http_t *h)
+{
+    char    *url;
+    u_char  *p;
+
+    if (!h->direct) {
+        url = NULL;
+        (void) curl_easy_getinfo(h->easy, CURLINFO_REDIRECT_URL, &url);
+        return url;
+    }
+
+    p = h->location.data;
+
+    if (h->location.len == 0
+        || (ngx_strncasecmp(p, (u_char *) "http://", 7) != 0
+            && ngx_strncasecmp(p, (u_char *) "https://", 8) != 0))
+    {
+        return NULL;
+    }
+
+    return (char *) p;
 }

@@ -22,12 +22,20 @@
 
 /* outbound HTTP (curl multi on the event loop) */
 
+/* "scheme://host:port": a host name is at most 253 bytes */
+#define NGX_GDRIVE_HTTP_HOST_LEN        288
+
 typedef struct ngx_gdrive_http_s  ngx_gdrive_http_t;
 /* a host whose requests wait for a connection (ngx_gdrive_http.c) */
 typedef struct ngx_gdrive_http_host_s  ngx_gdrive_http_host_t;
+/* a request's state in the worker's own client (ngx_gdrive_http1.c) */
+typedef struct ngx_gdrive_h1_s  ngx_gdrive_h1_t;
 
 struct ngx_gdrive_http_s {
+    /* curl's handle, of a request that curl sends (a lean object has
+     * none until one does) */
     CURL                    *easy;
+    ngx_gdrive_h1_t         *h1;
     struct curl_slist       *headers;
     ngx_pool_t              *pool;
     ngx_log_t               *log;
@@ -56,6 +64,8 @@ struct ngx_gdrive_http_s {
     CURLcode                 result;
     long                     status;
     ngx_int_t                retry_after; /* seconds, -1: none */
+    off_t                    content_length; /* the answer's, -1: none */
+    ngx_str_t                location;    /* the worker's client's */
     u_char                  *body;
     size_t                   len;
     size_t                   cap;
@@ -72,6 +82,10 @@ struct ngx_gdrive_http_s {
     /* never waits for a connection here: a probe, whose own timeout runs
      * from its start */
     unsigned                 no_wait:1;
+    /* made by create_lean(): its requests may go by the worker's own
+     * client; none of curl's options may be set on it */
+    unsigned                 lean:1;
+    unsigned                 direct:1;    /* this request does */
 };
 
 ngx_int_t ngx_gdrive_http_init(ngx_cycle_t *cycle,
@@ -79,6 +93,8 @@ ngx_int_t ngx_gdrive_http_init(ngx_cycle_t *cycle,
 void ngx_gdrive_http_done(void);
 ngx_gdrive_http_t *ngx_gdrive_http_create(ngx_pool_t *pool, ngx_log_t *log,
     size_t max_body);
+ngx_gdrive_http_t *ngx_gdrive_http_create_lean(ngx_pool_t *pool,
+    ngx_log_t *log, size_t max_body);
 ngx_int_t ngx_gdrive_http_header_add(ngx_gdrive_http_t *h, const char *line);
 ngx_int_t ngx_gdrive_http_body_room(ngx_gdrive_http_t *h, size_t size);
 /* a value from outside may go into a header: no CR, LF or NUL */
@@ -87,6 +103,24 @@ ngx_int_t ngx_gdrive_http_start(ngx_gdrive_http_t *h, const char *url);
 void ngx_gdrive_http_resume(ngx_gdrive_http_t *h);
 void ngx_gdrive_http_cancel(ngx_gdrive_http_t *h);
 void ngx_gdrive_http_reset(ngx_gdrive_http_t *h);
+/* a redirect's absolute URL, or NULL */
+char *ngx_gdrive_http_redirect_url(ngx_gdrive_http_t *h);
+
+/* between ngx_gdrive_http.c and the worker's own client */
+void ngx_gdrive_http_callback(ngx_uint_t in);
+void ngx_gdrive_http_line(ngx_gdrive_http_t *h, u_char *line, size_t len);
+size_t ngx_gdrive_http_take_content(ngx_gdrive_http_t *h, u_char *p,
+    size_t len);
+void ngx_gdrive_http_ended(ngx_gdrive_http_t *h);
+
+void ngx_gdrive_h1_init(ngx_log_t *log, ngx_http_gdrive_main_conf_t *gmcf);
+void ngx_gdrive_h1_done(void);
+ngx_int_t ngx_gdrive_h1_prepare(ngx_gdrive_http_t *h, const char *url);
+void ngx_gdrive_h1_launch(ngx_gdrive_http_t *h);
+void ngx_gdrive_h1_resume(ngx_gdrive_http_t *h);
+void ngx_gdrive_h1_cancel(ngx_gdrive_http_t *h);
+void ngx_gdrive_h1_free(ngx_gdrive_http_t *h);
+ngx_str_t ngx_gdrive_h1_origin_name(ngx_gdrive_http_t *h);
 
 
 #endif /* _NGX_GDRIVE_HTTP_H_INCLUDED_ */

@@ -395,7 +395,7 @@ ngx_gdrive_s3_prepare(ngx_gdrive_s3_upload_t *u, ngx_gdrive_s3_t *s3)
     s3->sha256 = ngx_gdrive_digest_create(NGX_GDRIVE_DIGEST_SHA256);
     s3->md5 = s3->drive_md5 ? NULL
                             : ngx_gdrive_digest_create(NGX_GDRIVE_DIGEST_MD5);
-    s3->ctl.http = ngx_gdrive_http_create(u->pool, u->log,
+    s3->ctl.http = ngx_gdrive_http_create_lean(u->pool, u->log,
                                           NGX_GDRIVE_S3_MAX_BODY);
 
     if (s3->bufs == NULL || s3->sha256 == NULL
@@ -749,7 +749,7 @@ ngx_gdrive_s3_upload_part(ngx_gdrive_s3_t *s3, ngx_gdrive_s3_buf_t *b)
     }
 
     if (b->req.http == NULL) {
-        b->req.http = ngx_gdrive_http_create(s3->u->pool, s3->u->log,
+        b->req.http = ngx_gdrive_http_create_lean(s3->u->pool, s3->u->log,
                                              NGX_GDRIVE_S3_MAX_BODY);
         if (b->req.http == NULL) {
             ngx_gdrive_s3_fail(s3, "internal_error", "out of memory", 0, -1);
@@ -1678,14 +1678,11 @@ ngx_gdrive_s3_handler(ngx_gdrive_http_t *h)
 static void
 ngx_gdrive_s3_head_done(ngx_gdrive_s3_t *s3, ngx_gdrive_http_t *h)
 {
-    curl_off_t               length;
+    off_t                    length;
     ngx_gdrive_s3_upload_t  *u;
 
     u = s3->u;
-    length = -1;
-
-    (void) curl_easy_getinfo(h->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T,
-                             &length);
+    length = h->content_length;
 
     if (length >= 0 && (u->size < 0 || (off_t) length == u->size)) {
         ngx_log_error(NGX_LOG_INFO, u->log, 0,
@@ -2069,7 +2066,7 @@ ngx_gdrive_s3_abort_multipart(ngx_gdrive_s3_t *s3)
     o->key.len = u->key.len;
     o->key.data = ngx_pstrdup(pool, &u->key);
 
-    h = ngx_gdrive_http_create(pool, &o->log, NGX_GDRIVE_S3_MAX_BODY);
+    h = ngx_gdrive_http_create_lean(pool, &o->log, NGX_GDRIVE_S3_MAX_BODY);
 
     if (o->key.data == NULL || h == NULL) {
         ngx_destroy_pool(pool);

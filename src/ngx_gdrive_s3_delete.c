@@ -135,7 +135,7 @@ ngx_gdrive_s3_delete_start(ngx_gdrive_s3_delete_t *d)
     s->url = ngx_pnalloc(d->pool,
                          ngx_gdrive_s3_url_size(&s->bucket,
                                                 3 * d->prefix.len + 64));
-    s->http = ngx_gdrive_http_create(d->pool, d->log,
+    s->http = ngx_gdrive_http_create_lean(d->pool, d->log,
                                      NGX_GDRIVE_S3_DELETE_MAX_BODY);
 
     if (s->url == NULL || s->http == NULL) {
