@@ -99,6 +99,9 @@ static char *ngx_gdrive_parse_sse(ngx_conf_t *cf,
 static char *ngx_gdrive_parse_storage_class(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
     void *field, void *post);
+static char *ngx_gdrive_parse_http_client(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post);
 static char *ngx_gdrive_parse_on_delete(ngx_conf_t *cf,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
     void *field, void *post);
@@ -282,6 +285,8 @@ static ngx_gdrive_setting_t  ngx_gdrive_settings[] = {
         ngx_gdrive_parse_msec, 1000, 3600000, 0),
     ngx_gdrive_setting(SSL_VERIFY, NULL, "on",
         ngx_gdrive_parse_flag, 0, 0, 0),
+    ngx_gdrive_setting(HTTP_CLIENT, "GDRIVE_HTTP_CLIENT", "auto",
+        ngx_gdrive_parse_http_client, 0, 0, 0),
     ngx_gdrive_setting(CA_FILE, NULL, NULL,
         ngx_gdrive_parse_path, 0, 0, 0),
     ngx_gdrive_setting(MAX_QUEUED_BYTES, "GDRIVE_MAX_QUEUED_BYTES", "64m",
@@ -1452,6 +1457,29 @@ ngx_gdrive_parse_storage_class(ngx_conf_t *cf,
     *str = args[0];
 
     return NULL;
+}
+
+
+/* who sends the Drive and S3 clients' requests (ngx_gdrive_http1.c) */
+
+static char *
+ngx_gdrive_parse_http_client(ngx_conf_t *cf,
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_str_t *args, ngx_uint_t n,
+    void *field, void *post)
+{
+    ngx_flag_t  *fp = field;
+
+    if (args[0].len == 4 && ngx_strncmp(args[0].data, "auto", 4) == 0) {
+        *fp = 1;
+        return NULL;
+    }
+
+    if (args[0].len == 4 && ngx_strncmp(args[0].data, "curl", 4) == 0) {
+        *fp = 0;
+        return NULL;
+    }
+
+    return "must be \"auto\" or \"curl\"";
 }
 
 

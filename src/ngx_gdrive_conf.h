@@ -96,6 +96,7 @@ typedef enum {
     NGX_GDRIVE_S_CONNECT_TIMEOUT,
     NGX_GDRIVE_S_READ_TIMEOUT,
     NGX_GDRIVE_S_SSL_VERIFY,
+    NGX_GDRIVE_S_HTTP_CLIENT,
     NGX_GDRIVE_S_CA_FILE,
     NGX_GDRIVE_S_MAX_INFLIGHT,
     NGX_GDRIVE_S_MAX_QUEUED_BYTES,
@@ -201,6 +202,8 @@ typedef struct {
     ngx_msec_t           connect_timeout;
     ngx_msec_t           read_timeout;
     ngx_flag_t           ssl_verify;
+    /* 1: the worker's own HTTP/1.1 client where it can, 0: curl only */
+    ngx_flag_t           http_client;
     ngx_str_t            ca_file;
 
     /* jobs */

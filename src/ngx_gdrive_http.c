@@ -167,7 +167,7 @@ ngx_gdrive_http_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf,
     curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS,
                       (long) gmcf->max_connections);
 
-    ngx_gdrive_h1_init(cycle->log, gmcf);
+    ngx_gdrive_h1_init(cycle, gmcf);
 
     return NGX_OK;
 }
@@ -1319,9 +1319,10 @@ ngx_gdrive_http_report(ngx_gdrive_http_t *h)
 {
     if (ngx_gdrive_http_multi.debug) {
         ngx_log_error(NGX_LOG_NOTICE, h->log, 0,
-                      "gdrive: http %s -> %l in %Mms%s%s",
+                      "gdrive: http %s -> %l in %Mms by %s%s%s",
                       h->what ? h->what : "request", h->status,
                       ngx_current_msec - h->started,
+                      h->direct ? "the worker" : "curl",
                       h->result ? ": " : "",
                       h->result ? (h->error[0] ? h->error
                                    : curl_easy_strerror(h->result))

@@ -113,7 +113,8 @@ size_t ngx_gdrive_http_take_content(ngx_gdrive_http_t *h, u_char *p,
     size_t len);
 void ngx_gdrive_http_ended(ngx_gdrive_http_t *h);
 
-void ngx_gdrive_h1_init(ngx_log_t *log, ngx_http_gdrive_main_conf_t *gmcf);
+void ngx_gdrive_h1_init(ngx_cycle_t *cycle,
+    ngx_http_gdrive_main_conf_t *gmcf);
 void ngx_gdrive_h1_done(void);
 ngx_int_t ngx_gdrive_h1_prepare(ngx_gdrive_http_t *h, const char *url);
 void ngx_gdrive_h1_launch(ngx_gdrive_http_t *h);

@@ -22,9 +22,14 @@
  * server before any byte of the answer came is replaced once, as curl
  * does, when the request can be sent again (no source was read).
  *
- * Reached: "http://" origins whose host is an IP address.  A name would
- * need a resolver on the event loop, and https a TLS client; both stay
- * curl's.
+ * Reached: "http://" and "https://" origins whose host is an IP address,
+ * or a name when the http block has a resolver (nginx's "resolver"
+ * directive): the name is resolved on the event loop for each new
+ * connection, nginx's resolver caching its answers for their TTL (or
+ * "valid=").  Names without a resolver stay curl's.  TLS is nginx's
+ * (OpenSSL's), verified as curl verifies: gdrive_ssl_verify,
+ * gdrive_ca_file or the system's store, the name (or address) checked
+ * against the certificate, the name sent as SNI.
  */
 
 
@@ -46,16 +51,24 @@
 #define NGX_GDRIVE_H1_CONTENT     (256 * 1024)
 /* a source's body is sent from a buffer of up to this */
 #define NGX_GDRIVE_H1_UPLOAD      (512 * 1024)
+/* response buffers of NGX_GDRIVE_H1_BUFFER kept for the next requests */
+#define NGX_GDRIVE_H1_FREE        32
 
 
 typedef struct {
     u_char                  name[NGX_GDRIVE_HTTP_HOST_LEN];
-    size_t                  len;          /* "http://authority" */
+    size_t                  len;          /* "http[s]://authority" */
     ngx_str_t               authority;    /* for the Host header */
-    ngx_addr_t              addr;
+    ngx_addr_t              addr;         /* of an IP address */
+    ngx_str_t               host;         /* a name, to resolve */
+    in_port_t               port;
+    ngx_uint_t              next;         /* the address used next */
     ngx_queue_t             idle;         /* connections kept */
     ngx_uint_t              nidle;
+    ngx_str_t               tls_name;     /* checked and sent as SNI */
     unsigned                usable:1;     /* 0: curl's */
+    unsigned                named:1;
+    unsigned                tls:1;
 } ngx_gdrive_h1_origin_t;
 
 
@@ -76,6 +89,10 @@ struct ngx_gdrive_h1_s {
     ngx_http_status_t       status;
     ngx_http_chunked_t      chunked;
     ngx_event_t             resume;       /* posted by resume() */
+    ngx_resolver_ctx_t     *resolving;
+    ngx_sockaddr_t          sockaddr;     /* a named origin's, resolved */
+    socklen_t               socklen;
+    struct sockaddr        *sockaddr_p;   /* the one connected to */
 
     u_char                 *head;         /* the request's head, heap */
     size_t                  head_cap;
@@ -110,6 +127,11 @@ typedef struct {
     ngx_uint_t              norigins;
     ngx_log_t              *log;
     ngx_http_gdrive_main_conf_t *gmcf;
+    ngx_resolver_t         *resolver;     /* NULL: names are curl's */
+    ngx_msec_t              resolver_timeout;
+    ngx_ssl_t               ssl;          /* ssl.ctx NULL: https is curl's */
+    u_char                 *free[NGX_GDRIVE_H1_FREE];
+    ngx_uint_t              nfree;
 } ngx_gdrive_h1_client_t;
 
 
@@ -120,6 +142,13 @@ static ngx_int_t ngx_gdrive_h1_request(ngx_gdrive_h1_t *d, const char *url,
 static ngx_uint_t ngx_gdrive_h1_has(struct curl_slist *l, const char *name,
     size_t len);
 static void ngx_gdrive_h1_go(ngx_gdrive_h1_t *d);
+static void ngx_gdrive_h1_resolve(ngx_gdrive_h1_t *d);
+static void ngx_gdrive_h1_connected(ngx_gdrive_h1_t *d);
+static void ngx_gdrive_h1_handshaked(ngx_connection_t *c);
+static ngx_int_t ngx_gdrive_h1_verify(ngx_gdrive_h1_t *d);
+static ngx_int_t ngx_gdrive_h1_tls_init(ngx_log_t *log,
+    ngx_http_gdrive_main_conf_t *gmcf);
+static void ngx_gdrive_h1_resolved(ngx_resolver_ctx_t *ctx);
 static ngx_int_t ngx_gdrive_h1_connect(ngx_gdrive_h1_t *d);
 static void ngx_gdrive_h1_write_handler(ngx_event_t *wev);
 static void ngx_gdrive_h1_read_handler(ngx_event_t *rev);
@@ -147,10 +176,75 @@ static ngx_gdrive_h1_client_t  ngx_gdrive_h1_client;
 
 
 void
-ngx_gdrive_h1_init(ngx_log_t *log, ngx_http_gdrive_main_conf_t *gmcf)
+ngx_gdrive_h1_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
 {
-    ngx_gdrive_h1_client.log = log;
+    ngx_http_conf_ctx_t       *ctx;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    ngx_gdrive_h1_client.log = cycle->log;
     ngx_gdrive_h1_client.gmcf = gmcf;
+
+    /* the http block's resolver, if it has one with servers */
+
+    ctx = (ngx_http_conf_ctx_t *) cycle->conf_ctx[ngx_http_module.index];
+    clcf = ctx ? ctx->loc_conf[ngx_http_core_module.ctx_index] : NULL;
+
+    if (clcf && clcf->resolver && clcf->resolver->connections.nelts) {
+        ngx_gdrive_h1_client.resolver = clcf->resolver;
+        ngx_gdrive_h1_client.resolver_timeout = clcf->resolver_timeout;
+    }
+
+    if (ngx_gdrive_h1_tls_init(cycle->log, gmcf) != NGX_OK) {
+        /* logged; https stays curl's */
+        ngx_gdrive_h1_client.ssl.ctx = NULL;
+    }
+}
+
+
+/*
+ * The TLS context of https origins: TLS 1.2 and 1.3, the chain checked
+ * against gdrive_ca_file or the system's store.  The handshake itself
+ * never fails on the chain (SSL_VERIFY_NONE): the result is read after it,
+ * with the name, so that the error says which (see verify()).
+ */
+
+static ngx_int_t
+ngx_gdrive_h1_tls_init(ngx_log_t *log, ngx_http_gdrive_main_conf_t *gmcf)
+{
+    ngx_ssl_t  *ssl;
+
+    ssl = &ngx_gdrive_h1_client.ssl;
+    ssl->log = log;
+
+    if (ngx_ssl_create(ssl, NGX_SSL_TLSv1_2 | NGX_SSL_TLSv1_3, NULL)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    SSL_CTX_set_verify(ssl->ctx, SSL_VERIFY_NONE, NULL);
+
+    if (gmcf->ca_file.len) {
+        if (SSL_CTX_load_verify_locations(ssl->ctx,
+                                          (char *) gmcf->ca_file.data, NULL)
+            != 1)
+        {
+            ngx_ssl_error(NGX_LOG_ERR, log, 0,
+                          "gdrive: SSL_CTX_load_verify_locations(\"%s\") "
+                          "failed: https is curl's", gmcf->ca_file.data);
+            SSL_CTX_free(ssl->ctx);
+            return NGX_ERROR;
+        }
+
+    } else if (SSL_CTX_set_default_verify_paths(ssl->ctx) != 1) {
+        ngx_ssl_error(NGX_LOG_ERR, log, 0,
+                      "gdrive: SSL_CTX_set_default_verify_paths() failed: "
+                      "https is curl's");
+        SSL_CTX_free(ssl->ctx);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -163,20 +257,29 @@ ngx_gdrive_h1_init(ngx_log_t *log, ngx_http_gdrive_main_conf_t *gmcf)
 static ngx_gdrive_h1_origin_t *
 ngx_gdrive_h1_origin(const char *url, size_t *path)
 {
-    size_t                   len, alen;
-    u_char                  *a;
+    size_t                   len, alen, skip;
+    u_char                  *a, *last;
+    in_port_t                port;
     ngx_uint_t               i;
     ngx_gdrive_h1_origin_t  *o;
     ngx_gdrive_h1_client_t  *cl;
 
     cl = &ngx_gdrive_h1_client;
 
-    if (ngx_strncasecmp((u_char *) url, (u_char *) "http://", 7) != 0) {
+    if (ngx_strncasecmp((u_char *) url, (u_char *) "http://", 7) == 0) {
+        skip = 7;
+
+    } else if (ngx_strncasecmp((u_char *) url, (u_char *) "https://", 8)
+               == 0)
+    {
+        skip = 8;
+
+    } else {
         return NULL;
     }
 
-    alen = strcspn(url + 7, "/?#");
-    len = 7 + alen;
+    alen = strcspn(url + skip, "/?#");
+    len = skip + alen;
 
     if (alen == 0 || len >= NGX_GDRIVE_HTTP_HOST_LEN) {
         return NULL;
@@ -202,9 +305,16 @@ ngx_gdrive_h1_origin(const char *url, size_t *path)
 
     ngx_strlow(o->name, (u_char *) url, len);
     o->len = len;
-    o->authority.data = o->name + 7;
+    o->authority.data = o->name + skip;
     o->authority.len = alen;
+    o->tls = (skip == 8);
     ngx_queue_init(&o->idle);
+
+    port = o->tls ? 443 : 80;
+
+    if (o->tls && cl->ssl.ctx == NULL) {
+        return o;
+    }
 
     a = o->authority.data;
 
@@ -212,22 +322,54 @@ ngx_gdrive_h1_origin(const char *url, size_t *path)
         return o;
     }
 
-    switch (ngx_parse_addr_port(ngx_cycle->pool, &o->addr, a, alen)) {
+    o->addr.name = o->authority;
 
-    case NGX_OK:
-        break;
+    if (ngx_parse_addr_port(ngx_cycle->pool, &o->addr, a, alen) == NGX_OK) {
+        if (ngx_inet_get_port(o->addr.sockaddr) == 0) {
+            ngx_inet_set_port(o->addr.sockaddr, port);
+        }
 
-    default:
-        /* a name, or not an address at all */
+        /* the address as the certificate names it: no brackets, no port */
+        last = a + alen;
+
+        if (*a == '[') {
+            a++;
+            last = ngx_strlchr(a, last, ']');
+
+        } else if (ngx_strlchr(a, last, ':')) {
+            last = ngx_strlchr(a, last, ':');
+        }
+
+        o->tls_name.data = a;
+        o->tls_name.len = last ? (size_t) (last - a) : 0;
+        o->usable = 1;
         return o;
     }
 
-    if (ngx_inet_get_port(o->addr.sockaddr) == 0) {
-        ngx_inet_set_port(o->addr.sockaddr, 80);
+    /* a name, and a port if any: resolved, with a resolver */
+
+    o->host.data = o->name + skip;
+    o->host.len = alen;
+    o->port = port;
+
+    a = ngx_strlchr(o->host.data, o->host.data + alen, ':');
+
+    if (a) {
+        o->host.len = a - o->host.data;
+        o->port = (in_port_t) ngx_atoi(a + 1, o->host.data + alen - a - 1);
+
+        if (o->port == (in_port_t) NGX_ERROR || o->port == 0) {
+            return o;
+        }
     }
 
-    o->addr.name = o->authority;
-    o->usable = 1;
+    if (o->host.len == 0 || o->host.data[0] == '[') {
+        return o;
+    }
+
+    o->named = 1;
+    o->tls_name = o->host;
+    o->usable = (cl->resolver != NULL);
 
     return o;
 }
@@ -239,6 +381,10 @@ ngx_gdrive_h1_prepare(ngx_gdrive_http_t *h, const char *url)
     size_t                   path;
     ngx_gdrive_h1_t         *d;
     ngx_gdrive_h1_origin_t  *o;
+
+    if (!ngx_gdrive_h1_client.gmcf->http_client) {
+        return NGX_DECLINED;
+    }
 
     o = ngx_gdrive_h1_origin(url, &path);
 
@@ -485,7 +631,8 @@ ngx_gdrive_h1_go(ngx_gdrive_h1_t *d)
         d->body.pos = d->body.start;
     }
 
-    ngx_memzero(&d->r, sizeof(ngx_http_request_t));
+    /* the parsers start over from their state (the rest is theirs) */
+    d->r.state = 0;
     ngx_memzero(&d->chunked, sizeof(ngx_http_chunked_t));
     ngx_memzero(&d->status, sizeof(ngx_http_status_t));
 
@@ -506,12 +653,93 @@ ngx_gdrive_h1_go(ngx_gdrive_h1_t *d)
         return;
     }
 
+    if (o->named) {
+        ngx_gdrive_h1_resolve(d);
+        return;
+    }
+
+    d->sockaddr_p = o->addr.sockaddr;
+    d->socklen = o->addr.socklen;
+
     if (ngx_gdrive_h1_connect(d) != NGX_OK) {
         return;
     }
 
     if (!d->connecting) {
-        ngx_gdrive_h1_send(d);
+        ngx_gdrive_h1_connected(d);
+    }
+}
+
+
+static void
+ngx_gdrive_h1_resolve(ngx_gdrive_h1_t *d)
+{
+    ngx_resolver_ctx_t  *ctx;
+
+    ctx = ngx_resolve_start(ngx_gdrive_h1_client.resolver, NULL);
+
+    if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
+        ngx_gdrive_h1_fail(d, CURLE_COULDNT_RESOLVE_HOST,
+                           "the name could not be resolved", 0);
+        return;
+    }
+
+    ctx->name = d->origin->host;
+    ctx->handler = ngx_gdrive_h1_resolved;
+    ctx->data = d;
+    ctx->timeout = ngx_gdrive_h1_client.resolver_timeout;
+
+    d->resolving = ctx;
+
+    if (ngx_resolve_name(ctx) != NGX_OK) {
+        d->resolving = NULL;
+        ngx_gdrive_h1_fail(d, CURLE_COULDNT_RESOLVE_HOST,
+                           "the name could not be resolved", 0);
+    }
+}
+
+
+/* the resolver's answer (perhaps from inside ngx_resolve_name()): the
+ * origin's addresses in turn */
+
+static void
+ngx_gdrive_h1_resolved(ngx_resolver_ctx_t *ctx)
+{
+    ngx_gdrive_h1_t *d = ctx->data;
+
+    const char              *what;
+    ngx_resolver_addr_t     *a;
+    ngx_gdrive_h1_origin_t  *o;
+
+    d->resolving = NULL;
+    o = d->origin;
+
+    if (ctx->state || ctx->naddrs == 0) {
+        /* "Host not found", "Operation timed out"... */
+        what = ctx->state ? ngx_resolver_strerror(ctx->state)
+                          : "the name has no address";
+        ngx_resolve_name_done(ctx);
+
+        ngx_gdrive_h1_fail(d, CURLE_COULDNT_RESOLVE_HOST, what, 0);
+        return;
+    }
+
+    a = &ctx->addrs[o->next++ % ctx->naddrs];
+
+    ngx_memcpy(&d->sockaddr, a->sockaddr, a->socklen);
+    d->socklen = a->socklen;
+    ngx_inet_set_port(&d->sockaddr.sockaddr, o->port);
+
+    ngx_resolve_name_done(ctx);
+
+    d->sockaddr_p = &d->sockaddr.sockaddr;
+
+    if (ngx_gdrive_h1_connect(d) != NGX_OK) {
+        return;
+    }
+
+    if (!d->connecting) {
+        ngx_gdrive_h1_connected(d);
     }
 }
 
@@ -531,8 +759,8 @@ ngx_gdrive_h1_connect(ngx_gdrive_h1_t *d)
     }
 
     ngx_memzero(&pc, sizeof(ngx_peer_connection_t));
-    pc.sockaddr = d->origin->addr.sockaddr;
-    pc.socklen = d->origin->addr.socklen;
+    pc.sockaddr = d->sockaddr_p;
+    pc.socklen = d->socklen;
     pc.name = &d->origin->addr.name;
     pc.get = ngx_event_get_peer;
     pc.log = ngx_gdrive_h1_client.log;
@@ -554,6 +782,10 @@ ngx_gdrive_h1_connect(ngx_gdrive_h1_t *d)
     }
 
     c = pc.connection;
+
+    /* a body's last bytes (a streamed PUT's, held for the download's
+     * end) go at once, not after the server's delayed ACK, as curl's */
+    (void) ngx_tcp_nodelay(c);
 
     conn->c = c;
     conn->origin = d->origin;
@@ -622,11 +854,161 @@ ngx_gdrive_h1_write_handler(ngx_event_t *wev)
         if (wev->timer_set) {
             ngx_del_timer(wev);
         }
+
+        ngx_gdrive_h1_connected(d);
+        return;
     }
 
     if (!d->sent && !d->paused_out) {
         ngx_gdrive_h1_send(d);
     }
+}
+
+
+/* a new connection: TLS first for https */
+
+static void
+ngx_gdrive_h1_connected(ngx_gdrive_h1_t *d)
+{
+    u_char             name[256];
+    ngx_int_t          rc;
+    ngx_connection_t  *c;
+
+    if (!d->origin->tls) {
+        ngx_gdrive_h1_send(d);
+        return;
+    }
+
+    c = d->conn->c;
+
+    if (ngx_ssl_create_connection(&ngx_gdrive_h1_client.ssl, c,
+                                  NGX_SSL_BUFFER | NGX_SSL_CLIENT)
+        != NGX_OK)
+    {
+        ngx_gdrive_h1_fail(d, CURLE_SSL_CONNECT_ERROR,
+                           "TLS could not be set up", 0);
+        return;
+    }
+
+    c->ssl->no_wait_shutdown = 1;
+
+    if (d->origin->named && d->origin->tls_name.len < sizeof(name)) {
+        /* SNI: the name, never an address */
+        ngx_cpystrn(name, d->origin->tls_name.data,
+                    d->origin->tls_name.len + 1);
+
+        if (SSL_set_tlsext_host_name(c->ssl->connection, (char *) name)
+            != 1)
+        {
+            ngx_gdrive_h1_fail(d, CURLE_SSL_CONNECT_ERROR,
+                               "TLS could not be set up (SNI)", 0);
+            return;
+        }
+    }
+
+    rc = ngx_ssl_handshake(c);
+
+    if (rc == NGX_AGAIN) {
+        ngx_add_timer(c->write, ngx_gdrive_h1_client.gmcf->connect_timeout);
+        c->ssl->handler = ngx_gdrive_h1_handshaked;
+        return;
+    }
+
+    ngx_gdrive_h1_handshaked(c);
+}
+
+
+static void
+ngx_gdrive_h1_handshaked(ngx_connection_t *c)
+{
+    ngx_gdrive_h1_t       *d;
+    ngx_gdrive_h1_conn_t  *conn;
+
+    conn = c->data;
+    d = conn->h ? conn->h->h1 : NULL;
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (d == NULL) {
+        return;
+    }
+
+    if (!c->ssl->handshaked) {
+        ngx_gdrive_h1_fail(d, CURLE_SSL_CONNECT_ERROR,
+                           c->write->timedout ? "the TLS handshake timed out"
+                                              : "the TLS handshake failed", 0);
+        return;
+    }
+
+    if (ngx_gdrive_h1_verify(d) != NGX_OK) {
+        return;
+    }
+
+    c->read->handler = ngx_gdrive_h1_read_handler;
+    c->write->handler = ngx_gdrive_h1_write_handler;
+
+    ngx_gdrive_h1_send(d);
+}
+
+
+/* as curl verifies: the chain, then the name or address */
+
+static ngx_int_t
+ngx_gdrive_h1_verify(ngx_gdrive_h1_t *d)
+{
+    int                      ok;
+    long                     rc;
+    X509                    *cert;
+    u_char                   ip[NGX_INET6_ADDRSTRLEN + 1];
+    ngx_connection_t        *c;
+    ngx_gdrive_h1_origin_t  *o;
+
+    if (!ngx_gdrive_h1_client.gmcf->ssl_verify) {
+        return NGX_OK;
+    }
+
+    c = d->conn->c;
+    o = d->origin;
+
+    rc = SSL_get_verify_result(c->ssl->connection);
+
+    if (rc != X509_V_OK) {
+        ngx_gdrive_h1_fail(d, CURLE_PEER_FAILED_VERIFICATION,
+                           X509_verify_cert_error_string(rc), 0);
+        return NGX_ERROR;
+    }
+
+    cert = SSL_get_peer_certificate(c->ssl->connection);
+
+    if (cert == NULL) {
+        ngx_gdrive_h1_fail(d, CURLE_PEER_FAILED_VERIFICATION,
+                           "the server has no certificate", 0);
+        return NGX_ERROR;
+    }
+
+    if (o->named) {
+        ok = X509_check_host(cert, (char *) o->tls_name.data,
+                             o->tls_name.len, 0, NULL);
+
+    } else if (o->tls_name.len < sizeof(ip)) {
+        ngx_cpystrn(ip, o->tls_name.data, o->tls_name.len + 1);
+        ok = X509_check_ip_asc(cert, (char *) ip, 0);
+
+    } else {
+        ok = 0;
+    }
+
+    X509_free(cert);
+
+    if (ok != 1) {
+        ngx_gdrive_h1_fail(d, CURLE_PEER_FAILED_VERIFICATION,
+                           "the certificate does not name the host", 0);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -894,7 +1276,14 @@ ngx_gdrive_h1_recv(ngx_gdrive_h1_t *d)
                                         NGX_GDRIVE_H1_CONTENT);
             }
 
-            d->in.start = ngx_alloc(size, ngx_gdrive_h1_client.log);
+            if (size == NGX_GDRIVE_H1_BUFFER && ngx_gdrive_h1_client.nfree) {
+                d->in.start = ngx_gdrive_h1_client.free[
+                                              --ngx_gdrive_h1_client.nfree];
+
+            } else {
+                d->in.start = ngx_alloc(size, ngx_gdrive_h1_client.log);
+            }
+
             if (d->in.start == NULL) {
                 ngx_gdrive_h1_fail(d, CURLE_OUT_OF_MEMORY, "no memory", 0);
                 return;
@@ -1388,8 +1777,22 @@ ngx_gdrive_h1_detach(ngx_gdrive_h1_t *d, ngx_uint_t keep)
         ngx_delete_posted_event(&d->resume);
     }
 
+    if (d->resolving) {
+        ngx_resolve_name_done(d->resolving);
+        d->resolving = NULL;
+    }
+
     if (d->in.start) {
-        ngx_free(d->in.start);
+        if (d->in.end - d->in.start == NGX_GDRIVE_H1_BUFFER
+            && ngx_gdrive_h1_client.nfree < NGX_GDRIVE_H1_FREE)
+        {
+            ngx_gdrive_h1_client.free[ngx_gdrive_h1_client.nfree++] =
+                                                                d->in.start;
+
+        } else {
+            ngx_free(d->in.start);
+        }
+
         ngx_memzero(&d->in, sizeof(ngx_buf_t));
     }
 
@@ -1443,6 +1846,11 @@ ngx_gdrive_h1_detach(ngx_gdrive_h1_t *d, ngx_uint_t keep)
 static void
 ngx_gdrive_h1_close(ngx_gdrive_h1_conn_t *conn)
 {
+    if (conn->c->ssl) {
+        conn->c->ssl->no_wait_shutdown = 1;
+        (void) ngx_ssl_shutdown(conn->c);
+    }
+
     ngx_close_connection(conn->c);
     ngx_free(conn);
 }
@@ -1559,6 +1967,10 @@ ngx_gdrive_h1_done(void)
     ngx_gdrive_h1_conn_t    *conn;
     ngx_gdrive_h1_origin_t  *o;
 
+    while (ngx_gdrive_h1_client.nfree) {
+        ngx_free(ngx_gdrive_h1_client.free[--ngx_gdrive_h1_client.nfree]);
+    }
+
     for (i = 0; i < ngx_gdrive_h1_client.norigins; i++) {
         o = &ngx_gdrive_h1_client.origins[i];
 
@@ -1570,5 +1982,10 @@ ngx_gdrive_h1_done(void)
             conn = ngx_queue_data(q, ngx_gdrive_h1_conn_t, queue);
             ngx_gdrive_h1_close(conn);
         }
+    }
+
+    if (ngx_gdrive_h1_client.ssl.ctx) {
+        SSL_CTX_free(ngx_gdrive_h1_client.ssl.ctx);
+        ngx_gdrive_h1_client.ssl.ctx = NULL;
     }
 }

@@ -157,6 +157,8 @@ static ngx_command_t  ngx_http_gdrive_commands[] = {
                      s3_multipart_threshold, S3_MULTIPART_THRESHOLD),
     ngx_gdrive_value("gdrive_s3_sign_parts", NGX_CONF_FLAG,
                      s3_sign_parts, S3_SIGN_PARTS),
+    ngx_gdrive_value("gdrive_http_client", NGX_CONF_TAKE1,
+                     http_client, HTTP_CLIENT),
     ngx_gdrive_value("gdrive_s3_on_delete", NGX_CONF_TAKE1,
                      s3_on_delete, S3_ON_DELETE),
     ngx_gdrive_value("gdrive_s3_sse", NGX_CONF_TAKE12,

@@ -101,7 +101,7 @@ function resetState() {
     latest: new Map(),        // fileId -> position of its newest change
     changePages: new Map(),   // issued changes nextPageToken -> page index
     faults: [], faultSeq: 0,
-    requests: [],
+    requests: [], connections: 0,
     clients: new Map([[OPTS['client-id'], OPTS['client-secret']]]),
     refreshTokens: new Map(), accessTokens: new Map(), integrations: new Map(),
     serviceAccounts: new Map(),
@@ -1179,6 +1179,12 @@ const ADMIN_ROUTES = [
     const o = S.open.get(ctx.query.get('integration') ?? '');
     return o ? { open: o.now, max_open: o.max } : { open: 0, max_open: 0 };
   }],
+  // Not behaviours of Google's either: how many TCP connections clients
+  // opened (since the last reset), and the end of idle kept connections,
+  // as a front end's keep-alive timeout ends them (Google's do, and a
+  // client must open another: RFC 9112, section 9.8).
+  ['GET', /^\/connections$/, () => ({ accepted: S.connections })],
+  ['POST', /^\/close-idle$/, () => { server.closeIdleConnections(); return { ok: true }; }],
   ['GET', /^\/reauthorizations$/, () => ({ reauthorizations: S.reauthorizations })],
   ['GET', /^\/changes$/, () => ({ startPageToken: String(S.changes.length + 1), changes: S.changes })],
 ];
@@ -1359,6 +1365,7 @@ server.keepAliveTimeout = 75000;
 server.headersTimeout = 80000;
 server.requestTimeout = 0;
 server.on('error', (e) => die(e.message));
+server.on('connection', () => { S.connections++; });
 server.listen({ host: OPTS.host, port: OPTS.port, backlog: 4096 }, () => {
   PORT = server.address().port;
   process.stdout.write(`google-emulator listening on http://${OPTS.host}:${PORT}\n`);

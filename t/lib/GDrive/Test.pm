@@ -30,7 +30,7 @@ our @EXPORT_OK = qw(repo_root module_path nginx_bin free_port json
                     http_raw wait_until stack_env kafka_produce
                     kafka_produce_lines kafka_committed
                     kafka_consume kafka_offsets unique_name
-                    emulator s3_request consumer_conf fault_proxy
+                    emulator s3_request consumer_conf fault_proxy dns_server
                     proc_memory);
 
 my $JSON = JSON::PP->new->canonical->allow_nonref;
@@ -495,6 +495,19 @@ sub fault_proxy {
         return eval { $JSON->decode($res->{content}) };
     };
     return ($url, $control);
+}
+
+# a DNS server (t/stack/dns-server.js) that answers NAME => IPv4 and
+# nothing else: its UDP port; stopped at exit
+sub dns_server {
+    my (%answers) = @_;
+    my $pid = open2(my $out, my $in, 'node', repo_root() . '/t/stack/dns-server.js',
+                    (map { ('--answer', "$_=$answers{$_}") } sort keys %answers),
+                    '--port', '0');
+    push @PROXIES, $pid;
+    my $line = <$out>;
+    my ($port) = ($line // '') =~ m{listening on 127\.0\.0\.1:(\d+)} or croak 'the DNS server did not start';
+    return $port;
 }
 
 # --- S3 through curl's SigV4 ------------------------------------------------
