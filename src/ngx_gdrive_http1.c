@@ -54,7 +54,7 @@
 
 typedef struct {
     u_char                  name[NGX_GDRIVE_HTTP_HOST_LEN];
-    size_t                  len;          /* "http[s]://authority" */
+    size_t                  len;          /* "http://authority" */
     ngx_str_t               authority;    /* for the Host header */
     ngx_addr_t              addr;         /* of an IP address */
     ngx_str_t               host;         /* a name, to resolve */
@@ -64,7 +64,6 @@ typedef struct {
     ngx_uint_t              nidle;
     unsigned                usable:1;     /* 0: curl's */
     unsigned                named:1;
-    unsigned                tls:1;
 } ngx_gdrive_h1_origin_t;
 
 
@@ -138,7 +137,6 @@ static ngx_uint_t ngx_gdrive_h1_has(struct curl_slist *l, const char *name,
     size_t len);
 static void ngx_gdrive_h1_go(ngx_gdrive_h1_t *d);
 static void ngx_gdrive_h1_resolve(ngx_gdrive_h1_t *d);
-static void ngx_gdrive_h1_connected(ngx_gdrive_h1_t *d);
 
 static void ngx_gdrive_h1_resolved(ngx_resolver_ctx_t *ctx);
 static ngx_int_t ngx_gdrive_h1_connect(ngx_gdrive_h1_t *d);
@@ -199,24 +197,18 @@ ngx_gdrive_h1_origin(const char *url, size_t *path)
 {
     size_t                   len, alen, skip;
     u_char                  *a;
-    in_port_t                port;
     ngx_uint_t               i;
     ngx_gdrive_h1_origin_t  *o;
     ngx_gdrive_h1_client_t  *cl;
 
     cl = &ngx_gdrive_h1_client;
 
-    if (ngx_strncasecmp((u_char *) url, (u_char *) "http://", 7) == 0) {
-        skip = 7;
-
-    } else if (ngx_strncasecmp((u_char *) url, (u_char *) "https://", 8)
-               == 0)
-    {
-        skip = 8;
-
-    } else {
+    /* https is curl's */
+    if (ngx_strncasecmp((u_char *) url, (u_char *) "http://", 7) != 0) {
         return NULL;
     }
+
+    skip = 7;
 
     alen = strcspn(url + skip, "/?#");
     len = skip + alen;
@@ -247,15 +239,7 @@ ngx_gdrive_h1_origin(const char *url, size_t *path)
     o->len = len;
     o->authority.data = o->name + skip;
     o->authority.len = alen;
-    o->tls = (skip == 8);
     ngx_queue_init(&o->idle);
-
-    port = o->tls ? 443 : 80;
-
-    if (o->tls) {
-        /* curl's */
-        return o;
-    }
 
     a = o->authority.data;
 
@@ -267,7 +251,7 @@ ngx_gdrive_h1_origin(const char *url, size_t *path)
 
     if (ngx_parse_addr_port(ngx_cycle->pool, &o->addr, a, alen) == NGX_OK) {
         if (ngx_inet_get_port(o->addr.sockaddr) == 0) {
-            ngx_inet_set_port(o->addr.sockaddr, port);
+            ngx_inet_set_port(o->addr.sockaddr, 80);
         }
 
         o->usable = 1;
@@ -278,7 +262,7 @@ ngx_gdrive_h1_origin(const char *url, size_t *path)
 
     o->host.data = o->name + skip;
     o->host.len = alen;
-    o->port = port;
+    o->port = 80;
 
     a = ngx_strlchr(o->host.data, o->host.data + alen, ':');
 
@@ -593,7 +577,7 @@ ngx_gdrive_h1_go(ngx_gdrive_h1_t *d)
     }
 
     if (!d->connecting) {
-        ngx_gdrive_h1_connected(d);
+        ngx_gdrive_h1_send(d);
     }
 }
 
@@ -666,7 +650,7 @@ ngx_gdrive_h1_resolved(ngx_resolver_ctx_t *ctx)
     }
 
     if (!d->connecting) {
-        ngx_gdrive_h1_connected(d);
+        ngx_gdrive_h1_send(d);
     }
 }
 
@@ -782,22 +766,13 @@ ngx_gdrive_h1_write_handler(ngx_event_t *wev)
             ngx_del_timer(wev);
         }
 
-        ngx_gdrive_h1_connected(d);
+        ngx_gdrive_h1_send(d);
         return;
     }
 
     if (!d->sent && !d->paused_out) {
         ngx_gdrive_h1_send(d);
     }
-}
-
-
-/* a new connection */
-
-static void
-ngx_gdrive_h1_connected(ngx_gdrive_h1_t *d)
-{
-    ngx_gdrive_h1_send(d);
 }
 
 
