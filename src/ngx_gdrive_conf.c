@@ -195,6 +195,8 @@ static ngx_gdrive_setting_t  ngx_gdrive_settings[] = {
         ngx_gdrive_parse_msec, 100, 3600000, 0),
     ngx_gdrive_setting(KAFKA_DELIVERY_TIMEOUT, NULL, "30s",
         ngx_gdrive_parse_msec, 1000, 3600000, 0),
+    ngx_gdrive_setting(KAFKA_OUTPUT_LINGER, NULL, "5ms",
+        ngx_gdrive_parse_msec, 0, 10000, 0),
     ngx_gdrive_setting(CONSUMER, NULL, "off",
         ngx_gdrive_parse_flag, 0, 0, 0),
     ngx_gdrive_setting(GOOGLE_TOKEN_URL, "GOOGLE_TOKEN_URL",

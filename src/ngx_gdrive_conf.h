@@ -52,6 +52,7 @@ typedef enum {
     NGX_GDRIVE_S_KAFKA_FETCH_MAX_WAIT,
     NGX_GDRIVE_S_KAFKA_COMMIT_INTERVAL,
     NGX_GDRIVE_S_KAFKA_DELIVERY_TIMEOUT,
+    NGX_GDRIVE_S_KAFKA_OUTPUT_LINGER,
     NGX_GDRIVE_S_CONSUMER,
     NGX_GDRIVE_S_GOOGLE_TOKEN_URL,
     NGX_GDRIVE_S_GOOGLE_API_URL,
@@ -143,6 +144,7 @@ typedef struct {
     ngx_msec_t           kafka_fetch_max_wait;
     ngx_msec_t           kafka_commit_interval;
     ngx_msec_t           kafka_delivery_timeout;
+    ngx_msec_t           kafka_output_linger;
     ngx_flag_t           consumer;
 
     /* Google and the control plane */

@@ -113,6 +113,7 @@ ngx_gdrive_job_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf,
 
     e->gmcf = gmcf;
     e->producer = ctx->producer;
+    e->triggers = ctx->triggers;
     e->trigger_topic = ctx->trigger_topic;
     e->result_topic = ctx->result_topic;
     e->dlq_topic = ctx->dlq_topic;
@@ -1273,7 +1274,7 @@ ngx_gdrive_job_fleet(ngx_gdrive_engine_t *e, ngx_uint_t gone)
     }
 
     st->held = n;
-    st->topic_partitions = ngx_gdrive_kafka_partitions(e->producer);
+    st->topic_partitions = ngx_gdrive_kafka_partitions(e->triggers);
 
     if (gone) {
         st->member_id[0] = '\0';

@@ -3,8 +3,9 @@
  * nginx-gdrive-worker: the job engine's interface (ngx_gdrive_job.c).
  *
  * Pipeline layer: what the module's process hooks call.  The engine
- * owns the consumer; it is handed the producer, the topics and this
- * worker's status slot at init.
+ * owns the consumer; it is handed its producer, the topics and this
+ * worker's status slot at init, and the trigger location's producer,
+ * which counts the trigger topic's partitions.
  */
 
 
@@ -20,8 +21,9 @@
 
 
 typedef struct {
-    ngx_gdrive_kafka_t           *producer;
-    rd_kafka_topic_t             *trigger_topic;
+    ngx_gdrive_kafka_t           *producer;   /* the engine's output */
+    ngx_gdrive_kafka_t           *triggers;   /* the trigger location's */
+    rd_kafka_topic_t             *trigger_topic;  /* of the producer */
     rd_kafka_topic_t             *result_topic;
     rd_kafka_topic_t             *dlq_topic;
     ngx_gdrive_worker_status_t   *status;     /* this worker's slot */

@@ -132,7 +132,8 @@ struct ngx_gdrive_job_s {
 
 typedef struct {
     ngx_http_gdrive_main_conf_t  *gmcf;
-    ngx_gdrive_kafka_t           *producer;
+    ngx_gdrive_kafka_t           *producer;  /* the engine's output */
+    ngx_gdrive_kafka_t           *triggers;  /* counts the partitions */
     rd_kafka_topic_t             *trigger_topic;
     rd_kafka_topic_t             *result_topic;
     rd_kafka_topic_t             *dlq_topic;

@@ -79,8 +79,9 @@ struct ngx_gdrive_kafka_s {
 rd_kafka_conf_t *ngx_gdrive_kafka_conf(ngx_log_t *log,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_gdrive_kafka_t *k,
     char **defaults);
+/* output: the job engine's producer, else the triggers' */
 ngx_gdrive_kafka_t *ngx_gdrive_kafka_producer(ngx_cycle_t *cycle,
-    ngx_http_gdrive_main_conf_t *gmcf);
+    ngx_http_gdrive_main_conf_t *gmcf, ngx_uint_t output);
 ngx_gdrive_kafka_t *ngx_gdrive_kafka_consumer(ngx_cycle_t *cycle,
     ngx_http_gdrive_main_conf_t *gmcf, ngx_gdrive_consumer_cb_t *cb);
 void ngx_gdrive_kafka_consumer_pause(ngx_gdrive_kafka_t *k,

@@ -88,6 +88,8 @@ static ngx_command_t  ngx_http_gdrive_commands[] = {
                      kafka_commit_interval, KAFKA_COMMIT_INTERVAL),
     ngx_gdrive_value("gdrive_kafka_delivery_timeout", NGX_CONF_TAKE1,
                      kafka_delivery_timeout, KAFKA_DELIVERY_TIMEOUT),
+    ngx_gdrive_value("gdrive_kafka_output_linger", NGX_CONF_TAKE1,
+                     kafka_output_linger, KAFKA_OUTPUT_LINGER),
     ngx_gdrive_value("gdrive_consumer", NGX_CONF_FLAG,
                      consumer, CONSUMER),
     ngx_gdrive_value("gdrive_google_token_url", NGX_CONF_TAKE1,
@@ -298,8 +300,10 @@ ngx_module_t  ngx_http_gdrive_worker_module = {
 
 typedef struct {
     ngx_http_gdrive_main_conf_t  *gmcf;
-    ngx_gdrive_kafka_t           *producer;
+    ngx_gdrive_kafka_t           *producer;  /* the trigger location's */
     rd_kafka_topic_t             *trigger_topic;
+    ngx_gdrive_kafka_t           *output;    /* the job engine's */
+    rd_kafka_topic_t             *child_topic;   /* the trigger topic */
     rd_kafka_topic_t             *result_topic;
     rd_kafka_topic_t             *dlq_topic;
     ngx_gdrive_worker_status_t   *status;    /* this worker's slot */
@@ -307,6 +311,13 @@ typedef struct {
 
 
 static ngx_http_gdrive_process_t  ngx_http_gdrive_process;
+
+/* how long an exiting worker waits for its records in flight */
+#define NGX_HTTP_GDRIVE_EXIT_FLUSH  5000
+
+
+static ngx_int_t ngx_http_gdrive_output_init(ngx_cycle_t *cycle,
+    ngx_http_gdrive_process_t *w);
 
 
 static ngx_int_t
@@ -403,7 +414,7 @@ ngx_http_gdrive_init_process(ngx_cycle_t *cycle)
      * whole.
      */
 
-    w->producer = ngx_gdrive_kafka_producer(cycle, gmcf);
+    w->producer = ngx_gdrive_kafka_producer(cycle, gmcf, 0);
 
     if (w->producer == NULL) {
         ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
@@ -412,14 +423,8 @@ ngx_http_gdrive_init_process(ngx_cycle_t *cycle)
     }
 
     w->trigger_topic = ngx_gdrive_kafka_topic(w->producer, &gmcf->kafka_topic);
-    w->result_topic = ngx_gdrive_kafka_topic(w->producer,
-                                             &gmcf->kafka_result_topic);
-    w->dlq_topic = ngx_gdrive_kafka_topic(w->producer,
-                                          &gmcf->kafka_dlq_topic);
 
-    if (w->trigger_topic == NULL || w->result_topic == NULL
-        || w->dlq_topic == NULL)
-    {
+    if (w->trigger_topic == NULL) {
         ngx_gdrive_kafka_destroy(w->producer, 0);
         w->producer = NULL;
         return NGX_OK;
@@ -429,10 +434,11 @@ ngx_http_gdrive_init_process(ngx_cycle_t *cycle)
     ngx_http_gdrive_trigger_init(gmcf, w->producer, w->trigger_topic);
 
     if (gmcf->consumer
-        && (ngx_gdrive_http_init(cycle, gmcf, w->status) != NGX_OK
+        && (ngx_http_gdrive_output_init(cycle, w) != NGX_OK
+            || ngx_gdrive_http_init(cycle, gmcf, w->status) != NGX_OK
             || ngx_gdrive_drive_init(gmcf) != NGX_OK
             || ngx_gdrive_job_init(cycle, gmcf, &(ngx_gdrive_job_ctx_t) {
-                   w->producer, w->trigger_topic, w->result_topic,
+                   w->output, w->producer, w->child_topic, w->result_topic,
                    w->dlq_topic, w->status }) != NGX_OK))
     {
         ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
@@ -447,9 +453,43 @@ ngx_http_gdrive_init_process(ngx_cycle_t *cycle)
 }
 
 
+/*
+ * The job engine's own producer and its topics: what it writes, nobody
+ * waits for, so it lingers (gdrive_kafka_output_linger) where the
+ * trigger location's producer may not.
+ */
+
+static ngx_int_t
+ngx_http_gdrive_output_init(ngx_cycle_t *cycle, ngx_http_gdrive_process_t *w)
+{
+    ngx_http_gdrive_main_conf_t  *gmcf;
+
+    gmcf = w->gmcf;
+
+    w->output = ngx_gdrive_kafka_producer(cycle, gmcf, 1);
+    if (w->output == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->child_topic = ngx_gdrive_kafka_topic(w->output, &gmcf->kafka_topic);
+    w->result_topic = ngx_gdrive_kafka_topic(w->output,
+                                             &gmcf->kafka_result_topic);
+    w->dlq_topic = ngx_gdrive_kafka_topic(w->output, &gmcf->kafka_dlq_topic);
+
+    if (w->child_topic == NULL || w->result_topic == NULL
+        || w->dlq_topic == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_gdrive_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_msec_t                  start, spent;
     ngx_http_gdrive_process_t  *w;
 
     w = &ngx_http_gdrive_process;
@@ -468,6 +508,10 @@ ngx_http_gdrive_exit_process(ngx_cycle_t *cycle)
         ngx_gdrive_kafka_topic_destroy(w->trigger_topic);
     }
 
+    if (w->child_topic) {
+        ngx_gdrive_kafka_topic_destroy(w->child_topic);
+    }
+
     if (w->result_topic) {
         ngx_gdrive_kafka_topic_destroy(w->result_topic);
     }
@@ -476,8 +520,26 @@ ngx_http_gdrive_exit_process(ngx_cycle_t *cycle)
         ngx_gdrive_kafka_topic_destroy(w->dlq_topic);
     }
 
-    /* the loop has ended: a bounded wait for what is still in flight */
-    ngx_gdrive_kafka_destroy(w->producer, 5000);
+    /*
+     * The loop has ended: a bounded wait for what is still in flight, the
+     * two producers' records together (each sends in its own threads
+     * while the other is waited for).
+     */
+
+    ngx_time_update();
+    start = ngx_current_msec;
+
+    if (w->output) {
+        ngx_gdrive_kafka_destroy(w->output, NGX_HTTP_GDRIVE_EXIT_FLUSH);
+        w->output = NULL;
+    }
+
+    ngx_time_update();
+    spent = ngx_current_msec - start;
+
+    ngx_gdrive_kafka_destroy(w->producer,
+                             spent < NGX_HTTP_GDRIVE_EXIT_FLUSH
+                             ? NGX_HTTP_GDRIVE_EXIT_FLUSH - spent : 1);
     w->producer = NULL;
 }
 
