@@ -22,11 +22,14 @@
  * server before any byte of the answer came is replaced once, as curl
  * does, when the request can be sent again (no source was read).
  *
- * Reached: "http://" origins whose host is an IP address, or a name when
- * the http block has a resolver (nginx's "resolver" directive): the name
- * is resolved on the event loop for each new connection, nginx's resolver
- * caching its answers for their TTL (or "valid=").  https, and names
- * without a resolver, stay curl's.
+ * Reached: "http://" and "https://" origins whose host is an IP address,
+ * or a name when the http block has a resolver (nginx's "resolver"
+ * directive): the name is resolved on the event loop for each new
+ * connection, nginx's resolver caching its answers for their TTL (or
+ * "valid=").  Names without a resolver stay curl's.  TLS is nginx's
+ * (OpenSSL's), verified as curl verifies: gdrive_ssl_verify,
+ * gdrive_ca_file or the system's store, the name (or address) checked
+ * against the certificate, the name sent as SNI.
  */
 
 
@@ -50,11 +53,13 @@
 #define NGX_GDRIVE_H1_UPLOAD      (512 * 1024)
 /* response buffers of NGX_GDRIVE_H1_BUFFER kept for the next requests */
 #define NGX_GDRIVE_H1_FREE        32
+/* a TLS connection's pool: nginx's connection state, its 16k buffer */
+#define NGX_GDRIVE_H1_POOL        1024
 
 
 typedef struct {
     u_char                  name[NGX_GDRIVE_HTTP_HOST_LEN];
-    size_t                  len;          /* "http://authority" */
+    size_t                  len;          /* "http[s]://authority" */
     ngx_str_t               authority;    /* for the Host header */
     ngx_addr_t              addr;         /* of an IP address */
     ngx_str_t               host;         /* a name, to resolve */
@@ -62,8 +67,10 @@ typedef struct {
     ngx_uint_t              next;         /* the address used next */
     ngx_queue_t             idle;         /* connections kept */
     ngx_uint_t              nidle;
+    ngx_str_t               tls_name;     /* checked and sent as SNI */
     unsigned                usable:1;     /* 0: curl's */
     unsigned                named:1;
+    unsigned                tls:1;
 } ngx_gdrive_h1_origin_t;
 
 
@@ -124,6 +131,7 @@ typedef struct {
     ngx_http_gdrive_main_conf_t *gmcf;
     ngx_resolver_t         *resolver;     /* NULL: names are curl's */
     ngx_msec_t              resolver_timeout;
+    ngx_ssl_t               ssl;          /* ssl.ctx NULL: https is curl's */
     u_char                 *free[NGX_GDRIVE_H1_FREE];
     ngx_uint_t              nfree;
 } ngx_gdrive_h1_client_t;
@@ -137,7 +145,11 @@ static ngx_uint_t ngx_gdrive_h1_has(struct curl_slist *l, const char *name,
     size_t len);
 static void ngx_gdrive_h1_go(ngx_gdrive_h1_t *d);
 static void ngx_gdrive_h1_resolve(ngx_gdrive_h1_t *d);
-
+static void ngx_gdrive_h1_connected(ngx_gdrive_h1_t *d);
+static void ngx_gdrive_h1_handshaked(ngx_connection_t *c);
+static ngx_int_t ngx_gdrive_h1_verify(ngx_gdrive_h1_t *d);
+static ngx_int_t ngx_gdrive_h1_tls_init(ngx_log_t *log,
+    ngx_http_gdrive_main_conf_t *gmcf);
 static void ngx_gdrive_h1_resolved(ngx_resolver_ctx_t *ctx);
 static ngx_int_t ngx_gdrive_h1_connect(ngx_gdrive_h1_t *d);
 static void ngx_gdrive_h1_write_handler(ngx_event_t *wev);
@@ -183,6 +195,58 @@ ngx_gdrive_h1_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
         ngx_gdrive_h1_client.resolver = clcf->resolver;
         ngx_gdrive_h1_client.resolver_timeout = clcf->resolver_timeout;
     }
+
+    if (ngx_gdrive_h1_tls_init(cycle->log, gmcf) != NGX_OK) {
+        /* logged; https stays curl's */
+        ngx_gdrive_h1_client.ssl.ctx = NULL;
+    }
+}
+
+
+/*
+ * The TLS context of https origins: TLS 1.2 and 1.3, the chain checked
+ * against gdrive_ca_file or the system's store.  The handshake itself
+ * never fails on the chain (SSL_VERIFY_NONE): the result is read after it,
+ * with the name, so that the error says which (see verify()).
+ */
+
+static ngx_int_t
+ngx_gdrive_h1_tls_init(ngx_log_t *log, ngx_http_gdrive_main_conf_t *gmcf)
+{
+    ngx_ssl_t  *ssl;
+
+    ssl = &ngx_gdrive_h1_client.ssl;
+    ssl->log = log;
+
+    if (ngx_ssl_create(ssl, NGX_SSL_TLSv1_2 | NGX_SSL_TLSv1_3, NULL)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    SSL_CTX_set_verify(ssl->ctx, SSL_VERIFY_NONE, NULL);
+
+    if (gmcf->ca_file.len) {
+        if (SSL_CTX_load_verify_locations(ssl->ctx,
+                                          (char *) gmcf->ca_file.data, NULL)
+            != 1)
+        {
+            ngx_ssl_error(NGX_LOG_ERR, log, 0,
+                          "gdrive: SSL_CTX_load_verify_locations(\"%s\") "
+                          "failed: https is curl's", gmcf->ca_file.data);
+            SSL_CTX_free(ssl->ctx);
+            return NGX_ERROR;
+        }
+
+    } else if (SSL_CTX_set_default_verify_paths(ssl->ctx) != 1) {
+        ngx_ssl_error(NGX_LOG_ERR, log, 0,
+                      "gdrive: SSL_CTX_set_default_verify_paths() failed: "
+                      "https is curl's");
+        SSL_CTX_free(ssl->ctx);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -196,19 +260,25 @@ static ngx_gdrive_h1_origin_t *
 ngx_gdrive_h1_origin(const char *url, size_t *path)
 {
     size_t                   len, alen, skip;
-    u_char                  *a;
+    u_char                  *a, *last;
+    in_port_t                port;
     ngx_uint_t               i;
     ngx_gdrive_h1_origin_t  *o;
     ngx_gdrive_h1_client_t  *cl;
 
     cl = &ngx_gdrive_h1_client;
 
-    /* https is curl's */
-    if (ngx_strncasecmp((u_char *) url, (u_char *) "http://", 7) != 0) {
+    if (ngx_strncasecmp((u_char *) url, (u_char *) "http://", 7) == 0) {
+        skip = 7;
+
+    } else if (ngx_strncasecmp((u_char *) url, (u_char *) "https://", 8)
+               == 0)
+    {
+        skip = 8;
+
+    } else {
         return NULL;
     }
-
-    skip = 7;
 
     alen = strcspn(url + skip, "/?#");
     len = skip + alen;
@@ -239,7 +309,14 @@ ngx_gdrive_h1_origin(const char *url, size_t *path)
     o->len = len;
     o->authority.data = o->name + skip;
     o->authority.len = alen;
+    o->tls = (skip == 8);
     ngx_queue_init(&o->idle);
+
+    port = o->tls ? 443 : 80;
+
+    if (o->tls && cl->ssl.ctx == NULL) {
+        return o;
+    }
 
     a = o->authority.data;
 
@@ -251,9 +328,22 @@ ngx_gdrive_h1_origin(const char *url, size_t *path)
 
     if (ngx_parse_addr_port(ngx_cycle->pool, &o->addr, a, alen) == NGX_OK) {
         if (ngx_inet_get_port(o->addr.sockaddr) == 0) {
-            ngx_inet_set_port(o->addr.sockaddr, 80);
+            ngx_inet_set_port(o->addr.sockaddr, port);
         }
 
+        /* the address as the certificate names it: no brackets, no port */
+        last = a + alen;
+
+        if (*a == '[') {
+            a++;
+            last = ngx_strlchr(a, last, ']');
+
+        } else if (ngx_strlchr(a, last, ':')) {
+            last = ngx_strlchr(a, last, ':');
+        }
+
+        o->tls_name.data = a;
+        o->tls_name.len = last ? (size_t) (last - a) : 0;
         o->usable = 1;
         return o;
     }
@@ -262,7 +352,7 @@ ngx_gdrive_h1_origin(const char *url, size_t *path)
 
     o->host.data = o->name + skip;
     o->host.len = alen;
-    o->port = 80;
+    o->port = port;
 
     a = ngx_strlchr(o->host.data, o->host.data + alen, ':');
 
@@ -280,6 +370,7 @@ ngx_gdrive_h1_origin(const char *url, size_t *path)
     }
 
     o->named = 1;
+    o->tls_name = o->host;
     o->usable = (cl->resolver != NULL);
 
     return o;
@@ -457,9 +548,12 @@ ngx_gdrive_h1_request(ngx_gdrive_h1_t *d, const char *url, size_t path)
     d->out.last = p;
     d->out.end = p;
     d->out.memory = 1;
+    /* TLS copies what it is given into its buffer until told to send */
+    d->out.flush = 1;
 
     ngx_memzero(&d->body, sizeof(ngx_buf_t));
     d->body.memory = 1;
+    d->body.flush = 1;
 
     if (!h->source && h->request_len) {
         d->body.start = h->request_body;
@@ -577,7 +671,7 @@ ngx_gdrive_h1_go(ngx_gdrive_h1_t *d)
     }
 
     if (!d->connecting) {
-        ngx_gdrive_h1_send(d);
+        ngx_gdrive_h1_connected(d);
     }
 }
 
@@ -650,7 +744,7 @@ ngx_gdrive_h1_resolved(ngx_resolver_ctx_t *ctx)
     }
 
     if (!d->connecting) {
-        ngx_gdrive_h1_send(d);
+        ngx_gdrive_h1_connected(d);
     }
 }
 
@@ -693,6 +787,19 @@ ngx_gdrive_h1_connect(ngx_gdrive_h1_t *d)
     }
 
     c = pc.connection;
+
+    if (d->origin->tls) {
+        /* nginx's TLS keeps its state and its write buffer in the
+         * connection's pool: one per connection, gone with it */
+        c->pool = ngx_create_pool(NGX_GDRIVE_H1_POOL,
+                                  ngx_gdrive_h1_client.log);
+        if (c->pool == NULL) {
+            ngx_free(conn);
+            ngx_close_connection(c);
+            ngx_gdrive_h1_fail(d, CURLE_OUT_OF_MEMORY, "no memory", 0);
+            return NGX_ERROR;
+        }
+    }
 
     /* a body's last bytes (a streamed PUT's, held for the download's
      * end) go at once, not after the server's delayed ACK, as curl's */
@@ -766,13 +873,160 @@ ngx_gdrive_h1_write_handler(ngx_event_t *wev)
             ngx_del_timer(wev);
         }
 
-        ngx_gdrive_h1_send(d);
+        ngx_gdrive_h1_connected(d);
         return;
     }
 
     if (!d->sent && !d->paused_out) {
         ngx_gdrive_h1_send(d);
     }
+}
+
+
+/* a new connection: TLS first for https */
+
+static void
+ngx_gdrive_h1_connected(ngx_gdrive_h1_t *d)
+{
+    u_char             name[256];
+    ngx_int_t          rc;
+    ngx_connection_t  *c;
+
+    if (!d->origin->tls) {
+        ngx_gdrive_h1_send(d);
+        return;
+    }
+
+    c = d->conn->c;
+
+    if (ngx_ssl_create_connection(&ngx_gdrive_h1_client.ssl, c,
+                                  NGX_SSL_BUFFER | NGX_SSL_CLIENT)
+        != NGX_OK)
+    {
+        ngx_gdrive_h1_fail(d, CURLE_SSL_CONNECT_ERROR,
+                           "TLS could not be set up", 0);
+        return;
+    }
+
+    c->ssl->no_wait_shutdown = 1;
+
+    if (d->origin->named && d->origin->tls_name.len < sizeof(name)) {
+        /* SNI: the name, never an address */
+        ngx_cpystrn(name, d->origin->tls_name.data,
+                    d->origin->tls_name.len + 1);
+
+        if (SSL_set_tlsext_host_name(c->ssl->connection, (char *) name)
+            != 1)
+        {
+            ngx_gdrive_h1_fail(d, CURLE_SSL_CONNECT_ERROR,
+                               "TLS could not be set up (SNI)", 0);
+            return;
+        }
+    }
+
+    rc = ngx_ssl_handshake(c);
+
+    if (rc == NGX_AGAIN) {
+        ngx_add_timer(c->write, ngx_gdrive_h1_client.gmcf->connect_timeout);
+        c->ssl->handler = ngx_gdrive_h1_handshaked;
+        return;
+    }
+
+    ngx_gdrive_h1_handshaked(c);
+}
+
+
+static void
+ngx_gdrive_h1_handshaked(ngx_connection_t *c)
+{
+    ngx_gdrive_h1_t       *d;
+    ngx_gdrive_h1_conn_t  *conn;
+
+    conn = c->data;
+    d = conn->h ? conn->h->h1 : NULL;
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (d == NULL) {
+        return;
+    }
+
+    if (!c->ssl->handshaked) {
+        ngx_gdrive_h1_fail(d, CURLE_SSL_CONNECT_ERROR,
+                           c->write->timedout ? "the TLS handshake timed out"
+                                              : "the TLS handshake failed", 0);
+        return;
+    }
+
+    if (ngx_gdrive_h1_verify(d) != NGX_OK) {
+        return;
+    }
+
+    c->read->handler = ngx_gdrive_h1_read_handler;
+    c->write->handler = ngx_gdrive_h1_write_handler;
+
+    ngx_gdrive_h1_send(d);
+}
+
+
+/* as curl verifies: the chain, then the name or address */
+
+static ngx_int_t
+ngx_gdrive_h1_verify(ngx_gdrive_h1_t *d)
+{
+    int                      ok;
+    long                     rc;
+    X509                    *cert;
+    u_char                   ip[NGX_INET6_ADDRSTRLEN + 1];
+    ngx_connection_t        *c;
+    ngx_gdrive_h1_origin_t  *o;
+
+    if (!ngx_gdrive_h1_client.gmcf->ssl_verify) {
+        return NGX_OK;
+    }
+
+    c = d->conn->c;
+    o = d->origin;
+
+    rc = SSL_get_verify_result(c->ssl->connection);
+
+    if (rc != X509_V_OK) {
+        ngx_gdrive_h1_fail(d, CURLE_PEER_FAILED_VERIFICATION,
+                           X509_verify_cert_error_string(rc), 0);
+        return NGX_ERROR;
+    }
+
+    cert = SSL_get_peer_certificate(c->ssl->connection);
+
+    if (cert == NULL) {
+        ngx_gdrive_h1_fail(d, CURLE_PEER_FAILED_VERIFICATION,
+                           "the server has no certificate", 0);
+        return NGX_ERROR;
+    }
+
+    if (o->named) {
+        ok = X509_check_host(cert, (char *) o->tls_name.data,
+                             o->tls_name.len, 0, NULL);
+
+    } else if (o->tls_name.len < sizeof(ip)) {
+        ngx_cpystrn(ip, o->tls_name.data, o->tls_name.len + 1);
+        ok = X509_check_ip_asc(cert, (char *) ip, 0);
+
+    } else {
+        ok = 0;
+    }
+
+    X509_free(cert);
+
+    if (ok != 1) {
+        ngx_gdrive_h1_fail(d, CURLE_PEER_FAILED_VERIFICATION,
+                           "the certificate does not name the host", 0);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -900,7 +1154,7 @@ ngx_gdrive_h1_send(ngx_gdrive_h1_t *d)
             out = &cl[0];
         }
 
-        if (out == NULL) {
+        if (out == NULL && !c->buffered) {
             len = h->source ? h->source_len - d->read : 0;
 
             if (len == 0) {
@@ -923,8 +1177,9 @@ ngx_gdrive_h1_send(ngx_gdrive_h1_t *d)
             return;
         }
 
-        if (rest) {
-            /* the socket is full: its write event goes on */
+        if (rest || c->buffered) {
+            /* the socket is full (TLS may hold the rest in its buffer):
+             * the write event goes on */
             if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
                 ngx_gdrive_h1_fail(d, CURLE_SEND_ERROR,
                                    "the event could not be set", 0);
@@ -1610,7 +1865,26 @@ ngx_gdrive_h1_detach(ngx_gdrive_h1_t *d, ngx_uint_t keep)
 static void
 ngx_gdrive_h1_close(ngx_gdrive_h1_conn_t *conn)
 {
-    ngx_close_connection(conn->c);
+    ngx_pool_t        *pool;
+    ngx_connection_t  *c;
+
+    c = conn->c;
+    pool = c->pool;
+
+    if (c->ssl) {
+        /* no close_notify, none awaited: the answers carry their length,
+         * and a shutdown that must wait cannot be left pending here */
+        c->ssl->no_wait_shutdown = 1;
+        c->ssl->no_send_shutdown = 1;
+        (void) ngx_ssl_shutdown(c);
+    }
+
+    ngx_close_connection(c);
+
+    if (pool) {
+        ngx_destroy_pool(pool);
+    }
+
     ngx_free(conn);
 }
 
@@ -1630,9 +1904,20 @@ ngx_gdrive_h1_idle_handler(ngx_event_t *ev)
     conn = c->data;
 
     if (!c->close) {
-        n = recv(c->fd, &buf, 1, MSG_PEEK);
+        if (c->ssl) {
+            /* TLS records that carry no data (a TLS 1.3 server's session
+             * tickets) are no answer: taken, and the connection kept */
+            n = c->recv(c, &buf, 1);
 
-        if (n == -1 && ngx_socket_errno == NGX_EAGAIN) {
+        } else {
+            n = recv(c->fd, &buf, 1, MSG_PEEK);
+
+            if (n == -1 && ngx_socket_errno == NGX_EAGAIN) {
+                n = NGX_AGAIN;
+            }
+        }
+
+        if (n == NGX_AGAIN) {
             ev->ready = 0;
 
             if (ngx_handle_read_event(ev, 0) == NGX_OK) {
@@ -1741,5 +2026,10 @@ ngx_gdrive_h1_done(void)
             conn = ngx_queue_data(q, ngx_gdrive_h1_conn_t, queue);
             ngx_gdrive_h1_close(conn);
         }
+    }
+
+    if (ngx_gdrive_h1_client.ssl.ctx) {
+        SSL_CTX_free(ngx_gdrive_h1_client.ssl.ctx);
+        ngx_gdrive_h1_client.ssl.ctx = NULL;
     }
 }

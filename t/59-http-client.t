@@ -15,9 +15,11 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Digest::SHA qw(sha256_hex);
+use File::Temp qw(tempdir);
+use IPC::Open2 qw(open2);
 use GDrive::Test qw(job_outcome kafka_produce_lines unique_name emulator
                     drive_file consumer_conf s3_object emulator_content
-                    dns_server);
+                    dns_server repo_root);
 
 plan skip_all => 'the stack is not up (make stack)'
     unless $ENV{KAFKA_BOOTSTRAP_SERVERS};
@@ -122,7 +124,7 @@ $t->stop;
 
 my ($gport) = $ENV{GOOGLE_API_URL} =~ /:(\d+)/;
 my ($sport) = $ENV{S3_ENDPOINT} =~ /:(\d+)/;
-my $dns = dns_server(map { ("$_.h1.test" => '127.0.0.1') } qw(drive s3));
+my $dns = dns_server(map { ("$_.h1.test" => '127.0.0.1') } qw(drive s3 other));
 my $names = <<"EOF";
     resolver 127.0.0.1:$dns valid=1s ipv6=off;
     resolver_timeout 5s;
@@ -150,6 +152,83 @@ ok($ox->{dead}, 'an S3 endpoint whose name does not resolve: the trigger ends in
 like($ox->{dead}{headers}{'gdrive.error.message'} // '', qr/not found/i, 'saying the host was not found');
 is_deeply([$tx->alerts], [], 'nginx logs no alert');
 $tx->stop;
+
+# --- https, verified as curl verifies ----------------------------------------
+
+SKIP: {
+    skip 'openssl is not installed', 10 unless `openssl version 2>/dev/null`;
+    my $dir = tempdir(CLEANUP => 1);
+    for my $ca (qw(ca other)) {
+        system("openssl req -x509 -newkey rsa:2048 -nodes -keyout $dir/$ca.key -subj '/CN=test $ca CA'"
+               . " -days 2 -out $dir/$ca.pem 2>/dev/null") == 0 or BAIL_OUT('openssl CA');
+    }
+    open my $fh, '>', "$dir/server.ext" or die $!;
+    print $fh "subjectAltName=DNS:drive.h1.test,DNS:s3.h1.test,IP:127.0.0.1\n";
+    close $fh;
+    system("openssl req -newkey rsa:2048 -nodes -keyout $dir/server.key -subj '/CN=h1 test'"
+           . " -out $dir/server.csr 2>/dev/null && openssl x509 -req -in $dir/server.csr -CA $dir/ca.pem"
+           . " -CAkey $dir/ca.key -CAcreateserial -days 2 -extfile $dir/server.ext -out $dir/server.pem 2>/dev/null") == 0
+        or BAIL_OUT('openssl server certificate');
+
+    my @fronts;
+    my $front = sub {
+        my ($target, @o) = @_;
+        my $pid = open2(my $out, my $in, 'node', repo_root() . '/t/stack/tls-control-plane.js',
+                        '--target', $target, '--cert', "$dir/server.pem", '--key', "$dir/server.key",
+                        '--ca', "$dir/ca.pem", '--any-client', @o);
+        push @fronts, $pid;
+        my ($port) = (<$out> // '') =~ m{https://127\.0\.0\.1:(\d+)} or BAIL_OUT('the TLS front did not start');
+        return $port;
+    };
+    my $gtls = $front->($ENV{GOOGLE_API_URL});
+    my $stls = $front->($ENV{S3_ENDPOINT}, '--keep-host');
+    my $tls = sub {
+        my ($drive, $ca) = @_;
+        return <<"EOF";
+    resolver 127.0.0.1:$dns valid=1s ipv6=off;
+    gdrive_google_api_url https://$drive:$gtls;
+    gdrive_s3_endpoint https://127.0.0.1:$stls;
+    gdrive_ca_file $dir/$ca.pem;
+EOF
+    };
+
+    my $ts = GDrive::Test->new(workers => 1, http => conf($tls->('drive.h1.test', 'ca')));
+    $ts->run;
+    # the last one larger than what the socket and TLS buffer take at once
+    my @tf = map { drive_file(name => "tls $_.bin", size => $_ == 3 ? 3_000_000 : 70_000 + $_) } 1 .. 3;
+    my @ot = sync(@tf);
+    is(scalar(grep { whole($ot[$_], $tf[$_]) } 0 .. $#tf), 3,
+       'over https (a name for Drive, an address for S3), files arrive whole');
+    $by = clients($ts);
+    is_deeply([sort keys %{ $by->{$_} }], ['the worker'], "every $_ request went by the worker's client")
+        for grep { exists $by->{$_} } 'files.get', 'files.media', 's3 head', 's3 put';
+    ok($by->{'files.media'}{'the worker'} && $by->{'s3 put'}{'the worker'}, 'downloads and uploads among them');
+    # the fronts (node's https servers) close connections idle for 5 s:
+    # kept TLS connections the server closed cost no attempt
+    sleep 6;
+    my ($oi) = sync(my $fi = drive_file(name => 'tls after idle.bin', size => 20_000));
+    ok(whole($oi, $fi) && ($oi->{result}{attempts} // 0) == 1,
+       'after the servers closed the kept TLS connections, a file arrives at its first attempt')
+        or diag explain $oi;
+    is_deeply([$ts->alerts], [], 'nginx logs no alert');
+    $ts->stop;
+
+    # a certificate that another CA signed; one that names another host
+    my $tv = GDrive::Test->new(workers => 1, http => conf($tls->('drive.h1.test', 'other')));
+    $tv->run;
+    my ($ov) = sync(drive_file(name => 'untrusted.bin', size => 1000));
+    like($ov->{dead}{headers}{'gdrive.error.message'} // '', qr/certificate/i,
+         'a certificate no trusted CA signed: refused, the DLQ record says why') or diag explain $ov;
+    $tv->stop;
+    my $tw = GDrive::Test->new(workers => 1, http => conf($tls->('other.h1.test', 'ca')));
+    $tw->run;
+    my ($ow) = sync(drive_file(name => 'wrong name.bin', size => 1000));
+    like($ow->{dead}{headers}{'gdrive.error.message'} // '', qr/does not name the host/,
+         'a certificate for other names: refused') or diag explain $ow;
+    is_deeply([$tw->alerts], [], 'nginx logs no alert');
+    $tw->stop;
+    kill 'TERM', @fronts;
+}
 
 # --- everything by curl -----------------------------------------------------
 

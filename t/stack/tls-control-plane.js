@@ -9,6 +9,10 @@
 //
 // Prints "tls-control-plane listening on https://HOST:PORT" once ready.
 // GET /__tls/requests lists [{"url","client"}] (client: the certificate's CN).
+//
+// With --any-client it asks for no client certificate, and with
+// --keep-host it passes the Host header on as the client sent it (a
+// SigV4 signature covers it): a TLS front for the emulator or for S3.
 
 'use strict';
 
@@ -24,9 +28,12 @@ function arg(name, dflt) {
 const target = new URL(arg('target', 'http://127.0.0.1:19100'));
 const log = [];
 
+const anyClient = process.argv.includes('--any-client');
+const keepHost = process.argv.includes('--keep-host');
+
 const server = https.createServer({
   cert: fs.readFileSync(arg('cert')), key: fs.readFileSync(arg('key')), ca: fs.readFileSync(arg('ca')),
-  requestCert: true, rejectUnauthorized: true,
+  requestCert: !anyClient, rejectUnauthorized: !anyClient,
 }, (req, res) => {
   if (req.url === '/__tls/requests') {
     const b = JSON.stringify(log);
@@ -35,7 +42,7 @@ const server = https.createServer({
   }
   const peer = req.socket.getPeerCertificate();
   log.push({ url: req.url, client: peer && peer.subject ? peer.subject.CN : null });
-  const headers = { ...req.headers, host: target.host };
+  const headers = keepHost ? req.headers : { ...req.headers, host: target.host };
   const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers },
     (ur) => { res.writeHead(ur.statusCode, ur.rawHeaders); ur.pipe(res); });
   up.on('error', () => res.destroy());
