@@ -1315,3 +1315,317 @@ ngx_gdrive_email_valid(const char *s, size_t len)
     return at > 0 && at < len - 1 && memchr(s + at + 1, '.', len - at - 1)
            && s[len - 1] != '.' && s[at + 1] != '.';
 }
+
+
+/* the JSON writer */
+
+static int ngx_gdrive_json_room(ngx_gdrive_json_t *j, size_t n);
+static void ngx_gdrive_json_key(ngx_gdrive_json_t *j, const char *key);
+static size_t ngx_gdrive_utf8_len(const unsigned char *p, size_t n);
+
+
+void
+ngx_gdrive_json_init(ngx_gdrive_json_t *j, size_t size, size_t max)
+{
+    memset(j, 0, sizeof(ngx_gdrive_json_t));
+
+    j->max = max;
+    j->data = malloc(size);
+
+    if (j->data == NULL) {
+        j->failed = 1;
+        return;
+    }
+
+    j->size = size;
+}
+
+
+static int
+ngx_gdrive_json_room(ngx_gdrive_json_t *j, size_t n)
+{
+    char    *p;
+    size_t   size;
+
+    if (j->failed) {
+        return 0;
+    }
+
+    if (j->size - j->len > n) {
+        return 1;
+    }
+
+    size = j->size;
+
+    while (size - j->len <= n) {
+        size *= 2;
+    }
+
+    if (size > j->max) {
+        j->failed = 1;
+        return 0;
+    }
+
+    p = realloc(j->data, size);
+    if (p == NULL) {
+        j->failed = 1;
+        return 0;
+    }
+
+    j->data = p;
+    j->size = size;
+
+    return 1;
+}
+
+
+/* the comma before a member, and its "key": */
+
+static void
+ngx_gdrive_json_key(ngx_gdrive_json_t *j, const char *key)
+{
+    size_t  n;
+
+    n = key ? strlen(key) : 0;
+
+    if (!ngx_gdrive_json_room(j, n + 4)) {
+        return;
+    }
+
+    if (j->more & (1u << j->depth)) {
+        j->data[j->len++] = ',';
+    }
+
+    j->more |= 1u << j->depth;
+
+    if (key) {
+        /* the keys are the program's own: nothing to escape */
+        j->data[j->len++] = '"';
+        memcpy(j->data + j->len, key, n);
+        j->len += n;
+        j->data[j->len++] = '"';
+        j->data[j->len++] = ':';
+    }
+}
+
+
+void
+ngx_gdrive_json_open(ngx_gdrive_json_t *j, const char *key)
+{
+    if (j->depth == 31) {
+        j->failed = 1;
+        return;
+    }
+
+    ngx_gdrive_json_key(j, key);
+
+    if (!ngx_gdrive_json_room(j, 1)) {
+        return;
+    }
+
+    j->data[j->len++] = '{';
+    j->depth++;
+    j->more &= ~(1u << j->depth);
+}
+
+
+void
+ngx_gdrive_json_close(ngx_gdrive_json_t *j)
+{
+    if (j->depth == 0 || !ngx_gdrive_json_room(j, 1)) {
+        j->failed = 1;
+        return;
+    }
+
+    j->data[j->len++] = '}';
+    j->depth--;
+}
+
+
+void
+ngx_gdrive_json_string(ngx_gdrive_json_t *j, const char *key,
+    const char *s, size_t len)
+{
+    char                  *d;
+    size_t                 i, n;
+    const unsigned char   *p;
+
+    static const char  hex[] = "0123456789abcdef";
+
+    ngx_gdrive_json_key(j, key);
+
+    /* at worst 6 bytes a byte ("\u001f"), or 3 for 1 (U+FFFD) */
+    if (!ngx_gdrive_json_room(j, len * 6 + 2)) {
+        return;
+    }
+
+    d = j->data + j->len;
+    p = (const unsigned char *) s;
+
+    *d++ = '"';
+
+    for (i = 0; i < len; /* void */) {
+
+        if (p[i] >= 0x80) {
+            n = ngx_gdrive_utf8_len(p + i, len - i);
+
+            if (n == 0) {
+                *d++ = (char) 0xef;
+                *d++ = (char) 0xbf;
+                *d++ = (char) 0xbd;
+                i++;
+                continue;
+            }
+
+            memcpy(d, p + i, n);
+            d += n;
+            i += n;
+            continue;
+        }
+
+        switch (p[i]) {
+
+        case '"':
+        case '\\':
+            *d++ = '\\';
+            *d++ = (char) p[i];
+            break;
+
+        case '\n':
+            *d++ = '\\';
+            *d++ = 'n';
+            break;
+
+        case '\r':
+            *d++ = '\\';
+            *d++ = 'r';
+            break;
+
+        case '\t':
+            *d++ = '\\';
+            *d++ = 't';
+            break;
+
+        default:
+            if (p[i] < 0x20 || p[i] == 0x7f) {
+                *d++ = '\\';
+                *d++ = 'u';
+                *d++ = '0';
+                *d++ = '0';
+                *d++ = hex[p[i] >> 4];
+                *d++ = hex[p[i] & 0xf];
+
+            } else {
+                *d++ = (char) p[i];
+            }
+        }
+
+        i++;
+    }
+
+    *d++ = '"';
+
+    j->len = d - j->data;
+}
+
+
+void
+ngx_gdrive_json_int(ngx_gdrive_json_t *j, const char *key, long long n)
+{
+    ngx_gdrive_json_key(j, key);
+
+    if (!ngx_gdrive_json_room(j, 24)) {
+        return;
+    }
+
+    j->len += snprintf(j->data + j->len, 24, "%lld", n);
+}
+
+
+void
+ngx_gdrive_json_raw(ngx_gdrive_json_t *j, const char *key, const char *s,
+    size_t len)
+{
+    ngx_gdrive_json_key(j, key);
+
+    if (!ngx_gdrive_json_room(j, len)) {
+        return;
+    }
+
+    memcpy(j->data + j->len, s, len);
+    j->len += len;
+}
+
+
+char *
+ngx_gdrive_json_done(ngx_gdrive_json_t *j, size_t *len)
+{
+    char  *data;
+
+    if (j->depth != 0 || !ngx_gdrive_json_room(j, 1)) {
+        free(j->data);
+        j->data = NULL;
+        return NULL;
+    }
+
+    j->data[j->len] = '\0';
+
+    data = j->data;
+    j->data = NULL;
+
+    if (len) {
+        *len = j->len;
+    }
+
+    return data;
+}
+
+
+/*
+ * The length of the valid UTF-8 sequence at p (RFC 3629: no overlong
+ * forms, no surrogates, nothing past U+10FFFF), or 0.
+ */
+
+static size_t
+ngx_gdrive_utf8_len(const unsigned char *p, size_t n)
+{
+    size_t    len, i;
+    unsigned  cp, min;
+
+    if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        len = 4;
+        cp = p[0] & 0x07;
+        min = 0x10000;
+
+    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+        len = 3;
+        cp = p[0] & 0x0f;
+        min = 0x800;
+
+    } else if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+        len = 2;
+        cp = p[0] & 0x1f;
+        min = 0x80;
+
+    } else {
+        return 0;
+    }
+
+    if (n < len) {
+        return 0;
+    }
+
+    for (i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        return 0;
+    }
+
+    return len;
+}

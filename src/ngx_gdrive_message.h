@@ -96,6 +96,38 @@ void ngx_gdrive_triggers_free(ngx_gdrive_trigger_t *triggers, size_t n);
 int ngx_gdrive_uuid(char *buf);
 
 const char *ngx_gdrive_action_name(ngx_gdrive_action_e action);
+
+
+/*
+ * A JSON text written as it goes (result events): members appended to a
+ * malloc()ed buffer that grows, strings escaped as RFC 8259 asks and made
+ * valid UTF-8 (a byte that starts no valid sequence becomes U+FFFD), so
+ * that what comes from Drive or a trigger cannot break the text.  key is
+ * NULL for the top object only.  Out of memory, or past max bytes, every
+ * later call does nothing and done() returns NULL.
+ */
+typedef struct {
+    char                  *data;
+    size_t                 len;
+    size_t                 size;
+    size_t                 max;
+    unsigned               depth;
+    unsigned               more;     /* bit per depth: a member came */
+    int                    failed;
+} ngx_gdrive_json_t;
+
+void ngx_gdrive_json_init(ngx_gdrive_json_t *j, size_t size, size_t max);
+void ngx_gdrive_json_open(ngx_gdrive_json_t *j, const char *key);
+void ngx_gdrive_json_close(ngx_gdrive_json_t *j);
+void ngx_gdrive_json_string(ngx_gdrive_json_t *j, const char *key,
+    const char *s, size_t len);
+void ngx_gdrive_json_int(ngx_gdrive_json_t *j, const char *key,
+    long long n);
+/* a value already JSON (one that jansson wrote, say), as it is */
+void ngx_gdrive_json_raw(ngx_gdrive_json_t *j, const char *key,
+    const char *s, size_t len);
+/* the NUL-terminated text, for free(); NULL: it could not be written */
+char *ngx_gdrive_json_done(ngx_gdrive_json_t *j, size_t *len);
 int ngx_gdrive_drive_id_valid(const char *s, size_t len);
 int ngx_gdrive_email_valid(const char *s, size_t len);
 

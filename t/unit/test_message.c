@@ -31,6 +31,9 @@ parse(const char *s, ngx_gdrive_trigger_t **t, size_t *n, int *batch,
 }
 
 
+static void json_writer(void);
+
+
 int
 main(void)
 {
@@ -330,5 +333,73 @@ main(void)
     free(big);
     free(deep);
 
+    json_writer();
+
     return done_testing();
+}
+
+
+/* the result's JSON writer: escapes, UTF-8, nesting, growth, failure */
+
+static void
+json_writer(void)
+{
+    char               *out, *p;
+    size_t              len, i;
+    ngx_gdrive_json_t   j;
+
+    ngx_gdrive_json_init(&j, 4, 1 << 20);
+    ngx_gdrive_json_open(&j, NULL);
+    ngx_gdrive_json_string(&j, "a", "x\"y\\z\n\r\t\x01\x7f/", 11);
+    ngx_gdrive_json_int(&j, "n", -42);
+    ngx_gdrive_json_open(&j, "o");
+    ngx_gdrive_json_open(&j, "e");
+    ngx_gdrive_json_close(&j);
+    ngx_gdrive_json_raw(&j, "t", "true", 4);
+    ngx_gdrive_json_close(&j);
+    ngx_gdrive_json_string(&j, "u", "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9);
+    ngx_gdrive_json_close(&j);
+    out = ngx_gdrive_json_done(&j, &len);
+
+    p = "{\"a\":\"x\\\"y\\\\z\\n\\r\\t\\u0001\\u007f/\",\"n\":-42,"
+        "\"o\":{\"e\":{},\"t\":true},"
+        "\"u\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"}";
+    ok(out && len == strlen(p) && strcmp(out, p) == 0,
+       "the writer escapes, nests and keeps valid UTF-8 (from 4 bytes up): "
+       "%s", out ? out : "(null)");
+    free(out);
+
+    /* bytes that start no valid sequence become U+FFFD, one each */
+    ngx_gdrive_json_init(&j, 64, 1 << 20);
+    ngx_gdrive_json_open(&j, NULL);
+    ngx_gdrive_json_string(&j, "b",
+        "\xff\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80\xe2\x82", 12);
+    ngx_gdrive_json_close(&j);
+    out = ngx_gdrive_json_done(&j, &len);
+
+    for (i = 0, p = out ? strstr(out, "\xef\xbf\xbd") : NULL; p;
+         p = strstr(p + 3, "\xef\xbf\xbd"))
+    {
+        i++;
+    }
+
+    ok(out && i == 12 && strchr(out, 0xff) == NULL,
+       "overlong, surrogate, past U+10FFFF and cut sequences are U+FFFD "
+       "(%zu of 12)", i);
+    free(out);
+
+    /* past its bound, nothing */
+    ngx_gdrive_json_init(&j, 16, 64);
+    ngx_gdrive_json_open(&j, NULL);
+    ngx_gdrive_json_string(&j, "k", "0123456789012345678901234567890123456"
+                           "789", 40);
+    ngx_gdrive_json_int(&j, "n", 1);
+    ngx_gdrive_json_close(&j);
+    ok(ngx_gdrive_json_done(&j, &len) == NULL,
+       "a text past its bound is not written");
+
+    /* unbalanced, nothing */
+    ngx_gdrive_json_init(&j, 16, 64);
+    ngx_gdrive_json_open(&j, NULL);
+    ok(ngx_gdrive_json_done(&j, &len) == NULL, "an open object is no text");
 }
