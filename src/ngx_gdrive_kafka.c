@@ -19,10 +19,32 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <pthread.h>
+
 #include <jansson.h>
 
 #include "ngx_gdrive.h"
 #include "ngx_gdrive_kafka.h"
+
+
+/*
+ * How long a consumer's rd_kafka_destroy() is waited for.  librdkafka 2.0
+ * can keep a broker thread of a consumer for good once the cluster behind
+ * its brokers' addresses was replaced (a toppar reference is not given
+ * back; librdkafka issue 4674), and its destroy() waits for that thread
+ * forever: the worker process would never exit.
+ */
+#define NGX_GDRIVE_KAFKA_END_TIMEOUT  10
+
+
+typedef struct {
+    pthread_mutex_t          mutex;
+    pthread_cond_t           cond;
+    rd_kafka_t              *rk;
+    int                      flags;
+    ngx_uint_t               done;
+    ngx_uint_t               refs;     /* the waiter's and the thread's */
+} ngx_gdrive_kafka_end_t;
 
 
 static ngx_int_t ngx_gdrive_kafka_conf_set(ngx_log_t *log,
@@ -54,6 +76,9 @@ static void ngx_gdrive_kafka_drain_handler(ngx_event_t *ev);
 static ngx_uint_t ngx_gdrive_kafka_revoking(ngx_gdrive_kafka_t *k,
     int32_t partition);
 static void ngx_gdrive_kafka_tick(ngx_event_t *ev);
+static void ngx_gdrive_kafka_end(ngx_gdrive_kafka_t *k, int flags);
+static void *ngx_gdrive_kafka_end_thread(void *data);
+static void ngx_gdrive_kafka_end_release(ngx_gdrive_kafka_end_t *end);
 
 
 /* librdkafka's syslog levels to nginx's */
@@ -1398,11 +1423,14 @@ ngx_gdrive_kafka_destroy(ngx_gdrive_kafka_t *k, ngx_msec_t flush)
         k->queue = NULL;
     }
 
-    if (k->rk) {
+    if (k->rk && k->serve) {
         /* a consumer that did not finish its close must not block here */
-        rd_kafka_destroy_flags(k->rk, (k->serve && !k->closed)
-                                      ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE
-                                      : 0);
+        ngx_gdrive_kafka_end(k, k->closed
+                                ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        k->rk = NULL;
+
+    } else if (k->rk) {
+        rd_kafka_destroy(k->rk);
         k->rk = NULL;
     }
 
@@ -1669,4 +1697,126 @@ const char *
 ngx_gdrive_kafka_version(void)
 {
     return rd_kafka_version_str();
+}
+
+
+/*
+ * A consumer's rd_kafka_destroy(), in a thread of its own, waited for at
+ * most NGX_GDRIVE_KAFKA_END_TIMEOUT seconds (the worker is exiting: its
+ * loop has ended).  Past that the worker goes on without it and the
+ * process's exit ends the thread; offsets were committed by the close.
+ */
+
+static void
+ngx_gdrive_kafka_end(ngx_gdrive_kafka_t *k, int flags)
+{
+    int                      rc;
+    sigset_t                 all, old;
+    pthread_t                tid;
+    pthread_attr_t           attr;
+    struct timespec          deadline;
+    ngx_gdrive_kafka_end_t  *end;
+
+    end = malloc(sizeof(ngx_gdrive_kafka_end_t));
+
+    if (end == NULL
+        || pthread_mutex_init(&end->mutex, NULL) != 0)
+    {
+        free(end);
+        rd_kafka_destroy_flags(k->rk, flags);
+        return;
+    }
+
+    if (pthread_cond_init(&end->cond, NULL) != 0) {
+        pthread_mutex_destroy(&end->mutex);
+        free(end);
+        rd_kafka_destroy_flags(k->rk, flags);
+        return;
+    }
+
+    end->rk = k->rk;
+    end->flags = flags;
+    end->done = 0;
+    end->refs = 2;
+
+    /* signals stay the worker's thread's */
+    sigfillset(&all);
+    (void) pthread_sigmask(SIG_SETMASK, &all, &old);
+
+    rc = pthread_attr_init(&attr);
+
+    if (rc == 0) {
+        (void) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        rc = pthread_create(&tid, &attr, ngx_gdrive_kafka_end_thread, end);
+        (void) pthread_attr_destroy(&attr);
+    }
+
+    (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    if (rc != 0) {
+        end->refs = 1;
+        ngx_gdrive_kafka_end_release(end);
+        rd_kafka_destroy_flags(k->rk, flags);
+        return;
+    }
+
+    (void) clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += NGX_GDRIVE_KAFKA_END_TIMEOUT;
+
+    rc = 0;
+
+    pthread_mutex_lock(&end->mutex);
+
+    while (!end->done && rc != ETIMEDOUT) {
+        rc = pthread_cond_timedwait(&end->cond, &end->mutex, &deadline);
+    }
+
+    if (!end->done) {
+        ngx_log_error(NGX_LOG_WARN, k->log, 0,
+                      "gdrive: kafka %s not destroyed within %ds (librdkafka "
+                      "keeps a broker thread after the cluster behind its "
+                      "brokers changed): the worker exits without it",
+                      rd_kafka_name(k->rk), NGX_GDRIVE_KAFKA_END_TIMEOUT);
+    }
+
+    pthread_mutex_unlock(&end->mutex);
+
+    ngx_gdrive_kafka_end_release(end);
+}
+
+
+static void *
+ngx_gdrive_kafka_end_thread(void *data)
+{
+    ngx_gdrive_kafka_end_t *end = data;
+
+    rd_kafka_destroy_flags(end->rk, end->flags);
+
+    pthread_mutex_lock(&end->mutex);
+    end->done = 1;
+    pthread_cond_signal(&end->cond);
+    pthread_mutex_unlock(&end->mutex);
+
+    ngx_gdrive_kafka_end_release(end);
+
+    return NULL;
+}
+
+
+/* the last of the two frees it */
+
+static void
+ngx_gdrive_kafka_end_release(ngx_gdrive_kafka_end_t *end)
+{
+    ngx_uint_t  last;
+
+    pthread_mutex_lock(&end->mutex);
+    last = (--end->refs == 0);
+    pthread_mutex_unlock(&end->mutex);
+
+    if (last) {
+        pthread_cond_destroy(&end->cond);
+        pthread_mutex_destroy(&end->mutex);
+        free(end);
+    }
 }

@@ -6,7 +6,7 @@
 #   s3proxy          S3Proxy on a filesystem backend, verifying SigV4
 #   google-emulator  t/emulator/google-emulator.js (OAuth, Drive, control plane)
 #
-# usage: t/stack/stack.sh fetch|up|down|status|start NAME...|stop NAME...
+# usage: t/stack/stack.sh fetch|up|down|status|start NAME...|stop NAME...|renew kafka
 #
 #   fetch   download the jars with Maven into the cache (once; later runs need
 #           no network)
@@ -17,6 +17,7 @@
 #   stop NAME...    stop single services, keeping their data
 #   start NAME...   start single services on the data they had, and wait
 #                   (NAME: kafka, s3proxy, google-emulator)
+#   renew kafka     a new Kafka cluster at the same address (fresh data)
 #
 # environment:
 #   GDRIVE_CACHE_DIR       jar cache (default: <repo>/.cache/stack)
@@ -657,6 +658,15 @@ cmd_start() {
     done
 }
 
+# a new Kafka cluster at the same address (fresh data, a new cluster id):
+# for tests of what clients do when the cluster behind an address changes
+cmd_renew() {
+    [[ ${1:-} == kafka ]] || die "only kafka can be renewed"
+    cmd_stop kafka
+    rm -rf "$RUN_DIR/kafka/data"
+    cmd_start kafka
+}
+
 cmd_status() {
     local name pid port all=0
     for name in "${SERVICES[@]}"; do
@@ -687,8 +697,9 @@ case ${1:-} in
     status) cmd_status ;;
     start) shift; cmd_start "$@" ;;
     stop) shift; cmd_stop "$@" ;;
+    renew) shift; cmd_renew "$@" ;;
     *)
-        echo "usage: $0 fetch|up|down|status|start NAME...|stop NAME..." >&2
+        echo "usage: $0 fetch|up|down|status|start NAME...|stop NAME...|renew kafka" >&2
         exit 2
         ;;
 esac
