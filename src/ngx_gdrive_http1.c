@@ -193,7 +193,12 @@ ngx_gdrive_h1_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
 
     if (clcf && clcf->resolver && clcf->resolver->connections.nelts) {
         ngx_gdrive_h1_client.resolver = clcf->resolver;
-        ngx_gdrive_h1_client.resolver_timeout = clcf->resolver_timeout;
+
+        /* the http block's own is merged into nothing: unset, it is
+         * nginx's default, as its servers would have it */
+        ngx_gdrive_h1_client.resolver_timeout =
+                            clcf->resolver_timeout == NGX_CONF_UNSET_MSEC
+                            ? 30000 : clcf->resolver_timeout;
     }
 
     if (ngx_gdrive_h1_tls_init(cycle->log, gmcf) != NGX_OK) {

@@ -127,7 +127,6 @@ my ($sport) = $ENV{S3_ENDPOINT} =~ /:(\d+)/;
 my $dns = dns_server(map { ("$_.h1.test" => '127.0.0.1') } qw(drive s3 other));
 my $names = <<"EOF";
     resolver 127.0.0.1:$dns valid=1s ipv6=off;
-    resolver_timeout 5s;
     gdrive_google_api_url http://drive.h1.test:$gport;
     gdrive_s3_endpoint http://s3.h1.test:$sport;
 EOF
@@ -141,6 +140,15 @@ $by = clients($tn);
 is_deeply([sort keys %{ $by->{$_} }], ['the worker'], "every $_ request went by the worker's client")
     for grep { exists $by->{$_} } 'files.get', 'files.media', 's3 head', 's3 put';
 ok($by->{'files.media'}{'the worker'}, 'downloads among them');
+# the answers expire (valid=1s) and the kept connections close: new ones
+# resolve the names again, waiting nginx's default resolver_timeout (the
+# http block sets none)
+sleep 2;
+emulator(POST => '/close-idle');
+my ($or) = sync(my $fr = drive_file(name => 'named again.bin', size => 3000));
+ok(whole($or, $fr) && ($or->{result}{attempts} // 0) == 1,
+   'names resolved again for new connections: the file arrives at its first attempt')
+    or diag explain $or;
 is_deeply([$tn->alerts], [], 'nginx logs no alert');
 $tn->stop;
 
