@@ -131,7 +131,9 @@ typedef struct {
     ngx_http_gdrive_main_conf_t *gmcf;
     ngx_resolver_t         *resolver;     /* NULL: names are curl's */
     ngx_msec_t              resolver_timeout;
+#if (NGX_SSL)
     ngx_ssl_t               ssl;          /* ssl.ctx NULL: https is curl's */
+#endif
     u_char                 *free[NGX_GDRIVE_H1_FREE];
     ngx_uint_t              nfree;
 } ngx_gdrive_h1_client_t;
@@ -146,10 +148,12 @@ static ngx_uint_t ngx_gdrive_h1_has(struct curl_slist *l, const char *name,
 static void ngx_gdrive_h1_go(ngx_gdrive_h1_t *d);
 static void ngx_gdrive_h1_resolve(ngx_gdrive_h1_t *d);
 static void ngx_gdrive_h1_connected(ngx_gdrive_h1_t *d);
+#if (NGX_SSL)
 static void ngx_gdrive_h1_handshaked(ngx_connection_t *c);
 static ngx_int_t ngx_gdrive_h1_verify(ngx_gdrive_h1_t *d);
 static ngx_int_t ngx_gdrive_h1_tls_init(ngx_log_t *log,
     ngx_http_gdrive_main_conf_t *gmcf);
+#endif
 static void ngx_gdrive_h1_resolved(ngx_resolver_ctx_t *ctx);
 static ngx_int_t ngx_gdrive_h1_connect(ngx_gdrive_h1_t *d);
 static void ngx_gdrive_h1_write_handler(ngx_event_t *wev);
@@ -201,12 +205,16 @@ ngx_gdrive_h1_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf)
                             ? 30000 : clcf->resolver_timeout;
     }
 
+#if (NGX_SSL)
     if (ngx_gdrive_h1_tls_init(cycle->log, gmcf) != NGX_OK) {
         /* logged; https stays curl's */
         ngx_gdrive_h1_client.ssl.ctx = NULL;
     }
+#endif
 }
 
+
+#if (NGX_SSL)
 
 /*
  * The TLS context of https origins: TLS 1.2 and 1.3, the chain checked
@@ -253,6 +261,8 @@ ngx_gdrive_h1_tls_init(ngx_log_t *log, ngx_http_gdrive_main_conf_t *gmcf)
 
     return NGX_OK;
 }
+
+#endif
 
 
 /*
@@ -319,9 +329,16 @@ ngx_gdrive_h1_origin(const char *url, size_t *path)
 
     port = o->tls ? 443 : 80;
 
+#if (NGX_SSL)
     if (o->tls && cl->ssl.ctx == NULL) {
         return o;
     }
+#else
+    /* an nginx built without TLS: https is curl's */
+    if (o->tls) {
+        return o;
+    }
+#endif
 
     a = o->authority.data;
 
@@ -893,15 +910,19 @@ ngx_gdrive_h1_write_handler(ngx_event_t *wev)
 static void
 ngx_gdrive_h1_connected(ngx_gdrive_h1_t *d)
 {
+#if (NGX_SSL)
     u_char             name[256];
     ngx_int_t          rc;
     ngx_connection_t  *c;
+#endif
 
+    /* (without TLS in nginx, no https origin is usable) */
     if (!d->origin->tls) {
         ngx_gdrive_h1_send(d);
         return;
     }
 
+#if (NGX_SSL)
     c = d->conn->c;
 
     if (ngx_ssl_create_connection(&ngx_gdrive_h1_client.ssl, c,
@@ -938,7 +959,11 @@ ngx_gdrive_h1_connected(ngx_gdrive_h1_t *d)
     }
 
     ngx_gdrive_h1_handshaked(c);
+#endif
 }
+
+
+#if (NGX_SSL)
 
 
 static void
@@ -1033,6 +1058,8 @@ ngx_gdrive_h1_verify(ngx_gdrive_h1_t *d)
 
     return NGX_OK;
 }
+
+#endif
 
 
 static void
@@ -1876,6 +1903,7 @@ ngx_gdrive_h1_close(ngx_gdrive_h1_conn_t *conn)
     c = conn->c;
     pool = c->pool;
 
+#if (NGX_SSL)
     if (c->ssl) {
         /* no close_notify, none awaited: the answers carry their length,
          * and a shutdown that must wait cannot be left pending here */
@@ -1883,6 +1911,7 @@ ngx_gdrive_h1_close(ngx_gdrive_h1_conn_t *conn)
         c->ssl->no_send_shutdown = 1;
         (void) ngx_ssl_shutdown(c);
     }
+#endif
 
     ngx_close_connection(c);
 
@@ -1909,12 +1938,15 @@ ngx_gdrive_h1_idle_handler(ngx_event_t *ev)
     conn = c->data;
 
     if (!c->close) {
+#if (NGX_SSL)
         if (c->ssl) {
             /* TLS records that carry no data (a TLS 1.3 server's session
              * tickets) are no answer: taken, and the connection kept */
             n = c->recv(c, &buf, 1);
 
-        } else {
+        } else
+#endif
+        {
             n = recv(c->fd, &buf, 1, MSG_PEEK);
 
             if (n == -1 && ngx_socket_errno == NGX_EAGAIN) {
@@ -2033,8 +2065,10 @@ ngx_gdrive_h1_done(void)
         }
     }
 
+#if (NGX_SSL)
     if (ngx_gdrive_h1_client.ssl.ctx) {
         SSL_CTX_free(ngx_gdrive_h1_client.ssl.ctx);
         ngx_gdrive_h1_client.ssl.ctx = NULL;
     }
+#endif
 }

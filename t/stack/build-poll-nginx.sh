@@ -7,7 +7,8 @@
 #
 # Only the binary is built, with the modules a test configuration uses: it
 # is configured --with-compat and with the features that enter the module
-# signature as Debian's nginx has them (threads, PCRE), so it loads the
+# signature as Debian's nginx has them (threads, PCRE), and TLS, whose
+# functions the module calls, so it loads the
 # module that make built (build/ngx_http_gdrive_worker_module.so), the one
 # the other tests run.  The binary does not depend on the module's source:
 # it is built again only when the nginx source or these flags change.
@@ -58,7 +59,8 @@ if [ ! -x "$CACHE/configure" ]; then
     fetch
 fi
 
-FLAGS=(--with-compat --with-threads --with-poll_module --with-select_module
+FLAGS=(--with-compat --with-threads --with-http_ssl_module
+       --with-poll_module --with-select_module
        --without-http_charset_module --without-http_gzip_module
        --without-http_ssi_module --without-http_userid_module
        --without-http_access_module --without-http_auth_basic_module
