@@ -81,6 +81,10 @@ static void *ngx_gdrive_kafka_end_thread(void *data);
 static void ngx_gdrive_kafka_end_release(ngx_gdrive_kafka_end_t *end);
 
 
+/* a client left to its threads: the process must end without exit() */
+static ngx_uint_t  ngx_gdrive_kafka_abandoned;
+
+
 /* librdkafka's syslog levels to nginx's */
 static ngx_uint_t  ngx_gdrive_kafka_log_levels[] = {
     NGX_LOG_ALERT, NGX_LOG_ALERT, NGX_LOG_CRIT, NGX_LOG_ERR,
@@ -1772,6 +1776,8 @@ ngx_gdrive_kafka_end(ngx_gdrive_kafka_t *k, int flags)
     }
 
     if (!end->done) {
+        ngx_gdrive_kafka_abandoned = 1;
+
         ngx_log_error(NGX_LOG_WARN, k->log, 0,
                       "gdrive: kafka %s not destroyed within %ds (librdkafka "
                       "keeps a broker thread after the cluster behind its "
@@ -1819,4 +1825,16 @@ ngx_gdrive_kafka_end_release(ngx_gdrive_kafka_end_t *end)
         pthread_mutex_destroy(&end->mutex);
         free(end);
     }
+}
+
+
+/*
+ * Whether a client was left running at exit: its threads may still call
+ * back into memory that exit() and the cycle's pool would free.
+ */
+
+ngx_uint_t
+ngx_gdrive_kafka_left_running(void)
+{
+    return ngx_gdrive_kafka_abandoned;
 }

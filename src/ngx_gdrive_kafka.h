@@ -104,6 +104,7 @@ ngx_int_t ngx_gdrive_kafka_brokers_up(ngx_gdrive_kafka_t *k);
 ngx_int_t ngx_gdrive_kafka_brokers_state(ngx_gdrive_kafka_t *k,
     ngx_uint_t *up, ngx_uint_t *known);
 void ngx_gdrive_kafka_destroy(ngx_gdrive_kafka_t *k, ngx_msec_t flush);
+ngx_uint_t ngx_gdrive_kafka_left_running(void);
 
 /* librdkafka judges a property and its value (gdrive_kafka_option) */
 ngx_int_t ngx_gdrive_kafka_option_check(const char *name, const char *value,

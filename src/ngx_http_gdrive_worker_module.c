@@ -541,6 +541,16 @@ ngx_http_gdrive_exit_process(ngx_cycle_t *cycle)
                              spent < NGX_HTTP_GDRIVE_EXIT_FLUSH
                              ? NGX_HTTP_GDRIVE_EXIT_FLUSH - spent : 1);
     w->producer = NULL;
+
+    if (ngx_gdrive_kafka_left_running()) {
+        /*
+         * librdkafka's threads of a consumer it did not destroy may still
+         * call back into the cycle's memory: the process ends here, before
+         * nginx frees it and exit() runs the libraries' destructors.
+         */
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0, "gdrive: exit");
+        _exit(0);
+    }
 }
 
 
