@@ -1719,6 +1719,7 @@ ngx_gdrive_kafka_end(ngx_gdrive_kafka_t *k, int flags)
     pthread_t                tid;
     pthread_attr_t           attr;
     struct timespec          deadline;
+    u_char                   name[128];
     ngx_gdrive_kafka_end_t  *end;
 
     end = malloc(sizeof(ngx_gdrive_kafka_end_t));
@@ -1737,6 +1738,9 @@ ngx_gdrive_kafka_end(ngx_gdrive_kafka_t *k, int flags)
         rd_kafka_destroy_flags(k->rk, flags);
         return;
     }
+
+    /* the name, while the handle is certainly there to ask */
+    ngx_cpystrn(name, (u_char *) rd_kafka_name(k->rk), sizeof(name));
 
     end->rk = k->rk;
     end->flags = flags;
@@ -1782,7 +1786,7 @@ ngx_gdrive_kafka_end(ngx_gdrive_kafka_t *k, int flags)
                       "gdrive: kafka %s not destroyed within %ds (librdkafka "
                       "keeps a broker thread after the cluster behind its "
                       "brokers changed): the worker exits without it",
-                      rd_kafka_name(k->rk), NGX_GDRIVE_KAFKA_END_TIMEOUT);
+                      name, NGX_GDRIVE_KAFKA_END_TIMEOUT);
     }
 
     pthread_mutex_unlock(&end->mutex);

@@ -7,7 +7,8 @@
  * It allocates nothing on the common path (measured: jansson's tree and
  * its mallocs were a third of a worker's CPU per trigger).  No nginx here,
  * so the same object file serves the module, the unit tests and the fuzz
- * target.
+ * target.  The result event's JSON is written here too, as it goes, by
+ * the same rules of escaping and UTF-8 that the scanner enforces.
  */
 
 

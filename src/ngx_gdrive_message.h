@@ -1,6 +1,7 @@
 
 /*
- * nginx-gdrive-worker: the trigger message schema.
+ * nginx-gdrive-worker: the trigger message schema, and the JSON writer
+ * of the result event that answers it.
  *
  * Infrastructure, free of nginx: the HTTP trigger location and the Kafka
  * consumer validate with this same code, and the unit tests and the fuzz
