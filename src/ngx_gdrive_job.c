@@ -164,7 +164,12 @@ ngx_gdrive_job_init(ngx_cycle_t *cycle, ngx_http_gdrive_main_conf_t *gmcf,
 }
 
 
-/* exit_process: the loop has ended, the consumer goes at once */
+/*
+ * exit_process: the loop has ended, the consumer goes at once.  Its
+ * structure stays, without a client: the producers' flush that follows
+ * still serves delivery reports, whose jobs end and ask it to store
+ * offsets or resume, and find it gone (no client) rather than NULL.
+ */
 
 void
 ngx_gdrive_job_exit(void)
@@ -175,7 +180,6 @@ ngx_gdrive_job_exit(void)
 
     if (e->consumer) {
         ngx_gdrive_kafka_destroy(e->consumer, 0);
-        e->consumer = NULL;
     }
 
     if (e->status) {
